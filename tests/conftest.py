@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own engine home and never touches the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TURTLE_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def turtle_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("turtle_home")
+    monkeypatch.setenv("TURTLE_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def make_image_tree(tmp_path: Path):
+    """Build a class-per-folder tree of small distinct PNGs: `make_image_tree({"cats": 3, "dogs": 2})`."""
+    from PIL import Image, ImageDraw
+
+    def build(classes: dict[str, int], root: Path | None = None, size: int = 48) -> Path:
+        root = root or tmp_path / "images"
+        for class_index, (name, count) in enumerate(classes.items()):
+            folder = root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                image = Image.new("RGB", (size, size), (40 * class_index % 256, 90, 200 - 30 * class_index % 200))
+                draw = ImageDraw.Draw(image)
+                draw.rectangle((i % size, 2, (i * 7) % size + 4, 20), fill=(255, (i * 37) % 256, 0))
+                image.save(folder / f"{name}_{i:03d}.png")
+        return root
+
+    return build

@@ -1,0 +1,19 @@
+"""Constants shared across the engine."""
+
+from __future__ import annotations
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
+)
+
+# Pillow's decompression-bomb guard: images with more pixels than this are refused with a reason.
+MAX_IMAGE_PIXELS: int = 178_956_970
+
+# TURTLE defaults from the paper (Gadetsky et al., ICML 2024).
+TURTLE_OUTER_STEPS: int = 6000
+TURTLE_INNER_STEPS: int = 10
+TURTLE_BATCH_SIZE: int = 10_000
+TURTLE_GAMMA: float = 10.0
+
+THUMBNAIL_SIZE: int = 192
+EXCLUDED: int = -1  # cluster id of images a curator excluded
