@@ -1,0 +1,158 @@
+"""Background jobs: run long engine steps in worker threads, report progress, cancel, keep the result.
+
+Workers never touch the UI; the UI polls `Job` snapshots (e.g. from a Streamlit fragment).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from turtle_core.progress import Cancelled, Progress, ProgressCallback
+
+T = TypeVar("T")
+JobState = Literal["running", "done", "failed", "cancelled"]
+JobFn = Callable[[ProgressCallback, threading.Event], T]
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job failed: a one-line message for people and the full traceback for bug reports."""
+
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage a job went through: when it began and its latest progress."""
+
+    stage: str
+    started: float
+    latest: Progress
+
+
+class Job(Generic[T]):
+    """A function running in a worker thread; all public attributes are safe to read from any thread."""
+
+    def __init__(self, kind: str, key: str, fn: JobFn[T]) -> None:
+        self.id: int = next(_ids)
+        self.kind = kind
+        self.key = key
+        self.state: JobState = "running"
+        self.progress: Progress | None = None
+        self.result: T | None = None
+        self.error: JobError | None = None
+        self.started: float = time.time()
+        self.finished: float | None = None
+        self._fn = fn
+        self._log: list[StageRecord] = []
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"job-{kind}-{self.id}", daemon=True)
+
+    @property
+    def log(self) -> list[StageRecord]:
+        """Stages seen so far, in order, each with its latest progress."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next cancellation check."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished (any final state); False on timeout."""
+        return self._done.wait(timeout)
+
+    def _report(self, progress: Progress) -> None:
+        with self._lock:
+            self.progress = progress
+            if self._log and self._log[-1].stage == progress.stage:
+                self._log[-1] = StageRecord(progress.stage, self._log[-1].started, progress)
+            else:
+                self._log.append(StageRecord(progress.stage, time.time(), progress))
+
+    def _run(self) -> None:
+        try:
+            result = self._fn(self._report, self._cancel)
+        except Cancelled:
+            self._finish("cancelled")
+        except BaseException as exc:  # noqa: BLE001 - any failure is reported to the user, never lost
+            message = str(exc) or type(exc).__name__
+            self.error = JobError(message, traceback.format_exc())
+            self._finish("failed")
+        else:
+            self.result = result
+            self._finish("done")
+
+    def _finish(self, state: JobState) -> None:
+        self.finished = time.time()
+        self.state = state
+        self._done.set()
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id}, kind={self.kind!r}, key={self.key!r}, state={self.state!r})"
+
+
+class JobManager:
+    """Registry of background jobs: at most one running job per key; the latest job per key is kept."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job[Any]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, kind: str, fn: JobFn[T], *, key: str) -> Job[T]:
+        """Start `fn(progress, cancel)` in a worker thread, unless a job with `key` is still running
+        (then that job is returned and `fn` is not started)."""
+        with self._lock:
+            current = self._jobs.get(key)
+            if current is not None and current.running:
+                return current
+            job: Job[T] = Job(kind, key, fn)
+            self._jobs[key] = job
+        job._thread.start()
+        return job
+
+    def get(self, key: str) -> Job[Any] | None:
+        """The running or most recent job for `key`."""
+        with self._lock:
+            return self._jobs.get(key)
+
+    def forget(self, key: str) -> None:
+        """Drop a finished job so the UI stops showing it; a running job is kept."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and not job.running:
+                del self._jobs[key]
+
+    def running(self) -> list[Job[Any]]:
+        with self._lock:
+            return [job for job in self._jobs.values() if job.running]
+
+    def cancel_all(self) -> None:
+        for job in self.running():
+            job.cancel()
