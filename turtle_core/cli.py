@@ -1,0 +1,208 @@
+"""Command line: `python -m turtle_core discover FOLDER --clusters 10 --out labels.csv`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .progress import Cancelled, Progress
+
+if TYPE_CHECKING:
+    from .project import DiscoveryResult, Project
+
+STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "run", "layout": "pt"}
+
+
+class TerminalProgress:
+    """One tqdm bar per stage on stderr; a new stage closes the previous bar."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._stage: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        with self._lock:
+            if progress.stage != self._stage or self._bar is None or self._bar.total != progress.total:
+                self.close()
+                self._stage = progress.stage
+                self._bar = tqdm(
+                    total=progress.total,
+                    desc=f"{progress.stage:>6}",
+                    unit=STAGE_UNITS.get(progress.stage, "it"),
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+            self._bar.n = progress.done
+            if progress.message:
+                self._bar.set_postfix_str(progress.message, refresh=False)
+            self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def parse_clusters(text: str) -> int | tuple[int, int]:
+    """'10' → 10; '5-30' → (5, 30)."""
+    try:
+        if "-" in text:
+            low, high = (int(part) for part in text.split("-", 1))
+            return (low, high)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 10 or a range like 5-30, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .backbones import BACKBONES, PRESETS
+
+    parser = argparse.ArgumentParser(prog="python -m turtle_core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    discover = commands.add_parser("discover", help="discover categories in a folder of images")
+    discover.add_argument("folder", help="folder of images (read only; never modified)")
+    discover.add_argument("--clusters", "-k", type=parse_clusters, required=True, help="a number (10) or a range (5-30)")
+    discover.add_argument("--out", "-o", required=True, help="CSV to write: path,cluster,confidence")
+    choice = discover.add_mutually_exclusive_group()
+    choice.add_argument("--preset", choices=sorted(PRESETS), default=None, help="backbone preset (default: offline)")
+    choice.add_argument("--backbones", default=None, help=f"comma-separated, from: {', '.join(BACKBONES)}")
+    discover.add_argument(
+        "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="local weights for a backbone"
+    )
+    discover.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    discover.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+    commands.add_parser("backbones", help="list backbones and whether their weights are available")
+
+    demo = commands.add_parser("demo", help="write the bundled Animal-MNIST demo folder")
+    demo.add_argument("--per-class", type=int, default=200)
+    demo.add_argument("--dest", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "backbones":
+        return _list_backbones()
+    if args.command == "demo":
+        from .demo import default_demo_dir, write_demo_folder
+
+        dest = Path(args.dest) if args.dest else default_demo_dir(args.per_class)
+        print(write_demo_folder(dest, per_class=args.per_class))
+        return 0
+    return _discover(args)
+
+
+def _list_backbones() -> int:
+    from .backbones import BACKBONES, PRESETS, check_availability
+
+    for name, spec in BACKBONES.items():
+        availability = check_availability(name)
+        presets = ",".join(preset for preset, names in PRESETS.items() if name in names)
+        print(f"{name:16} {availability.status:12} {presets:14} {spec.description}")
+        if availability.status != "present":
+            print(f"{'':16} {availability.detail}")
+    return 0
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from .backbones import PRESETS
+    from .project import Project, ProjectError
+
+    try:
+        checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    names = args.backbones.split(",") if args.backbones else list(PRESETS[args.preset or "offline"])
+    progress = TerminalProgress(enabled=not args.quiet)
+    project: Project | None = None
+    try:
+        project = Project.open(args.folder)
+        project.device = args.device
+        project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
+        result = project.run_discovery(args.clusters, progress=progress)
+    except ProjectError as error:
+        progress.close()
+        _report_skipped(_scan_skips(project), Path(args.out))
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (Cancelled, KeyboardInterrupt):
+        progress.close()
+        print("cancelled", file=sys.stderr)
+        return 130
+    progress.close()
+    out = Path(args.out)
+    _write_labels_csv(out, result)
+    skipped = _scan_skips(project) + [(item.path, item.reason) for item in result.failed]
+    _report_skipped(skipped, out)
+    print(
+        f"{len(result.images)} images → {result.n_clusters} categories "
+        f"(generalisation score {result.score:.3f}) in {result.seconds:.1f} s; wrote {out}",
+        file=sys.stderr,
+    )
+    if result.metrics:
+        print("against folder labels: " + _format_metrics(result.metrics), file=sys.stderr)
+    return 0
+
+
+def _split_checkpoint(item: str) -> tuple[str, str]:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--checkpoint expects NAME=PATH, got {item!r}")
+    return name.strip(), path.strip()
+
+
+def _scan_skips(project: Project | None) -> list[tuple[str, str]]:
+    if project is None or project.scan_result is None:
+        return []
+    return [(item.path, item.reason) for item in project.scan_result.skipped]
+
+
+def _write_labels_csv(out: Path, result: DiscoveryResult) -> None:
+    from .atomic import atomic_write_text
+
+    rows = [
+        [record.path, int(label), f"{float(confidence):.4f}"]
+        for record, label, confidence in zip(result.images, result.labels, result.confidence)
+    ]
+    atomic_write_text(out, "path,cluster,confidence\n" + _csv_text(rows))
+
+
+def _csv_text(rows: list[list[object]]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:
+    from .atomic import atomic_write_text
+
+    report = out.with_name(out.stem + ".skipped.csv")
+    if not skipped:
+        if report.exists():
+            os.unlink(report)
+        return
+    for path, reason in skipped:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    atomic_write_text(report, "path,reason\n" + _csv_text([list(item) for item in skipped]))
+    print(f"{len(skipped)} file(s) skipped; reasons in {report}", file=sys.stderr)
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.3f}" for name, value in metrics.items())
