@@ -1,0 +1,57 @@
+"""TURTLE Labels: bootstrap labels for a folder of images. Run with `streamlit run app.py`."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common
+
+st.set_page_config(page_title="TURTLE Labels", page_icon="🐢", layout="wide")
+common.init_session()
+common.palette_css()
+
+PAGES = [
+    st.Page(common.PROJECT_PAGE, title="Project", icon="📂", default=True),
+    st.Page(common.DISCOVER_PAGE, title="Discover", icon="🔎"),
+    st.Page(common.MAP_PAGE, title="Map", icon="🗺️"),
+    st.Page(common.CLUSTERS_PAGE, title="Clusters", icon="🗂️"),
+    st.Page(common.EXPORT_PAGE, title="Export", icon="📦"),
+]
+page = st.navigation(PAGES)
+
+
+def sidebar() -> None:
+    """Project summary plus undo/redo, available on every page."""
+    with st.sidebar:
+        st.markdown("### 🐢 TURTLE Labels")
+        project = common.current_project()
+        if project is None:
+            st.caption("No project open.")
+            return
+        st.caption(f"📁 `{project.folder}`")
+        curation = project.curation
+        if curation is None:
+            st.caption(f"{common.fmt_int(len(project.images))} images · no categories yet")
+            return
+        n_excluded = int((curation.assignments < 0).sum())
+        st.caption(
+            f"{common.fmt_int(curation.n_images)} images · {len(curation.cluster_ids())} clusters"
+            + (f" · {common.fmt_int(n_excluded)} excluded" if n_excluded else "")
+        )
+        history = curation.history()
+        undo_col, redo_col = st.columns(2)
+        if undo_col.button("Undo", icon="↩️", disabled=not curation.can_undo, width="stretch", key="undo"):
+            last = history[-1]
+            curation.undo()
+            common.edited(project, f"Undone: {last}")
+        if redo_col.button("Redo", icon="↪️", disabled=not curation.can_redo, width="stretch", key="redo"):
+            curation.redo()
+            common.edited(project, "Redone: " + curation.history()[-1])
+        if history:
+            with st.expander(f"History ({len(history)} edits)"):
+                for line in reversed(history[-30:]):
+                    st.caption(f"• {line}")
+
+
+sidebar()
+page.run()

@@ -1,0 +1,210 @@
+"""Clusters page: overview, per-cluster galleries, a review queue, and the cluster edits."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from pages import common
+from turtle_core.constants import EXCLUDED
+
+st.title("🗂️ Clusters")
+st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
+project = common.require_project()
+curation = common.require_curation(project)
+
+# A finished split is announced once, and selections made before it are reset.
+split_job = common.project_job(project, "split")
+if split_job is not None and split_job.state == "done" and st.session_state.get("split_seen") != split_job.id:
+    st.session_state.split_seen = split_job.id
+    st.session_state.edit_nonce += 1
+    common.flash("success", f"Split into {len(split_job.result or [])} clusters.")
+common.show_flash()
+
+busy = common.busy_jobs(project, ("discover", "split"))
+if busy:
+    st.warning(
+        "Clusters are being recomputed in the background; editing is paused until it finishes.", icon="⏳"
+    )
+common.job_panel(split_job if split_job is not None and split_job.running else None, "Split")
+
+confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
+assign = curation.assignments
+sizes = curation.sizes()
+options = common.cluster_options(curation)
+
+VIEWS = ["Overview", "Gallery", "Review queue"]
+view = st.segmented_control(
+    "View", VIEWS, default="Overview", required=True, key="clusters_view", label_visibility="collapsed"
+)
+
+
+def _open_cluster(cid: int) -> None:
+    st.session_state.clusters_view = "Gallery"
+    st.session_state.gallery_cluster = cid
+
+
+# ------------------------------------------------------------------------------------------ overview
+def overview() -> None:
+    n_excluded = int((assign == EXCLUDED).sum())
+    cols = st.columns(5)
+    cols[0].metric("Clusters", len(sizes))
+    cols[1].metric("Images", common.fmt_int(curation.n_images - n_excluded))
+    cols[2].metric("Excluded", common.fmt_int(n_excluded))
+    cols[3].metric("Edited images", common.fmt_int(int(curation.touched.sum())))
+    metrics = project.current_metrics()
+    if metrics:
+        cols[4].metric(
+            "Accuracy vs folders",
+            f"{metrics['accuracy']:.1%}",
+            help="Hungarian-matched accuracy of the current labels",
+        )
+
+    with st.container(border=True):
+        st.markdown("**Edit clusters**")
+        rename_tab, merge_tab, split_tab = st.tabs(["Rename", "Merge", "Split"])
+        nonce = st.session_state.edit_nonce
+        try:
+            with rename_tab:
+                a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
+                cid = a.selectbox(
+                    "Cluster", list(options), format_func=options.get, key=f"rename_cid:{nonce}"
+                )
+                name = b.text_input("New name", placeholder=curation.name_of(cid), key=f"rename_name:{nonce}")
+                if c.button("Rename", type="primary", disabled=bool(busy), key="rename", width="stretch"):
+                    old = curation.name_of(cid)
+                    new = curation.rename(cid, name)
+                    common.edited(project, f"Renamed '{old}' to '{new}'.")
+            with merge_tab:
+                a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
+                chosen = a.multiselect(
+                    "Clusters to merge", list(options), format_func=options.get, key=f"merge_cids:{nonce}"
+                )
+                name = b.text_input(
+                    "Name of the merged cluster",
+                    placeholder=curation.name_of(chosen[0]) if chosen else "keeps the first cluster's name",
+                    key=f"merge_name:{nonce}",
+                )
+                if c.button(
+                    "Merge",
+                    type="primary",
+                    disabled=bool(busy) or len(chosen) < 2,
+                    key="merge",
+                    width="stretch",
+                ):
+                    target = curation.merge(chosen, name.strip() or None)
+                    common.edited(
+                        project, f"Merged {len(chosen)} clusters into '{curation.name_of(target)}'."
+                    )
+            with split_tab:
+                a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
+                cid = a.selectbox("Cluster", list(options), format_func=options.get, key=f"split_cid:{nonce}")
+                parts = b.selectbox(
+                    "Parts",
+                    [None, 2, 3, 4],
+                    format_func=lambda p: "automatic (2–4)" if p is None else str(p),
+                    key="split_parts",
+                )
+                if c.button("Split", type="primary", disabled=bool(busy), key="split", width="stretch"):
+                    common.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
+                    st.rerun()
+                st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
+        except ValueError as error:
+            st.error(str(error), icon="⚠️")
+
+    order = np.lexsort((-confidence, assign))  # by cluster, most confident first
+    starts = np.searchsorted(assign[order], list(options))
+    per_row = 3
+    ids = list(options)
+    for row in range(0, len(ids), per_row):
+        cols = st.columns(per_row)
+        for col, cid in zip(cols, ids[row : row + per_row], strict=False):
+            start = starts[ids.index(cid)]
+            members = order[start : start + sizes[cid]]
+            with col, st.container(border=True):
+                head, button = st.columns([3, 1], vertical_alignment="center")
+                head.markdown(f"**{curation.name_of(cid)}**")
+                button.button("Open", key=f"open-{cid}", on_click=_open_cluster, args=(cid,), type="tertiary")
+                st.caption(
+                    f"{common.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
+                )
+                common.image_strip(project, members[:6].tolist(), width=56)
+
+
+# ------------------------------------------------------------------------------------------ gallery
+SORTS = {
+    "Least sure first": "asc",
+    "Most typical first": "desc",
+    "File name": "name",
+}
+
+
+@st.fragment
+def cluster_gallery() -> None:
+    choices = list(options) + ([EXCLUDED] if (assign == EXCLUDED).any() else [])
+    if st.session_state.get("gallery_cluster") not in choices:
+        st.session_state.gallery_cluster = choices[0]
+    a, b, c = st.columns([3, 2, 1], vertical_alignment="bottom")
+    cid = a.selectbox(
+        "Cluster",
+        choices,
+        format_func=lambda c_: (
+            f"Excluded ({int((assign == EXCLUDED).sum())})" if c_ == EXCLUDED else options[c_]
+        ),
+        key="gallery_cluster",
+    )
+    sort = b.segmented_control(
+        "Sort", list(SORTS), default="Least sure first", required=True, key="gallery_sort"
+    )
+    page_size = c.selectbox("Per page", [48, 100], key="gallery_page_size")
+    members = curation.members(cid)
+    if SORTS[sort] == "name":
+        members = members[np.argsort([project.images[i].path for i in members], kind="stable")]
+    else:
+        members = members[
+            np.argsort(confidence[members] * (1 if SORTS[sort] == "asc" else -1), kind="stable")
+        ]
+    scope = f"cluster{cid}"
+    captions = [f"{confidence[i]:.2f}" for i in members]
+    shown = common.gallery(project, members, scope=scope, captions=captions, page_size=page_size)
+    _selection_bar(scope, shown, restore=cid == EXCLUDED)
+
+
+@st.fragment
+def review_queue() -> None:
+    st.caption("The images TURTLE was least sure about, across all clusters: the most likely mistakes.")
+    a, b = st.columns([3, 1], vertical_alignment="bottom")
+    threshold = a.slider("Confidence below", 0.0, 1.0, 0.6, 0.05, key="review_threshold")
+    page_size = b.selectbox("Per page", [48, 100], key="review_page_size")
+    queue = np.flatnonzero((assign != EXCLUDED) & (confidence < threshold))
+    queue = queue[np.argsort(confidence[queue], kind="stable")]
+    st.caption(f"{common.fmt_int(queue.size)} images to review")
+    captions = [f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" for i in queue]
+    shown = common.gallery(project, queue, scope="review", captions=captions, page_size=page_size)
+    _selection_bar("review", shown)
+
+
+def _selection_bar(scope: str, shown: list[int], restore: bool = False) -> None:
+    picked = common.picked(scope)
+    with st.container(border=True):
+        info, select_all, clear = st.columns([4, 1, 1], vertical_alignment="center")
+        info.markdown(f"**{len(picked)} selected**" if picked else "Tick images to move or exclude them.")
+        select_all.button(
+            "Select page",
+            key=f"{scope}:all",
+            on_click=common.set_picked,
+            args=(scope, shown, True),
+            width="stretch",
+        )
+        clear.button(
+            "Clear", key=f"{scope}:clear", on_click=common.clear_picked, args=(scope,), width="stretch"
+        )
+        common.edit_actions(project, curation, picked, key=scope, restore=restore, disabled=bool(busy))
+
+
+if view == "Overview":
+    overview()
+elif view == "Gallery":
+    cluster_gallery()
+else:
+    review_queue()

@@ -1,0 +1,153 @@
+"""Discover page: embed the images and let TURTLE find the categories, in the background."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages import common
+
+st.title("🔎 Discover categories")
+st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")
+common.show_flash()
+project = common.require_project()
+
+scan = project.scan_result
+n_images = len(scan.images) if scan is not None else 0
+n_labels = scan.summary()["folder_labels"] if scan is not None else 0
+job = common.project_job(project, "discover")
+running = job is not None and job.running
+
+# ------------------------------------------------------------------------------------------ settings
+with st.container(border=True):
+    mode_col, value_col = st.columns([2, 3], gap="large")
+    with mode_col:
+        mode = st.radio(
+            "Number of categories",
+            ["Fixed", "Choose automatically"],
+            key="k_mode",
+            persist_state="session",
+            help="Automatic: TURTLE is run for every count in the range and the best-generalising one is kept.",
+        )
+    default_k = n_labels if n_labels >= 2 else 10
+    with value_col:
+        if mode == "Fixed":
+            request: int | tuple[int, int] = int(
+                st.number_input(
+                    "Categories",
+                    min_value=2,
+                    max_value=1000,
+                    value=default_k,
+                    step=1,
+                    key="k_fixed",
+                    persist_state="session",
+                )
+            )
+        else:
+            low, high = st.slider(
+                "Range to try",
+                min_value=2,
+                max_value=60,
+                value=(max(2, default_k // 2), min(60, default_k * 2)),
+                key="k_range",
+                persist_state="session",
+            )
+            request = (int(low), int(high))
+        backbones = ", ".join(project.backbones)
+        st.caption(
+            f"{common.fmt_int(n_images)} images · backbones: {backbones}"
+            if scan
+            else f"Backbones: {backbones}"
+        )
+
+    replaces_edits = project.curation is not None and project.curation.can_undo
+    confirmed = True
+    if replaces_edits and not running:
+        confirmed = st.checkbox(
+            "Discard my curation edits and start again from a new discovery",
+            key="confirm_rediscover",
+            help="Running discovery again replaces the current clusters and their undo history.",
+        )
+    if st.button(
+        "Run discovery",
+        type="primary",
+        icon="▶️",
+        disabled=running or not confirmed or not project.backbones,
+        key="run_discovery",
+    ):
+        job = common.submit_job(
+            project,
+            "discover",
+            lambda progress, cancel: project.run_discovery(request, progress=progress, cancel=cancel),
+        )
+        running = True
+
+common.job_panel(job, "Discovery")
+
+# ------------------------------------------------------------------------------------------ result
+result = project.discovery
+if result is None or running:
+    if result is None and not running:
+        st.info("Choose the number of categories and press **Run discovery**.", icon="💡")
+    st.stop()
+
+st.subheader("Result")
+cols = st.columns(4)
+cols[0].metric("Categories", result.n_clusters)
+cols[1].metric("Images", common.fmt_int(len(result.images)))
+cols[2].metric(
+    "Generalisation score",
+    f"{result.score:.3f}",
+    help="How well a linear classifier trained on half the data predicts the clusters of the other half; higher is better.",
+)
+cols[3].metric("Time", common.fmt_duration(result.seconds))
+
+if result.metrics:
+    st.markdown("**Agreement with folder labels**")
+    st.caption(
+        "The images sit in class sub-folders, so the discovery can be scored (k-means shown for reference)."
+    )
+    mcols = st.columns(3)
+    for col, (key, label) in zip(
+        mcols, [("accuracy", "Accuracy"), ("nmi", "NMI"), ("ari", "ARI")], strict=False
+    ):
+        value = result.metrics.get(key)
+        baseline = (result.kmeans_metrics or {}).get(key)
+        if value is None:
+            continue
+        col.metric(
+            label,
+            f"{value:.1%}" if key == "accuracy" else f"{value:.3f}",
+            delta=None if baseline is None else f"{value - baseline:+.3f} vs k-means ({baseline:.3f})",
+        )
+
+chart_cols = st.columns(2 if len(result.scores_by_k) > 1 else 1, gap="large")
+with chart_cols[0]:
+    st.markdown("**Cluster sizes**")
+    ids, counts = np.unique(result.labels, return_counts=True)
+    names = project.curation.names if project.curation is not None else {}
+    frame = pd.DataFrame(
+        {"cluster": [names.get(int(c), f"Cluster {int(c)}") for c in ids], "images": counts.astype(int)}
+    )
+    st.bar_chart(frame, x="cluster", y="images", sort="-images", height=280)
+if len(result.scores_by_k) > 1:
+    with chart_cols[1]:
+        st.markdown("**Score per number of categories**")
+        scores = pd.DataFrame(
+            {"categories": list(result.scores_by_k), "score": list(result.scores_by_k.values())}
+        ).sort_values("categories")
+        st.line_chart(scores, x="categories", y="score", height=280)
+        st.caption(f"Best: {result.n_clusters} categories.")
+
+if result.failed:
+    with st.expander(f"Images that could not be embedded ({len(result.failed)})"):
+        st.dataframe(
+            pd.DataFrame([{"file": f.path, "reason": f.reason} for f in result.failed]),
+            hide_index=True,
+            width="stretch",
+        )
+
+nav = st.columns(2)
+nav[0].page_link(common.MAP_PAGE, label="Explore the map", icon="🗺️")
+nav[1].page_link(common.CLUSTERS_PAGE, label="Review the clusters", icon="🗂️")

@@ -1,0 +1,115 @@
+"""Export page: write the labeled dataset (ImageFolder tree + manifests) and download the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages import common
+from turtle_core.constants import EXCLUDED
+
+st.title("📦 Export")
+st.caption("Write the labeled dataset to a new folder. Your original images are only read, never moved.")
+common.show_flash()
+project = common.require_project()
+curation = common.require_curation(project)
+
+from turtle_core.export import ALL_FORMATS  # noqa: E402
+
+FORMATS = {
+    "imagefolder": "ImageFolder tree",
+    "csv": "CSV manifest",
+    "parquet": "Parquet manifest",
+    "hf": "Hugging Face metadata.jsonl",
+    "labelstudio": "Label Studio tasks",
+}
+MODES = {
+    "copy": "Copy files",
+    "hardlink": "Hard links (no extra space)",
+    "symlink": "Symbolic links",
+}
+
+n_excluded = int((curation.assignments == EXCLUDED).sum())
+cols = st.columns(3)
+cols[0].metric("Images to export", common.fmt_int(curation.n_images - n_excluded))
+cols[1].metric("Classes", len(curation.cluster_ids()))
+cols[2].metric(
+    "Excluded", common.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied."
+)
+
+job = common.project_job(project, "export")
+running = job is not None and job.running
+
+with st.container(border=True):
+    default_dest = str(project.folder.parent / f"{project.folder.name}-labeled")
+    dest = st.text_input(
+        "Destination folder", value=default_dest, key=f"export_dest:{project.folder}"
+    ).strip()
+    mode_col, format_col = st.columns([1, 2], gap="large")
+    mode = mode_col.radio(
+        "Files", list(MODES), format_func=MODES.get, key="export_mode", persist_state="session"
+    )
+    formats = format_col.pills(
+        "Formats",
+        [f for f in FORMATS if f in ALL_FORMATS],
+        selection_mode="multi",
+        default=list(ALL_FORMATS),
+        format_func=FORMATS.get,
+        key="export_formats",
+        persist_state="session",
+    )
+    if mode == "hardlink":
+        st.caption(
+            "Hard links share storage with the originals: editing an exported file in place edits the original too."
+        )
+
+    target = Path(dest).expanduser() if dest else None
+    exists = target is not None and target.exists() and (not target.is_dir() or any(target.iterdir()))
+    overwrite = False
+    if exists and not running:
+        st.warning(f"`{target}` already exists and is not empty.", icon="⚠️")
+        overwrite = st.checkbox(
+            "Replace it (only a previous export made by this app can be replaced)",
+            key=f"export_overwrite:{job.id if job is not None else 0}",
+        )
+    ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running
+    if st.button("Export", type="primary", icon="📦", disabled=not ready, key="export"):
+        chosen, chosen_mode, replace = list(formats), mode, overwrite
+        job = common.submit_job(
+            project,
+            "export",
+            lambda progress, cancel: project.export(
+                dest, mode=chosen_mode, formats=chosen, overwrite=replace, progress=progress, cancel=cancel
+            ),
+        )
+        running = True
+
+common.job_panel(job, "Export")
+
+if job is not None and job.state == "done" and job.result is not None:
+    report = job.result
+    st.success(f"Exported {common.fmt_int(report.n_exported)} images to `{report.dest}`.", icon="✅")
+    rcols = st.columns(3)
+    rcols[0].metric("Exported", common.fmt_int(report.n_exported))
+    rcols[1].metric("Excluded", common.fmt_int(report.n_excluded))
+    rcols[2].metric("Files written", common.fmt_int(len(report.files)))
+    for warning in report.warnings:
+        st.warning(warning)
+    with st.expander("Class folders and files"):
+        if report.label_folders:
+            st.dataframe(
+                [{"label": label, "folder": folder} for label, folder in report.label_folders.items()],
+                hide_index=True,
+                width="stretch",
+            )
+        st.code("\n".join(report.files), language="text")
+
+st.download_button(
+    "Download manifest (CSV)",
+    data=lambda: project.manifest_frame().to_csv(index=False).encode("utf-8"),
+    file_name=f"{project.folder.name}-manifest.csv",
+    mime="text/csv",
+    icon="⬇️",
+    key="download_manifest",
+)

@@ -1,0 +1,120 @@
+"""Plotly figures for the pages (no Streamlit here, so benchmarks can build them alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+EXCLUDED_COLOUR = "#b0b0b0"
+PALETTE: list[str] = (
+    list(qualitative.Plotly) + list(qualitative.D3[1:]) + list(qualitative.Dark24) + list(qualitative.Light24)
+)
+
+
+def cluster_colours(cluster_ids: Sequence[int]) -> dict[int, str]:
+    """A stable colour per cluster id (by id, so a cluster keeps its colour across edits)."""
+    return {int(c): EXCLUDED_COLOUR if c < 0 else PALETTE[int(c) % len(PALETTE)] for c in cluster_ids}
+
+
+def scatter_figure(
+    xy: np.ndarray,
+    assignments: np.ndarray,
+    confidence: np.ndarray,
+    names: Mapping[int, str],
+    file_names: Sequence[str],
+    *,
+    colour_by: Literal["cluster", "confidence"] = "cluster",
+    height: int = 620,
+    label_clusters: bool = True,
+) -> go.Figure:
+    """One WebGL trace (so selections come back as row indices) coloured by cluster or confidence.
+
+    Hover shows cluster name, confidence and file name; cluster names sit at the cluster medians."""
+    assignments = np.asarray(assignments)
+    n = len(assignments)
+    ids = sorted({int(c) for c in np.unique(assignments)})
+    marker_size = 7 if n <= 2_000 else 5 if n <= 20_000 else 3
+    name_of = {cid: names.get(cid, "Excluded" if cid < 0 else f"Cluster {cid}") for cid in ids}
+    # Per-point hover text: the only per-point strings we send; everything numeric travels as typed arrays.
+    lookup = np.array([name_of[c] for c in ids], dtype=object)
+    position = np.searchsorted(np.asarray(ids), assignments)
+    hover = [
+        f"<b>{cluster}</b> · {conf:.2f}<br>{fname}"
+        for cluster, conf, fname in zip(lookup[position], confidence.tolist(), file_names, strict=True)
+    ]
+
+    if colour_by == "cluster":
+        colours = cluster_colours(ids)
+        # Discrete colours as a step colour scale over the cluster's rank: compact numeric payload.
+        k = len(ids)
+        scale: list[list[float | str]] = []
+        for rank, cid in enumerate(ids):
+            scale.append([rank / k, colours[cid]])
+            scale.append([(rank + 1) / k, colours[cid]])
+        marker = {
+            "color": position.astype(np.int32),
+            "colorscale": scale,
+            "cmin": -0.5,
+            "cmax": k - 0.5,
+            "showscale": False,
+            "size": marker_size,
+            "opacity": 0.85,
+        }
+        # With a single cluster the scale collapses; fall back to its one colour.
+        if k == 1:
+            marker = {"color": colours[ids[0]], "size": marker_size, "opacity": 0.85}
+    else:
+        marker = {
+            "color": np.asarray(confidence, dtype=np.float32),
+            "colorscale": "Viridis",
+            "cmin": 0.0,
+            "cmax": 1.0,
+            "showscale": True,
+            "colorbar": {"title": {"text": "confidence"}, "thickness": 12},
+            "size": marker_size,
+            "opacity": 0.85,
+        }
+
+    fig = go.Figure(
+        go.Scattergl(
+            x=np.asarray(xy[:, 0], dtype=np.float32),
+            y=np.asarray(xy[:, 1], dtype=np.float32),
+            mode="markers",
+            marker=marker,
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    if label_clusters and colour_by == "cluster" and len(ids) <= 60:
+        for cid in ids:
+            if cid < 0:
+                continue
+            members = assignments == cid
+            cx, cy = np.median(xy[members, 0]), np.median(xy[members, 1])
+            fig.add_annotation(
+                x=float(cx),
+                y=float(cy),
+                text=name_of[cid],
+                showarrow=False,
+                font={"size": 12, "color": "#1f1f1f"},
+                bgcolor="rgba(255,255,255,0.75)",
+                bordercolor=cluster_colours([cid])[cid],
+                borderwidth=1,
+                borderpad=2,
+            )
+    fig.update_layout(
+        height=height,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        dragmode="lasso",
+        xaxis={"visible": False},
+        yaxis={"visible": False, "scaleanchor": "x"},
+        hovermode="closest",
+        plot_bgcolor="white",
+        uirevision="map",
+    )
+    return fig

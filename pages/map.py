@@ -1,0 +1,115 @@
+"""Map page: every image as a point; lasso a group to look at it and relabel or exclude it."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from pages import common
+from pages.figures import scatter_figure
+
+st.title("🗺️ Map")
+st.caption(
+    "Similar images lie close together. Draw a lasso or box around points to review and relabel them; click one to see it."
+)
+common.show_flash()
+project = common.require_project()
+curation = common.require_curation(project)
+
+# ------------------------------------------------------------------------------------------ layout
+controls = st.columns([1, 1, 2], vertical_alignment="bottom")
+method_label = controls[0].segmented_control(
+    "Layout", ["UMAP", "PCA"], default="UMAP", required=True, key="map_layout", persist_state="session"
+)
+colour_label = controls[1].segmented_control(
+    "Colour by",
+    ["Cluster", "Confidence"],
+    default="Cluster",
+    required=True,
+    key="map_colour",
+    persist_state="session",
+)
+
+xy = None
+umap_job = common.project_job(project, "umap")
+if method_label == "UMAP":
+    xy = project.cached_layout("umap")
+    if xy is None:
+        if umap_job is None or (not umap_job.running and umap_job.state != "failed"):
+            umap_job = common.submit_job(
+                project,
+                "umap",
+                lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel),
+            )
+        if umap_job.state == "failed":
+            controls[2].warning("UMAP failed; showing PCA.", icon="⚠️")
+            if controls[2].button("Retry UMAP", key="retry_umap"):
+                common.job_manager().forget(common.job_key(project, "umap"))
+                st.rerun()
+        else:
+            controls[2].caption("UMAP is being computed in the background; showing the PCA layout meanwhile.")
+        common.job_panel(umap_job, "UMAP layout")
+if xy is None:
+    xy = project.layout("pca")
+
+n = curation.n_images
+if xy.shape[0] != n:
+    st.error("The saved layout does not match the images; it will be recomputed.")
+    st.stop()
+
+confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
+file_names = [record.path.rsplit("/", 1)[-1] for record in project.images]
+figure = scatter_figure(
+    xy,
+    curation.assignments,
+    confidence,
+    {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
+    file_names,
+    colour_by="cluster" if colour_label == "Cluster" else "confidence",
+)
+
+map_col, side_col = st.columns([3, 2], gap="medium")
+with map_col:
+    event = st.plotly_chart(
+        figure,
+        key=f"map:{st.session_state.edit_nonce}",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        config={"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"]},
+    )
+    st.caption(
+        f"{common.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · lasso is the default tool"
+    )
+
+selection = event.selection if event is not None else None
+selected = np.unique(np.asarray(selection.point_indices if selection else [], dtype=np.int64))
+selected = selected[(selected >= 0) & (selected < n)]
+
+with side_col:
+    if selected.size == 0:
+        st.info("Draw a lasso or a box around some points (or click one) to see the images here.", icon="👆")
+        st.stop()
+
+    if selected.size == 1:
+        index = int(selected[0])
+        cid = int(curation.assignments[index])
+        st.markdown(f"**{file_names[index]}**")
+        common.preview_image(project, index)
+        st.caption(
+            f"{curation.name_of(cid)} · confidence {confidence[index]:.2f} · `{project.images[index].path}`"
+        )
+    else:
+        by_cluster = np.unique(curation.assignments[selected], return_counts=True)
+        parts = sorted(zip(by_cluster[1].tolist(), by_cluster[0].tolist(), strict=True), reverse=True)[:4]
+        st.markdown(f"**{common.fmt_int(selected.size)} images selected**")
+        st.caption(" · ".join(f"{curation.name_of(c)}: {k}" for k, c in parts))
+
+    with st.container(border=True):
+        common.edit_actions(project, curation, selected, key="map", horizontal=False)
+
+    if selected.size > 1:
+        order = selected[np.argsort(confidence[selected], kind="stable")]
+        captions = [f"{confidence[i]:.2f}" for i in order]
+        common.gallery(
+            project, order, scope="map", captions=captions, page_size=24, columns=4, selectable=False
+        )

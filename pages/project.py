@@ -1,0 +1,177 @@
+"""Project page: open an image folder (or the demo), review the scan, choose backbones."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from pages import common
+
+st.title("📂 Project")
+st.caption(
+    "Choose a folder of images. Nothing in it is ever modified: all work is kept in a separate workspace."
+)
+common.show_flash()
+
+
+def _open(folder: str) -> None:
+    from turtle_core.project import ProjectError
+
+    if not folder.strip():
+        st.error("Type the path of a folder of images.")
+        return
+    try:
+        project = common.open_folder(folder)
+    except ProjectError as error:
+        st.error(str(error), icon="🚫")
+        return
+    if project.scan_result is None:
+        common.submit_job(
+            project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
+        )
+    common.flash("success", f"Opened {project.folder}")
+    st.rerun()
+
+
+def _demo() -> None:
+    from turtle_core.demo import write_demo_folder
+
+    per_class = int(os.environ.get("TURTLE_DEMO_PER_CLASS", "200"))
+    with st.spinner(f"Writing {per_class * 10:,} demo images…"):
+        folder = write_demo_folder(per_class=per_class)
+    _open(str(folder))
+
+
+# ------------------------------------------------------------------------------------------ open
+open_col, demo_col = st.columns([3, 2], gap="large")
+with open_col, st.form("open-form", border=False):
+    typed = st.text_input("Image folder", placeholder="/path/to/images", key="folder_input")
+    if st.form_submit_button("Open folder", type="primary", icon="📂"):
+        _open(typed)
+with demo_col, st.container(border=True):
+    st.markdown("**New here? Try the demo**")
+    st.caption("Animal-MNIST: small images of 10 animal classes, written to a demo folder and opened.")
+    if st.button("Try the demo", icon="🐢", key="demo"):
+        _demo()
+
+from turtle_core.project import Project  # noqa: E402 - after the page header, so it draws at once
+
+recent = [folder for folder in Project.recent() if folder != st.session_state.folder]
+if recent:
+    with st.expander(f"Recent projects ({len(recent)})", expanded=st.session_state.folder is None):
+        for i, folder in enumerate(recent[:8]):
+            if st.button(folder, key=f"recent-{i}", type="tertiary", icon="🕘"):
+                _open(folder)
+
+project = common.current_project()
+if project is None:
+    st.stop()
+
+# ------------------------------------------------------------------------------------------ scan
+st.divider()
+head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
+head.subheader(f"Images in `{project.folder.name}`")
+scan_job = common.project_job(project, "scan")
+scanning = scan_job is not None and scan_job.running
+if rescan_col.button("Rescan", icon="🔄", disabled=scanning, help="Pick up added, changed or removed files"):
+    scan_job = common.submit_job(
+        project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
+    )
+    scanning = True
+common.job_panel(scan_job, "Scan")
+
+scan = project.scan_result
+if scan is not None and not scanning:
+    summary = scan.summary()
+    cols = st.columns(4)
+    cols[0].metric("Usable images", common.fmt_int(summary["images"]))
+    cols[1].metric("Skipped files", common.fmt_int(summary["skipped"]))
+    cols[2].metric("Duplicate copies", common.fmt_int(summary["duplicate_files"]))
+    cols[3].metric(
+        "Folder labels",
+        summary["folder_labels"] or "none",
+        help="Images sorted in class sub-folders: used only to score the discovery, never to train it.",
+    )
+    if summary["images"] == 0:
+        st.warning(
+            "No usable images were found in this folder. Supported: JPEG, PNG, WebP, BMP, TIFF, GIF.",
+            icon="🖼️",
+        )
+    if scan.skipped:
+        with st.expander(f"Skipped files ({len(scan.skipped)})"):
+            frame = pd.DataFrame([{"file": s.path, "reason": s.reason} for s in scan.skipped])
+            st.dataframe(frame, hide_index=True, width="stretch")
+    if scan.duplicates:
+        with st.expander(f"Duplicate groups ({len(scan.duplicates)})"):
+            st.caption("Files with identical content. All are kept; they will share one embedding.")
+            frame = pd.DataFrame(
+                [
+                    {"group": i + 1, "files": len(group), "paths": ", ".join(group)}
+                    for i, group in enumerate(scan.duplicates)
+                ]
+            )
+            st.dataframe(frame, hide_index=True, width="stretch")
+
+# ------------------------------------------------------------------------------------------ backbones
+st.divider()
+st.subheader("Backbones")
+st.caption(
+    "Foundation models that turn images into embeddings. TURTLE combines several; more is better but slower."
+)
+
+from turtle_core.backbones import BACKBONES, PRESETS  # noqa: E402
+
+preset_names = [name for name in ("offline", "fast", "best") if name in PRESETS]
+current_preset = next((p for p in preset_names if list(PRESETS[p]) == list(project.backbones)), "custom")
+preset = st.segmented_control(
+    "Preset",
+    [*preset_names, "custom"],
+    default=current_preset,
+    required=True,
+    key=f"preset:{project.folder}",
+    help="offline: ships with the app · fast: small models · best: the strongest models · custom: pick yourself",
+)
+if preset == "custom":
+    chosen = st.multiselect(
+        "Backbones",
+        list(BACKBONES),
+        default=list(project.backbones),
+        key=f"custom-backbones:{project.folder}",
+    )
+else:
+    chosen = list(PRESETS[preset])
+if chosen and list(chosen) != list(project.backbones):
+    project.set_backbones(chosen, project.checkpoints)
+elif not chosen:
+    st.warning("Choose at least one backbone.")
+
+STATUS = {
+    "present": ":green-badge[ready]",
+    "downloadable": ":orange-badge[needs download]",
+    "missing": ":red-badge[missing]",
+}
+for availability in project.availability():
+    with st.container(border=True):
+        name_col, status_col, detail_col = st.columns([2, 1, 5], vertical_alignment="center")
+        name_col.markdown(f"**{availability.name}**")
+        status_col.markdown(STATUS.get(availability.status, availability.status))
+        with detail_col:
+            if availability.detail:
+                st.caption(availability.detail)
+            if availability.status != "present" or availability.name in project.checkpoints:
+                path = st.text_input(
+                    "Local checkpoint file",
+                    value=project.checkpoints.get(availability.name, ""),
+                    placeholder="/path/to/checkpoint (.pt, .bin or .safetensors)",
+                    key=f"ckpt:{project.folder}:{availability.name}",
+                )
+                if path.strip() != project.checkpoints.get(availability.name, ""):
+                    checkpoints = dict(project.checkpoints)
+                    checkpoints[availability.name] = path.strip()
+                    project.set_backbones(project.backbones, checkpoints)
+                    st.rerun()
+
+if all(a.status == "present" for a in project.availability()) and scan is not None and scan.images:
+    st.page_link(common.DISCOVER_PAGE, label="Next: discover categories", icon="➡️")
