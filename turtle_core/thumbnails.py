@@ -1,0 +1,126 @@
+"""Small thumbnails for galleries, cached on disk by image content hash and built once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from PIL import Image, features
+
+from turtle_core.atomic import atomic_write_bytes
+from turtle_core.constants import THUMBNAIL_SIZE
+from turtle_core.progress import Progress, ProgressMeter, check_cancel
+from turtle_core.scan import UnusableImage, load_image
+
+QUALITY = 85
+_SAFE_HASH = re.compile(r"^[0-9A-Za-z_-]{8,128}$")
+
+
+class ThumbnailCache:
+    """Thumbnails (longest side `size`, never enlarged) under `directory`, one file per content hash.
+
+    `get` never raises for a bad image: it returns None and remembers the failure for this object."""
+
+    def __init__(self, directory: Path, size: int = THUMBNAIL_SIZE) -> None:
+        if size < 8:
+            raise ValueError(f"thumbnail size must be at least 8 pixels, got {size}")
+        self.directory = Path(directory)
+        self.size = int(size)
+        self.format = "WEBP" if features.check("webp") else "JPEG"
+        self._suffix = ".webp" if self.format == "WEBP" else ".jpg"
+        self._failed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def path_for(self, content_hash: str) -> Path:
+        """Where the thumbnail of the image with this content hash lives (it may not exist yet)."""
+        key = (
+            content_hash
+            if _SAFE_HASH.match(content_hash)
+            else hashlib.sha256(content_hash.encode()).hexdigest()
+        )
+        return self.directory / key[:2] / f"{key}-{self.size}{self._suffix}"
+
+    def get(self, image_path: Path, content_hash: str) -> Path | None:
+        """The thumbnail file for this image, made now if missing; None if the image is unusable."""
+        target = self.path_for(content_hash)
+        if target.is_file():
+            return target
+        if content_hash in self._failed:
+            return None
+        try:
+            data = self._render(Path(image_path))
+        except (UnusableImage, OSError, ValueError):
+            with self._lock:
+                self._failed.add(content_hash)
+            return None
+        try:
+            atomic_write_bytes(target, data)
+        except OSError:
+            return None  # e.g. disk full: show no thumbnail rather than break the gallery
+        return target
+
+    def ensure_many(
+        self,
+        items: Sequence[tuple[Path, str]],
+        workers: int = 2,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Path | None]:
+        """Make the missing thumbnails of (image path, content hash) pairs in a thread pool;
+        returns the thumbnail paths in the same order (None for unusable images)."""
+        results: list[Path | None] = [None] * len(items)
+        todo = []
+        for i, (_, content_hash) in enumerate(items):
+            target = self.path_for(content_hash)
+            if target.is_file():
+                results[i] = target
+            else:
+                todo.append(i)
+        meter = ProgressMeter("thumbnails", len(items), progress)
+        meter.advance(len(items) - len(todo), force=True)
+        if not todo:
+            return results
+        limit = 4 * max(1, workers)  # a short queue lets a cancel stop promptly
+        pending: set[Future] = set()
+        owner: dict[Future, int] = {}
+        queue = iter(todo)
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="thumbs") as pool:
+
+            def submit_more() -> None:
+                for i in queue:
+                    future = pool.submit(self.get, *items[i])
+                    owner[future] = i
+                    pending.add(future)
+                    if len(pending) >= limit:
+                        return
+
+            try:
+                submit_more()
+                while pending:
+                    done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        pending.discard(future)
+                        results[owner.pop(future)] = future.result()
+                        meter.advance(1)
+                    check_cancel(cancel)
+                    submit_more()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+        return results
+
+    def _render(self, image_path: Path) -> bytes:
+        image = load_image(image_path, min_size=self.size)
+        image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        if self.format == "WEBP":
+            image.save(buffer, "WEBP", quality=QUALITY, method=4)
+        else:
+            image.save(buffer, "JPEG", quality=QUALITY, optimize=True)
+        return buffer.getvalue()
