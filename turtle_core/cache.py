@@ -1,0 +1,264 @@
+"""Content-addressed, crash-safe embedding store for one backbone identity.
+
+Vectors live in append-only chunks: `<chunk>.npy` (written and renamed into place first) and its
+`<chunk>.json` manifest (written last). A chunk counts only when its manifest exists and its array
+has exactly the rows and width the manifest promises, so a killed writer never yields wrong vectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from turtle_core.atomic import atomic_write_json, read_json
+
+MANIFEST_VERSION = 1
+STALE_AFTER_S = 3600.0  # unmanifested files younger than this may belong to a writer still at work
+
+
+@dataclass
+class _Chunk:
+    name: str
+    keys: list[str]
+    array: np.memmap
+    checksum: str
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _file_checksum(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors keyed by image content hash, for one backbone identity (one directory)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._chunks: dict[str, _Chunk] = {}
+        self._index: dict[str, tuple[str, int]] = {}
+        self._seen: set[str] = set()  # manifest names already considered (trusted or not)
+        self.dim: int | None = None
+        self.refresh()
+
+    # ------------------------------------------------------------ reading
+
+    def refresh(self) -> None:
+        """Pick up chunks written since the last look (e.g. by another process)."""
+        with self._lock:
+            manifests = sorted(p for p in self.directory.glob("chunk-*.json"))
+            for manifest in manifests:
+                if manifest.name in self._seen:
+                    continue
+                self._seen.add(manifest.name)
+                chunk = self._open_chunk(manifest)
+                if chunk is None:
+                    continue
+                self._chunks[chunk.name] = chunk
+                for row, key in enumerate(chunk.keys):
+                    self._index[key] = (chunk.name, row)
+
+    def _open_chunk(self, manifest: Path) -> _Chunk | None:
+        try:
+            meta = read_json(manifest)
+            keys = [str(k) for k in meta["keys"]]
+            rows, dim = int(meta["rows"]), int(meta["dim"])
+            npy = self.directory / str(meta["npy"])
+            if meta.get("dtype") != "float32" or len(keys) != rows or Path(meta["npy"]).name != meta["npy"]:
+                return None
+            array = np.load(npy, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if array.shape != (rows, dim) or array.dtype != np.float32:
+            return None
+        if self.dim is None:
+            self.dim = dim
+        elif dim != self.dim:
+            return None
+        return _Chunk(manifest.stem, keys, array, str(meta.get("checksum", "")))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._index
+
+    def lookup(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(found mask over `hashes`, float32 rows of the found keys in order)."""
+        with self._lock:
+            self.refresh()
+            places = [self._index.get(h) for h in hashes]
+            found = np.array([p is not None for p in places], dtype=bool)
+            out = np.empty((int(found.sum()), self.dim or 0), dtype=np.float32)
+            by_chunk: dict[str, tuple[list[int], list[int]]] = {}
+            out_row = 0
+            for place in places:
+                if place is None:
+                    continue
+                chunk_rows, out_rows = by_chunk.setdefault(place[0], ([], []))
+                chunk_rows.append(place[1])
+                out_rows.append(out_row)
+                out_row += 1
+            for name, (chunk_rows, out_rows) in by_chunk.items():
+                out[out_rows] = self._chunks[name].array[chunk_rows]
+        return found, out
+
+    # ------------------------------------------------------------ writing
+
+    def add(self, hashes: Sequence[str], vectors: np.ndarray) -> int:
+        """Store new vectors as one new chunk (keys already present are skipped). Returns how many
+        were written."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(hashes):
+            raise ValueError(f"expected {len(hashes)} rows of vectors, got shape {vectors.shape}")
+        with self._lock:
+            self.refresh()
+            if self.dim is not None and vectors.shape[1] != self.dim:
+                raise ValueError(f"this cache holds {self.dim}-d vectors, got {vectors.shape[1]}-d")
+            keep: list[int] = []
+            fresh: set[str] = set()
+            for i, key in enumerate(hashes):
+                if key not in self._index and key not in fresh:
+                    fresh.add(key)
+                    keep.append(i)
+            if not keep:
+                return 0
+            keys = [str(hashes[i]) for i in keep]
+            self._write_chunk(keys, [vectors[keep]])
+            return len(keys)
+
+    def _write_chunk(self, keys: list[str], parts: list[np.ndarray]) -> _Chunk:
+        dim = int(parts[0].shape[1])
+        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        npy = self.directory / f"{name}.npy"
+        tmp = self.directory / f".{name}.npy.tmp"
+        try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keys), dim))
+            row = 0
+            for part in parts:
+                array[row : row + len(part)] = part
+                row += len(part)
+            array.flush()
+            del array
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, npy)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.directory)
+        checksum = _file_checksum(npy)
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "npy": npy.name,
+            "rows": len(keys),
+            "dim": dim,
+            "dtype": "float32",
+            "checksum": checksum,
+            "keys": keys,
+        }
+        atomic_write_json(self.directory / f"{name}.json", manifest)
+        self._seen.add(f"{name}.json")
+        chunk = _Chunk(name, keys, np.load(npy, mmap_mode="r", allow_pickle=False), checksum)
+        self._chunks[name] = chunk
+        if self.dim is None:
+            self.dim = dim
+        for r, key in enumerate(keys):
+            self._index[key] = (name, r)
+        return chunk
+
+    @property
+    def chunk_count(self) -> int:
+        with self._lock:
+            return len(self._chunks)
+
+    def verify(self) -> list[str]:
+        """Names of chunks whose array no longer matches its recorded checksum (full read)."""
+        with self._lock:
+            return [
+                c.name
+                for c in self._chunks.values()
+                if c.checksum and _file_checksum(self.directory / f"{c.name}.npy") != c.checksum
+            ]
+
+    def compact(self) -> None:
+        """Merge all chunks into one (atomically), drop corrupt ones, clean up leftovers."""
+        with self._lock:
+            self.refresh()
+            bad = set(self.verify())
+            old = list(self._chunks.values())
+            good = [c for c in old if c.name not in bad]
+            if len(good) > 1 or bad:
+                keys: list[str] = []
+                parts: list[np.ndarray] = []
+                taken: set[str] = set()
+                for chunk in good:
+                    rows = [i for i, k in enumerate(chunk.keys) if k not in taken]
+                    taken.update(chunk.keys[i] for i in rows)
+                    keys.extend(chunk.keys[i] for i in rows)
+                    parts.append(np.asarray(chunk.array[rows]))
+                self._chunks.clear()
+                self._index.clear()
+                if keys:
+                    self._write_chunk(keys, parts)
+                for chunk in old:
+                    self._remove_chunk(chunk.name)
+            self._clean_leftovers(max_age_s=STALE_AFTER_S)
+
+    def maybe_compact(self, max_chunks: int = 32) -> bool:
+        """Compact when there are more than `max_chunks` chunks; True when it did."""
+        if self.chunk_count > max_chunks:
+            self.compact()
+            return True
+        return False
+
+    def _remove_chunk(self, name: str) -> None:
+        # Manifest first: an array without manifest is ignored, the reverse would be a broken chunk.
+        for suffix in (".json", ".npy"):
+            with contextlib.suppress(OSError):
+                (self.directory / f"{name}{suffix}").unlink(missing_ok=True)
+
+    def _clean_leftovers(self, max_age_s: float) -> None:
+        now = time.time()
+        trusted = set(self._chunks)
+        for path in self.directory.iterdir():
+            name = path.name
+            stem = name.split(".")[1] if name.startswith(".") else path.stem
+            if stem in trusted or not (name.startswith("chunk-") or name.startswith(".chunk-")):
+                continue
+            try:
+                if now - path.stat().st_mtime < max_age_s:
+                    continue
+                if name.endswith(".json"):
+                    self._seen.discard(name)
+                path.unlink()
+            except OSError:
+                pass
