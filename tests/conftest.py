@@ -31,7 +31,8 @@ def make_image_tree(tmp_path: Path):
             for i in range(count):
                 image = Image.new("RGB", (size, size), (40 * class_index % 256, 90, 200 - 30 * class_index % 200))
                 draw = ImageDraw.Draw(image)
-                draw.rectangle((i % size, 2, (i * 7) % size + 4, 20), fill=(255, (i * 37) % 256, 0))
+                left = (i * 5) % (size - 10)
+                draw.rectangle((left, 2, left + 4 + i % 5, 20), fill=(255, (i * 37) % 256, 0))
                 image.save(folder / f"{name}_{i:03d}.png")
         return root
 
