@@ -21,7 +21,7 @@ page = st.navigation(PAGES)
 
 
 def sidebar() -> None:
-    """Project summary plus undo/redo, available on every page."""
+    """Project summary, on every page."""
     with st.sidebar:
         st.markdown("### 🐢 TURTLE Labels")
         project = common.current_project()
@@ -38,19 +38,8 @@ def sidebar() -> None:
             f"{common.fmt_int(curation.n_images)} images · {len(curation.cluster_ids())} clusters"
             + (f" · {common.fmt_int(n_excluded)} excluded" if n_excluded else "")
         )
-        history = curation.history()
-        undo_col, redo_col = st.columns(2)
-        if undo_col.button("Undo", icon="↩️", disabled=not curation.can_undo, width="stretch", key="undo"):
-            last = history[-1]
-            curation.undo()
-            common.edited(project, f"Undone: {last}")
-        if redo_col.button("Redo", icon="↪️", disabled=not curation.can_redo, width="stretch", key="redo"):
-            curation.redo()
-            common.edited(project, "Redone: " + curation.history()[-1])
-        if history:
-            with st.expander(f"History ({len(history)} edits)"):
-                for line in reversed(history[-30:]):
-                    st.caption(f"• {line}")
+        if curation.can_undo:
+            st.caption(f"Last edit: {curation.history()[-1]}")
 
 
 sidebar()

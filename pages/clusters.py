@@ -28,6 +28,7 @@ if busy:
     )
 common.job_panel(split_job if split_job is not None and split_job.running else None, "Split")
 
+common.undo_bar(project, curation)
 confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
 assign = curation.assignments
 sizes = curation.sizes()

@@ -440,3 +440,24 @@ def preview_image(project: Project, index: int, max_side: int = 640) -> None:
         st.warning(f"Cannot show this image: {error}")
         return
     st.image(image, width="stretch")
+
+
+def undo_bar(project: Project, curation: Curation) -> None:
+    """Undo / redo buttons, the last edit, and the full history in a popover."""
+    history = curation.history()
+    undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
+    if undo_col.button("Undo", icon="↩️", disabled=not curation.can_undo, width="stretch", key="undo"):
+        last = history[-1]
+        curation.undo()
+        edited(project, f"Undone: {last}")
+    if redo_col.button("Redo", icon="↪️", disabled=not curation.can_redo, width="stretch", key="redo"):
+        curation.redo()
+        edited(project, "Redone: " + curation.history()[-1])
+    last_col.caption(f"Last edit: {history[-1]}" if history else "No edits yet.")
+    with history_col.popover(f"History ({len(history)})", width="stretch"):
+        if not history:
+            st.caption("No edits yet.")
+        for number, line in reversed(list(enumerate(history, 1))):
+            st.caption(f"{number}. {line}")
+        for line in curation.redo_history():
+            st.caption(f"~~{line}~~ (undone)")

@@ -76,12 +76,12 @@ with st.container(border=True):
         disabled=running or not confirmed or not project.backbones,
         key="run_discovery",
     ):
-        job = common.submit_job(
+        common.submit_job(
             project,
             "discover",
             lambda progress, cancel: project.run_discovery(request, progress=progress, cancel=cancel),
         )
-        running = True
+        st.rerun()  # redraw with the button disabled and the progress panel
 
 common.job_panel(job, "Discovery")
 

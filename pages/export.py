@@ -76,14 +76,14 @@ with st.container(border=True):
     ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running
     if st.button("Export", type="primary", icon="📦", disabled=not ready, key="export"):
         chosen, chosen_mode, replace = list(formats), mode, overwrite
-        job = common.submit_job(
+        common.submit_job(
             project,
             "export",
             lambda progress, cancel: project.export(
                 dest, mode=chosen_mode, formats=chosen, overwrite=replace, progress=progress, cancel=cancel
             ),
         )
-        running = True
+        st.rerun()
 
 common.job_panel(job, "Export")
 

@@ -16,6 +16,8 @@ common.show_flash()
 project = common.require_project()
 curation = common.require_curation(project)
 
+common.undo_bar(project, curation)
+
 # ------------------------------------------------------------------------------------------ layout
 controls = st.columns([1, 1, 2], vertical_alignment="bottom")
 method_label = controls[0].segmented_control(
@@ -81,8 +83,9 @@ with map_col:
         f"{common.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · lasso is the default tool"
     )
 
-selection = event.selection if event is not None else None
-selected = np.unique(np.asarray(selection.point_indices if selection else [], dtype=np.int64))
+# Key access works for Streamlit's selection state and for a plain dict (AppTest seeds one).
+point_indices = ((event or {}).get("selection") or {}).get("point_indices") or []
+selected = np.unique(np.asarray(point_indices, dtype=np.int64))
 selected = selected[(selected >= 0) & (selected < n)]
 
 with side_col:

@@ -76,10 +76,8 @@ head.subheader(f"Images in `{project.folder.name}`")
 scan_job = common.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
 if rescan_col.button("Rescan", icon="🔄", disabled=scanning, help="Pick up added, changed or removed files"):
-    scan_job = common.submit_job(
-        project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
-    )
-    scanning = True
+    common.submit_job(project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel))
+    st.rerun()
 common.job_panel(scan_job, "Scan")
 
 scan = project.scan_result

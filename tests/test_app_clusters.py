@@ -1,0 +1,159 @@
+"""Clusters page: overview, rename/merge/split, gallery selection edits, review queue, undo/redo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from test_app_fakes import FakeProject, open_app, texts, wait_for_job
+
+from turtle_core.constants import EXCLUDED
+
+PAGE = "pages/clusters.py"
+
+
+def _by_key(at, kind: str, prefix: str):
+    return [w for w in getattr(at, kind) if w.key and w.key.startswith(prefix)]
+
+
+def test_overview_lists_every_cluster_with_typical_images(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    assert not at.exception
+    page = texts(at)
+    for cid in range(3):
+        assert f"**Cluster {cid}**" in page
+    assert page.count("12 images · mean confidence") == 3
+    assert "Clusters: 3" in page and "Accuracy vs folders: 95.0%" in page
+    strips = at.get("image")
+    assert len(strips) == 3  # one strip of typical images per cluster
+    assert [len(strip.value) for strip in strips] == [6, 6, 6]
+
+
+def test_rename_merge_and_sidebar_undo_redo(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    at = open_app(monkeypatch, fake_project, PAGE)
+    _by_key(at, "selectbox", "rename_cid")[0].set_value(1)
+    _by_key(at, "text_input", "rename_name")[0].set_value("  dogs ")
+    at.button(key="rename").click().run()
+    assert not at.exception
+    assert curation.name_of(1) == "dogs"
+    assert fake_project.saves == 1
+    assert "Renamed 'Cluster 1' to 'dogs'." in at.success[0].value
+    assert "**dogs**" in texts(at)
+
+    _by_key(at, "multiselect", "merge_cids")[0].set_value([1, 2]).run()
+    _by_key(at, "text_input", "merge_name")[0].set_value("pets")
+    at.button(key="merge").click().run()
+    assert not at.exception
+    assert curation.sizes() == {0: 12, 1: 24}
+    assert curation.name_of(1) == "pets"
+
+    at.button(key="undo").click().run()
+    assert curation.sizes() == {0: 12, 1: 12, 2: 12}
+    assert curation.name_of(1) == "dogs"
+    assert "Undone: Merged" in at.success[0].value
+    at.button(key="redo").click().run()
+    assert curation.sizes() == {0: 12, 1: 24}
+    assert fake_project.saves == 4
+    assert not at.exception
+
+
+def test_bad_edit_shows_the_engine_message(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    _by_key(at, "selectbox", "rename_cid")[0].set_value(0)
+    _by_key(at, "text_input", "rename_name")[0].set_value("Cluster 2")  # taken
+    at.button(key="rename").click().run()
+    assert not at.exception
+    assert "already named 'Cluster 2'" in at.error[0].value
+    assert fake_project.curation.name_of(0) == "Cluster 0"
+
+
+def test_split_runs_in_the_background(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    _by_key(at, "selectbox", "split_cid")[0].set_value(2)
+    at.selectbox(key="split_parts").set_value(3)
+    at.button(key="split").click().run()
+    wait_for_job(at, fake_project, "split")
+    assert fake_project.split_calls == [(2, 3)]
+    assert sorted(fake_project.curation.sizes().values()) == [4, 4, 4, 12, 12]
+    assert "Last edit: Split 'Cluster 2' into" in texts(at)
+    assert "Clusters: 5" in texts(at)
+
+
+def test_gallery_selection_moves_images_to_a_new_cluster(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    assert not at.exception
+    assert at.selectbox(key="gallery_cluster").value == 0
+    boxes = _by_key(at, "checkbox", "pick:cluster0:")
+    assert len(boxes) == 12
+    # Least sure first: the first cell holds the lowest confidence (captions are confidences).
+    confidences = [float(b.label) for b in boxes]
+    assert confidences[0] == min(confidences)
+    at.segmented_control(key="gallery_sort").set_value("Most typical first").run()
+    assert float(_by_key(at, "checkbox", "pick:cluster0:")[0].label) == max(confidences)
+    boxes = _by_key(at, "checkbox", "pick:cluster0:")
+    picked = [int(b.key.rsplit(":", 1)[1]) for b in boxes[:2]]
+    boxes[0].check()
+    boxes[1].check().run()
+    assert "**2 selected**" in texts(at)
+    _by_key(at, "selectbox", "cluster0:target")[0].set_value(-2)  # new cluster
+    at.run()
+    _by_key(at, "text_input", "cluster0:name")[0].set_value("unsure")
+    at.button(key="cluster0:move").click().run()
+    assert not at.exception
+    new = [cid for cid in curation.cluster_ids() if curation.name_of(cid) == "unsure"]
+    assert len(new) == 1
+    assert sorted(curation.members(new[0]).tolist()) == sorted(picked)
+    assert curation.touched[picked].all()
+    # Selections are reset after an edit.
+    assert not any(b.value for b in _by_key(at, "checkbox", "pick:"))
+
+
+def test_gallery_pages_keep_their_ticks(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", per_class=60)
+    at = open_app(monkeypatch, project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    assert len(_by_key(at, "checkbox", "pick:cluster0:")) == 48
+    at.button(key="cluster0:all").click().run()
+    assert "**48 selected**" in texts(at)
+    at.number_input(key="page:cluster0").set_value(2).run()
+    assert len(_by_key(at, "checkbox", "pick:cluster0:")) == 12
+    _by_key(at, "checkbox", "pick:cluster0:")[0].check().run()
+    assert "**49 selected**" in texts(at)
+    at.button(key="cluster0:exclude").click().run()
+    assert int((project.curation.assignments == EXCLUDED).sum()) == 49
+
+
+def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    confidence = fake_project.discovery.confidence
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Review queue").run()
+    at.slider(key="review_threshold").set_value(0.5).run()
+    expected = int((confidence < 0.5).sum())
+    assert f"{expected} images to review" in texts(at)
+    boxes = _by_key(at, "checkbox", "pick:review:")
+    assert len(boxes) == expected
+    lowest = int(np.argmin(confidence))
+    assert boxes[0].key.endswith(f":{lowest}")
+    boxes[0].check().run()
+    at.button(key="review:exclude").click().run()
+    assert curation.assignments[lowest] == EXCLUDED
+    assert f"{expected - 1} images to review" in texts(at)
+
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    at.selectbox(key="gallery_cluster").set_value(EXCLUDED).run()
+    boxes = _by_key(at, "checkbox", f"pick:cluster{EXCLUDED}:")
+    assert len(boxes) == 1
+    boxes[0].check().run()
+    at.button(key=f"cluster{EXCLUDED}:restore").click().run()
+    assert not at.exception
+    assert curation.assignments[lowest] == fake_project.discovery.labels[lowest]

@@ -1,0 +1,98 @@
+"""Discover page: settings, background run with progress and cancel, result summary."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from test_app_fakes import FakeProject, open_app, texts, wait_for_job
+
+PAGE = "pages/discover.py"
+
+
+def test_fixed_number_of_categories_runs_in_the_background(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    at = open_app(monkeypatch, project, PAGE)
+    assert not at.exception
+    assert "press **Run discovery**" in texts(at)
+    assert at.number_input(key="k_fixed").value == 3  # default: the number of folder labels
+    at.number_input(key="k_fixed").set_value(4)
+    at.button(key="run_discovery").click().run()
+    job = wait_for_job(at, project, "discover")
+    assert job.state == "done"
+    assert project.discover_calls == [4]
+    assert not at.exception
+    page = texts(at)
+    assert "Categories: 4" in page
+    assert "Accuracy: 100.0%" in page
+    assert "Score per number of categories" not in page  # one candidate only
+    assert at.get("vega_lite_chart"), "cluster-size bar chart"
+
+
+def test_range_shows_the_score_per_candidate(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    at = open_app(monkeypatch, project, PAGE)
+    at.radio(key="k_mode").set_value("Choose automatically").run()
+    at.slider(key="k_range").set_value((2, 5)).run()
+    at.button(key="run_discovery").click().run()
+    wait_for_job(at, project, "discover")
+    assert project.discover_calls == [(2, 5)]
+    assert "Score per number of categories" in texts(at)
+    assert len(at.get("vega_lite_chart")) == 2
+    assert "Best: 3 categories." in texts(at)
+
+
+def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path) -> None:
+    from pages import common
+
+    project = FakeProject(tmp_path / "images", discovered=False)
+    project.discover_gate = threading.Event()
+    at = open_app(monkeypatch, project, PAGE)
+    at.button(key="run_discovery").click().run()
+    job = common.job_manager().get(common.job_key(project, "discover"))
+    assert job is not None and job.running
+    assert at.button(key="run_discovery").disabled
+    assert "Computing embeddings" in texts(at)
+    assert at.get("progress"), "a progress bar"
+    assert "images/s" in texts(at)
+
+    at.button(key=f"cancel-{job.id}").click().run()
+    assert job.wait(10)
+    assert job.state == "cancelled"
+    at.run()
+    assert "Discovery was cancelled" in " ".join(w.value for w in at.warning)
+    assert project.discovery is None
+    assert not at.button(key="run_discovery").disabled
+
+
+def test_failure_is_reported_without_crashing_the_page(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+
+    def broken(n_clusters, progress=None, cancel=None):
+        raise ValueError("Backbone effnet-lite0 is missing: install its wheel.")
+
+    project.run_discovery = broken
+    at = open_app(monkeypatch, project, PAGE)
+    at.button(key="run_discovery").click().run()
+    wait_for_job(at, project, "discover")
+    assert not at.exception
+    assert "Discovery failed: Backbone effnet-lite0 is missing" in at.error[0].value
+    assert at.expander, "technical details"
+
+
+def test_rerunning_over_edits_needs_confirmation(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    fake_project.curation.rename(0, "cats")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    assert at.button(key="run_discovery").disabled
+    at.checkbox(key="confirm_rediscover").check().run()
+    assert not at.button(key="run_discovery").disabled
+
+
+def test_without_discovery_other_pages_point_here(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    at = open_app(monkeypatch, project)
+    for page in ("pages/map.py", "pages/clusters.py", "pages/export.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert "run discovery first" in at.info[0].value, page

@@ -1,0 +1,267 @@
+"""A fast stand-in for `turtle_core.project.Project` for UI-only AppTests, and the helpers to inject it.
+
+Real images and thumbnails on disk, a real `Curation`, and the real export; embeddings, TURTLE and
+UMAP are replaced by instant synthetic results. Tests that need the real engine use `Project` itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from turtle_core.backbones import PRESETS, Availability
+from turtle_core.curation import Curation
+from turtle_core.progress import Progress, check_cancel
+from turtle_core.project import DiscoveryResult
+from turtle_core.scan import ImageRecord, ScanResult, SkippedFile
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+CLASSES = ("cats", "dogs", "owls")
+COLOURS = ((220, 80, 60), (60, 120, 220), (90, 180, 90))
+
+
+class FakeProject:
+    """Same public surface as `Project`; every long step is instant and deterministic."""
+
+    def __init__(self, folder: Path, per_class: int = 12, discovered: bool = True) -> None:
+        self.folder = folder
+        self.workdir = folder.parent / "workdir"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.backbones: list[str] = list(PRESETS["offline"])
+        self.checkpoints: dict[str, str] = {}
+        self.saves = 0
+        self.discover_calls: list[Any] = []
+        self.split_calls: list[tuple[int, int | None]] = []
+        self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
+        self._records = _write_images(folder, per_class)
+        self.scan_result: ScanResult | None = ScanResult(
+            root=str(folder),
+            images=list(self._records),
+            skipped=[SkippedFile("cats/broken.png", "corrupt or truncated image data")],
+            duplicates=[],
+        )
+        self.discovery: DiscoveryResult | None = None
+        self.curation: Curation | None = None
+        rng = np.random.default_rng(0)
+        truth = np.repeat(np.arange(len(CLASSES)), per_class)
+        self._xy = (
+            rng.normal(size=(len(truth), 2)) * 0.3 + np.stack([truth * 3.0, truth % 2 * 2.0], 1)
+        ).astype(np.float32)
+        self._truth = truth
+        if discovered:
+            self._set_discovery(len(CLASSES))
+
+    # ------------------------------------------------------------------ settings
+    def set_backbones(self, names: Sequence[str], checkpoints: Mapping[str, str] | None = None) -> None:
+        self.backbones = list(names)
+        if checkpoints is not None:
+            self.checkpoints = {k: v for k, v in checkpoints.items() if v}
+
+    def availability(self) -> list[Availability]:
+        result = []
+        for name in self.backbones:
+            if name.startswith("effnet") or name in self.checkpoints:
+                result.append(Availability(name, "present", ""))
+            else:
+                result.append(
+                    Availability(name, "missing", f"Offline: provide a local checkpoint for {name}.")
+                )
+        return result
+
+    # ------------------------------------------------------------------ pipeline
+    def scan(
+        self, progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None
+    ) -> ScanResult:
+        if progress:
+            progress(Progress("scan", len(self._records), len(self._records)))
+        assert self.scan_result is not None
+        return self.scan_result
+
+    def run_discovery(self, n_clusters: int | tuple[int, int], progress=None, cancel=None) -> DiscoveryResult:
+        self.discover_calls.append(n_clusters)
+        n = len(self._records)
+        for done in range(0, n + 1, max(1, n // 4)):
+            check_cancel(cancel)
+            if progress:
+                progress(Progress("embed", done, n, rate=100.0, eta_s=(n - done) / 100.0))
+        if self.discover_gate is not None:
+            while not self.discover_gate.wait(0.02):
+                check_cancel(cancel)
+        k = n_clusters if isinstance(n_clusters, int) else len(CLASSES)
+        return self._set_discovery(k, scores=None if isinstance(n_clusters, int) else n_clusters)
+
+    def _set_discovery(self, k: int, scores: tuple[int, int] | None = None) -> DiscoveryResult:
+        n = len(self._records)
+        labels = (self._truth % k).astype(np.int32)
+        confidence = np.linspace(0.3, 0.99, n, dtype=np.float32)[np.random.default_rng(1).permutation(n)]
+        probabilities = np.full((n, k), (1 - confidence[:, None]) / max(1, k - 1), np.float32)
+        probabilities[np.arange(n), labels] = confidence
+        scores_by_k = (
+            {c: 1.0 - abs(c - 3) * 0.1 for c in range(scores[0], scores[1] + 1)} if scores else {k: 0.9}
+        )
+        self.discovery = DiscoveryResult(
+            images=list(self._records),
+            labels=labels,
+            probabilities=probabilities,
+            confidence=confidence,
+            n_clusters=k,
+            score=0.9,
+            scores_by_k=scores_by_k,
+            params={},
+            backbones=list(self.backbones),
+            identities=["fake"],
+            seconds=1.5,
+            metrics={"accuracy": 1.0, "nmi": 1.0, "ari": 1.0},
+            kmeans_metrics={"accuracy": 0.8, "nmi": 0.7, "ari": 0.6},
+        )
+        self.curation = Curation.from_discovery(labels)
+        return self.discovery
+
+    # ------------------------------------------------------------------ after discovery
+    @property
+    def images(self) -> list[ImageRecord]:
+        return self.discovery.images if self.discovery else []
+
+    def save_curation(self) -> None:
+        self.saves += 1
+
+    def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
+        assert self.curation is not None
+        self.split_calls.append((cluster_id, n_parts))
+        members = self.curation.members(cluster_id)
+        parts = n_parts or 2
+        ids = self.curation.split(cluster_id, np.arange(members.size) % parts)
+        self.save_curation()
+        return ids
+
+    def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
+        return self._xy if method == "pca" else self._xy * 2
+
+    def cached_layout(self, method: str) -> np.ndarray | None:
+        return self._xy * 2 if method == "umap" else self._xy
+
+    def image_path(self, index: int) -> Path:
+        return self.folder / self.images[index].path
+
+    def thumbnail(self, index: int) -> Path | None:
+        path = self.workdir / "thumbs" / f"{index}.png"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image = Image.open(self.image_path(index))
+            image.thumbnail((64, 64))
+            image.save(path)
+        return path
+
+    def current_metrics(self) -> dict[str, float] | None:
+        return {"accuracy": 0.95, "nmi": 0.9, "ari": 0.85}
+
+    def _columns(self) -> dict[str, Any]:
+        assert self.curation is not None and self.discovery is not None
+        return {
+            "paths": [r.path for r in self.images],
+            "labels": self.curation.labels_as_names(),
+            "cluster_ids": self.curation.assignments.tolist(),
+            "confidence": self.discovery.confidence.tolist(),
+            "touched": self.curation.touched.tolist(),
+        }
+
+    def manifest_frame(self) -> Any:
+        from turtle_core.export import manifest_frame
+
+        return manifest_frame(**self._columns())
+
+    def export(self, dest, mode="copy", formats=None, overwrite=False, progress=None, cancel=None) -> Any:
+        from turtle_core.export import export_dataset
+
+        kwargs = {"formats": formats} if formats is not None else {}
+        return export_dataset(
+            self.folder,
+            dest=Path(dest),
+            mode=mode,
+            overwrite=overwrite,
+            progress=progress,
+            cancel=cancel,
+            **self._columns(),
+            **kwargs,
+        )
+
+
+def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
+    records = []
+    for c, name in enumerate(CLASSES):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            rel = f"{name}/{name}_{i:03d}.png"
+            image = Image.new("RGB", (40, 40), COLOURS[c])
+            image.putpixel((i % 40, i // 40), (255, 255, 255))
+            image.save(folder / rel)
+            records.append(ImageRecord(rel, (folder / rel).stat().st_size, 0, f"{c}-{i}", 40, 40, name))
+    return records
+
+
+# ------------------------------------------------------------------------------------------ helpers for tests
+
+
+def open_app(monkeypatch: pytest.MonkeyPatch, project: Any | None, page: str | None = None) -> AppTest:
+    """A fresh AppTest of the app that opens `project` for any folder (None: the real engine), on `page`."""
+    from pages import common
+
+    st.cache_resource.clear()  # the project cache and job registry outlive AppTest runs
+    if project is not None:
+        monkeypatch.setattr(common, "_open_project_uncached", lambda folder: project)
+    at = AppTest.from_file(APP, default_timeout=30)
+    if project is not None:
+        at.session_state["folder"] = str(project.folder)
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    return at
+
+
+def wait_for_job(at: Any, project: Any, kind: str, timeout: float = 20.0) -> Any:
+    """Wait for the project's background job of `kind`, then rerun the app; returns the job."""
+    from pages import common
+
+    job = common.job_manager().get(common.job_key(project, kind))
+    assert job is not None, f"no {kind} job was started"
+    assert job.wait(timeout), f"{kind} job did not finish in {timeout} s"
+    at.run()
+    return job
+
+
+def texts(at: Any) -> str:
+    """Everything the page says, for substring assertions."""
+    parts: list[str] = []
+    for kind in (
+        "title",
+        "header",
+        "subheader",
+        "markdown",
+        "caption",
+        "info",
+        "success",
+        "warning",
+        "error",
+    ):
+        parts.extend(str(element.value) for element in getattr(at, kind))
+    parts.extend(f"{m.label}: {m.value}" for m in at.metric)
+    return "\n".join(parts)
+
+
+def test_fake_project_matches_the_facade(tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    from turtle_core.project import Project
+
+    public = {name for name in dir(Project) if not name.startswith("_")}
+    assert public - set(dir(fake_project)) <= {"open", "recent", "embed", "spaces", "ground_truth"}
+    assert fake_project.curation is not None
+    assert fake_project.curation.sizes() == {0: 12, 1: 12, 2: 12}
+    assert fake_project.thumbnail(0).is_file()

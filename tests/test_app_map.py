@@ -1,0 +1,136 @@
+"""Map page and its figure: one WebGL trace, PCA while UMAP computes, selection → move / exclude."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from test_app_fakes import FakeProject, open_app, texts, wait_for_job
+
+from pages.figures import cluster_colours, scatter_figure
+from turtle_core.constants import EXCLUDED
+
+PAGE = "pages/map.py"
+
+
+def _select(at, indices: list[int]):
+    """Seed the chart's selection the way the browser reports a lasso (AppTest cannot draw one)."""
+    key = f"map:{at.session_state['edit_nonce']}"
+    at.session_state[key] = {"selection": {"points": [], "point_indices": indices, "box": [], "lasso": []}}
+    return at.run()
+
+
+def test_figure_is_one_webgl_trace_with_row_order() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(500, 2))
+    assign = np.repeat([0, 1, 2, EXCLUDED], 125).astype(np.int32)
+    conf = rng.uniform(size=500).astype(np.float32)
+    names = {0: "cats", 1: "dogs", 2: "owls"}
+    files = [f"img_{i}.png" for i in range(500)]
+    fig = scatter_figure(xy, assign, conf, names, files)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Scattergl)
+    trace = fig.data[0]
+    assert np.allclose(np.asarray(trace.x), xy[:, 0].astype(np.float32))
+    assert trace.text[0] == f"<b>cats</b> · {conf[0]:.2f}<br>img_0.png"
+    assert trace.text[499].startswith("<b>Excluded</b>")
+    # Colour per point = the cluster's colour through the step colour scale.
+    colours = cluster_colours([EXCLUDED, 0, 1, 2])
+    scale = trace.marker.colorscale  # two stops per cluster rank: [r/k, colour], [(r+1)/k, colour]
+    rank = np.asarray(trace.marker.color)
+    assert (trace.marker.cmin, trace.marker.cmax) == (-0.5, 3.5)
+    assert scale[2 * rank[0]][1] == scale[2 * rank[0] + 1][1] == colours[0]
+    assert scale[2 * rank[499]][1] == colours[EXCLUDED]
+    assert len({scale[2 * r][1] for r in np.unique(rank)}) == 4
+    assert [a.text for a in fig.layout.annotations] == ["cats", "dogs", "owls"]
+
+    by_conf = scatter_figure(xy, assign, conf, names, files, colour_by="confidence")
+    assert np.allclose(np.asarray(by_conf.data[0].marker.color), conf)
+    assert by_conf.data[0].marker.showscale
+
+
+def test_page_draws_the_map_with_umap_when_cached(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    assert not at.exception
+    assert at.get("plotly_chart")[0].key == "map:0"
+    assert "36 images · 3 clusters" in texts(at)
+    assert "Draw a lasso" in at.info[0].value
+    assert "showing the PCA layout" not in texts(at)
+
+
+def test_pca_is_shown_while_umap_computes_in_the_background(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    cached: dict[str, np.ndarray] = {}
+    monkeypatch.setattr(fake_project, "cached_layout", lambda method: cached.get(method))
+
+    def slow_umap(method, progress=None, cancel=None):
+        if method == "pca":
+            return fake_project._xy
+        cached["umap"] = fake_project._xy * 2
+        return cached["umap"]
+
+    monkeypatch.setattr(fake_project, "layout", slow_umap)
+    at = open_app(monkeypatch, fake_project, PAGE)
+    assert not at.exception
+    assert "showing the PCA layout meanwhile" in texts(at)
+    wait_for_job(at, fake_project, "umap")
+    assert "showing the PCA layout" not in texts(at)
+    at.segmented_control(key="map_layout").set_value("PCA").run()
+    assert not at.exception
+
+
+def test_lasso_selection_moves_to_a_new_cluster(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    at = open_app(monkeypatch, fake_project, PAGE)
+    _select(at, [0, 1, 13])
+    assert not at.exception
+    assert "**3 images selected**" in texts(at)
+    assert "Cluster 0: 2" in texts(at)
+    assert len(at.get("image")) == 3  # the gallery of the selection
+    assert at.selectbox[0].value == -2  # "New cluster" by default on the map
+    at.text_input[0].set_value("odd ones")
+    at.button(key="map:move").click().run()
+    assert not at.exception
+    cid = next(c for c in curation.cluster_ids() if curation.name_of(c) == "odd ones")
+    assert curation.members(cid).tolist() == [0, 1, 13]
+    assert fake_project.saves == 1
+    assert "new cluster 'odd ones'" in at.success[0].value
+    # The chart was re-keyed, so the old selection is gone.
+    assert at.get("plotly_chart")[0].key == f"map:{at.session_state['edit_nonce']}"
+    assert "Draw a lasso" in at.info[0].value
+
+
+def test_click_on_one_point_shows_the_image_and_exclude(monkeypatch, tmp_path: Path) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    at = open_app(monkeypatch, fake_project, PAGE)
+    _select(at, [5])
+    assert not at.exception
+    page = texts(at)
+    assert "**cats_005.png**" in page
+    assert "Cluster 0 · confidence" in page
+    assert len(at.get("image")) == 1
+    at.button(key="map:exclude").click().run()
+    assert curation.assignments[5] == EXCLUDED
+
+
+@pytest.mark.parametrize("n", [50_000])
+def test_figure_builds_fast_at_50k_points(n: int) -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    fig = scatter_figure(
+        rng.normal(size=(n, 2)),
+        rng.integers(0, 20, n).astype(np.int32),
+        rng.uniform(size=n).astype(np.float32),
+        {},
+        [f"{i}.jpg" for i in range(n)],
+    )
+    payload = fig.to_json()
+    assert len(fig.data) == 1
+    assert time.perf_counter() - started < 10  # generous: 2 shared CPU cores; the benchmark measures it
+    assert len(payload) < 8_000_000
