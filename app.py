@@ -6,16 +6,16 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="TURTLE Labels", page_icon="🐢", layout="wide")
+st.set_page_config(page_title="TURTLE Labels", page_icon=":material/pets:", layout="wide")
 common.init_session()
 common.palette_css()
 
 PAGES = [
-    st.Page(common.PROJECT_PAGE, title="Project", icon="📂", default=True),
-    st.Page(common.DISCOVER_PAGE, title="Discover", icon="🔎"),
-    st.Page(common.MAP_PAGE, title="Map", icon="🗺️"),
-    st.Page(common.CLUSTERS_PAGE, title="Clusters", icon="🗂️"),
-    st.Page(common.EXPORT_PAGE, title="Export", icon="📦"),
+    st.Page(common.PROJECT_PAGE, title="Project", icon=":material/folder_open:", default=True),
+    st.Page(common.DISCOVER_PAGE, title="Discover", icon=":material/travel_explore:"),
+    st.Page(common.MAP_PAGE, title="Map", icon=":material/scatter_plot:"),
+    st.Page(common.CLUSTERS_PAGE, title="Clusters", icon=":material/category:"),
+    st.Page(common.EXPORT_PAGE, title="Export", icon=":material/output:"),
 ]
 page = st.navigation(PAGES)
 
@@ -23,15 +23,18 @@ page = st.navigation(PAGES)
 def sidebar() -> None:
     """Project summary, on every page."""
     with st.sidebar:
-        st.markdown("### 🐢 TURTLE Labels")
+        st.markdown("### :material/pets: TURTLE Labels")
         project = common.current_project()
         if project is None:
             st.caption("No project open.")
             return
-        st.caption(f"📁 `{project.folder}`")
+        st.markdown(f"**{project.folder.name}**")
+        st.caption(str(project.folder.parent))
         curation = project.curation
         if curation is None:
-            st.caption(f"{common.fmt_int(len(project.images))} images · no categories yet")
+            scan = project.scan_result
+            n_images = len(scan.images) if scan is not None else 0
+            st.caption(f"{common.fmt_int(n_images)} images · no categories yet")
             return
         n_excluded = int((curation.assignments < 0).sum())
         st.caption(

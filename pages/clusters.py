@@ -8,7 +8,7 @@ import streamlit as st
 from pages import common
 from turtle_core.constants import EXCLUDED
 
-st.title("🗂️ Clusters")
+st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
 project = common.require_project()
 curation = common.require_curation(project)
@@ -24,7 +24,8 @@ common.show_flash()
 busy = common.busy_jobs(project, ("discover", "split"))
 if busy:
     st.warning(
-        "Clusters are being recomputed in the background; editing is paused until it finishes.", icon="⏳"
+        "Clusters are being recomputed in the background; editing is paused until it finishes.",
+        icon=":material/hourglass_top:",
     )
 common.job_panel(split_job if split_job is not None and split_job.running else None, "Split")
 
@@ -111,7 +112,7 @@ def overview() -> None:
                     st.rerun()
                 st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
         except ValueError as error:
-            st.error(str(error), icon="⚠️")
+            st.error(str(error), icon=":material/warning:")
 
     order = np.lexsort((-confidence, assign))  # by cluster, most confident first
     starts = np.searchsorted(assign[order], list(options))

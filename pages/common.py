@@ -101,8 +101,11 @@ def require_project() -> Project:
     project = current_project()
     if project is None:
         show_flash()
-        st.info("No project is open yet. Choose an image folder, or try the demo, to start.", icon="📂")
-        st.page_link(PROJECT_PAGE, label="Open a project", icon="➡️")
+        st.info(
+            "No project is open yet. Choose an image folder, or try the demo, to start.",
+            icon=":material/folder_open:",
+        )
+        st.page_link(PROJECT_PAGE, label="Open a project", icon=":material/arrow_forward:")
         st.stop()
     return project
 
@@ -110,8 +113,10 @@ def require_project() -> Project:
 def require_curation(project: Project) -> Curation:
     """The project's curation; otherwise a hint to run discovery first, and stop."""
     if project.discovery is None or project.curation is None:
-        st.info("No categories yet: run discovery first to group the images.", icon="🔎")
-        st.page_link(DISCOVER_PAGE, label="Discover categories", icon="➡️")
+        st.info(
+            "No categories yet: run discovery first to group the images.", icon=":material/travel_explore:"
+        )
+        st.page_link(DISCOVER_PAGE, label="Discover categories", icon=":material/arrow_forward:")
         st.stop()
     return project.curation
 
@@ -211,7 +216,7 @@ def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:
             head.markdown(f"**{title}** · {stage}")
             if job.cancel_requested:
                 button.caption("Cancelling…")
-            elif button.button(cancel_label, key=f"cancel-{job.id}", icon="✖️"):
+            elif button.button(cancel_label, key=f"cancel-{job.id}", icon=":material/close:"):
                 job.cancel()
                 st.rerun(scope="fragment")
             if progress is not None and progress.total:
@@ -225,11 +230,13 @@ def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:
                 st.progress(0.0, text=progress.message if progress and progress.message else "Starting…")
                 st.caption(f"elapsed {fmt_duration(job.elapsed_s)}")
     elif job.state == "failed" and job.error is not None:
-        st.error(f"{title} failed: {job.error.message}", icon="⚠️")
+        st.error(f"{title} failed: {job.error.message}", icon=":material/warning:")
         with st.expander("Technical details"):
             st.code(job.error.traceback, language="text")
     elif job.state == "cancelled":
-        st.warning(f"{title} was cancelled after {fmt_duration(job.elapsed_s)}.", icon="⏹️")
+        st.warning(
+            f"{title} was cancelled after {fmt_duration(job.elapsed_s)}.", icon=":material/stop_circle:"
+        )
 
 
 # ---------------------------------------------------------------------------------------- galleries
@@ -328,7 +335,7 @@ def gallery(
             if path:
                 st.image(path, width="stretch")
             else:
-                st.caption("⚠️ unreadable")
+                st.caption(":material/warning: unreadable")
             if selectable:
                 st.checkbox(
                     caption or str(index),
@@ -381,7 +388,7 @@ def edit_actions(
         "Move to",
         options,
         index=1 if len(options) > 1 and horizontal else 0,
-        format_func=lambda cid: "➕ New cluster" if cid == NEW_CLUSTER else labels[cid],
+        format_func=lambda cid: "+ New cluster" if cid == NEW_CLUSTER else labels[cid],
         key=f"{key}:target:{nonce}",
         disabled=disabled,
     )
@@ -401,7 +408,7 @@ def edit_actions(
         if move_col.button(
             f"Move {indices.size} {n_text}" if indices.size else "Move",
             type="primary",
-            icon="➡️",
+            icon=":material/arrow_forward:",
             disabled=disabled or none,
             key=f"{key}:move",
             width="stretch",
@@ -416,17 +423,25 @@ def edit_actions(
                 edited(project, f"Moved {moved} {n_text} to '{curation.name_of(int(target))}'.")
         if restore:
             if exclude_col.button(
-                "Restore", icon="♻️", disabled=disabled or none, key=f"{key}:restore", width="stretch"
+                "Restore",
+                icon=":material/restore_from_trash:",
+                disabled=disabled or none,
+                key=f"{key}:restore",
+                width="stretch",
             ):
                 restored = curation.restore(indices)
                 edited(project, f"Restored {restored} {n_text} to their clusters.")
         elif exclude_col.button(
-            "Exclude", icon="🚫", disabled=disabled or none, key=f"{key}:exclude", width="stretch"
+            "Exclude",
+            icon=":material/block:",
+            disabled=disabled or none,
+            key=f"{key}:exclude",
+            width="stretch",
         ):
             excluded = curation.exclude(indices)
             edited(project, f"Excluded {excluded} {n_text} from the dataset.")
     except ValueError as error:
-        st.error(str(error), icon="⚠️")
+        st.error(str(error), icon=":material/warning:")
 
 
 def preview_image(project: Project, index: int, max_side: int = 640) -> None:
@@ -446,11 +461,15 @@ def undo_bar(project: Project, curation: Curation) -> None:
     """Undo / redo buttons, the last edit, and the full history in a popover."""
     history = curation.history()
     undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
-    if undo_col.button("Undo", icon="↩️", disabled=not curation.can_undo, width="stretch", key="undo"):
+    if undo_col.button(
+        "Undo", icon=":material/undo:", disabled=not curation.can_undo, width="stretch", key="undo"
+    ):
         last = history[-1]
         curation.undo()
         edited(project, f"Undone: {last}")
-    if redo_col.button("Redo", icon="↪️", disabled=not curation.can_redo, width="stretch", key="redo"):
+    if redo_col.button(
+        "Redo", icon=":material/redo:", disabled=not curation.can_redo, width="stretch", key="redo"
+    ):
         curation.redo()
         edited(project, "Redone: " + curation.history()[-1])
     last_col.caption(f"Last edit: {history[-1]}" if history else "No edits yet.")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from pages import common
 
-st.title("🔎 Discover categories")
+st.title("Discover categories")
 st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")
 common.show_flash()
 project = common.require_project()
@@ -72,7 +72,7 @@ with st.container(border=True):
     if st.button(
         "Run discovery",
         type="primary",
-        icon="▶️",
+        icon=":material/play_arrow:",
         disabled=running or not confirmed or not project.backbones,
         key="run_discovery",
     ):
@@ -89,7 +89,7 @@ common.job_panel(job, "Discovery")
 result = project.discovery
 if result is None or running:
     if result is None and not running:
-        st.info("Choose the number of categories and press **Run discovery**.", icon="💡")
+        st.info("Choose the number of categories and press **Run discovery**.", icon=":material/lightbulb:")
     st.stop()
 
 st.subheader("Result")
@@ -149,5 +149,5 @@ if result.failed:
         )
 
 nav = st.columns(2)
-nav[0].page_link(common.MAP_PAGE, label="Explore the map", icon="🗺️")
-nav[1].page_link(common.CLUSTERS_PAGE, label="Review the clusters", icon="🗂️")
+nav[0].page_link(common.MAP_PAGE, label="Explore the map", icon=":material/scatter_plot:")
+nav[1].page_link(common.CLUSTERS_PAGE, label="Review the clusters", icon=":material/category:")

@@ -9,7 +9,7 @@ import streamlit as st
 from pages import common
 from turtle_core.constants import EXCLUDED
 
-st.title("📦 Export")
+st.title("Export")
 st.caption("Write the labeled dataset to a new folder. Your original images are only read, never moved.")
 common.show_flash()
 project = common.require_project()
@@ -68,13 +68,13 @@ with st.container(border=True):
     exists = target is not None and target.exists() and (not target.is_dir() or any(target.iterdir()))
     overwrite = False
     if exists and not running:
-        st.warning(f"`{target}` already exists and is not empty.", icon="⚠️")
+        st.warning(f"`{target}` already exists and is not empty.", icon=":material/warning:")
         overwrite = st.checkbox(
             "Replace it (only a previous export made by this app can be replaced)",
             key=f"export_overwrite:{job.id if job is not None else 0}",
         )
     ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running
-    if st.button("Export", type="primary", icon="📦", disabled=not ready, key="export"):
+    if st.button("Export", type="primary", icon=":material/output:", disabled=not ready, key="export"):
         chosen, chosen_mode, replace = list(formats), mode, overwrite
         common.submit_job(
             project,
@@ -89,7 +89,10 @@ common.job_panel(job, "Export")
 
 if job is not None and job.state == "done" and job.result is not None:
     report = job.result
-    st.success(f"Exported {common.fmt_int(report.n_exported)} images to `{report.dest}`.", icon="✅")
+    st.success(
+        f"Exported {common.fmt_int(report.n_exported)} images to `{report.dest}`.",
+        icon=":material/check_circle:",
+    )
     rcols = st.columns(3)
     rcols[0].metric("Exported", common.fmt_int(report.n_exported))
     rcols[1].metric("Excluded", common.fmt_int(report.n_excluded))
@@ -110,6 +113,6 @@ st.download_button(
     data=lambda: project.manifest_frame().to_csv(index=False).encode("utf-8"),
     file_name=f"{project.folder.name}-manifest.csv",
     mime="text/csv",
-    icon="⬇️",
+    icon=":material/download:",
     key="download_manifest",
 )

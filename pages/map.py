@@ -8,7 +8,7 @@ import streamlit as st
 from pages import common
 from pages.figures import scatter_figure
 
-st.title("🗺️ Map")
+st.title("Map")
 st.caption(
     "Similar images lie close together. Draw a lasso or box around points to review and relabel them; click one to see it."
 )
@@ -44,7 +44,7 @@ if method_label == "UMAP":
                 lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel),
             )
         if umap_job.state == "failed":
-            controls[2].warning("UMAP failed; showing PCA.", icon="⚠️")
+            controls[2].warning("UMAP failed; showing PCA.", icon=":material/warning:")
             if controls[2].button("Retry UMAP", key="retry_umap"):
                 common.job_manager().forget(common.job_key(project, "umap"))
                 st.rerun()
@@ -90,7 +90,10 @@ selected = selected[(selected >= 0) & (selected < n)]
 
 with side_col:
     if selected.size == 0:
-        st.info("Draw a lasso or a box around some points (or click one) to see the images here.", icon="👆")
+        st.info(
+            "Draw a lasso or a box around some points (or click one) to see the images here.",
+            icon=":material/touch_app:",
+        )
         st.stop()
 
     if selected.size == 1:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from pages import common
 
-st.title("📂 Project")
+st.title("Project")
 st.caption(
     "Choose a folder of images. Nothing in it is ever modified: all work is kept in a separate workspace."
 )
@@ -25,7 +25,7 @@ def _open(folder: str) -> None:
     try:
         project = common.open_folder(folder)
     except ProjectError as error:
-        st.error(str(error), icon="🚫")
+        st.error(str(error), icon=":material/block:")
         return
     if project.scan_result is None:
         common.submit_job(
@@ -48,12 +48,12 @@ def _demo() -> None:
 open_col, demo_col = st.columns([3, 2], gap="large")
 with open_col, st.form("open-form", border=False):
     typed = st.text_input("Image folder", placeholder="/path/to/images", key="folder_input")
-    if st.form_submit_button("Open folder", type="primary", icon="📂"):
+    if st.form_submit_button("Open folder", type="primary", icon=":material/folder_open:"):
         _open(typed)
 with demo_col, st.container(border=True):
     st.markdown("**New here? Try the demo**")
     st.caption("Animal-MNIST: small images of 10 animal classes, written to a demo folder and opened.")
-    if st.button("Try the demo", icon="🐢", key="demo"):
+    if st.button("Try the demo", icon=":material/pets:", key="demo"):
         _demo()
 
 from turtle_core.project import Project  # noqa: E402 - after the page header, so it draws at once
@@ -62,7 +62,7 @@ recent = [folder for folder in Project.recent() if folder != st.session_state.fo
 if recent:
     with st.expander(f"Recent projects ({len(recent)})", expanded=st.session_state.folder is None):
         for i, folder in enumerate(recent[:8]):
-            if st.button(folder, key=f"recent-{i}", type="tertiary", icon="🕘"):
+            if st.button(folder, key=f"recent-{i}", type="tertiary", icon=":material/history:"):
                 _open(folder)
 
 project = common.current_project()
@@ -75,8 +75,12 @@ head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
 head.subheader(f"Images in `{project.folder.name}`")
 scan_job = common.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
-if rescan_col.button("Rescan", icon="🔄", disabled=scanning, help="Pick up added, changed or removed files"):
-    common.submit_job(project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel))
+if rescan_col.button(
+    "Rescan", icon=":material/refresh:", disabled=scanning, help="Pick up added, changed or removed files"
+):
+    common.submit_job(
+        project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
+    )
     st.rerun()
 common.job_panel(scan_job, "Scan")
 
@@ -95,7 +99,7 @@ if scan is not None and not scanning:
     if summary["images"] == 0:
         st.warning(
             "No usable images were found in this folder. Supported: JPEG, PNG, WebP, BMP, TIFF, GIF.",
-            icon="🖼️",
+            icon=":material/hide_image:",
         )
     if scan.skipped:
         with st.expander(f"Skipped files ({len(scan.skipped)})"):
@@ -172,4 +176,4 @@ for availability in project.availability():
                     st.rerun()
 
 if all(a.status == "present" for a in project.availability()) and scan is not None and scan.images:
-    st.page_link(common.DISCOVER_PAGE, label="Next: discover categories", icon="➡️")
+    st.page_link(common.DISCOVER_PAGE, label="Next: discover categories", icon=":material/arrow_forward:")

@@ -28,13 +28,13 @@ def _current(at):
 def test_every_page_without_a_project_shows_a_hint(monkeypatch) -> None:
     at = open_app(monkeypatch, None)
     assert not at.exception
-    assert at.title[0].value == "📂 Project"
+    assert at.title[0].value == "Project"
     assert at.button(key="demo").label == "Try the demo"
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, page
         assert "No project is open yet" in at.info[0].value, page
-        assert at.title[0].value != "📂 Project"
+        assert at.title[0].value != "Project"
 
 
 @pytest.mark.parametrize(
