@@ -26,9 +26,9 @@ def _free_port() -> int:
 
 
 class AppServer:
-    """A `streamlit run app.py` subprocess with its own engine home."""
+    """A `streamlit run <script>` subprocess (default: the app) with its own engine home."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, script: Path = ROOT / "app.py") -> None:
         self.home = home
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,7 +45,7 @@ class AppServer:
         )
         environment.update(env or {})
         command = [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+            sys.executable, "-m", "streamlit", "run", str(script),
             "--server.headless", "true",
             "--server.port", str(self.port),
             "--server.address", "127.0.0.1",

@@ -1,0 +1,291 @@
+"""How fast the app feels with big projects.
+
+A 10,000-image project (real PNG files, real scan, real thumbnails; synthetic embeddings in the real
+embedding cache and a synthetic discovery result) driven through `AppTest`:
+  * rerun time after a curator edit (Clusters page rename; Map page move of a lasso selection),
+  * a gallery page of 100 thumbnails, cold (thumbnails built) and warm,
+and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the render in
+headless Chromium plus a box selection coming back to Python.
+
+    .venv/bin/python benchmarks/app_speed.py [--images 10000] [--points 50000] [--browser]
+
+Prints a table and writes benchmarks/results/app_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "app_speed.json"
+N_CLASSES = 10
+
+
+def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, list[float]]:
+    """Median wall time of `fn` over `repeat` calls, and all the times."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), times
+
+
+# ------------------------------------------------------------------------------------------ project
+
+
+def write_images(folder: Path, n: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    per_class = n // N_CLASSES
+    for c in range(N_CLASSES):
+        (folder / f"class_{c}").mkdir(parents=True, exist_ok=True)
+        base = rng.integers(0, 255, 3)
+        for i in range(per_class):
+            pixels = np.clip(base + rng.integers(-40, 40, (48, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"class_{c}" / f"img_{i:05d}.png", compress_level=1)
+
+
+def synthetic_project(folder: Path):
+    """Open `folder` with the real `Project`, scan it, and give it a synthetic discovery."""
+    from turtle_core.cache import EmbeddingCache
+    from turtle_core.curation import Curation
+    from turtle_core.paths import embedding_cache_dir
+    from turtle_core.project import DiscoveryResult, Project
+
+    project = Project.open(folder)
+    scan_s, _ = timed(project.scan)
+    images = project.scan_result.images
+    n = len(images)
+    rng = np.random.default_rng(1)
+    truth = np.array([int(r.label.split("_")[1]) for r in images])
+    labels = np.where(rng.uniform(size=n) < 0.9, truth, rng.integers(0, N_CLASSES, n)).astype(np.int32)
+    centres = rng.normal(size=(N_CLASSES, 64)) * 3
+    vectors = (centres[labels] + rng.normal(size=(n, 64))).astype(np.float32)
+    EmbeddingCache(embedding_cache_dir() / "synthetic").add([r.content_hash for r in images], vectors)
+    confidence = rng.uniform(0.2, 1.0, n).astype(np.float32)
+    probabilities = np.full((n, N_CLASSES), 0.0, np.float32)
+    probabilities[np.arange(n), labels] = confidence
+    project.discovery = DiscoveryResult(
+        images=images,
+        labels=labels,
+        probabilities=probabilities,
+        confidence=confidence,
+        n_clusters=N_CLASSES,
+        score=0.9,
+        scores_by_k={N_CLASSES: 0.9},
+        params={},
+        backbones=["synthetic"],
+        identities=["synthetic"],
+        seconds=0.0,
+    )
+    project.curation = Curation.from_discovery(labels)
+    project.save_curation()
+    return project, scan_s
+
+
+def app_for(project, page: str):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from pages import common
+
+    st.cache_resource.clear()
+    common._open_project_uncached = lambda folder: project
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["folder"] = str(project.folder)
+    at.session_state["map_layout"] = "PCA"  # UMAP of 10k points takes a minute on 2 cores: not the UI's cost
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def bench_clusters(project, results: dict) -> None:
+    at = app_for(project, "pages/clusters.py")
+    results["clusters_page_first_run_s"], _ = timed(lambda: at.run())
+
+    counter = iter(range(1000))
+
+    def rename() -> None:
+        nonce = at.session_state["edit_nonce"]
+        at.text_input(key=f"rename_name:{nonce}").set_value(f"name {next(counter)}")
+        at.button(key="rename").click().run()
+        assert not at.exception, at.exception
+
+    median, times = timed(rename, repeat=5)
+    results["edit_rerun_clusters_overview_s"] = median
+    results["edit_rerun_clusters_overview_all_s"] = times
+
+    # Gallery of 100 thumbnails: cold (thumbnails made now) then warm (files exist, browser-side cache aside).
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    at.selectbox(key="gallery_page_size").set_value(100).run()
+
+    def page_to(number: int) -> None:
+        at.number_input(key="page:cluster0").set_value(number).run()
+        assert not at.exception, at.exception
+        assert len([c for c in at.checkbox if c.key and c.key.startswith("pick:")]) == 100
+
+    results["gallery_100_cold_s"], _ = timed(lambda: page_to(2))
+    results["gallery_100_warm_s"], warm = timed(lambda: (page_to(1), page_to(2)), repeat=3)
+    results["gallery_100_warm_s"] /= 2  # two page flips per repeat
+
+    def tick_and_move() -> None:
+        boxes = [c for c in at.checkbox if c.key and c.key.startswith("pick:")]
+        boxes[0].check().run()
+        at.button(key="cluster0:move").click().run()
+        assert not at.exception, at.exception
+
+    results["edit_rerun_gallery_move_s"], _ = timed(tick_and_move)
+
+
+def bench_map(project, results: dict) -> None:
+    at = app_for(project, "pages/map.py")
+    results["map_page_10k_rerun_s"], _ = timed(lambda: at.run(), repeat=3)
+
+    def lasso_and_move() -> None:
+        key = f"map:{at.session_state['edit_nonce']}"
+        chosen = list(range(0, 2000, 7))
+        at.session_state[key] = {"selection": {"points": [], "point_indices": chosen, "box": [], "lasso": []}}
+        at.run()
+        at.button(key="map:move").click().run()
+        assert not at.exception, at.exception
+
+    results["edit_rerun_map_move_s"], _ = timed(lasso_and_move, repeat=3)
+
+
+# ------------------------------------------------------------------------------------------ 50k map
+
+
+def bench_figure(n: int, results: dict) -> None:
+    from pages.figures import scatter_figure
+
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(n, 2)).astype(np.float32)
+    assign = rng.integers(0, 30, n).astype(np.int32)
+    conf = rng.uniform(size=n).astype(np.float32)
+    names = {c: f"cluster {c}" for c in range(30)}
+    files = [f"folder/img_{i:06d}.jpg" for i in range(n)]
+    build, _ = timed(lambda: scatter_figure(xy, assign, conf, names, files), repeat=3)
+    fig = scatter_figure(xy, assign, conf, names, files)
+    serialise, _ = timed(fig.to_json, repeat=3)
+    results[f"map_{n}_figure_build_s"] = build
+    results[f"map_{n}_serialise_s"] = serialise
+    results[f"map_{n}_json_mb"] = len(fig.to_json()) / 1e6
+
+
+MAP_APP = """
+import numpy as np
+import streamlit as st
+from pages.figures import scatter_figure
+
+st.set_page_config(layout="wide")
+n = {n}
+rng = np.random.default_rng(0)
+xy = rng.normal(size=(n, 2)).astype(np.float32)
+assign = rng.integers(0, 30, n).astype(np.int32)
+fig = scatter_figure(xy, assign, rng.uniform(size=n).astype(np.float32), {{}}, [f"img_{{i}}.jpg" for i in range(n)])
+fig.update_layout(dragmode="select")
+event = st.plotly_chart(fig, key="umap", on_select="rerun", selection_mode=("box", "lasso"))
+st.markdown(f"selected: {{len(event['selection']['point_indices'])}}")
+"""
+
+
+def bench_browser(n: int, results: dict) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "browser"))
+    from conftest import CHROMIUM, IDLE, AppServer
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = ROOT / f".bench_map_{os.getpid()}.py"  # next to app.py so `pages` imports
+        script.write_text(MAP_APP.format(n=n))
+        server = AppServer(Path(tmp), script=script)
+        try:
+            server.wait_healthy()
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM,
+                    headless=True,
+                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+                )
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                started = time.perf_counter()
+                page.goto(server.url)
+                page.wait_for_selector(
+                    ".js-plotly-plot .gl-container canvas, .js-plotly-plot canvas", timeout=120_000
+                )
+                page.wait_for_selector(IDLE, timeout=120_000)
+                page.get_by_text("selected: 0").wait_for(timeout=120_000)
+                results[f"map_{n}_browser_render_s"] = time.perf_counter() - started
+                box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+                x0, y0 = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45
+                x1, y1 = box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.55
+                started = time.perf_counter()
+                page.mouse.move(x0, y0)
+                page.mouse.down()
+                for step in range(1, 11):
+                    page.mouse.move(x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10)
+                page.mouse.up()
+                page.wait_for_function(
+                    "() => /selected: [1-9]/.test(document.body.innerText)", timeout=120_000
+                )
+                page.wait_for_selector(IDLE, timeout=120_000)
+                results[f"map_{n}_browser_box_select_s"] = time.perf_counter() - started
+                text = page.get_by_text("selected:").inner_text()
+                results[f"map_{n}_browser_box_selected_points"] = int(text.split(":")[1])
+                browser.close()
+        finally:
+            server.stop()
+            script.unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--points", type=int, default=50_000)
+    parser.add_argument("--browser", action="store_true", help="also render the 50k map in headless Chromium")
+    args = parser.parse_args()
+
+    results: dict[str, object] = {
+        "images": args.images,
+        "points": args.points,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TURTLE_HOME"] = str(Path(tmp) / "home")
+        os.environ.setdefault("TURTLE_OFFLINE", "1")
+        folder = Path(tmp) / "images"
+        results["write_images_s"], _ = timed(lambda: write_images(folder, args.images))
+        project, results["scan_s"] = synthetic_project(folder)
+        bench_clusters(project, results)
+        bench_map(project, results)
+    bench_figure(args.points, results)
+    if args.browser:
+        bench_browser(args.points, results)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
