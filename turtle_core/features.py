@@ -1,0 +1,138 @@
+"""Feature preprocessing shared by TURTLE and k-means: L2 normalisation, centering, PCA whitening."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+
+PreprocessingMethod = Literal["none", "l2", "center_l2", "standardize", "pca", "whiten", "whiten_l2"]
+PREPROCESSING_METHODS: tuple[str, ...] = get_args(PreprocessingMethod)
+
+DEFAULT_PREPROCESSING: PreprocessingMethod = "whiten"
+DEFAULT_N_COMPONENTS: int = 256
+
+_EPS = 1e-12
+
+
+def _as_float_matrix(X: np.ndarray | torch.Tensor, name: str = "features") -> np.ndarray:
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    array = np.asarray(X)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (rows = images), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def _l2_rows(X: np.ndarray) -> np.ndarray:
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), _EPS)
+
+
+@dataclass
+class SpacePreprocessor:
+    """A fitted feature transform for one space (`fit` on the training rows, `transform` any rows).
+
+    Methods: ``none``; ``l2`` (unit-norm rows); ``center_l2`` (subtract the mean, then unit-norm rows);
+    ``standardize`` (per-dimension z-score); ``pca`` (centre and project on the top `n_components`
+    principal axes); ``whiten`` (``pca`` with every axis scaled to unit variance); ``whiten_l2``
+    (``whiten`` followed by unit-norm rows).
+    """
+
+    method: PreprocessingMethod = DEFAULT_PREPROCESSING
+    n_components: int | None = DEFAULT_N_COMPONENTS
+    mean_: np.ndarray | None = field(default=None, repr=False)
+    projection_: np.ndarray | None = field(default=None, repr=False)
+    explained_variance_: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.method not in PREPROCESSING_METHODS:
+            raise ValueError(f"unknown preprocessing {self.method!r}; choose one of {PREPROCESSING_METHODS}")
+        if self.n_components is not None and self.n_components < 1:
+            raise ValueError("n_components must be at least 1 (or None for all)")
+
+    def fit(self, X: np.ndarray | torch.Tensor) -> SpacePreprocessor:
+        """Learn the transform's statistics from `X` (N × d)."""
+        X = _as_float_matrix(X)
+        method = self.method
+        self.mean_ = self.projection_ = self.explained_variance_ = None
+        if method in ("center_l2", "standardize", "pca", "whiten", "whiten_l2"):
+            self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if method == "standardize":
+            std = X.std(axis=0, dtype=np.float64).astype(np.float32)
+            self.projection_ = np.diag(1.0 / np.maximum(std, 1e-6)).astype(np.float32)
+        elif method in ("pca", "whiten", "whiten_l2"):
+            self._fit_pca(X - self.mean_)
+        return self
+
+    def _fit_pca(self, Xc: np.ndarray) -> None:
+        n, d = Xc.shape
+        # Eigen-decomposition of the smaller Gram/covariance matrix, in float64 for stable small eigenvalues.
+        Xt = torch.from_numpy(Xc).double()
+        if n >= d:
+            cov = Xt.T @ Xt / max(n - 1, 1)
+            evals, evecs = torch.linalg.eigh(cov)
+        else:
+            gram = Xt @ Xt.T / max(n - 1, 1)
+            evals, u = torch.linalg.eigh(gram)
+            evecs = Xt.T @ u / torch.sqrt(torch.clamp(evals * max(n - 1, 1), min=_EPS))
+        evals, evecs = evals.flip(0), evecs.flip(1)
+        keep = int((evals > max(float(evals[0]), _EPS) * 1e-9).sum())
+        k = max(1, min(keep, self.n_components or keep))
+        evals, evecs = evals[:k], evecs[:, :k]
+        projection = evecs
+        if self.method in ("whiten", "whiten_l2"):
+            projection = evecs / torch.sqrt(evals)
+        self.projection_ = projection.float().numpy()
+        self.explained_variance_ = evals.float().numpy()
+
+    def transform(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Apply the fitted transform; returns float32 rows."""
+        X = _as_float_matrix(X)
+        method = self.method
+        if method == "none":
+            return X
+        if method == "l2":
+            return _l2_rows(X)
+        if self.mean_ is None:
+            raise RuntimeError("SpacePreprocessor is not fitted; call fit() first")
+        if X.shape[1] != self.mean_.shape[0]:
+            raise ValueError(f"expected {self.mean_.shape[0]} feature dimensions, got {X.shape[1]}")
+        Xc = X - self.mean_
+        if method == "center_l2":
+            return _l2_rows(Xc)
+        assert self.projection_ is not None
+        Z = Xc @ self.projection_
+        if method == "whiten_l2":
+            Z = _l2_rows(Z)
+        return np.ascontiguousarray(Z, dtype=np.float32)
+
+    def fit_transform(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+
+def prepare_space(
+    X: np.ndarray | torch.Tensor,
+    method: PreprocessingMethod = DEFAULT_PREPROCESSING,
+    *,
+    n_components: int | None = DEFAULT_N_COMPONENTS,
+) -> np.ndarray:
+    """Preprocess one feature space (N × d) with `method`, fitted on `X` itself; float32 result."""
+    return SpacePreprocessor(method, n_components).fit_transform(X)
+
+
+def prepare_spaces(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    method: PreprocessingMethod = DEFAULT_PREPROCESSING,
+    *,
+    n_components: int | None = DEFAULT_N_COMPONENTS,
+) -> list[np.ndarray]:
+    """`prepare_space` applied to every space."""
+    return [prepare_space(X, method, n_components=n_components) for X in spaces]

@@ -1,0 +1,91 @@
+"""Clustering quality against known classes (Hungarian accuracy, NMI, ARI) and the k-means baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def _label_vectors(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    true = np.asarray(y_true).ravel()
+    pred = np.asarray(y_pred).ravel()
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {true.shape[0]} vs {pred.shape[0]}")
+    if true.size == 0:
+        raise ValueError("no labels to compare")
+    return true, pred
+
+
+def contingency_matrix(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Counts of (cluster, class) pairs: rows = predicted clusters, columns = true classes."""
+    true, pred = _label_vectors(y_true, y_pred)
+    _, true_idx = np.unique(true, return_inverse=True)
+    _, pred_idx = np.unique(pred, return_inverse=True)
+    table = np.zeros((pred_idx.max() + 1, true_idx.max() + 1), dtype=np.int64)
+    np.add.at(table, (pred_idx, true_idx), 1)
+    return table
+
+
+def hungarian_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
+    """Accuracy under the best one-to-one matching of clusters to classes.
+
+    With more clusters than classes the unmatched clusters count as errors (and vice versa).
+    """
+    table = contingency_matrix(y_true, y_pred)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def nmi(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
+    """Normalised mutual information (arithmetic normalisation)."""
+    true, pred = _label_vectors(y_true, y_pred)
+    return float(normalized_mutual_info_score(true, pred))
+
+
+def ari(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
+    """Adjusted Rand index."""
+    true, pred = _label_vectors(y_true, y_pred)
+    return float(adjusted_rand_score(true, pred))
+
+
+def evaluate(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """`{"accuracy", "nmi", "ari"}` of a clustering against true classes."""
+    return {
+        "accuracy": hungarian_accuracy(y_true, y_pred),
+        "nmi": nmi(y_true, y_pred),
+        "ari": ari(y_true, y_pred),
+    }
+
+
+def kmeans_baseline(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    n_clusters: int,
+    *,
+    normalize: bool = True,
+    random_state: int | None = 0,
+) -> np.ndarray:
+    """k-means (n_init=10) on the concatenated spaces, each L2-normalised per row when `normalize`."""
+    from sklearn.cluster import KMeans
+
+    blocks = []
+    for X in spaces:
+        block = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+        block = block.astype(np.float32, copy=False)
+        if normalize:
+            block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        blocks.append(block)
+    if not blocks:
+        raise ValueError("kmeans_baseline needs at least one feature space")
+    data = np.concatenate(blocks, axis=1)
+    if not 1 <= n_clusters <= data.shape[0]:
+        raise ValueError(
+            f"n_clusters must be between 1 and the number of rows ({data.shape[0]}), got {n_clusters}"
+        )
+    model = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state)
+    return model.fit_predict(data).astype(np.int64)

@@ -1,0 +1,607 @@
+"""TURTLE (Gadetsky, Jiang, Brbić, ICML 2024): find the labeling that linear classifiers fit best in every space.
+
+Implemented from the paper's description (first-order alternating scheme). The whole training loop
+runs on the device without host round trips: features stay resident as one tensor per space,
+batches are drawn on the device, gradients are written by hand and both levels use a fused Adam
+update on one flat parameter tensor each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .constants import TURTLE_BATCH_SIZE, TURTLE_GAMMA, TURTLE_INNER_STEPS, TURTLE_OUTER_STEPS
+from .features import DEFAULT_N_COMPONENTS, DEFAULT_PREPROCESSING, PreprocessingMethod, SpacePreprocessor
+from .progress import ProgressCallback, ProgressMeter, check_cancel
+
+Precision = Literal["fp32", "bf16", "auto"]
+
+LOG_EVERY = 100  # outer steps between logged losses (each log is a device-side copy, no sync)
+_CHECK_EVERY = 50  # outer steps between cancel checks / progress reports
+_GRAPH_STEPS = 10  # outer steps captured in one CUDA graph
+_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`None` → CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_cpu_threads() -> int:
+    """Half the cores (at least 1): a TURTLE step is many small operations that synchronise every
+    thread, and one busy core then stalls them all; on a shared machine fewer threads run faster."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
+    """Temporarily run torch's CPU kernels on `n` threads (default: `default_cpu_threads()`)."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)) if n else min(previous, default_cpu_threads()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fused_adam_available() -> bool:
+    return hasattr(torch, "_fused_adam_")
+
+
+class _FlatAdam:
+    """Adam on a single flat tensor; the step counter lives on the device so CUDA graphs can replay it."""
+
+    def __init__(self, param: torch.Tensor, lr: float) -> None:
+        self.param = param
+        self.grad = torch.zeros_like(param)
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        self.step = torch.zeros((), dtype=torch.float32, device=param.device)
+        self.lr = float(lr)
+        self.fused = _fused_adam_available()
+
+    def reset(self) -> None:
+        self.exp_avg.zero_()
+        self.exp_avg_sq.zero_()
+        self.step.zero_()
+
+    def update(self) -> None:
+        self.step.add_(1)
+        beta1, beta2 = _BETAS
+        if self.fused:
+            torch._fused_adam_(
+                [self.param],
+                [self.grad],
+                [self.exp_avg],
+                [self.exp_avg_sq],
+                [],
+                [self.step],
+                lr=self.lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=_ADAM_EPS,
+                amsgrad=False,
+                maximize=False,
+            )
+            return
+        self.exp_avg.lerp_(self.grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
+        bias1 = 1 - torch.pow(beta1, self.step)
+        bias2 = 1 - torch.pow(beta2, self.step)
+        denom = (self.exp_avg_sq / bias2).sqrt_().add_(_ADAM_EPS)
+        self.param.addcdiv_(self.exp_avg / bias1, denom, value=-self.lr)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.param, self.exp_avg, self.exp_avg_sq, self.step]
+
+
+def _padded(d: int) -> int:
+    # Room for the constant-1 bias feature, rounded up so rows stay aligned for the matmul kernels.
+    return (d + 1 + 15) // 16 * 16
+
+
+class _Engine:
+    """Device-resident state and the hand-written TURTLE step.
+
+    Layout: everything is "classes × batch" (C × B). Each space's features carry an extra constant-1
+    feature so that biases are ordinary weights. On CPU the features are stored transposed
+    (d × N), which is the fast layout for both matmuls of a step; on CUDA they are stored N × d so
+    that drawing a batch is a row gather.
+    """
+
+    def __init__(
+        self,
+        spaces: Sequence[np.ndarray],
+        n_clusters: int,
+        gamma: float,
+        inner_steps: int,
+        batch_size: int,
+        outer_lr: float,
+        inner_lr: float,
+        warm_start: bool,
+        precision: Literal["fp32", "bf16"],
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.device = device
+        self.K = len(spaces)
+        self.C = int(n_clusters)
+        self.N = int(spaces[0].shape[0])
+        self.B = min(int(batch_size), self.N)
+        self.full_batch = self.B == self.N
+        self.gamma = float(gamma)
+        self.M = int(inner_steps)
+        self.warm_start = bool(warm_start)
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.rows_major = device.type != "cpu"
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(seed))
+        self.dims = [int(X.shape[1]) for X in spaces]
+        self.pads = [_padded(d) for d in self.dims]
+        C = self.C
+
+        self.data: list[torch.Tensor] = []
+        for X, d, dp in zip(spaces, self.dims, self.pads, strict=True):
+            aug = torch.zeros(self.N, dp, dtype=torch.float32)
+            aug[:, :d] = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+            aug[:, d] = 1.0
+            stored = aug if self.rows_major else aug.T.contiguous()
+            self.data.append(stored.to(device=device, dtype=self.dtype))
+            del aug, stored
+
+        # Task heads θ_k, stored per space as C × (d + 2) = [direction v | bias | gain g].
+        self.theta = torch.empty(sum(C * (d + 2) for d in self.dims), device=device)
+        self.theta_k = self._views(self.theta, [d + 2 for d in self.dims])
+        self.theta_opt = _FlatAdam(self.theta, outer_lr)
+        self.theta_grad_k = self._views(self.theta_opt.grad, [d + 2 for d in self.dims])
+        for th, d in zip(self.theta_k, self.dims, strict=True):
+            bound = 1.0 / math.sqrt(d)
+            th[:, : d + 1].uniform_(-bound, bound, generator=self.generator)
+            th[:, d + 1] = torch.linalg.vector_norm(th[:, :d], dim=1)
+        self.head_k = [torch.zeros(C, dp, device=device) for dp in self.pads]
+
+        # Inner linear classifiers w_k (C × padded d, last real column = bias), default nn.Linear init.
+        self.inner = torch.zeros(sum(C * dp for dp in self.pads), device=device)
+        self.inner_k = self._views(self.inner, self.pads)
+        self.inner_opt = _FlatAdam(self.inner, inner_lr)
+        self.inner_grad_k = self._views(self.inner_opt.grad, self.pads)
+        self.init_bound = torch.zeros_like(self.inner)
+        for view, d in zip(self._views(self.init_bound, self.pads), self.dims, strict=True):
+            view[:, : d + 1] = 1.0 / math.sqrt(d)
+        self.inner.uniform_(-1.0, 1.0, generator=self.generator).mul_(self.init_bound)
+
+        self.loss = torch.zeros(3, device=device)  # total, cross-entropy, entropy sum
+        self.chunk = 0
+        self.idx_buf: torch.Tensor | None = None
+        self.noise_buf: torch.Tensor | None = None
+        self.batch_buf: list[torch.Tensor] = []
+        self._perm: torch.Tensor | None = None
+        self._perm_pos = 0
+
+    def _views(self, flat: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
+        views, start = [], 0
+        for width in widths:
+            size = self.C * width
+            views.append(flat[start : start + size].view(self.C, width))
+            start += size
+        return views
+
+    # ------------------------------------------------------------------ randomness (outside the step)
+    def prepare_chunk(self, steps: int) -> None:
+        """Draw the batch indices and cold-start initialisations of the next `steps` outer steps."""
+        if self.chunk != steps:
+            self.chunk = steps
+            self.noise_buf = (
+                None if self.warm_start else torch.empty(steps, self.inner.numel(), device=self.device)
+            )
+            self.idx_buf = (
+                None if self.full_batch else torch.empty(steps, self.B, dtype=torch.long, device=self.device)
+            )
+            if not self.full_batch:
+                shapes = [(self.B, dp) if self.rows_major else (dp, self.B) for dp in self.pads]
+                self.batch_buf = [
+                    torch.empty(shape, dtype=self.dtype, device=self.device) for shape in shapes
+                ]
+        if self.noise_buf is not None:
+            self.noise_buf.uniform_(-1.0, 1.0, generator=self.generator)
+        if self.idx_buf is not None:
+            for s in range(steps):
+                if self._perm is None or self._perm_pos + self.B > self.N:
+                    self._perm = torch.randperm(self.N, generator=self.generator, device=self.device)
+                    self._perm_pos = 0
+                self.idx_buf[s].copy_(self._perm[self._perm_pos : self._perm_pos + self.B])
+                self._perm_pos += self.B
+
+    # ------------------------------------------------------------------ the step
+    def _batch(self, k: int, s: int) -> torch.Tensor:
+        """Features of the current batch as (padded d) × B (a transposed view on CUDA)."""
+        data = self.data[k]
+        if self.full_batch:
+            return data.T if self.rows_major else data
+        assert self.idx_buf is not None
+        out = self.batch_buf[k]
+        torch.index_select(data, 0 if self.rows_major else 1, self.idx_buf[s], out=out)
+        return out.T if self.rows_major else out
+
+    def _logits(self, weight: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        if self.dtype == torch.float32:
+            return torch.mm(weight, X)
+        return torch.mm(weight.to(self.dtype), X)
+
+    def _grad_into(self, out: torch.Tensor, G: torch.Tensor, X: torch.Tensor) -> None:
+        if self.dtype == torch.float32:
+            torch.mm(G, X.T, out=out)
+        else:
+            out.copy_(torch.mm(G.to(self.dtype), X.T))
+
+    def step(self, s: int, record: bool) -> None:
+        """One outer iteration (step `s` of the prepared chunk)."""
+        K, B, gamma = self.K, self.B, self.gamma
+        X = [self._batch(k, s) for k in range(self.K)]
+
+        # Task encoder: weight-normalised heads, soft labels τ = mean_k softmax(θ_k φ_k).
+        norms, probs = [], []
+        for k, (th, head, d) in enumerate(zip(self.theta_k, self.head_k, self.dims, strict=True)):
+            norm = torch.linalg.vector_norm(th[:, :d], dim=1, keepdim=True)
+            head[:, : d + 1].copy_(th[:, : d + 1])
+            head[:, :d].mul_(th[:, d + 1 :] / norm)
+            norms.append(norm)
+            probs.append(torch.softmax(self._logits(head, X[k]), 0, dtype=torch.float32))
+        tau = probs[0] if K == 1 else torch.stack(probs).mean(0)
+
+        # Inner loop: M Adam steps of the linear classifiers on CE(w_k φ_k, stopgrad τ).
+        if not self.warm_start:
+            assert self.noise_buf is not None
+            torch.mul(self.noise_buf[s], self.init_bound, out=self.inner)
+            self.inner_opt.reset()
+        for _ in range(self.M):
+            for k in range(K):
+                G = torch.softmax(self._logits(self.inner_k[k], X[k]), 0, dtype=torch.float32)
+                G.sub_(tau).mul_(1.0 / B)
+                self._grad_into(self.inner_grad_k[k], G, X[k])
+            self.inner_opt.update()
+
+        # Outer step: Σ_k CE(stopgrad(w_k φ_k), τ) − γ Σ_k H(mean_batch softmax(θ_k φ_k)), gradients by hand.
+        log_q = [
+            torch.log_softmax(self._logits(self.inner_k[k], X[k]), 0, dtype=torch.float32) for k in range(K)
+        ]
+        log_q_sum = log_q[0] if K == 1 else torch.stack(log_q).sum(0)
+        d_tau = log_q_sum * (-1.0 / (B * K))  # ∂CE/∂p_k, the same for every head
+        entropies = []
+        for k, (th, grad, d) in enumerate(zip(self.theta_k, self.theta_grad_k, self.dims, strict=True)):
+            P = probs[k]
+            mean_p = P.mean(1, keepdim=True)
+            log_mean = torch.log(mean_p)
+            if record:
+                entropies.append(-(mean_p * log_mean).sum())
+            d_p = d_tau + (gamma / B) * log_mean  # the entropy term's +1 cancels in the softmax backward
+            PG = P * d_p
+            dZ = PG.sub_(P * PG.sum(0, keepdim=True))
+            head_grad = torch.mm(dZ.to(self.dtype), X[k].T)
+            if head_grad.dtype != torch.float32:
+                head_grad = head_grad.float()
+            # Weight-norm backward: W = g v/‖v‖.
+            g_w = head_grad[:, :d]
+            direction = th[:, :d] / norms[k]
+            g_gain = (g_w * direction).sum(1, keepdim=True)
+            torch.mul(g_w.sub(g_gain * direction), th[:, d + 1 :] / norms[k], out=grad[:, :d])
+            grad[:, d : d + 1].copy_(head_grad[:, d : d + 1])
+            grad[:, d + 1 :].copy_(g_gain)
+        if record:
+            ce = -(tau * log_q_sum).sum() / B
+            entropy = torch.stack(entropies).sum()
+            torch.stack([ce - gamma * entropy, ce, entropy], out=self.loss)
+        self.theta_opt.update()
+
+    # ------------------------------------------------------------------ state, graphs, results
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [*self.theta_opt.tensors(), *self.inner_opt.tensors(), self.loss]
+
+    def snapshot(self) -> list[torch.Tensor]:
+        return [t.clone() for t in self.state_tensors()]
+
+    def restore(self, saved: list[torch.Tensor]) -> None:
+        for target, value in zip(self.state_tensors(), saved, strict=True):
+            target.copy_(value)
+
+    def run_chunk(self, steps: int) -> None:
+        for s in range(steps):
+            self.step(s, record=s == steps - 1)
+
+    def capture_graph(self, steps: int) -> torch.cuda.CUDAGraph | None:
+        """Capture `steps` outer steps in a CUDA graph and check one replay against eager execution."""
+        self.prepare_chunk(steps)
+        saved = self.snapshot()
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self.run_chunk(steps)  # warm-up: lazy cuBLAS/allocator initialisation happens outside capture
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.restore(saved)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.run_chunk(steps)
+        self.restore(saved)
+        graph.replay()
+        replayed = self.snapshot()
+        self.restore(saved)
+        self.run_chunk(steps)
+        eager = self.snapshot()
+        self.restore(saved)
+        for a, b in zip(replayed, eager, strict=True):
+            scale = float(b.abs().max()) + 1e-6
+            if not torch.isfinite(a).all() or float((a - b).abs().max()) > 1e-3 * scale:
+                return None
+        return graph
+
+    def head_parameters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Effective head weights (C × d) and biases (C) per space, on the host."""
+        weights, biases = [], []
+        for th, d in zip(self.theta_k, self.dims, strict=True):
+            th = th.detach().float().cpu()
+            norm = torch.linalg.vector_norm(th[:, :d], dim=1, keepdim=True)
+            weights.append((th[:, :d] * th[:, d + 1 :] / norm).numpy().copy())
+            biases.append(th[:, d].numpy().copy())
+        return weights, biases
+
+
+def head_probabilities(
+    spaces: Sequence[np.ndarray], weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
+) -> np.ndarray:
+    """τ(x) = mean_k softmax(W_k x + b_k) for preprocessed features, as an N × C float32 array."""
+    total = None
+    for X, W, b in zip(spaces, weights, biases, strict=True):
+        logits = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)) @ torch.from_numpy(W).T
+        p = torch.softmax(logits + torch.from_numpy(b), dim=1)
+        total = p if total is None else total + p
+    assert total is not None
+    return (total / len(spaces)).numpy().astype(np.float32)
+
+
+def _check_spaces(
+    spaces: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Tensor,
+) -> list[np.ndarray]:
+    if isinstance(spaces, (np.ndarray, torch.Tensor)) and spaces.ndim == 2:
+        raise TypeError("pass a list of feature spaces, e.g. fit([X]) for a single space")
+    arrays = []
+    for k, X in enumerate(spaces):
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"feature space {k} must be 2-D (N × d), got shape {X.shape}")
+        arrays.append(X)
+    if not arrays:
+        raise ValueError("at least one feature space is needed")
+    sizes = {X.shape[0] for X in arrays}
+    if len(sizes) != 1:
+        raise ValueError(f"all feature spaces must have the same number of rows, got {sorted(sizes)}")
+    return arrays
+
+
+class Turtle:
+    """TURTLE unsupervised transfer: discovers `n_clusters` categories from K frozen feature spaces.
+
+    Parameters follow the paper (T = `outer_steps`, M = `inner_steps`, batch 10k, γ = `gamma`).
+    `warm_start` keeps the inner classifiers (and their Adam state) across outer steps; otherwise
+    they are re-initialised every outer step. `preprocessing` (see `turtle_core.features`) is fitted
+    per space on the training rows and re-applied by `predict_proba`. `precision="bf16"` stores
+    features and runs the matmuls in bfloat16 ("auto": bf16 on CUDA, fp32 elsewhere). `cuda_graph`
+    replays the loop as CUDA graphs on GPUs (falls back to eager if the capture fails its self-check).
+    `num_threads` bounds torch's CPU threads during the fit (default: half the cores).
+
+    Learned: `labels_`, `probabilities_` (N × C), `confidence_` (max probability), `n_features_in_`,
+    `head_weights_` / `head_biases_` (per space, in the preprocessed space), `preprocessors_`,
+    `history_` (loss every 100 steps), `n_iter_`, `fit_seconds_`, `device_`.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        gamma: float = TURTLE_GAMMA,
+        *,
+        outer_steps: int = TURTLE_OUTER_STEPS,
+        inner_steps: int = TURTLE_INNER_STEPS,
+        batch_size: int = TURTLE_BATCH_SIZE,
+        outer_lr: float = 1e-3,
+        inner_lr: float = 1e-3,
+        warm_start: bool = True,
+        preprocessing: PreprocessingMethod = DEFAULT_PREPROCESSING,
+        n_components: int | None = DEFAULT_N_COMPONENTS,
+        precision: Precision = "fp32",
+        device: str | torch.device | None = None,
+        cuda_graph: bool = True,
+        num_threads: int | None = None,
+        random_state: int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.gamma = gamma
+        self.outer_steps = outer_steps
+        self.inner_steps = inner_steps
+        self.batch_size = batch_size
+        self.outer_lr = outer_lr
+        self.inner_lr = inner_lr
+        self.warm_start = warm_start
+        self.preprocessing = preprocessing
+        self.n_components = n_components
+        self.precision = precision
+        self.device = device
+        self.cuda_graph = cuda_graph
+        self.num_threads = num_threads
+        self.random_state = random_state
+        self.progress = progress
+        self.cancel = cancel
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (scikit-learn style)."""
+        names = [
+            "n_clusters",
+            "gamma",
+            "outer_steps",
+            "inner_steps",
+            "batch_size",
+            "outer_lr",
+            "inner_lr",
+            "warm_start",
+            "preprocessing",
+            "n_components",
+            "precision",
+            "device",
+            "cuda_graph",
+            "num_threads",
+            "random_state",
+            "progress",
+            "cancel",
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> Turtle:
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Turtle has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def _validate(self, n_rows: int) -> None:
+        if not 2 <= int(self.n_clusters) <= n_rows:
+            raise ValueError(
+                f"n_clusters must be between 2 and the number of images ({n_rows}), got {self.n_clusters}"
+            )
+        if self.gamma < 0:
+            raise ValueError("gamma must be non-negative")
+        if self.outer_steps < 0 or self.inner_steps < 1 or self.batch_size < 1:
+            raise ValueError("outer_steps must be ≥ 0, inner_steps and batch_size ≥ 1")
+        if self.outer_lr <= 0 or self.inner_lr <= 0:
+            raise ValueError("learning rates must be positive")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
+
+    def fit(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> Turtle:
+        """Learn the task heads on K feature spaces (each N × d_k) and label the N rows."""
+        started = time.perf_counter()
+        arrays = _check_spaces(spaces)
+        self._validate(arrays[0].shape[0])
+        check_cancel(self.cancel)
+        preprocessors = [SpacePreprocessor(self.preprocessing, self.n_components).fit(X) for X in arrays]
+        features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
+        self._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _fit_prepared(
+        self, features: list[np.ndarray], preprocessors: list[SpacePreprocessor], n_features_in: list[int]
+    ) -> Turtle:
+        """`fit` on already preprocessed features (lets model selection preprocess once for all runs)."""
+        started = time.perf_counter()
+        self._validate(features[0].shape[0])
+        self.n_features_in_ = list(n_features_in)
+        self.preprocessors_ = list(preprocessors)
+        device = resolve_device(self.device)
+        precision = self.precision
+        if precision == "auto":
+            precision = "bf16" if device.type == "cuda" else "fp32"
+        seed = (
+            int(self.random_state)
+            if self.random_state is not None
+            else int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
+        )
+        with torch.no_grad(), cpu_threads(self.num_threads, device):
+            engine = _Engine(
+                features,
+                n_clusters=int(self.n_clusters),
+                gamma=self.gamma,
+                inner_steps=self.inner_steps,
+                batch_size=self.batch_size,
+                outer_lr=self.outer_lr,
+                inner_lr=self.inner_lr,
+                warm_start=self.warm_start,
+                precision=precision,
+                device=device,
+                seed=seed,
+            )
+            self.history_ = self._train(engine)
+            self.head_weights_, self.head_biases_ = engine.head_parameters()
+        del engine
+        self.device_ = device
+        self.probabilities_ = head_probabilities(features, self.head_weights_, self.head_biases_)
+        self.labels_ = self.probabilities_.argmax(1).astype(np.int64)
+        self.confidence_ = self.probabilities_.max(1)
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def _train(self, engine: _Engine) -> list[dict[str, float]]:
+        total = int(self.outer_steps)
+        meter = ProgressMeter("turtle", total, self.progress)
+        meter.report(force=True)
+        graph = None
+        if self.cuda_graph and engine.device.type == "cuda" and total >= 4 * _GRAPH_STEPS:
+            try:
+                graph = engine.capture_graph(_GRAPH_STEPS)
+            except Exception as error:  # capture is an optimisation: any failure means eager execution
+                graph = None
+                warnings.warn(
+                    f"CUDA graph capture failed ({error}); running eagerly", RuntimeWarning, stacklevel=2
+                )
+        chunk = _GRAPH_STEPS if graph is not None else _CHECK_EVERY
+        logged: list[tuple[int, torch.Tensor]] = []
+        done = 0
+        while done < total:
+            steps = min(chunk, total - done)
+            engine.prepare_chunk(steps)
+            if graph is not None and steps == _GRAPH_STEPS:
+                graph.replay()
+            else:
+                engine.run_chunk(steps)
+            done += steps
+            if done % LOG_EVERY == 0 or done == total:
+                logged.append((done, engine.loss.clone()))
+            if done % _CHECK_EVERY == 0 or done == total:
+                check_cancel(self.cancel)
+                meter.advance(done - meter.done)
+        self.n_iter_ = done
+        if not logged:
+            return []
+        values = torch.stack([loss for _, loss in logged]).cpu().numpy()
+        return [
+            {"step": step, "loss": float(v[0]), "cross_entropy": float(v[1]), "entropy": float(v[2])}
+            for (step, _), v in zip(logged, values, strict=True)
+        ]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_weights_"):
+            raise RuntimeError("this Turtle is not fitted yet; call fit() first")
+
+    def predict_proba(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
+        """Soft labels τ(x) (N × C, rows sum to 1) for new rows in the same K spaces."""
+        self._check_fitted()
+        arrays = _check_spaces(spaces)
+        if [X.shape[1] for X in arrays] != self.n_features_in_:
+            raise ValueError(
+                f"expected spaces with {self.n_features_in_} dimensions, got {[X.shape[1] for X in arrays]}"
+            )
+        features = [p.transform(X) for p, X in zip(self.preprocessors_, arrays, strict=True)]
+        return head_probabilities(features, self.head_weights_, self.head_biases_)
+
+    def predict(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
+        """Cluster index per row (argmax of `predict_proba`)."""
+        return self.predict_proba(spaces).argmax(1).astype(np.int64)
