@@ -1,0 +1,133 @@
+"""Label-free model selection: the generalisation score, its chance correction and the choice of C."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from test_turtle import make_blobs
+
+from turtle_core.metrics import hungarian_accuracy
+from turtle_core.progress import Cancelled, Progress
+from turtle_core.selection import (
+    DEFAULT_GRID,
+    PAPER_GRID,
+    Candidate,
+    _choose,
+    generalization_details,
+    generalization_score,
+    select_model,
+    used_clusters,
+)
+
+FAST = {"outer_steps": 300}
+ONE_POINT = [{"warm_start": True, "inner_lr": 1e-3, "outer_lr": 1e-3}]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_cpu_thread() -> object:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_score_separates_true_from_random_labels() -> None:
+    spaces, truth = make_blobs(n=600, n_clusters=4, dims=(10, 12), seed=2)
+    true_score = generalization_score(spaces, truth)
+    random_labels = np.random.default_rng(0).integers(0, 4, truth.size)
+    random_score = generalization_score(spaces, random_labels)
+    assert true_score >= 0.98
+    assert random_score <= 0.4
+    details = generalization_details(spaces, random_labels)
+    assert abs(details.kappa) < 0.1
+    assert details.chance == pytest.approx(((np.bincount(random_labels) / truth.size) ** 2).sum())
+    assert len(details.per_space) == 2
+
+
+def test_score_handles_tiny_clusters_and_one_cluster() -> None:
+    spaces, truth = make_blobs(n=200, n_clusters=4, dims=(6,), seed=3)
+    labels = truth.copy()
+    labels[:3] = 7  # a three-member cluster: fewer members than folds
+    details = generalization_details(spaces, labels, n_folds=10)
+    assert 0.5 < details.accuracy <= 1.0
+    assert details.accuracy < generalization_details(spaces, truth, n_folds=10).accuracy
+    single = generalization_details(spaces, np.zeros(200, dtype=int))
+    assert single.accuracy == 1.0 and single.kappa == 0.0
+    with pytest.raises(ValueError, match="labels"):
+        generalization_score(spaces, truth[:10])
+
+
+def test_kappa_removes_the_small_c_advantage_of_random_labels() -> None:
+    spaces, _ = make_blobs(n=600, n_clusters=4, dims=(10,), seed=4)
+    rng = np.random.default_rng(1)
+    raw, kappa = {}, {}
+    for k in (2, 8):
+        details = generalization_details(spaces, rng.integers(0, k, 600))
+        raw[k], kappa[k] = details.accuracy, details.kappa
+    assert raw[2] > raw[8] + 0.25  # meaningless labels score higher when there are fewer of them
+    assert abs(kappa[2] - kappa[8]) < 0.1  # ...but not after the chance correction
+
+
+def test_select_model_picks_the_true_number_of_clusters() -> None:
+    spaces, truth = make_blobs(n=1000, n_clusters=5, dims=(16, 24), seed=5)
+    reports: list[Progress] = []
+    result = select_model(spaces, (2, 8), grid=ONE_POINT, turtle_params=FAST, progress=reports.append)
+    assert result.best_n_clusters == 5
+    assert sorted(result.scores_by_k) == list(range(2, 9))
+    assert len(result.candidates) == 7
+    assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
+    assert result.best.n_clusters == 5
+    assert result.best_params == ONE_POINT[0]
+    assert result.scores_by_k[5] == max(result.scores_by_k.values())
+    select_reports = [r for r in reports if r.stage == "select"]
+    assert select_reports[-1].done == select_reports[-1].total == 7
+    # The chosen model predicts raw (unpreprocessed) rows.
+    np.testing.assert_array_equal(result.best.predict(spaces), result.best.labels_)
+
+
+def test_select_model_with_fixed_c_and_grid_options() -> None:
+    spaces, truth = make_blobs(n=500, n_clusters=3, dims=(8,), seed=6)
+    result = select_model(spaces, 3, turtle_params=FAST)
+    assert result.best_n_clusters == 3
+    assert len(result.candidates) == len(DEFAULT_GRID)
+    assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
+    assert len(PAPER_GRID) == 50
+    with pytest.raises(ValueError, match="grid"):
+        select_model(spaces, 3, grid="huge")
+    with pytest.raises(ValueError, match="between 2"):
+        select_model(spaces, (1, 4))
+
+
+def test_select_model_cancels() -> None:
+    spaces, _ = make_blobs(n=300, n_clusters=3, dims=(8,), seed=7)
+    cancel = threading.Event()
+
+    def stop_after_first(report: Progress) -> None:
+        if report.stage == "select" and report.done >= 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        select_model(
+            spaces, (2, 5), grid=ONE_POINT, turtle_params=FAST, progress=stop_after_first, cancel=cancel
+        )
+
+
+def test_near_ties_go_to_more_used_clusters_then_smaller_c() -> None:
+    five = np.repeat(np.arange(5), 100)
+    merged = np.minimum(five, 3)  # two true groups merged: 4 clusters, equally separable
+    padded = five.copy()  # C = 8 asked, 3 clusters left empty
+    padded[:1] = 7  # one stray row does not make a cluster
+    assert used_clusters(five, 5) == 5
+    assert used_clusters(merged, 4) == 4
+    assert used_clusters(padded, 8) == 5
+    candidates = [
+        Candidate(4, {}, 1.0, merged, n_used=4),
+        Candidate(5, {}, 0.998, five, n_used=5),
+        Candidate(8, {}, 0.999, padded, n_used=5),
+        Candidate(3, {}, 0.97, np.minimum(five, 2), n_used=3),
+    ]
+    assert _choose(candidates).n_clusters == 5
+    assert _choose(candidates, tolerance=0.0).n_clusters == 4

@@ -1,0 +1,327 @@
+"""Label-free model selection: the paper's generalisation score, chance-corrected, over a grid and over C."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .features import DEFAULT_N_COMPONENTS, DEFAULT_PREPROCESSING, PreprocessingMethod, SpacePreprocessor
+from .progress import Progress, ProgressCallback, ProgressMeter, check_cancel
+from .turtle import Turtle, _check_spaces, resolve_device
+
+Criterion = Literal["kappa", "accuracy"]
+
+# The paper's grid (appendix B.3): inner lr × outer lr × {warm, cold} = 50 runs.
+PAPER_LEARNING_RATES: tuple[float, ...] = (1e-2, 5e-3, 1e-3, 5e-4, 1e-4)
+PAPER_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"inner_lr": inner, "outer_lr": outer, "warm_start": warm}
+    for warm in (True, False)
+    for inner in PAPER_LEARNING_RATES
+    for outer in PAPER_LEARNING_RATES
+)
+# Small default grid: what a 2-core CPU can afford per requested C.
+DEFAULT_GRID: tuple[dict[str, Any], ...] = (
+    {"inner_lr": 1e-3, "outer_lr": 1e-3, "warm_start": True},
+    {"inner_lr": 1e-3, "outer_lr": 1e-3, "warm_start": False},
+)
+
+_PROBE_MAX_ROWS = 20_000
+# Scores closer than this to the best count as ties (about two standard errors of a 10k-row score).
+TIE_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class GeneralizationScore:
+    """Cross-validated linear-probe agreement with a labeling.
+
+    `accuracy` is the paper's score (mean held-out accuracy over folds and spaces); `chance` is the
+    agreement expected by chance from the cluster sizes alone (Σ_c π_c²); `kappa` is Cohen's
+    chance-corrected agreement (accuracy − chance) / (1 − chance).
+    """
+
+    accuracy: float
+    chance: float
+    kappa: float
+    per_space: tuple[float, ...]
+
+
+@dataclass
+class Candidate:
+    """One fitted TURTLE run of the selection and its label-free scores."""
+
+    n_clusters: int
+    params: dict[str, Any]
+    score: float
+    labels: np.ndarray = field(repr=False)
+    accuracy: float = 0.0
+    kappa: float = 0.0
+    n_used: int = 0
+
+
+@dataclass
+class SelectionResult:
+    """The chosen run (`best`), every candidate, and the best score per number of clusters."""
+
+    best: Turtle
+    best_params: dict[str, Any]
+    best_n_clusters: int
+    candidates: list[Candidate]
+    scores_by_k: dict[int, float]
+
+
+def used_clusters(labels: np.ndarray, n_clusters: int) -> int:
+    """Clusters holding at least 5 % of an even share of the rows (at least 2); the rest are near-empty."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=n_clusters)
+    threshold = max(2, int(np.ceil(0.05 * labels.size / n_clusters)))
+    return int((counts >= threshold).sum())
+
+
+def _choose(candidates: Sequence[Candidate], tolerance: float = TIE_TOLERANCE) -> Candidate:
+    """Best score; among near-ties the labeling with the most used clusters, then the smallest C.
+
+    A perfectly generalisable merge of true groups ties with the true labeling, and a larger C
+    whose extra clusters stay empty ties with it too: neither should win.
+    """
+    top = max(c.score for c in candidates)
+    near = [c for c in candidates if c.score >= top - tolerance]
+    return max(near, key=lambda c: (c.n_used, -c.n_clusters, c.score))
+
+
+def _stratified_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold id per row; every cluster is spread evenly over the folds (small clusters over a few)."""
+    folds = np.empty(labels.shape[0], dtype=np.int64)
+    offset = 0
+    for cluster in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cluster))
+        folds[members] = (np.arange(members.size) + offset) % n_folds
+        offset += members.size
+    return folds
+
+
+def _probe_heldout_accuracy(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    folds: torch.Tensor,
+    n_folds: int,
+    n_classes: int,
+    l2: float,
+    max_iter: int,
+) -> np.ndarray:
+    """Held-out accuracy per fold of L2-regularised multinomial logistic regression, all folds at once."""
+    n, d = X.shape
+    # Classes × rows layout: the softmax runs over a short leading axis with rows contiguous (fast on CPU).
+    Xt = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], dim=1).T.contiguous()
+    train = (folds[None, :] != torch.arange(n_folds, device=X.device)[:, None]).to(X.dtype)  # F × N
+    weight = train / train.sum(1, keepdim=True).clamp_min(1.0)
+    W = torch.zeros(n_folds * n_classes, d + 1, dtype=X.dtype, device=X.device, requires_grad=True)
+    target = y[None, None, :].expand(n_folds, 1, n)
+    optimizer = torch.optim.LBFGS(
+        [W], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-5, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        log_p = torch.log_softmax((W @ Xt).view(n_folds, n_classes, n), dim=1)
+        nll = -log_p.gather(1, target).squeeze(1)
+        loss = (nll * weight).sum() + 0.5 * l2 * W[:, :d].square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        pred = (W @ Xt).view(n_folds, n_classes, n).argmax(1)  # F × N
+        correct = (pred == y[None, :]).to(X.dtype)
+        held_out = 1.0 - train
+        acc = (correct * held_out).sum(1) / held_out.sum(1).clamp_min(1.0)
+    return acc.cpu().numpy()
+
+
+def generalization_details(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | Sequence[int],
+    *,
+    n_folds: int = 10,
+    random_state: int | None = 0,
+    device: str | torch.device | None = None,
+    l2: float | None = None,
+    max_iter: int = 60,
+) -> GeneralizationScore:
+    """The paper's label-free score with its chance correction (see `GeneralizationScore`).
+
+    Every space is standardised (centred, one global scale); `l2` defaults to 1/N_train, the
+    per-row equivalent of scikit-learn's default C = 1.
+    """
+    arrays = _check_spaces(spaces)
+    y_raw = np.asarray(labels).ravel()
+    n = arrays[0].shape[0]
+    if y_raw.shape[0] != n:
+        raise ValueError(f"labels has {y_raw.shape[0]} entries for {n} rows")
+    _, y_np = np.unique(y_raw, return_inverse=True)
+    n_classes = int(y_np.max()) + 1
+    proportions = np.bincount(y_np) / n
+    chance = float((proportions**2).sum())
+    if n_classes == 1:
+        return GeneralizationScore(1.0, 1.0, 0.0, tuple(1.0 for _ in arrays))
+    rng = np.random.default_rng(random_state)
+    rows = np.arange(n)
+    if n > _PROBE_MAX_ROWS:
+        rows = np.sort(rng.choice(n, _PROBE_MAX_ROWS, replace=False))
+        y_np = y_np[rows]
+    n_folds = max(2, min(int(n_folds), rows.size))
+    folds = _stratified_folds(y_np, n_folds, rng)
+    dev = resolve_device(device)
+    y = torch.from_numpy(y_np).to(dev)
+    fold_t = torch.from_numpy(folds).to(dev)
+    l2_value = float(l2) if l2 is not None else 1.0 / (rows.size * (n_folds - 1) / n_folds)
+    per_space = []
+    for X in arrays:
+        Xs = torch.from_numpy(np.ascontiguousarray(X[rows], dtype=np.float32)).to(dev)
+        Xs = Xs - Xs.mean(0, keepdim=True)
+        Xs = Xs / Xs.square().sum(1).mean().sqrt().clamp_min(1e-12) * np.sqrt(Xs.shape[1])
+        acc = _probe_heldout_accuracy(Xs, y, fold_t, n_folds, n_classes, l2_value, max_iter)
+        per_space.append(float(acc.mean()))
+    accuracy = float(np.mean(per_space))
+    kappa = (accuracy - chance) / (1.0 - chance)
+    return GeneralizationScore(accuracy, chance, float(kappa), tuple(per_space))
+
+
+def generalization_score(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | Sequence[int],
+    *,
+    n_folds: int = 10,
+    random_state: int | None = 0,
+    device: str | torch.device | None = None,
+) -> float:
+    """The paper's score: mean k-fold held-out accuracy of linear probes trained on `labels`, over spaces."""
+    return generalization_details(
+        spaces, labels, n_folds=n_folds, random_state=random_state, device=device
+    ).accuracy
+
+
+def _resolve_grid(grid: Sequence[dict[str, Any]] | str | None) -> list[dict[str, Any]]:
+    if grid is None or grid == "default":
+        return [dict(g) for g in DEFAULT_GRID]
+    if grid == "paper":
+        return [dict(g) for g in PAPER_GRID]
+    if isinstance(grid, str):
+        raise ValueError(f"grid must be a list of parameter dicts, 'default' or 'paper'; got {grid!r}")
+    points = [dict(g) for g in grid]
+    if not points:
+        raise ValueError("grid is empty")
+    return points
+
+
+def _cluster_range(n_clusters: int | tuple[int, int], n_rows: int) -> list[int]:
+    if isinstance(n_clusters, (tuple, list)):
+        lo, hi = (int(v) for v in n_clusters)
+    else:
+        lo = hi = int(n_clusters)
+    if lo > hi:
+        lo, hi = hi, lo
+    if lo < 2 or hi > n_rows:
+        raise ValueError(
+            f"numbers of clusters must lie between 2 and the number of images ({n_rows}); got {n_clusters}"
+        )
+    return list(range(lo, hi + 1))
+
+
+def select_model(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    n_clusters: int | tuple[int, int],
+    *,
+    grid: Sequence[dict[str, Any]] | Literal["default", "paper"] | None = None,
+    criterion: Criterion = "kappa",
+    n_folds: int = 10,
+    tolerance: float = TIE_TOLERANCE,
+    preprocessing: PreprocessingMethod = DEFAULT_PREPROCESSING,
+    n_components: int | None = DEFAULT_N_COMPONENTS,
+    turtle_params: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    random_state: int | None = 0,
+) -> SelectionResult:
+    """Fit TURTLE for every grid point and every C in `n_clusters` (an int or an inclusive (lo, hi)) and
+    keep the run whose labeling linear probes generalise best, without labels.
+
+    `criterion="kappa"` (default) compares runs by chance-corrected probe agreement, which does not
+    favour few clusters; `"accuracy"` is the paper's raw score. Scores within `tolerance` of the best
+    are ties, won by the labeling with the most used (non-empty) clusters, then by the smaller C.
+    `turtle_params` are passed to every
+    `Turtle` (e.g. `outer_steps`, `gamma`, `precision`).
+    """
+    if criterion not in ("kappa", "accuracy"):
+        raise ValueError(f"criterion must be 'kappa' or 'accuracy', got {criterion!r}")
+    arrays = _check_spaces(spaces)
+    n_rows = arrays[0].shape[0]
+    ks = _cluster_range(n_clusters, n_rows)
+    points = _resolve_grid(grid)
+    base = dict(turtle_params or {})
+    for reserved in ("n_clusters", "progress", "cancel", "preprocessing", "n_components"):
+        base.pop(reserved, None)
+    base.setdefault("device", device)
+    base.setdefault("random_state", random_state)
+
+    check_cancel(cancel)
+    preprocessors = [SpacePreprocessor(preprocessing, n_components).fit(X) for X in arrays]
+    features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
+    total = len(ks) * len(points)
+    meter = ProgressMeter("select", total, progress)
+    meter.report(force=True)
+
+    def forward(report: Progress) -> None:
+        if progress is not None:
+            progress(report)
+
+    candidates: list[Candidate] = []
+    models: dict[int, Turtle] = {}
+    for k in ks:
+        for point in points:
+            check_cancel(cancel)
+            params = {**base, **point}
+            model = Turtle(
+                n_clusters=k,
+                preprocessing=preprocessing,
+                n_components=n_components,
+                progress=forward if progress is not None else None,
+                cancel=cancel,
+                **params,
+            )
+            model._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
+            details = generalization_details(
+                features, model.labels_, n_folds=n_folds, random_state=random_state, device=base.get("device")
+            )
+            score = details.kappa if criterion == "kappa" else details.accuracy
+            candidate = Candidate(
+                k,
+                dict(point),
+                float(score),
+                model.labels_.copy(),
+                details.accuracy,
+                details.kappa,
+                used_clusters(model.labels_, k),
+            )
+            candidates.append(candidate)
+            # The best score only grows, so a run that falls out of the near-tie set can never win again.
+            models[id(candidate)] = model
+            top = max(c.score for c in candidates)
+            alive = {id(c) for c in candidates if c.score >= top - tolerance}
+            models = {key: value for key, value in models.items() if key in alive}
+            meter.advance(1, message=f"C={k} {point}: score {score:.3f}")
+    best_candidate = _choose(candidates, tolerance)
+    scores_by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}
+    return SelectionResult(
+        best=models[id(best_candidate)],
+        best_params=dict(best_candidate.params),
+        best_n_clusters=best_candidate.n_clusters,
+        candidates=candidates,
+        scores_by_k=scores_by_k,
+    )
