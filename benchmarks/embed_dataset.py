@@ -1,0 +1,70 @@
+"""Embed the bundled Animal-MNIST set through the engine (demo folder → scan → embed, cached) and save
+the features for the quality benchmark: `features-dir/animal_mnist_<backbone>.npy` + `animal_mnist_labels.npy`.
+
+    .venv/bin/python benchmarks/embed_dataset.py --per-class 1000 --out benchmarks/features
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from turtle_core.backbones import PRESETS, load_backbone  # noqa: E402
+from turtle_core.cache import EmbeddingCache  # noqa: E402
+from turtle_core.demo import ANIMAL_CLASSES, write_demo_folder  # noqa: E402
+from turtle_core.embed import embed_images  # noqa: E402
+from turtle_core.paths import embedding_cache_dir, turtle_home  # noqa: E402
+from turtle_core.scan import scan_folder  # noqa: E402
+
+
+def embed_animal_mnist(
+    per_class: int, backbones: list[str], out: Path, device: str | None = None, batch_size: int = 64
+) -> dict[str, object]:
+    folder = write_demo_folder(turtle_home() / "bench" / f"animal-mnist-{per_class * 10}", per_class=per_class)
+    scan = scan_folder(folder)
+    labels = np.array([ANIMAL_CLASSES.index(record.label) for record in scan.images], dtype=np.int64)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "animal_mnist_labels.npy", labels)
+    report: dict[str, object] = {"n_images": len(scan.images), "per_class": per_class, "backbones": {}}
+    for name in backbones:
+        backbone = load_backbone(name, device=device)
+        cache = EmbeddingCache(embedding_cache_dir() / backbone.identity)
+        started = time.perf_counter()
+        result = embed_images(folder, scan.images, backbone, cache=cache, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        assert result.ok.all(), result.failed
+        np.save(out / f"animal_mnist_{name}.npy", result.vectors.astype(np.float32))
+        report["backbones"][name] = {  # type: ignore[index]
+            "device": str(backbone.device),
+            "seconds": round(seconds, 2),
+            "computed": result.computed,
+            "from_cache": result.from_cache,
+            "images_per_s": round(result.computed / seconds, 1) if result.computed else None,
+        }
+        print(name, report["backbones"][name], flush=True)  # type: ignore[index]
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--per-class", type=int, default=1000)
+    parser.add_argument("--backbones", default=",".join(PRESETS["offline"]))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/features"))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    report = embed_animal_mnist(args.per_class, args.backbones.split(","), args.out, args.device, args.batch_size)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "embed_dataset.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
