@@ -279,7 +279,7 @@ class Project:
 
     def save_curation(self) -> None:
         if self.curation is not None:
-            self.curation.save(self.workdir / "curation.json", self._image_key())
+            self.curation.save(self.workdir / "curation.npz", self._image_key())
 
     def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
         """Re-run discovery inside one cluster and split it (one undoable edit). `None`: choose 2..4."""
@@ -311,7 +311,7 @@ class Project:
             return cached
         check_cancel(cancel)
         return LayoutCache(self.workdir / "layouts").get_or_compute(
-            self._layout_key(), concat_spaces(self.spaces()), method
+            self._layout_key(), concat_spaces(self.spaces()), method, progress=progress
         )
 
     def cached_layout(self, method: Literal["pca", "umap"]) -> np.ndarray | None:
@@ -424,9 +424,12 @@ class Project:
                 self.discovery = DiscoveryResult.from_bytes(discovery_file.read_bytes())
             except (OSError, ValueError, KeyError) as error:
                 raise ProjectError(f"The saved discovery {discovery_file} is unreadable ({error}).") from error
-            curation_file = self.workdir / "curation.json"
+            curation_file = self.workdir / "curation.npz"
             if curation_file.exists():
-                self.curation = Curation.load(curation_file, self._image_key())
+                try:
+                    self.curation = Curation.load(curation_file, self._image_key())
+                except ValueError as error:
+                    raise ProjectError(f"The saved curation {curation_file} cannot be used: {error}") from error
             else:
                 self.curation = Curation.from_discovery(self.discovery.labels)
 
