@@ -233,3 +233,33 @@ def test_whitening_with_fewer_rows_than_dimensions() -> None:
     Z = prepare_space(X, "whiten", n_components=256)
     assert Z.shape == (20, 19)  # rank of 20 centred rows
     np.testing.assert_allclose(np.cov(Z, rowvar=False), np.eye(19), atol=1e-3)
+
+
+@pytest.mark.parametrize("full_batch", [True, False])
+def test_row_major_layout_matches_column_major(full_batch: bool) -> None:
+    """The CUDA layout (rows × features, row gathers) computes the same steps as the CPU layout."""
+    rng = np.random.default_rng(1)
+    spaces = [rng.normal(size=(300, 9)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)]
+    batch = 300 if full_batch else 128
+    heads = []
+    for rows_major in (False, True):
+        engine = _Engine(
+            spaces,
+            3,
+            10.0,
+            2,
+            batch,
+            1e-2,
+            1e-2,
+            False,
+            "fp32",
+            torch.device("cpu"),
+            seed=5,
+            rows_major=rows_major,
+        )
+        with torch.no_grad():
+            for _ in range(3):
+                engine.prepare_chunk(4)
+                engine.run_chunk(4)
+        heads.append(engine.theta.clone())
+    torch.testing.assert_close(heads[0], heads[1], atol=1e-5, rtol=1e-4)

@@ -58,8 +58,10 @@ class SpacePreprocessor:
         if self.n_components is not None and self.n_components < 1:
             raise ValueError("n_components must be at least 1 (or None for all)")
 
-    def fit(self, X: np.ndarray | torch.Tensor) -> SpacePreprocessor:
-        """Learn the transform's statistics from `X` (N × d)."""
+    def fit(
+        self, X: np.ndarray | torch.Tensor, device: str | torch.device | None = None
+    ) -> SpacePreprocessor:
+        """Learn the transform's statistics from `X` (N × d); `device` runs the PCA's big matmul there."""
         X = _as_float_matrix(X)
         method = self.method
         self.mean_ = self.projection_ = self.explained_variance_ = None
@@ -69,20 +71,21 @@ class SpacePreprocessor:
             std = X.std(axis=0, dtype=np.float64).astype(np.float32)
             self.projection_ = np.diag(1.0 / np.maximum(std, 1e-6)).astype(np.float32)
         elif method in ("pca", "whiten", "whiten_l2"):
-            self._fit_pca(X - self.mean_)
+            self._fit_pca(X - self.mean_, torch.device(device) if device is not None else torch.device("cpu"))
         return self
 
-    def _fit_pca(self, Xc: np.ndarray) -> None:
+    def _fit_pca(self, Xc: np.ndarray, device: torch.device) -> None:
         n, d = Xc.shape
-        # Eigen-decomposition of the smaller Gram/covariance matrix, in float64 for stable small eigenvalues.
-        Xt = torch.from_numpy(Xc).double()
+        # The smaller Gram/covariance matrix is built in float32 (the expensive part) and decomposed in
+        # float64, on the CPU, for stable small eigenvalues.
+        Xt = torch.from_numpy(np.ascontiguousarray(Xc)).to(device)
         if n >= d:
-            cov = Xt.T @ Xt / max(n - 1, 1)
+            cov = (Xt.T @ Xt).double().cpu() / max(n - 1, 1)
             evals, evecs = torch.linalg.eigh(cov)
         else:
-            gram = Xt @ Xt.T / max(n - 1, 1)
+            gram = (Xt @ Xt.T).double().cpu() / max(n - 1, 1)
             evals, u = torch.linalg.eigh(gram)
-            evecs = Xt.T @ u / torch.sqrt(torch.clamp(evals * max(n - 1, 1), min=_EPS))
+            evecs = Xt.double().cpu().T @ u / torch.sqrt(torch.clamp(evals * max(n - 1, 1), min=_EPS))
         evals, evecs = evals.flip(0), evecs.flip(1)
         keep = int((evals > max(float(evals[0]), _EPS) * 1e-9).sum())
         k = max(1, min(keep, self.n_components or keep))

@@ -12,7 +12,7 @@ import torch
 
 from .features import DEFAULT_N_COMPONENTS, DEFAULT_PREPROCESSING, PreprocessingMethod, SpacePreprocessor
 from .progress import Progress, ProgressCallback, ProgressMeter, check_cancel
-from .turtle import Turtle, _check_spaces, resolve_device
+from .turtle import Turtle, _check_spaces, cpu_threads, resolve_device
 
 Criterion = Literal["kappa", "accuracy"]
 
@@ -181,12 +181,13 @@ def generalization_details(
     fold_t = torch.from_numpy(folds).to(dev)
     l2_value = float(l2) if l2 is not None else 1.0 / (rows.size * (n_folds - 1) / n_folds)
     per_space = []
-    for X in arrays:
-        Xs = torch.from_numpy(np.ascontiguousarray(X[rows], dtype=np.float32)).to(dev)
-        Xs = Xs - Xs.mean(0, keepdim=True)
-        Xs = Xs / Xs.square().sum(1).mean().sqrt().clamp_min(1e-12) * np.sqrt(Xs.shape[1])
-        acc = _probe_heldout_accuracy(Xs, y, fold_t, n_folds, n_classes, l2_value, max_iter)
-        per_space.append(float(acc.mean()))
+    with cpu_threads(None, dev):
+        for X in arrays:
+            Xs = torch.from_numpy(np.ascontiguousarray(X[rows], dtype=np.float32)).to(dev)
+            Xs = Xs - Xs.mean(0, keepdim=True)
+            Xs = Xs / Xs.square().sum(1).mean().sqrt().clamp_min(1e-12) * np.sqrt(Xs.shape[1])
+            acc = _probe_heldout_accuracy(Xs, y, fold_t, n_folds, n_classes, l2_value, max_iter)
+            per_space.append(float(acc.mean()))
     accuracy = float(np.mean(per_space))
     kappa = (accuracy - chance) / (1.0 - chance)
     return GeneralizationScore(accuracy, chance, float(kappa), tuple(per_space))
@@ -255,8 +256,7 @@ def select_model(
     `criterion="kappa"` (default) compares runs by chance-corrected probe agreement, which does not
     favour few clusters; `"accuracy"` is the paper's raw score. Scores within `tolerance` of the best
     are ties, won by the labeling with the most used (non-empty) clusters, then by the smaller C.
-    `turtle_params` are passed to every
-    `Turtle` (e.g. `outer_steps`, `gamma`, `precision`).
+    `turtle_params` are passed to every `Turtle` (e.g. `outer_steps`, `gamma`, `precision`, `num_threads`).
     """
     if criterion not in ("kappa", "accuracy"):
         raise ValueError(f"criterion must be 'kappa' or 'accuracy', got {criterion!r}")
@@ -270,52 +270,58 @@ def select_model(
     base.setdefault("device", device)
     base.setdefault("random_state", random_state)
 
-    check_cancel(cancel)
-    preprocessors = [SpacePreprocessor(preprocessing, n_components).fit(X) for X in arrays]
-    features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
-    total = len(ks) * len(points)
-    meter = ProgressMeter("select", total, progress)
-    meter.report(force=True)
+    dev = resolve_device(base["device"])
+    with cpu_threads(base.get("num_threads"), dev):
+        check_cancel(cancel)
+        preprocessors = [SpacePreprocessor(preprocessing, n_components).fit(X, dev) for X in arrays]
+        features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
+        total = len(ks) * len(points)
+        meter = ProgressMeter("select", total, progress)
+        meter.report(force=True)
 
-    def forward(report: Progress) -> None:
-        if progress is not None:
-            progress(report)
+        def forward(report: Progress) -> None:
+            if progress is not None:
+                progress(report)
 
-    candidates: list[Candidate] = []
-    models: dict[int, Turtle] = {}
-    for k in ks:
-        for point in points:
-            check_cancel(cancel)
-            params = {**base, **point}
-            model = Turtle(
-                n_clusters=k,
-                preprocessing=preprocessing,
-                n_components=n_components,
-                progress=forward if progress is not None else None,
-                cancel=cancel,
-                **params,
-            )
-            model._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
-            details = generalization_details(
-                features, model.labels_, n_folds=n_folds, random_state=random_state, device=base.get("device")
-            )
-            score = details.kappa if criterion == "kappa" else details.accuracy
-            candidate = Candidate(
-                k,
-                dict(point),
-                float(score),
-                model.labels_.copy(),
-                details.accuracy,
-                details.kappa,
-                used_clusters(model.labels_, k),
-            )
-            candidates.append(candidate)
-            # The best score only grows, so a run that falls out of the near-tie set can never win again.
-            models[id(candidate)] = model
-            top = max(c.score for c in candidates)
-            alive = {id(c) for c in candidates if c.score >= top - tolerance}
-            models = {key: value for key, value in models.items() if key in alive}
-            meter.advance(1, message=f"C={k} {point}: score {score:.3f}")
+        candidates: list[Candidate] = []
+        models: dict[int, Turtle] = {}
+        for k in ks:
+            for point in points:
+                check_cancel(cancel)
+                params = {**base, **point}
+                model = Turtle(
+                    n_clusters=k,
+                    preprocessing=preprocessing,
+                    n_components=n_components,
+                    progress=forward if progress is not None else None,
+                    cancel=cancel,
+                    **params,
+                )
+                model._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
+                details = generalization_details(
+                    features,
+                    model.labels_,
+                    n_folds=n_folds,
+                    random_state=random_state,
+                    device=base.get("device"),
+                )
+                score = details.kappa if criterion == "kappa" else details.accuracy
+                candidate = Candidate(
+                    k,
+                    dict(point),
+                    float(score),
+                    model.labels_.copy(),
+                    details.accuracy,
+                    details.kappa,
+                    used_clusters(model.labels_, k),
+                )
+                candidates.append(candidate)
+                # The best score only grows, so a run that falls out of the near-tie set can never win again.
+                models[id(candidate)] = model
+                top = max(c.score for c in candidates)
+                alive = {id(c) for c in candidates if c.score >= top - tolerance}
+                models = {key: value for key, value in models.items() if key in alive}
+                meter.advance(1, message=f"C={k} {point}: score {score:.3f}")
     best_candidate = _choose(candidates, tolerance)
     scores_by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}
     return SelectionResult(

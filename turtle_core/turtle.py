@@ -139,6 +139,7 @@ class _Engine:
         precision: Literal["fp32", "bf16"],
         device: torch.device,
         seed: int,
+        rows_major: bool | None = None,
     ) -> None:
         self.device = device
         self.K = len(spaces)
@@ -150,7 +151,7 @@ class _Engine:
         self.M = int(inner_steps)
         self.warm_start = bool(warm_start)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.rows_major = device.type != "cpu"
+        self.rows_major = device.type != "cpu" if rows_major is None else rows_major
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(seed))
         self.dims = [int(X.shape[1]) for X in spaces]
@@ -502,9 +503,13 @@ class Turtle:
         arrays = _check_spaces(spaces)
         self._validate(arrays[0].shape[0])
         check_cancel(self.cancel)
-        preprocessors = [SpacePreprocessor(self.preprocessing, self.n_components).fit(X) for X in arrays]
-        features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
-        self._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
+        device = resolve_device(self.device)
+        with cpu_threads(self.num_threads, device):
+            preprocessors = [
+                SpacePreprocessor(self.preprocessing, self.n_components).fit(X, device) for X in arrays
+            ]
+            features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
+            self._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
         self.fit_seconds_ = time.perf_counter() - started
         return self
 

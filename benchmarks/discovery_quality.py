@@ -1,0 +1,331 @@
+"""Discovery quality on Animal-MNIST (10,000 images, 10 classes) embedded with EfficientNet-Lite0/Lite2.
+
+    .venv/bin/python benchmarks/discovery_quality.py --features-dir .devout/features
+    .venv/bin/python benchmarks/discovery_quality.py --parts default,kmeans          # the headline only
+
+Compares the engine's default discovery (`select_model` with its defaults: no label is used to
+choose anything) on one space (Lite0) and two spaces (Lite0 + Lite2) with k-means (raw and
+L2-normalised features): Hungarian accuracy, NMI, ARI, seconds. Optional parts: a table of TURTLE
+variants (preprocessing, γ, spaces, warm/cold...), the reference-style loop, and how well the
+label-free choice of C works (Animal-MNIST over a C range; synthetic blobs with several true C).
+Without `--features-dir` the features are computed through the engine (benchmarks/embed_dataset.py)
+into benchmarks/features/ first. JSON: benchmarks/results/discovery_quality.json (parts merge in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from turtle_core.atomic import atomic_write_json  # noqa: E402
+from turtle_core.metrics import evaluate, kmeans_baseline  # noqa: E402
+from turtle_core.selection import _choose, select_model  # noqa: E402
+from turtle_core.turtle import Turtle  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "discovery_quality.json"
+PARTS = ("default", "kmeans", "variants", "reference", "c_range", "synthetic_c")
+FACTS = {
+    "k-means raw Lite0 (lead's measurement)": {"accuracy": 0.690, "nmi": 0.611},
+    "k-means L2 Lite0 (lead's measurement)": {"accuracy": 0.602, "nmi": 0.587},
+    "reference-style TURTLE Lite0 cold, T=6000 (lead's measurement)": {"accuracy": 0.597, "nmi": 0.566},
+    "reference-style TURTLE Lite0 warm, T=6000 (lead's measurement)": {"accuracy": 0.660, "nmi": 0.644},
+    "reference-style TURTLE Lite0+Lite2 warm, T=6000 (lead's measurement)": {"accuracy": 0.644, "nmi": 0.654},
+}
+
+# One fit each (no selection): what moves the quality. Keys: name → (spaces, Turtle parameters).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "raw features, γ=10, warm (reference settings)": ("lite0", {"preprocessing": "none", "gamma": 10.0}),
+    "L2 rows, γ=10": ("lite0", {"preprocessing": "l2", "gamma": 10.0}),
+    "whiten-256, γ=10": ("lite0", {"preprocessing": "whiten", "gamma": 10.0}),
+    "whiten-128, γ=10": ("lite0", {"preprocessing": "whiten", "n_components": 128, "gamma": 10.0}),
+    "pca-256 (no whitening), γ=10": ("lite0", {"preprocessing": "pca", "gamma": 10.0}),
+    "whiten-256, γ=5": ("lite0", {"preprocessing": "whiten", "gamma": 5.0}),
+    "whiten-256, γ=3": ("lite0", {"preprocessing": "whiten", "gamma": 3.0}),
+    "whiten-256, γ=20": ("lite0", {"preprocessing": "whiten", "gamma": 20.0}),
+    "whiten-256, γ=5, cold start (inner lr 1e-2)": (
+        "lite0",
+        {"preprocessing": "whiten", "gamma": 5.0, "warm_start": False, "inner_lr": 1e-2},
+    ),
+    "two spaces, whiten-256, γ=10": ("lite0+lite2", {"preprocessing": "whiten", "gamma": 10.0}),
+    "two spaces, whiten-256, γ=5": ("lite0+lite2", {"preprocessing": "whiten", "gamma": 5.0}),
+    "two spaces, raw features, γ=10": ("lite0+lite2", {"preprocessing": "none", "gamma": 10.0}),
+}
+
+
+def load_features(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`animal_mnist_{lite0,lite2}.npy` (or the engine's `animal_mnist_effnet-lite{0,2}.npy`) and labels."""
+    spaces = {}
+    for name in ("lite0", "lite2"):
+        for candidate in (f"animal_mnist_{name}.npy", f"animal_mnist_effnet-{name}.npy"):
+            if (folder / candidate).exists():
+                spaces[name] = np.load(folder / candidate).astype(np.float32)
+                break
+        else:
+            raise FileNotFoundError(f"no features for {name} in {folder}")
+    return spaces, np.load(folder / "animal_mnist_labels.npy").astype(np.int64)
+
+
+def compute_features(folder: Path) -> Path:
+    """Embed the bundled Animal-MNIST through the engine (cached) unless `folder` already has the features."""
+    try:
+        load_features(folder)
+        return folder
+    except FileNotFoundError:
+        from embed_dataset import embed_animal_mnist
+
+        embed_animal_mnist(1000, ["effnet-lite0", "effnet-lite2"], folder)
+        return folder
+
+
+def space_list(spaces: dict[str, np.ndarray], key: str) -> list[np.ndarray]:
+    return [spaces[name] for name in key.split("+")]
+
+
+def _row(name: str, labels: np.ndarray, truth: np.ndarray, seconds: float, **extra: Any) -> dict[str, Any]:
+    row = {
+        "name": name,
+        **{k: round(v, 4) for k, v in evaluate(truth, labels).items()},
+        "seconds": round(seconds, 1),
+    }
+    row.update(extra)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def default_discovery(
+    spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int, **select_kwargs: Any
+) -> list[dict[str, Any]]:
+    """The engine's default discovery (`select_model` defaults), one and two spaces."""
+    rows = []
+    for key in ("lite0", "lite0+lite2"):
+        started = time.perf_counter()
+        result = select_model(space_list(spaces, key), n_clusters, random_state=0, **select_kwargs)
+        seconds = time.perf_counter() - started
+        candidates = [
+            {
+                "params": c.params,
+                "score": round(c.score, 4),
+                "probe_accuracy": round(c.accuracy, 4),
+                **{k: round(v, 4) for k, v in evaluate(truth, c.labels).items()},
+            }
+            for c in result.candidates
+        ]
+        rows.append(
+            _row(
+                f"TURTLE default discovery, {key}",
+                result.best.labels_,
+                truth,
+                seconds,
+                spaces=key,
+                chosen_params=result.best_params,
+                candidates=candidates,
+            )
+        )
+    return rows
+
+
+def kmeans_rows(spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int) -> list[dict[str, Any]]:
+    rows = []
+    for key in ("lite0", "lite0+lite2"):
+        for normalize in (False, True):
+            started = time.perf_counter()
+            labels = kmeans_baseline(space_list(spaces, key), n_clusters, normalize=normalize, random_state=0)
+            name = f"k-means {'L2-normalised' if normalize else 'raw'}, {key}"
+            rows.append(_row(name, labels, truth, time.perf_counter() - started, spaces=key))
+    return rows
+
+
+def variant_rows(
+    spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int, outer_steps: int
+) -> list[dict[str, Any]]:
+    rows = []
+    for name, (key, params) in VARIANTS.items():
+        started = time.perf_counter()
+        model = Turtle(n_clusters, outer_steps=outer_steps, random_state=0, **params).fit(
+            space_list(spaces, key)
+        )
+        rows.append(
+            _row(
+                name,
+                model.labels_,
+                truth,
+                time.perf_counter() - started,
+                spaces=key,
+                params=params,
+                T=outer_steps,
+            )
+        )
+    return rows
+
+
+def reference_rows(spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int) -> list[dict[str, Any]]:
+    from reference_loop import reference_turtle
+
+    rows = []
+    for key, warm in (("lite0", False), ("lite0", True)):
+        out = reference_turtle(space_list(spaces, key), n_clusters, warm_start=warm)
+        name = f"reference-style loop, {key}, {'warm' if warm else 'cold'}, T=6000"
+        rows.append(_row(name, out["labels"], truth, out["seconds"], spaces=key))
+    return rows
+
+
+def c_choice(
+    spaces: Sequence[np.ndarray], truth: np.ndarray, c_range: tuple[int, int], **select_kwargs: Any
+) -> dict[str, Any]:
+    """One `select_model` over a C range; the picks of the raw and the chance-corrected criteria."""
+    result = select_model(spaces, c_range, random_state=0, **select_kwargs)
+    picks = {}
+    for criterion in ("accuracy", "kappa"):
+        rescored = [
+            dataclasses.replace(c, score=c.accuracy if criterion == "accuracy" else c.kappa)
+            for c in result.candidates
+        ]
+        picks[criterion] = _choose(rescored).n_clusters
+    per_c = {
+        c.n_clusters: {
+            "probe_accuracy": round(c.accuracy, 4),
+            "kappa": round(c.kappa, 4),
+            "used": c.n_used,
+            "true_accuracy": round(evaluate(truth, c.labels)["accuracy"], 4),
+        }
+        for c in result.candidates
+    }
+    return {"true_c": int(len(np.unique(truth))), "picked": picks, "per_c": per_c}
+
+
+def c_range_study(
+    spaces: dict[str, np.ndarray], truth: np.ndarray, c_range: tuple[int, int], outer_steps: int
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = c_choice(
+        space_list(spaces, "lite0+lite2"), truth, c_range, turtle_params={"outer_steps": outer_steps}
+    )
+    out.update(
+        spaces="lite0+lite2",
+        c_range=list(c_range),
+        T=outer_steps,
+        seconds=round(time.perf_counter() - started),
+    )
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def blobs(
+    n: int, n_clusters: int, dims: Sequence[int], sep: float, seed: int
+) -> tuple[list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.permutation(np.arange(n) % n_clusters)
+    spaces = []
+    for d in dims:
+        centers = rng.normal(size=(n_clusters, d)) * sep
+        spaces.append((centers[truth] + rng.normal(size=(n, d))).astype(np.float32))
+    return spaces, truth
+
+
+def synthetic_c_study(seeds: Sequence[int] = (0, 1)) -> dict[str, Any]:
+    """Blobs with several true C (well separated and overlapping): how often each criterion picks the truth."""
+    runs = []
+    for true_c in (3, 4, 6, 8, 10):
+        for sep in (4.0, 1.0):
+            for seed in seeds:
+                spaces, truth = blobs(1200, true_c, (16, 24), sep, seed)
+                out = c_choice(
+                    spaces, truth, (2, 12), grid=[{"warm_start": True}], turtle_params={"outer_steps": 300}
+                )
+                out.update(sep=sep, seed=seed)
+                print(json.dumps({k: out[k] for k in ("true_c", "sep", "seed", "picked")}), flush=True)
+                runs.append(out)
+    hits = {crit: sum(r["picked"][crit] == r["true_c"] for r in runs) for crit in ("accuracy", "kappa")}
+    return {"runs": runs, "correct": hits, "total": len(runs)}
+
+
+def run_quality(
+    spaces: dict[str, np.ndarray],
+    truth: np.ndarray,
+    *,
+    parts: Sequence[str] = ("default", "kmeans"),
+    n_clusters: int = 10,
+    variant_steps: int = 2000,
+    c_range: tuple[int, int] = (5, 15),
+    c_steps: int = 2000,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the requested parts on the given features (`spaces`: {"lite0": N×d, "lite2": N×d})."""
+    report: dict[str, Any] = {}
+    if "default" in parts:
+        log("== default discovery")
+        report["default"] = default_discovery(spaces, truth, n_clusters)
+    if "kmeans" in parts:
+        log("== k-means")
+        report["kmeans"] = kmeans_rows(spaces, truth, n_clusters)
+    if "variants" in parts:
+        log("== variants")
+        report["variants"] = variant_rows(spaces, truth, n_clusters, variant_steps)
+    if "reference" in parts:
+        log("== reference-style loop (slow)")
+        report["reference"] = reference_rows(spaces, truth, n_clusters)
+    if "c_range" in parts:
+        log("== choice of C on Animal-MNIST")
+        report["c_range"] = c_range_study(spaces, truth, c_range, c_steps)
+    if "synthetic_c" in parts:
+        log("== choice of C on synthetic blobs")
+        report["synthetic_c"] = synthetic_c_study()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--features-dir", type=Path, default=None)
+    parser.add_argument(
+        "--parts", default="default,kmeans,variants", help=f"comma-separated subset of {PARTS}"
+    )
+    parser.add_argument("--clusters", type=int, default=10)
+    parser.add_argument("--variant-steps", type=int, default=2000)
+    parser.add_argument("--c-range", default="5,15")
+    parser.add_argument("--c-steps", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    torch.set_num_threads(args.threads)
+    folder = args.features_dir or compute_features(ROOT / "benchmarks" / "features")
+    spaces, truth = load_features(folder)
+    lo, hi = (int(v) for v in args.c_range.split(","))
+    report = run_quality(
+        spaces,
+        truth,
+        parts=parts,
+        n_clusters=args.clusters,
+        variant_steps=args.variant_steps,
+        c_range=(lo, hi),
+        c_steps=args.c_steps,
+    )
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    previous.update(report)
+    previous["facts"] = FACTS
+    previous["features"] = {name: list(X.shape) for name, X in spaces.items()}
+    previous["last_command"] = " ".join(sys.argv)
+    atomic_write_json(args.out, previous)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
