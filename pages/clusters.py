@@ -64,7 +64,9 @@ def overview() -> None:
 
     with st.container(border=True):
         st.markdown("**Edit clusters**")
-        rename_tab, merge_tab, split_tab = st.tabs(["Rename", "Merge", "Split"])
+        rename_tab, merge_tab, split_tab = st.tabs(
+            ["Rename", "Merge", "Split"], key="edit_tab", on_change="rerun"
+        )
         nonce = st.session_state.edit_nonce
         try:
             with rename_tab:
@@ -130,13 +132,13 @@ def overview() -> None:
                 st.caption(
                     f"{common.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
                 )
-                common.image_strip(project, members[:6].tolist(), width=56)
+                common.image_strip(project, members[:5].tolist(), width=46)
 
 
 # ------------------------------------------------------------------------------------------ gallery
 SORTS = {
-    "Least sure first": "asc",
-    "Most typical first": "desc",
+    "Least sure": "asc",
+    "Most typical": "desc",
     "File name": "name",
 }
 
@@ -146,7 +148,7 @@ def cluster_gallery() -> None:
     choices = list(options) + ([EXCLUDED] if (assign == EXCLUDED).any() else [])
     if st.session_state.get("gallery_cluster") not in choices:
         st.session_state.gallery_cluster = choices[0]
-    a, b, c = st.columns([3, 2, 1], vertical_alignment="bottom")
+    a, b, c = st.columns([5, 4, 2], vertical_alignment="bottom")
     cid = a.selectbox(
         "Cluster",
         choices,
@@ -155,9 +157,7 @@ def cluster_gallery() -> None:
         ),
         key="gallery_cluster",
     )
-    sort = b.segmented_control(
-        "Sort", list(SORTS), default="Least sure first", required=True, key="gallery_sort"
-    )
+    sort = b.segmented_control("Sort", list(SORTS), default="Least sure", required=True, key="gallery_sort")
     page_size = c.selectbox("Per page", [48, 100], key="gallery_page_size")
     members = curation.members(cid)
     if SORTS[sort] == "name":

@@ -192,9 +192,12 @@ def cluster_options(curation: Curation) -> dict[int, str]:
 # ---------------------------------------------------------------------------------------- jobs UI
 
 
-def job_panel(job: Job[Any] | None, title: str, *, cancel_label: str = "Cancel") -> None:
+def job_panel(
+    job: Job[Any] | None, title: str, *, cancel_label: str = "Cancel", compact: bool = False
+) -> None:
     """Live status of a background job, redrawn every 0.5 s while it runs (the rest of the page stays
-    responsive); when it finishes, the whole app reruns once so the page shows the result."""
+    responsive); when it finishes, the whole app reruns once so the page shows the result.
+    `compact`: a single progress line without a cancel button, for narrow columns."""
     if job is None:
         return
     was_running = job.running
@@ -202,9 +205,19 @@ def job_panel(job: Job[Any] | None, title: str, *, cancel_label: str = "Cancel")
     def draw() -> None:
         if was_running and not job.running:
             st.rerun()
-        _draw_job(job, title, cancel_label)
+        if compact and job.running:
+            _draw_job_line(job, title)
+        else:
+            _draw_job(job, title, cancel_label)
 
     st.fragment(draw, run_every=0.5 if was_running else None)()
+
+
+def _draw_job_line(job: Job[Any], title: str) -> None:
+    progress = job.progress
+    detail = progress.message if progress and progress.message else "starting"
+    text = f"{title}: {detail} · {fmt_duration(job.elapsed_s)}"
+    st.progress(progress.fraction if progress else 0.0, text=text)
 
 
 def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:

@@ -46,17 +46,21 @@ with st.container(border=True):
     dest = st.text_input(
         "Destination folder", value=default_dest, key=f"export_dest:{project.folder}"
     ).strip()
-    mode_col, format_col = st.columns([1, 2], gap="large")
-    mode = mode_col.radio(
-        "Files", list(MODES), format_func=MODES.get, key="export_mode", persist_state="session"
-    )
-    formats = format_col.pills(
+    formats = st.pills(
         "Formats",
         [f for f in FORMATS if f in ALL_FORMATS],
         selection_mode="multi",
         default=list(ALL_FORMATS),
         format_func=FORMATS.get,
         key="export_formats",
+        persist_state="session",
+    )
+    mode = st.radio(
+        "Files",
+        list(MODES),
+        format_func=MODES.get,
+        key="export_mode",
+        horizontal=True,
         persist_state="session",
     )
     if mode == "hardlink":
@@ -67,8 +71,20 @@ with st.container(border=True):
     target = Path(dest).expanduser() if dest else None
     exists = target is not None and target.exists() and (not target.is_dir() or any(target.iterdir()))
     overwrite = False
+    just_made = (
+        target is not None
+        and job is not None
+        and job.state == "done"
+        and job.result is not None
+        and Path(job.result.dest) == target.resolve()
+    )
     if exists and not running:
-        st.warning(f"`{target}` already exists and is not empty.", icon=":material/warning:")
+        if just_made:
+            st.info(
+                "This is the export you just made. To write it again, confirm below.", icon=":material/info:"
+            )
+        else:
+            st.warning(f"`{target}` already exists and is not empty.", icon=":material/warning:")
         overwrite = st.checkbox(
             "Replace it (only a previous export made by this app can be replaced)",
             key=f"export_overwrite:{job.id if job is not None else 0}",
@@ -96,7 +112,7 @@ if job is not None and job.state == "done" and job.result is not None:
     rcols = st.columns(3)
     rcols[0].metric("Exported", common.fmt_int(report.n_exported))
     rcols[1].metric("Excluded", common.fmt_int(report.n_excluded))
-    rcols[2].metric("Files written", common.fmt_int(len(report.files)))
+    rcols[2].metric("Manifest files", common.fmt_int(len(report.files)))
     for warning in report.warnings:
         st.warning(warning)
     with st.expander("Class folders and files"):

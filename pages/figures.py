@@ -10,9 +10,21 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 EXCLUDED_COLOUR = "#b0b0b0"
-PALETTE: list[str] = (
-    list(qualitative.Plotly) + list(qualitative.D3[1:]) + list(qualitative.Dark24) + list(qualitative.Light24)
-)
+# Distinct hues first (D3 without its grey, which reads as "excluded"), then Alphabet's strong colours.
+_PALE_OR_GREY = {
+    "#7F7F7F",
+    "#565656",
+    "#E2E2E2",
+    "#F7E1A0",
+    "#16FF32",
+    "#1CFFCE",
+    "#FBE426",
+    "#F8A19F",
+    "#DEA0FD",
+}
+PALETTE: list[str] = [
+    c for c in list(qualitative.D3) + list(qualitative.Alphabet) if c.upper() not in _PALE_OR_GREY
+]
 
 
 def cluster_colours(cluster_ids: Sequence[int]) -> dict[int, str]:

@@ -48,9 +48,11 @@ if method_label == "UMAP":
             if controls[2].button("Retry UMAP", key="retry_umap"):
                 common.job_manager().forget(common.job_key(project, "umap"))
                 st.rerun()
+            common.job_panel(umap_job, "UMAP layout")
         else:
-            controls[2].caption("UMAP is being computed in the background; showing the PCA layout meanwhile.")
-        common.job_panel(umap_job, "UMAP layout")
+            with controls[2]:
+                st.caption("Showing the PCA layout while UMAP is computed in the background.")
+                common.job_panel(umap_job, "UMAP", compact=True)
 if xy is None:
     xy = project.layout("pca")
 

@@ -27,7 +27,7 @@ def test_overview_lists_every_cluster_with_typical_images(monkeypatch, tmp_path:
     assert "Clusters: 3" in page and "Accuracy vs folders: 95.0%" in page
     strips = at.get("image")
     assert len(strips) == 3  # one strip of typical images per cluster
-    assert [len(strip.value) for strip in strips] == [6, 6, 6]
+    assert [len(strip.value) for strip in strips] == [5, 5, 5]
 
 
 def test_rename_merge_and_sidebar_undo_redo(monkeypatch, tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_gallery_selection_moves_images_to_a_new_cluster(monkeypatch, tmp_path: 
     # Least sure first: the first cell holds the lowest confidence (captions are confidences).
     confidences = [float(b.label) for b in boxes]
     assert confidences[0] == min(confidences)
-    at.segmented_control(key="gallery_sort").set_value("Most typical first").run()
+    at.segmented_control(key="gallery_sort").set_value("Most typical").run()
     assert float(_by_key(at, "checkbox", "pick:cluster0:")[0].label) == max(confidences)
     boxes = _by_key(at, "checkbox", "pick:cluster0:")
     picked = [int(b.key.rsplit(":", 1)[1]) for b in boxes[:2]]

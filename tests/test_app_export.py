@@ -46,7 +46,7 @@ def test_existing_export_needs_explicit_confirmation(monkeypatch, tmp_path: Path
     first = _export(at, fake_project, tmp_path / "out")
     assert first.state == "done"
     # The destination now exists: the button waits for the confirmation box.
-    assert "already exists" in at.warning[0].value
+    assert "the export you just made" in at.info[0].value
     assert at.button(key="export").disabled
     fake_project.curation.exclude([0])
     confirm = [c for c in at.checkbox if c.key and c.key.startswith("export_overwrite")][0]
@@ -67,6 +67,8 @@ def test_non_export_folder_is_never_replaced(monkeypatch, tmp_path: Path) -> Non
     (precious / "thesis.txt").write_text("do not delete")
     at = open_app(monkeypatch, fake_project, PAGE)
     at.text_input[0].set_value(str(precious)).run()
+    assert "already exists and is not empty" in at.warning[0].value
+    assert at.button(key="export").disabled
     [c for c in at.checkbox if c.key and c.key.startswith("export_overwrite")][0].check().run()
     at.button(key="export").click().run()
     job = wait_for_job(at, fake_project, "export")

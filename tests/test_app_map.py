@@ -57,7 +57,7 @@ def test_page_draws_the_map_with_umap_when_cached(monkeypatch, tmp_path: Path) -
     assert at.get("plotly_chart")[0].key == "map:0"
     assert "36 images · 3 clusters" in texts(at)
     assert "Draw a lasso" in at.info[0].value
-    assert "showing the PCA layout" not in texts(at)
+    assert "Showing the PCA layout" not in texts(at)
 
 
 def test_pca_is_shown_while_umap_computes_in_the_background(monkeypatch, tmp_path: Path) -> None:
@@ -74,9 +74,9 @@ def test_pca_is_shown_while_umap_computes_in_the_background(monkeypatch, tmp_pat
     monkeypatch.setattr(fake_project, "layout", slow_umap)
     at = open_app(monkeypatch, fake_project, PAGE)
     assert not at.exception
-    assert "showing the PCA layout meanwhile" in texts(at)
+    assert "Showing the PCA layout while UMAP" in texts(at)
     wait_for_job(at, fake_project, "umap")
-    assert "showing the PCA layout" not in texts(at)
+    assert "Showing the PCA layout" not in texts(at)
     at.segmented_control(key="map_layout").set_value("PCA").run()
     assert not at.exception
 

@@ -41,6 +41,8 @@ class AppServer:
                 "HF_HUB_OFFLINE": "1",
                 "TURTLE_DEMO_PER_CLASS": "20",
                 "PYTHONUNBUFFERED": "1",
+                "TURTLE_TEST_OUTER_STEPS": "300",
+                "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent / "fast_engine"), str(ROOT)]),
             }
         )
         environment.update(env or {})
@@ -134,5 +136,10 @@ def settle(page, timeout_ms: float = 30_000) -> None:
 def screenshot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.wait_for_function(
+        """() => [...document.images].every(image => image.complete)
+                 && !document.querySelector("[data-testid='stSkeleton']")"""
+    )
+    page.wait_for_timeout(300)
     page.screenshot(path=str(path), full_page=True)
     return path
