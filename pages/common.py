@@ -242,6 +242,9 @@ def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:
             else:
                 st.progress(0.0, text=progress.message if progress and progress.message else "Starting…")
                 st.caption(f"elapsed {fmt_duration(job.elapsed_s)}")
+            earlier = [STAGE_LABELS.get(r.stage, r.stage.title()) for r in job.log[:-1]]
+            if earlier:
+                st.caption("Done: " + " → ".join(dict.fromkeys(earlier)))
     elif job.state == "failed" and job.error is not None:
         st.error(f"{title} failed: {job.error.message}", icon=":material/warning:")
         with st.expander("Technical details"):

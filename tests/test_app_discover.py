@@ -55,6 +55,7 @@ def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path)
     assert "Computing embeddings" in texts(at)
     assert at.get("progress"), "a progress bar"
     assert "images/s" in texts(at)
+    assert "Done: Scanning images" in texts(at)
 
     at.button(key=f"cancel-{job.id}").click().run()
     assert job.wait(10)

@@ -88,6 +88,8 @@ class FakeProject:
     def run_discovery(self, n_clusters: int | tuple[int, int], progress=None, cancel=None) -> DiscoveryResult:
         self.discover_calls.append(n_clusters)
         n = len(self._records)
+        if progress:
+            progress(Progress("scan", n, n))
         for done in range(0, n + 1, max(1, n // 4)):
             check_cancel(cancel)
             if progress:
