@@ -133,9 +133,10 @@ def bench_clusters(project, results: dict) -> None:
     # Gallery of 100 thumbnails: cold (thumbnails made now) then warm (files exist, browser-side cache aside).
     at.segmented_control(key="clusters_view").set_value("Gallery").run()
     at.selectbox(key="gallery_page_size").set_value(100).run()
+    scope = f"cluster{at.selectbox(key='gallery_cluster').value}"
 
     def page_to(number: int) -> None:
-        at.number_input(key="page:cluster0").set_value(number).run()
+        at.number_input(key=f"page:{scope}").set_value(number).run()
         assert not at.exception, at.exception
         assert len([c for c in at.checkbox if c.key and c.key.startswith("pick:")]) == 100
 
@@ -146,7 +147,7 @@ def bench_clusters(project, results: dict) -> None:
     def tick_and_move() -> None:
         boxes = [c for c in at.checkbox if c.key and c.key.startswith("pick:")]
         boxes[0].check().run()
-        at.button(key="cluster0:move").click().run()
+        at.button(key=f"{scope}:move").click().run()
         assert not at.exception, at.exception
 
     results["edit_rerun_gallery_move_s"], _ = timed(tick_and_move)
