@@ -54,7 +54,14 @@ if method_label == "UMAP":
                 st.caption("Showing the PCA layout while UMAP is computed in the background.")
                 common.job_panel(umap_job, "UMAP", compact=True)
 if xy is None:
-    xy = project.layout("pca")
+    from turtle_core.project import ProjectError
+
+    try:
+        xy = project.layout("pca")
+    except ProjectError as error:
+        st.error(str(error), icon=":material/error:")
+        st.page_link(common.DISCOVER_PAGE, label="Discover categories", icon=":material/arrow_forward:")
+        st.stop()
 
 n = curation.n_images
 if xy.shape[0] != n:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import IDLE, screenshot, settle
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # ~2-7 min: real embedding of 200 images
 
 DISCOVERY_TIMEOUT_MS = 420_000  # offline backbones + TURTLE on 200 images, 2 shared CPU cores
 
