@@ -15,21 +15,17 @@ curation = common.require_curation(project)
 
 # A finished split is announced once, and selections made before it are reset.
 split_job = common.project_job(project, "split")
-if split_job is not None and split_job.state == "done" and st.session_state.get("split_seen") != split_job.id:
+if split_job is not None and not split_job.running and st.session_state.get("split_seen") != split_job.id:
     st.session_state.split_seen = split_job.id
-    st.session_state.edit_nonce += 1
-    common.flash("success", f"Split into {len(split_job.result or [])} clusters.")
+    if split_job.state == "done":
+        st.session_state.edit_nonce += 1
+        common.flash("success", f"Split into {len(split_job.result or [])} clusters.")
+    elif split_job.error is not None:
+        common.flash("error", f"Split failed: {split_job.error.message}")
 common.show_flash()
 
-busy = common.busy_jobs(project, ("discover", "split"))
-if busy:
-    st.warning(
-        "Clusters are being recomputed in the background; editing is paused until it finishes.",
-        icon=":material/hourglass_top:",
-    )
-common.job_panel(split_job if split_job is not None and split_job.running else None, "Split")
-
-common.undo_bar(project, curation)
+busy = common.busy_notice(project)
+common.undo_bar(project, curation, disabled=busy)
 confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
 assign = curation.assignments
 sizes = curation.sizes()

@@ -139,6 +139,20 @@ def busy_jobs(project: Project, kinds: Sequence[str] = ("scan", "discover", "spl
     return [job for job in jobs if job is not None and job.running]
 
 
+def busy_notice(project: Project) -> bool:
+    """While discovery or a split rewrites the clusters: say so, show its progress (the page reruns when it
+    ends), and return True so the page disables its edits."""
+    jobs = busy_jobs(project, ("discover", "split"))
+    if jobs:
+        st.warning(
+            "The clusters are being recomputed; editing is paused until it finishes.",
+            icon=":material/hourglass_top:",
+        )
+        for job in jobs:
+            job_panel(job, "Discovery" if job.kind == "discover" else "Split", compact=True)
+    return bool(jobs)
+
+
 # ---------------------------------------------------------------------------------------- messages
 
 
@@ -473,18 +487,26 @@ def preview_image(project: Project, index: int, max_side: int = 640) -> None:
     st.image(image, width="stretch")
 
 
-def undo_bar(project: Project, curation: Curation) -> None:
+def undo_bar(project: Project, curation: Curation, disabled: bool = False) -> None:
     """Undo / redo buttons, the last edit, and the full history in a popover."""
     history = curation.history()
     undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
     if undo_col.button(
-        "Undo", icon=":material/undo:", disabled=not curation.can_undo, width="stretch", key="undo"
+        "Undo",
+        icon=":material/undo:",
+        disabled=disabled or not curation.can_undo,
+        width="stretch",
+        key="undo",
     ):
         last = history[-1]
         curation.undo()
         edited(project, f"Undone: {last}")
     if redo_col.button(
-        "Redo", icon=":material/redo:", disabled=not curation.can_redo, width="stretch", key="redo"
+        "Redo",
+        icon=":material/redo:",
+        disabled=disabled or not curation.can_redo,
+        width="stretch",
+        key="redo",
     ):
         curation.redo()
         edited(project, "Redone: " + curation.history()[-1])

@@ -16,7 +16,8 @@ common.show_flash()
 project = common.require_project()
 curation = common.require_curation(project)
 
-common.undo_bar(project, curation)
+busy = common.busy_notice(project)
+common.undo_bar(project, curation, disabled=busy)
 
 # ------------------------------------------------------------------------------------------ layout
 controls = st.columns([1, 1, 2], vertical_alignment="bottom")
@@ -120,7 +121,7 @@ with side_col:
         st.caption(" · ".join(f"{curation.name_of(c)}: {k}" for k, c in parts))
 
     with st.container(border=True):
-        common.edit_actions(project, curation, selected, key="map", horizontal=False)
+        common.edit_actions(project, curation, selected, key="map", horizontal=False, disabled=busy)
 
     if selected.size > 1:
         order = selected[np.argsort(confidence[selected], kind="stable")]

@@ -157,3 +157,41 @@ def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> 
     at.button(key=f"cluster{EXCLUDED}:restore").click().run()
     assert not at.exception
     assert curation.assignments[lowest] == fake_project.discovery.labels[lowest]
+
+
+def test_split_failure_is_reported(monkeypatch, tmp_path: Path) -> None:
+    import threading
+
+    fake_project = FakeProject(tmp_path / "images")
+    gate = threading.Event()
+
+    def refuse(cluster_id, n_parts=None):
+        gate.wait(10)
+        raise ValueError("'Cluster 0' has 3 images: too few to split.")
+
+    fake_project.split_cluster = refuse
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.button(key="split").click().run()
+    assert "editing is paused" in at.warning[0].value
+    gate.set()
+    wait_for_job(at, fake_project, "split")
+    assert not at.exception
+    assert "Split failed: 'Cluster 0' has 3 images: too few to split." in at.error[0].value
+    assert fake_project.curation.sizes() == {0: 12, 1: 12, 2: 12}
+
+
+def test_edits_pause_while_discovery_runs(monkeypatch, tmp_path: Path) -> None:
+    import threading
+
+    fake_project = FakeProject(tmp_path / "images")
+    fake_project.discover_gate = threading.Event()
+    at = open_app(monkeypatch, fake_project, "pages/discover.py")
+    at.button(key="run_discovery").click().run()
+    at.switch_page(PAGE).run()
+    assert "editing is paused" in at.warning[0].value
+    assert at.button(key="rename").disabled and at.button(key="split").disabled
+    assert at.button(key="undo").disabled
+    fake_project.discover_gate.set()
+    wait_for_job(at, fake_project, "discover")
+    assert not at.warning
+    assert not at.button(key="rename").disabled
