@@ -27,7 +27,9 @@ from turtle_core.scan import scan_folder  # noqa: E402
 def embed_animal_mnist(
     per_class: int, backbones: list[str], out: Path, device: str | None = None, batch_size: int = 64
 ) -> dict[str, object]:
-    folder = write_demo_folder(turtle_home() / "bench" / f"animal-mnist-{per_class * 10}", per_class=per_class)
+    folder = write_demo_folder(
+        turtle_home() / "bench" / f"animal-mnist-{per_class * 10}", per_class=per_class
+    )
     scan = scan_folder(folder)
     labels = np.array([ANIMAL_CLASSES.index(record.label) for record in scan.images], dtype=np.int64)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
-    report = embed_animal_mnist(args.per_class, args.backbones.split(","), args.out, args.device, args.batch_size)
+    report = embed_animal_mnist(
+        args.per_class, args.backbones.split(","), args.out, args.device, args.batch_size
+    )
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
     (results / "embed_dataset.json").write_text(json.dumps(report, indent=1))

@@ -63,7 +63,9 @@ def parse_clusters(text: str) -> int | tuple[int, int]:
             return (low, high)
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number like 10 or a range like 5-30, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number like 10 or a range like 5-30, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,10 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     discover = commands.add_parser("discover", help="discover categories in a folder of images")
     discover.add_argument("folder", help="folder of images (read only; never modified)")
-    discover.add_argument("--clusters", "-k", type=parse_clusters, required=True, help="a number (10) or a range (5-30)")
+    discover.add_argument(
+        "--clusters", "-k", type=parse_clusters, required=True, help="a number (10) or a range (5-30)"
+    )
     discover.add_argument("--out", "-o", required=True, help="CSV to write: path,cluster,confidence")
     choice = discover.add_mutually_exclusive_group()
-    choice.add_argument("--preset", choices=sorted(PRESETS), default=None, help="backbone preset (default: offline)")
+    choice.add_argument(
+        "--preset", choices=sorted(PRESETS), default=None, help="backbone preset (default: offline)"
+    )
     choice.add_argument("--backbones", default=None, help=f"comma-separated, from: {', '.join(BACKBONES)}")
     discover.add_argument(
         "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="local weights for a backbone"
@@ -177,7 +183,7 @@ def _write_labels_csv(out: Path, result: DiscoveryResult) -> None:
 
     rows = [
         [record.path, int(label), f"{float(confidence):.4f}"]
-        for record, label, confidence in zip(result.images, result.labels, result.confidence)
+        for record, label, confidence in zip(result.images, result.labels, result.confidence, strict=True)
     ]
     atomic_write_text(out, "path,cluster,confidence\n" + _csv_text(rows))
 

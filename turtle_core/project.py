@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -154,14 +155,18 @@ class Project:
             raise ProjectError(f"Unknown backbone(s): {', '.join(unknown) or '(none chosen)'}.")
         self.backbones = list(dict.fromkeys(names))
         if checkpoints is not None:
-            self.checkpoints = {name: path for name, path in checkpoints.items() if path and name in BACKBONES}
+            self.checkpoints = {
+                name: path for name, path in checkpoints.items() if path and name in BACKBONES
+            }
         self._save_settings()
 
     def availability(self) -> list[Availability]:
         return [check_availability(name, self.checkpoints.get(name)) for name in self.backbones]
 
     # ----------------------------------------------------------------- pipeline
-    def scan(self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None) -> ScanResult:
+    def scan(
+        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+    ) -> ScanResult:
         """Scan the folder (incrementally: unchanged files are not re-read) and save the result."""
         _check_folder(self.folder)
         try:
@@ -197,7 +202,9 @@ class Project:
             except BackboneUnavailable as error:
                 raise ProjectError(str(error)) from error
             cache = EmbeddingCache(embedding_cache_dir() / backbone.identity)
-            result = embed_images(self.folder, records, backbone, cache=cache, progress=progress, cancel=cancel)
+            result = embed_images(
+                self.folder, records, backbone, cache=cache, progress=progress, cancel=cancel
+            )
             per_backbone.append((result.vectors, result.ok))
             identities.append(backbone.identity)
             ok &= result.ok
@@ -206,7 +213,7 @@ class Project:
         if not ok.any():
             raise ProjectError("No image could be decoded and embedded; see the skipped files for reasons.")
         spaces = [_rows_for(vectors, mask, ok) for vectors, mask in per_backbone]
-        usable = [record for record, keep in zip(records, ok) if keep]
+        usable = [record for record, keep in zip(records, ok, strict=True) if keep]
         return usable, spaces, identities, list(failed.values())
 
     def run_discovery(
@@ -230,7 +237,9 @@ class Project:
         metrics = kmeans_metrics = None
         if truth is not None:
             metrics = evaluate(truth, labels)
-            kmeans_metrics = evaluate(truth, kmeans_baseline(spaces, selection.best_n_clusters, random_state=0))
+            kmeans_metrics = evaluate(
+                truth, kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
+            )
         result = DiscoveryResult(
             images=images,
             labels=labels,
@@ -288,7 +297,9 @@ class Project:
         curation = self._require_curation()
         members = curation.members(cluster_id)
         if len(members) < 4:
-            raise ProjectError(f"'{curation.name_of(cluster_id)}' has {len(members)} images: too few to split.")
+            raise ProjectError(
+                f"'{curation.name_of(cluster_id)}' has {len(members)} images: too few to split."
+            )
         request: int | tuple[int, int] = n_parts if n_parts else (2, min(4, len(members) // 2))
         request = _checked_cluster_request(request, len(members))
         sub_spaces = [space[members] for space in self.spaces()]
@@ -328,7 +339,9 @@ class Project:
         from .thumbnails import ThumbnailCache
 
         record = self.images[index]
-        return ThumbnailCache(turtle_home() / "thumbnails").get(self.folder / record.path, record.content_hash)
+        return ThumbnailCache(turtle_home() / "thumbnails").get(
+            self.folder / record.path, record.content_hash
+        )
 
     def ground_truth(self) -> list[str] | None:
         return _folder_labels(self.images) if self.discovery else None
@@ -362,7 +375,12 @@ class Project:
         """Write the labeled dataset to `dest` (never inside the source folder; never over an export unasked)."""
         from .export import export_dataset
 
-        kwargs: dict[str, Any] = {"mode": mode, "overwrite": overwrite, "progress": progress, "cancel": cancel}
+        kwargs: dict[str, Any] = {
+            "mode": mode,
+            "overwrite": overwrite,
+            "progress": progress,
+            "cancel": cancel,
+        }
         if formats is not None:
             kwargs["formats"] = formats
         target = Path(os.path.expanduser(os.fspath(dest))).resolve()
@@ -394,7 +412,9 @@ class Project:
     def _image_key(self) -> str:
         digest = hashlib.sha1()
         for record in self.images:
-            digest.update(record.path.encode("utf-8", "surrogateescape") + b"\0" + record.content_hash.encode())
+            digest.update(
+                record.path.encode("utf-8", "surrogateescape") + b"\0" + record.content_hash.encode()
+            )
         return digest.hexdigest()
 
     def _layout_key(self) -> str:
@@ -423,13 +443,17 @@ class Project:
             try:
                 self.discovery = DiscoveryResult.from_bytes(discovery_file.read_bytes())
             except (OSError, ValueError, KeyError) as error:
-                raise ProjectError(f"The saved discovery {discovery_file} is unreadable ({error}).") from error
+                raise ProjectError(
+                    f"The saved discovery {discovery_file} is unreadable ({error})."
+                ) from error
             curation_file = self.workdir / "curation.npz"
             if curation_file.exists():
                 try:
                     self.curation = Curation.load(curation_file, self._image_key())
                 except ValueError as error:
-                    raise ProjectError(f"The saved curation {curation_file} cannot be used: {error}") from error
+                    raise ProjectError(
+                        f"The saved curation {curation_file} cannot be used: {error}"
+                    ) from error
             else:
                 self.curation = Curation.from_discovery(self.discovery.labels)
 
@@ -490,7 +514,5 @@ def _read_optional_json(path: Path) -> Any:
 
 def _remember_recent(folder: Path) -> None:
     entries = [os.fspath(folder)] + [entry for entry in Project.recent() if entry != os.fspath(folder)]
-    try:
+    with contextlib.suppress(OSError):
         atomic_write_json(turtle_home() / "recent.json", entries[:RECENT_LIMIT])
-    except OSError:
-        pass
