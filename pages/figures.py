@@ -10,21 +10,14 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 EXCLUDED_COLOUR = "#b0b0b0"
-# Distinct hues first (D3 without its grey, which reads as "excluded"), then Alphabet's strong colours.
-_PALE_OR_GREY = {
-    "#7F7F7F",
-    "#565656",
-    "#E2E2E2",
-    "#F7E1A0",
-    "#16FF32",
-    "#1CFFCE",
-    "#FBE426",
-    "#F8A19F",
-    "#DEA0FD",
-}
-PALETTE: list[str] = [
-    c for c in list(qualitative.D3) + list(qualitative.Alphabet) if c.upper() not in _PALE_OR_GREY
-]
+# Kelly's colours of maximum contrast (without white, black, buff and grey, which reads as "excluded"):
+# any first N of them are far apart. Beyond 18 clusters, Alphabet's strong colours follow.
+KELLY = [
+    "#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#008856", "#E68FAC", "#0067A5", "#F99379",
+    "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522", "#E25822", "#2B3D26",
+]  # fmt: skip
+_PALE_OR_GREY = {"#565656", "#E2E2E2", "#F7E1A0", "#16FF32", "#1CFFCE", "#FBE426", "#F8A19F", "#DEA0FD"}
+PALETTE: list[str] = KELLY + [c for c in qualitative.Alphabet if c.upper() not in _PALE_OR_GREY]
 
 
 def cluster_colours(cluster_ids: Sequence[int]) -> dict[int, str]:
@@ -42,10 +35,12 @@ def scatter_figure(
     colour_by: Literal["cluster", "confidence"] = "cluster",
     height: int = 620,
     label_clusters: bool = True,
+    dragmode: Literal["lasso", "select", "pan"] = "lasso",
 ) -> go.Figure:
     """One WebGL trace (so selections come back as row indices) coloured by cluster or confidence.
 
-    Hover shows cluster name, confidence and file name; cluster names sit at the cluster medians."""
+    Hover shows cluster name, confidence and file name; cluster names sit at the cluster medians.
+    `dragmode` is the initial tool; Streamlit lets a click select a point only with "pan"."""
     assignments = np.asarray(assignments)
     n = len(assignments)
     ids = sorted({int(c) for c in np.unique(assignments)})
@@ -122,7 +117,7 @@ def scatter_figure(
     fig.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        dragmode="lasso",
+        dragmode=dragmode,
         xaxis={"visible": False},
         yaxis={"visible": False, "scaleanchor": "x"},
         hovermode="closest",

@@ -10,7 +10,8 @@ from pages.figures import scatter_figure
 
 st.title("Map")
 st.caption(
-    "Similar images lie close together. Draw a lasso or box around points to review and relabel them; click one to see it."
+    "Similar images lie close together. Lasso or box a group of points to review and relabel it; "
+    "pick the Click tool to open a single image."
 )
 common.show_flash()
 project = common.require_project()
@@ -20,7 +21,7 @@ busy = common.busy_notice(project)
 common.undo_bar(project, curation, disabled=busy)
 
 # ------------------------------------------------------------------------------------------ layout
-controls = st.columns([1, 1, 2], vertical_alignment="bottom")
+controls = st.columns([1, 1.2, 1.4, 2], vertical_alignment="bottom")
 method_label = controls[0].segmented_control(
     "Layout", ["UMAP", "PCA"], default="UMAP", required=True, key="map_layout", persist_state="session"
 )
@@ -31,6 +32,16 @@ colour_label = controls[1].segmented_control(
     required=True,
     key="map_colour",
     persist_state="session",
+)
+TOOLS = {"Lasso": "lasso", "Box": "select", "Click": "pan"}
+tool = controls[2].segmented_control(
+    "Tool",
+    list(TOOLS),
+    default="Lasso",
+    required=True,
+    key="map_tool",
+    persist_state="session",
+    help="Lasso or Box: select a group of images. Click: open one image (drag to pan).",
 )
 
 xy = None
@@ -45,13 +56,13 @@ if method_label == "UMAP":
                 lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel),
             )
         if umap_job.state == "failed":
-            controls[2].warning("UMAP failed; showing PCA.", icon=":material/warning:")
-            if controls[2].button("Retry UMAP", key="retry_umap"):
+            controls[3].warning("UMAP failed; showing PCA.", icon=":material/warning:")
+            if controls[3].button("Retry UMAP", key="retry_umap"):
                 common.job_manager().forget(common.job_key(project, "umap"))
                 st.rerun()
             common.job_panel(umap_job, "UMAP layout")
         else:
-            with controls[2]:
+            with controls[3]:
                 st.caption("Showing the PCA layout while UMAP is computed in the background.")
                 common.job_panel(umap_job, "UMAP", compact=True)
 if xy is None:
@@ -78,6 +89,7 @@ figure = scatter_figure(
     {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
     file_names,
     colour_by="cluster" if colour_label == "Cluster" else "confidence",
+    dragmode=TOOLS[tool],
 )
 
 map_col, side_col = st.columns([3, 2], gap="medium")
@@ -90,7 +102,7 @@ with map_col:
         config={"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"]},
     )
     st.caption(
-        f"{common.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · lasso is the default tool"
+        f"{common.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · hover a point for its name"
     )
 
 # Key access works for Streamlit's selection state and for a plain dict (AppTest seeds one).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,11 @@ def test_page_draws_the_map_with_umap_when_cached(monkeypatch, tmp_path: Path) -
     assert "36 images · 3 clusters" in texts(at)
     assert "Draw a lasso" in at.info[0].value
     assert "Showing the PCA layout" not in texts(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [trace["type"] for trace in spec["data"]] == ["scattergl"]
+    assert spec["layout"]["dragmode"] == "lasso"
+    at.segmented_control(key="map_tool").set_value("Click").run()
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["dragmode"] == "pan"
 
 
 def test_pca_is_shown_while_umap_computes_in_the_background(monkeypatch, tmp_path: Path) -> None:
@@ -76,7 +82,7 @@ def test_pca_is_shown_while_umap_computes_in_the_background(monkeypatch, tmp_pat
     assert not at.exception
     assert "Showing the PCA layout while UMAP" in texts(at)
     wait_for_job(at, fake_project, "umap")
-    assert "Showing the PCA layout" not in texts(at)
+    assert "Showing the PCA layout" not in texts(at)  # swapped in once the job finished
     at.segmented_control(key="map_layout").set_value("PCA").run()
     assert not at.exception
 

@@ -108,20 +108,44 @@ def step_discover(page) -> None:
     screenshot(page, "03-discover")
 
 
+def click_point(page, index: int) -> None:
+    """Click the map's point `index`, located through Plotly's own axis conversions."""
+    page.wait_for_selector(".js-plotly-plot .nsewdrag")
+    x, y = page.evaluate(
+        """(i) => {
+            const gd = document.querySelector(".js-plotly-plot");
+            const layout = gd._fullLayout, trace = gd._fullData[0], box = gd.getBoundingClientRect();
+            return [box.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[i]),
+                    box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i])];
+        }""",
+        index,
+    )
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    settle(page)
+
+
 def step_map(page) -> int:
-    """Lasso part of the PCA map and move it to a new cluster; returns how many images moved."""
+    """Click one point to see its image, then lasso part of the PCA map and move it to a new cluster;
+    returns how many images moved."""
     nav(page, "Map")
     segment(page, "PCA")  # a stable layout while UMAP is computed in the background
+    segment(page, "Click")
+    click_point(page, 0)
+    page.get_by_text(re.compile(r"· confidence \d\.\d\d ·")).wait_for()
+    assert page.locator("[data-testid='stImage']").count() == 1
+    screenshot(page, "04-map-point")
+    segment(page, "Lasso")
     lasso(page)
     selected = page.get_by_text(re.compile(r"^\d+ images selected$"))
     selected.wait_for()
     n_selected = int(selected.inner_text().split()[0])
     assert n_selected > 1
-    screenshot(page, "04-map-selection")
+    screenshot(page, "05-map-selection")
     fill(page, "New cluster name", "lasso group")
     click(page, re.compile(r"^Move \d+ images$"))
     page.get_by_text("to the new cluster 'lasso group'").wait_for()
-    screenshot(page, "05-map-moved")
+    screenshot(page, "06-map-moved")
     return n_selected
 
 
@@ -139,15 +163,15 @@ def step_clusters(page) -> None:
     fill(page, "Name of the merged cluster", "merged")
     click(page, "Merge")
     page.get_by_text(re.compile("Merged 2 clusters into 'merged'")).wait_for()
-    screenshot(page, "06-clusters-merged")
+    screenshot(page, "07-clusters-merged")
 
     click(page, "Undo")
     page.get_by_text(re.compile("Undone: Merged")).wait_for()
     assert page.get_by_text("picked", exact=True).first.is_visible()
-    screenshot(page, "07-clusters-undone")
+    screenshot(page, "08-clusters-undone")
 
     segment(page, "Gallery")
-    screenshot(page, "08-clusters-gallery")
+    screenshot(page, "09-clusters-gallery")
 
 
 def step_export(page, dest: Path) -> None:
@@ -156,7 +180,7 @@ def step_export(page, dest: Path) -> None:
     click(page, "Export")
     page.get_by_text(re.compile(r"Exported \d+ images")).wait_for(timeout=120_000)
     settle(page)
-    screenshot(page, "09-export")
+    screenshot(page, "10-export")
 
 
 def test_curator_loop(page, app_server, tmp_path: Path) -> None:
