@@ -77,15 +77,16 @@ class SpacePreprocessor:
     def _fit_pca(self, Xc: np.ndarray, device: torch.device) -> None:
         n, d = Xc.shape
         # The smaller Gram/covariance matrix is built in float32 (the expensive part) and decomposed in
-        # float64, on the CPU, for stable small eigenvalues.
+        # float64 for stable small eigenvalues.
         Xt = torch.from_numpy(np.ascontiguousarray(Xc)).to(device)
         if n >= d:
-            cov = (Xt.T @ Xt).double().cpu() / max(n - 1, 1)
+            cov = (Xt.T @ Xt).double() / max(n - 1, 1)
             evals, evecs = torch.linalg.eigh(cov)
         else:
-            gram = (Xt @ Xt.T).double().cpu() / max(n - 1, 1)
+            gram = (Xt @ Xt.T).double() / max(n - 1, 1)
             evals, u = torch.linalg.eigh(gram)
-            evecs = Xt.double().cpu().T @ u / torch.sqrt(torch.clamp(evals * max(n - 1, 1), min=_EPS))
+            evecs = Xt.double().T @ u / torch.sqrt(torch.clamp(evals * max(n - 1, 1), min=_EPS))
+        evals, evecs = evals.cpu(), evecs.cpu()
         evals, evecs = evals.flip(0), evecs.flip(1)
         keep = int((evals > max(float(evals[0]), _EPS) * 1e-9).sum())
         k = max(1, min(keep, self.n_components or keep))
@@ -119,6 +120,16 @@ class SpacePreprocessor:
 
     def fit_transform(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.fit(X).transform(X)
+
+
+def effective_components(n_components: int | None, n_rows: int) -> int:
+    """The number of PCA/whitening axes to keep for `n_rows` rows: at most `n_components` and `n_rows // 10`.
+
+    Whitening scales every kept axis to unit variance; on a small set the axes beyond about n/10 are
+    mostly sampling noise, and amplifying them erases the cluster structure (seen on 24 images of 3
+    colours: k-means 1.0 accuracy, TURTLE on 23 whitened axes 0.46).
+    """
+    return max(2, min(n_components or n_rows, n_rows // 10))
 
 
 def prepare_space(

@@ -10,7 +10,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .features import DEFAULT_N_COMPONENTS, DEFAULT_PREPROCESSING, PreprocessingMethod, SpacePreprocessor
+from .features import (
+    DEFAULT_N_COMPONENTS,
+    DEFAULT_PREPROCESSING,
+    PreprocessingMethod,
+    SpacePreprocessor,
+    effective_components,
+)
 from .progress import Progress, ProgressCallback, ProgressMeter, check_cancel
 from .turtle import Turtle, _check_spaces, cpu_threads, resolve_device
 
@@ -273,7 +279,10 @@ def select_model(
     dev = resolve_device(base["device"])
     with cpu_threads(base.get("num_threads"), dev):
         check_cancel(cancel)
-        preprocessors = [SpacePreprocessor(preprocessing, n_components).fit(X, dev) for X in arrays]
+        preprocessors = [
+            SpacePreprocessor(preprocessing, effective_components(n_components, len(X))).fit(X, dev)
+            for X in arrays
+        ]
         features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
         total = len(ks) * len(points)
         meter = ProgressMeter("select", total, progress)

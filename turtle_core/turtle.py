@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 from .constants import TURTLE_BATCH_SIZE, TURTLE_GAMMA, TURTLE_INNER_STEPS, TURTLE_OUTER_STEPS
-from .features import DEFAULT_N_COMPONENTS, DEFAULT_PREPROCESSING, PreprocessingMethod, SpacePreprocessor
+from .features import (
+    DEFAULT_N_COMPONENTS,
+    DEFAULT_PREPROCESSING,
+    PreprocessingMethod,
+    SpacePreprocessor,
+    effective_components,
+)
 from .progress import ProgressCallback, ProgressMeter, check_cancel
 
 Precision = Literal["fp32", "bf16", "auto"]
@@ -506,7 +512,10 @@ class Turtle:
         device = resolve_device(self.device)
         with cpu_threads(self.num_threads, device):
             preprocessors = [
-                SpacePreprocessor(self.preprocessing, self.n_components).fit(X, device) for X in arrays
+                SpacePreprocessor(self.preprocessing, effective_components(self.n_components, len(X))).fit(
+                    X, device
+                )
+                for X in arrays
             ]
             features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
             self._fit_prepared(features, preprocessors, [int(X.shape[1]) for X in arrays])
