@@ -18,6 +18,17 @@ def turtle_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     return home
 
 
+@pytest.fixture(scope="module")
+def one_cpu_thread():
+    """Tiny TURTLE problems: one torch thread avoids stalls on a shared CPU (see turtle.default_cpu_threads)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def make_image_tree(tmp_path: Path):
     """Build a class-per-folder tree of small distinct PNGs: `make_image_tree({"cats": 3, "dogs": 2})`."""

@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from test_turtle import make_blobs
 
 from turtle_core.metrics import hungarian_accuracy
@@ -26,12 +25,7 @@ FAST = {"outer_steps": 300}
 ONE_POINT = [{"warm_start": True, "inner_lr": 1e-3, "outer_lr": 1e-3}]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread() -> object:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def test_score_separates_true_from_random_labels() -> None:

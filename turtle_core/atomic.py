@@ -28,7 +28,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -50,7 +50,8 @@ def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (best effort: some file systems refuse a directory fsync)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from turtle_core.atomic import atomic_write_json, read_json
+from turtle_core.atomic import atomic_write_json, fsync_dir, read_json
 
 MANIFEST_VERSION = 1
 STALE_AFTER_S = 3600.0  # unmanifested files younger than this may belong to a writer still at work
@@ -31,19 +31,6 @@ class _Chunk:
     keys: list[str]
     array: np.memmap
     checksum: str
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _file_checksum(path: Path) -> str:
@@ -174,7 +161,7 @@ class EmbeddingCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         checksum = _file_checksum(npy)
         manifest = {
             "version": MANIFEST_VERSION,
