@@ -12,6 +12,7 @@ from turtle_core.metrics import hungarian_accuracy
 from turtle_core.progress import Cancelled, Progress
 from turtle_core.selection import (
     DEFAULT_GRID,
+    DEFAULT_RESTARTS,
     PAPER_GRID,
     Candidate,
     _choose,
@@ -68,16 +69,25 @@ def test_kappa_removes_the_small_c_advantage_of_random_labels() -> None:
 def test_select_model_picks_the_true_number_of_clusters() -> None:
     spaces, truth = make_blobs(n=1000, n_clusters=5, dims=(16, 24), seed=5)
     reports: list[Progress] = []
-    result = select_model(spaces, (2, 8), grid=ONE_POINT, turtle_params=FAST, progress=reports.append)
+    result = select_model(
+        spaces, (2, 8), grid=ONE_POINT, n_restarts=2, turtle_params=FAST, progress=reports.append
+    )
     assert result.best_n_clusters == 5
     assert sorted(result.scores_by_k) == list(range(2, 9))
-    assert len(result.candidates) == 7
+    # One run per C, then a second restart for the two best-scoring values of C only.
+    assert len(result.candidates) == 7 + 2
+    assert sorted(c.n_clusters for c in result.candidates[7:]) == sorted(
+        sorted(
+            result.scores_by_k, key=lambda k: max(c.score for c in result.candidates[:7] if c.n_clusters == k)
+        )[-2:]
+    )
+    assert {c.params["random_state"] for c in result.candidates} == {0, 1}
     assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
     assert result.best.n_clusters == 5
-    assert result.best_params == ONE_POINT[0]
+    assert {k: v for k, v in result.best_params.items() if k != "random_state"} == ONE_POINT[0]
     assert result.scores_by_k[5] == max(result.scores_by_k.values())
     select_reports = [r for r in reports if r.stage == "select"]
-    assert select_reports[-1].done == select_reports[-1].total == 7
+    assert select_reports[-1].done == select_reports[-1].total == 9
     # The chosen model predicts raw (unpreprocessed) rows.
     np.testing.assert_array_equal(result.best.predict(spaces), result.best.labels_)
 
@@ -86,7 +96,9 @@ def test_select_model_with_fixed_c_and_grid_options() -> None:
     spaces, truth = make_blobs(n=500, n_clusters=3, dims=(8,), seed=6)
     result = select_model(spaces, 3, turtle_params=FAST)
     assert result.best_n_clusters == 3
-    assert len(result.candidates) == len(DEFAULT_GRID)
+    assert len(result.candidates) == len(DEFAULT_GRID) * DEFAULT_RESTARTS
+    best = max(result.candidates, key=lambda c: c.score)
+    np.testing.assert_array_equal(best.labels, result.best.labels_)
     assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
     assert len(PAPER_GRID) == 50
     with pytest.raises(ValueError, match="grid"):

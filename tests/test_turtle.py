@@ -17,13 +17,7 @@ from turtle_core.turtle import Turtle, _Engine
 STEPS = 300
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread() -> object:
-    """Tiny problems: one thread avoids stalls on a shared CPU (see turtle.default_cpu_threads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def make_blobs(
@@ -88,6 +82,16 @@ def test_cold_start_works(blobs: tuple[list[np.ndarray], np.ndarray]) -> None:
     spaces, truth = blobs
     model = Turtle(5, outer_steps=STEPS, warm_start=False, inner_lr=5e-2, random_state=0).fit(spaces)
     assert hungarian_accuracy(truth, model.labels_) >= 0.95
+
+
+def test_kmeans_init_starts_at_the_nearest_centroid_rule(blobs: tuple[list[np.ndarray], np.ndarray]) -> None:
+    spaces, truth = blobs
+    start = Turtle(5, outer_steps=0, init="kmeans", random_state=0).fit(spaces)
+    assert hungarian_accuracy(truth, start.labels_) >= 0.95  # k-means alone solves these blobs
+    trained = Turtle(5, outer_steps=100, init="kmeans", random_state=0).fit(spaces)
+    assert hungarian_accuracy(truth, trained.labels_) >= 0.95
+    with pytest.raises(ValueError, match="init"):
+        Turtle(5, init="spectral").fit(spaces)
 
 
 def test_random_state_reproduces_labels(blobs: tuple[list[np.ndarray], np.ndarray]) -> None:

@@ -358,6 +358,19 @@ class _Engine:
                 return None
         return graph
 
+    def init_heads_from_centroids(self, centroids: Sequence[np.ndarray], sharpness: float = 2.0) -> None:
+        """Start each head at the nearest-centroid rule of `centroids[k]` (C × d_k): logits
+        s·(x·μ_c − ‖μ_c‖²/2), with s set so that logits spread by about `sharpness` per row."""
+        for th, d, mu, X in zip(self.theta_k, self.dims, centroids, self.data, strict=True):
+            mu_t = torch.as_tensor(np.asarray(mu, dtype=np.float32), device=self.device)
+            feats = (X.T if self.rows_major else X)[:d].float()  # d × N
+            logits = mu_t @ feats - 0.5 * mu_t.square().sum(1, keepdim=True)
+            scale = sharpness / float(logits.std(0).mean().clamp_min(1e-6))
+            norm = torch.linalg.vector_norm(mu_t, dim=1).clamp_min(1e-6)
+            th[:, :d].copy_(mu_t)
+            th[:, d].copy_(-0.5 * scale * mu_t.square().sum(1))
+            th[:, d + 1].copy_(scale * norm)
+
     def head_parameters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Effective head weights (C × d) and biases (C) per space, on the host."""
         weights, biases = [], []
@@ -380,6 +393,21 @@ def head_probabilities(
         total = p if total is None else total + p
     assert total is not None
     return (total / len(spaces)).numpy().astype(np.float32)
+
+
+def _kmeans_centroids(features: Sequence[np.ndarray], n_clusters: int, seed: int) -> list[np.ndarray]:
+    """Per-space means of the k-means clusters of the concatenated (preprocessed) spaces."""
+    from sklearn.cluster import KMeans
+
+    joined = np.concatenate([np.asarray(X, dtype=np.float32) for X in features], axis=1)
+    labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed % (2**31)).fit_predict(joined)
+    counts = np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
+    centroids = []
+    for X in features:
+        sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
+        np.add.at(sums, labels, X)
+        centroids.append((sums / counts).astype(np.float32))
+    return centroids
 
 
 def _check_spaces(
@@ -434,6 +462,7 @@ class Turtle:
         n_components: int | None = DEFAULT_N_COMPONENTS,
         precision: Precision = "fp32",
         device: str | torch.device | None = None,
+        init: Literal["random", "kmeans"] = "random",
         cuda_graph: bool = True,
         num_threads: int | None = None,
         random_state: int | None = None,
@@ -452,6 +481,7 @@ class Turtle:
         self.n_components = n_components
         self.precision = precision
         self.device = device
+        self.init = init
         self.cuda_graph = cuda_graph
         self.num_threads = num_threads
         self.random_state = random_state
@@ -500,6 +530,8 @@ class Turtle:
             raise ValueError("outer_steps must be ≥ 0, inner_steps and batch_size ≥ 1")
         if self.outer_lr <= 0 or self.inner_lr <= 0:
             raise ValueError("learning rates must be positive")
+        if self.init not in ("random", "kmeans"):
+            raise ValueError(f"init must be 'random' or 'kmeans', got {self.init!r}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
 
@@ -553,6 +585,8 @@ class Turtle:
                 device=device,
                 seed=seed,
             )
+            if self.init == "kmeans":
+                engine.init_heads_from_centroids(_kmeans_centroids(features, int(self.n_clusters), seed))
             self.history_ = self._train(engine)
             self.head_weights_, self.head_biases_ = engine.head_parameters()
         del engine
