@@ -59,11 +59,12 @@ def _sync(device: str) -> None:
 
 
 def time_engine(
-    spaces: list[np.ndarray], labels: np.ndarray, args: argparse.Namespace, **params: Any
+    spaces: list[np.ndarray], labels: np.ndarray, args: argparse.Namespace, steps: int, **params: Any
 ) -> dict:
+    """Fit the engine for `steps` outer steps; per-step time, and quality when the schedule is full."""
     model = Turtle(
         args.clusters,
-        outer_steps=args.steps,
+        outer_steps=steps,
         device=args.device,
         num_threads=args.threads,
         random_state=args.seed,
@@ -74,16 +75,22 @@ def time_engine(
     model.fit(spaces)
     _sync(args.device)
     seconds = time.perf_counter() - started
-    return {
-        "params": {k: v for k, v in params.items()},
+    result = {
+        "params": dict(params),
+        "steps_run": steps,
         "preprocessing": model.preprocessing,
         "n_components": model.n_components,
         "precision": model.precision,
         "warm_start": model.warm_start,
+        "init": model.init,
         "seconds": round(seconds, 3),
-        "seconds_per_step": seconds / max(args.steps, 1),
-        **{k: round(v, 4) for k, v in evaluate(labels, model.labels_).items()},
+        "seconds_per_step": seconds / max(steps, 1),
+        "seconds_full_schedule": round(seconds / max(steps, 1) * args.steps, 3),
+        "extrapolated": steps != args.steps,
     }
+    if steps == args.steps:
+        result.update({k: round(v, 4) for k, v in evaluate(labels, model.labels_).items()})
+    return result
 
 
 def main() -> None:
@@ -96,6 +103,9 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=10)
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--reference-steps", type=int, default=20)
+    parser.add_argument(
+        "--raw-steps", type=int, default=0, help="steps for the engine on raw features (default: --steps)"
+    )
     parser.add_argument("--reference-warm-start", action="store_true", help="reference uses warm start")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both loops")
     parser.add_argument("--features-dir", type=Path, default=None)
@@ -119,10 +129,17 @@ def main() -> None:
         reference_turtle([X[:2000] for X in spaces], args.clusters, outer_steps=2, device=args.device)
 
     results: dict[str, Any] = {}
-    results["engine_default"] = time_engine(spaces, labels, args)
+    results["engine_default"] = time_engine(spaces, labels, args, args.steps)
     print("engine (defaults)", results["engine_default"])
     results["engine_raw_features"] = time_engine(
-        spaces, labels, args, preprocessing="none", precision="fp32", warm_start=args.reference_warm_start
+        spaces,
+        labels,
+        args,
+        args.raw_steps or args.steps,
+        preprocessing="none",
+        precision="fp32",
+        init="random",
+        warm_start=args.reference_warm_start,
     )
     print(
         "engine (reference's features and arithmetic: no preprocessing, fp32)", results["engine_raw_features"]
@@ -152,6 +169,8 @@ def main() -> None:
         if reference["extrapolated"]
         else "reference run for the full schedule"
     )
+    if results["engine_raw_features"]["extrapolated"]:
+        note += f"; engine on raw features timed for {args.raw_steps} steps and extrapolated"
     print(f"reference loop: {reference['seconds_per_step']:.4f} s/step ({note})")
 
     for key in ("engine_default", "engine_raw_features"):

@@ -398,9 +398,11 @@ def head_probabilities(
 def _kmeans_centroids(features: Sequence[np.ndarray], n_clusters: int, seed: int) -> list[np.ndarray]:
     """Per-space means of the k-means clusters of the concatenated (preprocessed) spaces."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     joined = np.concatenate([np.asarray(X, dtype=np.float32) for X in features], axis=1)
-    labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed % (2**31)).fit_predict(joined)
+    with threadpool_limits(limits=torch.get_num_threads()):  # the same thread budget as the fit
+        labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed % (2**31)).fit_predict(joined)
     counts = np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
     centroids = []
     for X in features:
@@ -436,7 +438,9 @@ class Turtle:
 
     Parameters follow the paper (T = `outer_steps`, M = `inner_steps`, batch 10k, γ = `gamma`).
     `warm_start` keeps the inner classifiers (and their Adam state) across outer steps; otherwise
-    they are re-initialised every outer step. `preprocessing` (see `turtle_core.features`) is fitted
+    they are re-initialised every outer step. `init="kmeans"` starts the task heads at the
+    nearest-centroid rule of a k-means clustering of the preprocessed spaces (`"random"`: the paper's
+    random initialisation). `preprocessing` (see `turtle_core.features`) is fitted
     per space on the training rows and re-applied by `predict_proba`. `precision="bf16"` stores
     features and runs the matmuls in bfloat16 ("auto": bf16 on CUDA, fp32 elsewhere). `cuda_graph`
     replays the loop as CUDA graphs on GPUs (falls back to eager if the capture fails its self-check).
@@ -462,7 +466,7 @@ class Turtle:
         n_components: int | None = DEFAULT_N_COMPONENTS,
         precision: Precision = "fp32",
         device: str | torch.device | None = None,
-        init: Literal["random", "kmeans"] = "random",
+        init: Literal["random", "kmeans"] = "kmeans",
         cuda_graph: bool = True,
         num_threads: int | None = None,
         random_state: int | None = None,
@@ -544,9 +548,9 @@ class Turtle:
         device = resolve_device(self.device)
         with cpu_threads(self.num_threads, device):
             preprocessors = [
-                SpacePreprocessor(self.preprocessing, effective_components(self.n_components, len(X))).fit(
-                    X, device
-                )
+                SpacePreprocessor(
+                    self.preprocessing, effective_components(self.n_components, len(X), int(self.n_clusters))
+                ).fit(X, device)
                 for X in arrays
             ]
             features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
