@@ -214,17 +214,27 @@ def job_panel(
     `compact`: a single progress line without a cancel button, for narrow columns."""
     if job is None:
         return
-    was_running = job.running
+    if not job.running:
+        _draw_job(job, title, cancel_label)
+        return
 
     def draw() -> None:
-        if was_running and not job.running:
+        if not job.running:
             st.rerun()
-        if compact and job.running:
+        if compact:
             _draw_job_line(job, title)
         else:
             _draw_job(job, title, cancel_label)
 
-    st.fragment(draw, run_every=0.5 if was_running else None)()
+    # Two guards against Streamlit 1.67 dropping the element after a polling fragment. On a busy
+    # server the browser's 0.5 s reruns of the fragment pile up and can run right after the full
+    # rerun that follows the job; the full run's delta for the fragment's block is then discarded
+    # unsent, the browser drops the old block as stale (shifting its siblings up) and the late
+    # fragment run writes its block over the next sibling (seen: "Exported N images" vanished).
+    # So the fragment lives alone in its own container, and once the job is over there is no
+    # fragment for late reruns to find.
+    with st.container():
+        st.fragment(draw, run_every=0.5)()
 
 
 def _draw_job_line(job: Job[Any], title: str) -> None:
