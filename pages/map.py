@@ -44,11 +44,33 @@ tool = controls[2].segmented_control(
     help="Lasso or Box: select a group of images. Click: open one image (drag to pan).",
 )
 
+chart_key = f"map:{st.session_state.edit_nonce}"
+# What the chart showed last run: "umap", "pca" (chosen) or "stand-in" (PCA while UMAP computes).
+shown_key = f"map_shown:{project.folder}"
+
+
+def _selection(key: str) -> list[int]:
+    """Rows selected in the chart `key` (its state from the previous run)."""
+    state = st.session_state.get(key) or {}
+    return list((state.get("selection") or {}).get("point_indices") or [])
+
+
+def _show_umap() -> None:
+    st.session_state[shown_key] = "umap"
+
+
 xy = None
 umap_job = common.project_job(project, "umap")
 if method_label == "UMAP":
     xy = project.cached_layout("umap")
-    if xy is None:
+    if xy is not None and st.session_state.get(shown_key) == "stand-in" and _selection(chart_key):
+        # UMAP finished while the user works on the PCA stand-in: swapping now would redraw the map
+        # under their cursor and drop their selection (a new figure is a new chart), so wait to be asked.
+        xy = None
+        with controls[3]:
+            st.caption("The UMAP layout is ready.")
+            st.button("Show UMAP", key="show_umap", icon=":material/scatter_plot:", on_click=_show_umap)
+    elif xy is None:
         if umap_job is None or (not umap_job.running and umap_job.state != "failed"):
             umap_job = common.submit_job(
                 project,
@@ -65,6 +87,10 @@ if method_label == "UMAP":
             with controls[3]:
                 st.caption("Showing the PCA layout while UMAP is computed in the background.")
                 common.job_panel(umap_job, "UMAP", compact=True)
+if method_label == "UMAP":
+    st.session_state[shown_key] = "stand-in" if xy is None else "umap"
+else:
+    st.session_state[shown_key] = "pca"
 if xy is None:
     from turtle_core.project import ProjectError
 
@@ -96,7 +122,7 @@ map_col, side_col = st.columns([3, 2], gap="medium")
 with map_col:
     event = st.plotly_chart(
         figure,
-        key=f"map:{st.session_state.edit_nonce}",
+        key=chart_key,
         on_select="rerun",
         selection_mode=("points", "box", "lasso"),
         config={"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"]},
