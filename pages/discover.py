@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
+from turtle_core.effort import DEFAULT_EFFORT, EFFORTS
 
 st.title("Discover categories")
 st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")
@@ -29,6 +30,16 @@ with st.container(border=True):
             key="k_mode",
             persist_state="session",
             help="Automatic: TURTLE is run for every count in the range and the best-generalising one is kept.",
+        )
+        effort = st.radio(
+            "Effort",
+            list(EFFORTS),
+            index=list(EFFORTS).index(DEFAULT_EFFORT),
+            format_func=str.capitalize,
+            horizontal=True,
+            key="effort",
+            persist_state="session",
+            help="  \n".join(f"**{e.name.capitalize()}**: {e.summary}." for e in EFFORTS.values()),
         )
     default_k = n_labels if n_labels >= 2 else 10
     with value_col:
@@ -79,7 +90,9 @@ with st.container(border=True):
         common.submit_job(
             project,
             "discover",
-            lambda progress, cancel: project.run_discovery(request, progress=progress, cancel=cancel),
+            lambda progress, cancel: project.run_discovery(
+                request, progress=progress, cancel=cancel, effort=effort
+            ),
         )
         st.rerun()  # redraw with the button disabled and the progress panel
 

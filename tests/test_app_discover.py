@@ -21,6 +21,7 @@ def test_fixed_number_of_categories_runs_in_the_background(monkeypatch, tmp_path
     job = wait_for_job(at, project, "discover")
     assert job.state == "done"
     assert project.discover_calls == [4]
+    assert project.discover_efforts == ["standard"]  # the default effort
     assert not at.exception
     page = texts(at)
     assert "Categories: 4" in page
@@ -40,6 +41,16 @@ def test_range_shows_the_score_per_candidate(monkeypatch, tmp_path) -> None:
     assert "Score per number of categories" in texts(at)
     assert len(at.get("vega_lite_chart")) == 2
     assert "Best: 3 categories." in texts(at)
+
+
+def test_quick_effort_is_passed_to_the_engine(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    at = open_app(monkeypatch, project, PAGE)
+    assert at.radio(key="effort").value == "standard"
+    at.radio(key="effort").set_value("quick").run()
+    at.button(key="run_discovery").click().run()
+    wait_for_job(at, project, "discover")
+    assert project.discover_efforts == ["quick"]
 
 
 def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path) -> None:
@@ -69,7 +80,7 @@ def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path)
 def test_failure_is_reported_without_crashing_the_page(monkeypatch, tmp_path) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
 
-    def broken(n_clusters, progress=None, cancel=None):
+    def broken(n_clusters, progress=None, cancel=None, effort=None):
         raise ValueError("Backbone effnet-lite0 is missing: install its wheel.")
 
     project.run_discovery = broken

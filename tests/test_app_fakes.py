@@ -39,6 +39,7 @@ class FakeProject:
         self.checkpoints: dict[str, str] = {}
         self.saves = 0
         self.discover_calls: list[Any] = []
+        self.discover_efforts: list[str | None] = []
         self.split_calls: list[tuple[int, int | None]] = []
         self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
         self._records = _write_images(folder, per_class)
@@ -85,8 +86,11 @@ class FakeProject:
         assert self.scan_result is not None
         return self.scan_result
 
-    def run_discovery(self, n_clusters: int | tuple[int, int], progress=None, cancel=None) -> DiscoveryResult:
+    def run_discovery(
+        self, n_clusters: int | tuple[int, int], progress=None, cancel=None, *, effort: str | None = None
+    ) -> DiscoveryResult:
         self.discover_calls.append(n_clusters)
+        self.discover_efforts.append(effort)
         n = len(self._records)
         if progress:
             progress(Progress("scan", n, n))

@@ -1,5 +1,5 @@
 """The whole loop through the app with the real engine (real scan, offline backbones, TURTLE, export)
-on a tiny generated folder. Only TURTLE's step count is lowered, to keep the test fast."""
+on a tiny generated folder, with the app's "quick" discovery effort to keep the test fast."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from pathlib import Path
 import pytest
 from test_app_fakes import open_app, texts, wait_for_job
 
-from turtle_core.turtle import Turtle
-
-STEPS = 150
-
 
 def _project(at):
     from pages import common
@@ -21,7 +17,6 @@ def _project(at):
 
 
 def test_real_engine_loop(monkeypatch: pytest.MonkeyPatch, make_image_tree, tmp_path: Path) -> None:
-    monkeypatch.setitem(Turtle.__init__.__kwdefaults__, "outer_steps", STEPS)
     root = make_image_tree({"red": 6, "green": 6, "blue": 6})
     at = open_app(monkeypatch, None)
     at.text_input(key="folder_input").set_value(str(root))
@@ -33,6 +28,7 @@ def test_real_engine_loop(monkeypatch: pytest.MonkeyPatch, make_image_tree, tmp_
 
     at.switch_page("pages/discover.py").run()
     assert at.number_input(key="k_fixed").value == 3
+    at.radio(key="effort").set_value("quick").run()
     at.button(key="run_discovery").click().run()
     job = wait_for_job(at, project, "discover", timeout=300)
     assert job.state == "done", job.error and job.error.traceback

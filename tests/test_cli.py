@@ -31,6 +31,8 @@ def test_discover_writes_csv_and_skip_report(make_image_tree, tmp_path: Path, tu
         str(out),
         "--backbones",
         "effnet-lite0",
+        "--effort",
+        "quick",
         home=turtle_home,
     )
 
@@ -59,3 +61,19 @@ def test_bad_cluster_spec_is_a_usage_error(tmp_path: Path, turtle_home: Path) ->
     done = _run("discover", str(tmp_path), "-k", "many", "-o", str(tmp_path / "x.csv"), home=turtle_home)
     assert done.returncode == 2
     assert "expected a number" in done.stderr
+
+
+def test_unknown_effort_is_a_usage_error(tmp_path: Path, turtle_home: Path) -> None:
+    done = _run(
+        "discover",
+        str(tmp_path),
+        "-k",
+        "3",
+        "-o",
+        str(tmp_path / "x.csv"),
+        "--effort",
+        "max",
+        home=turtle_home,
+    )
+    assert done.returncode == 2
+    assert "quick" in done.stderr and "standard" in done.stderr

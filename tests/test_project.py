@@ -114,3 +114,15 @@ def test_split_and_layout_and_export_leave_sources_untouched(discovered: Project
     frame = discovered.manifest_frame()
     assert len(frame) == 24
     assert _snapshot(discovered.folder) == before
+
+
+def test_quick_effort_is_recorded_and_still_finds_obvious_classes(tmp_path: Path) -> None:
+    project = Project.open(_colour_tree(tmp_path / "images"))
+    project.set_backbones(["effnet-lite0"])
+    with pytest.raises(ProjectError, match="unknown effort"):
+        project.run_discovery(3, effort="heroic")
+    result = project.run_discovery(3, effort="quick")
+    assert result.params["effort"] == "quick"
+    assert result.metrics is not None and result.metrics["accuracy"] >= 0.9
+    reopened = Project.open(project.folder)
+    assert reopened.discovery is not None and reopened.discovery.params["effort"] == "quick"

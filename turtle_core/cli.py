@@ -70,6 +70,7 @@ def parse_clusters(text: str) -> int | tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .backbones import BACKBONES, PRESETS
+    from .effort import DEFAULT_EFFORT, EFFORTS
 
     parser = argparse.ArgumentParser(prog="python -m turtle_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     choice.add_argument("--backbones", default=None, help=f"comma-separated, from: {', '.join(BACKBONES)}")
     discover.add_argument(
         "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="local weights for a backbone"
+    )
+    discover.add_argument(
+        "--effort",
+        choices=list(EFFORTS),
+        default=DEFAULT_EFFORT,
+        help="; ".join(f"{e.name}: {e.summary}" for e in EFFORTS.values()) + f" (default: {DEFAULT_EFFORT})",
     )
     discover.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     discover.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -140,7 +147,7 @@ def _discover(args: argparse.Namespace) -> int:
         project = Project.open(args.folder)
         project.device = args.device
         project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
-        result = project.run_discovery(args.clusters, progress=progress)
+        result = project.run_discovery(args.clusters, progress=progress, effort=args.effort)
     except ProjectError as error:
         progress.close()
         _report_skipped(_scan_skips(project), Path(args.out))

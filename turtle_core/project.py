@@ -221,16 +221,28 @@ class Project:
         n_clusters: int | tuple[int, int],
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        *,
+        effort: str | None = None,
     ) -> DiscoveryResult:
-        """Scan, embed and discover categories; the result replaces the curation (saved first)."""
+        """Scan, embed and discover categories; the result replaces the curation (saved first).
+
+        `effort` names one of `turtle_core.effort.EFFORTS` ("quick", "standard"; default standard).
+        """
+        from .effort import resolve_effort
         from .metrics import evaluate, kmeans_baseline
         from .selection import select_model
 
+        try:
+            chosen = resolve_effort(effort)
+        except ValueError as error:
+            raise ProjectError(str(error)) from error
         started = time.perf_counter()
         self.scan(progress, cancel)
         images, spaces, identities, failed = self.embed(progress, cancel)
         n_clusters = _checked_cluster_request(n_clusters, len(images))
-        selection = select_model(spaces, n_clusters, progress=progress, cancel=cancel, random_state=0)
+        selection = select_model(
+            spaces, n_clusters, progress=progress, cancel=cancel, random_state=0, **chosen.select_kwargs()
+        )
         best = selection.best
         labels = np.asarray(best.labels_, dtype=np.int32)
         truth = _folder_labels(images)
@@ -248,7 +260,7 @@ class Project:
             n_clusters=int(selection.best_n_clusters),
             score=float(max(candidate.score for candidate in selection.candidates)),
             scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
-            params=_jsonable(selection.best_params),
+            params=_jsonable({**selection.best_params, "effort": chosen.name}),
             backbones=list(self.backbones),
             identities=identities,
             seconds=time.perf_counter() - started,
@@ -292,6 +304,7 @@ class Project:
 
     def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
         """Re-run discovery inside one cluster and split it (one undoable edit). `None`: choose 2..4."""
+        from .effort import resolve_effort
         from .selection import select_model
 
         curation = self._require_curation()
@@ -303,7 +316,9 @@ class Project:
         request: int | tuple[int, int] = n_parts if n_parts else (2, min(4, len(members) // 2))
         request = _checked_cluster_request(request, len(members))
         sub_spaces = [space[members] for space in self.spaces()]
-        selection = select_model(sub_spaces, request, random_state=0)
+        # The split spends the effort the discovery was run with.
+        chosen = resolve_effort(self._require_discovery().params.get("effort"))
+        selection = select_model(sub_spaces, request, random_state=0, **chosen.select_kwargs())
         new_ids = curation.split(cluster_id, np.asarray(selection.best.labels_))
         self.save_curation()
         return new_ids

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .effort import DEFAULT_EFFORT, EFFORTS
 from .features import (
     DEFAULT_N_COMPONENTS,
     DEFAULT_PREPROCESSING,
@@ -37,7 +38,7 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = ({"inner_lr": 1e-3, "outer_lr": 1e-3,
 
 # Restarts (seeds) per grid point; TURTLE's result varies a lot with the initialisation, and the
 # generalisation score picks among restarts (measured on Animal-MNIST, see benchmarks/README.md).
-DEFAULT_RESTARTS = 3
+DEFAULT_RESTARTS = EFFORTS[DEFAULT_EFFORT].n_restarts
 
 _PROBE_MAX_ROWS = 20_000
 # Scores closer than this to the best count as ties (about two standard errors of a 10k-row score).

@@ -57,8 +57,7 @@ class AppServer:
                 "HF_HUB_OFFLINE": "1",
                 "TURTLE_DEMO_PER_CLASS": "20",
                 "PYTHONUNBUFFERED": "1",
-                "TURTLE_TEST_OUTER_STEPS": "300",
-                "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent / "fast_engine"), str(ROOT)]),
+                "PYTHONPATH": str(ROOT),
             }
         )
         environment.update(env or {})

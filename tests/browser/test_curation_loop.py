@@ -101,6 +101,18 @@ def segment(page, option: str) -> None:
     assert radio.get_attribute("aria-checked") == "true"
 
 
+def radio_option(page, group: str, option: str) -> None:
+    """Choose an option of an `st.radio` (its input is hidden; a user clicks the option's label)."""
+    label = (
+        page.locator(f"[data-testid='stRadioGroup'][aria-label='{group}'] [data-testid='stRadioOption']")
+        .filter(has_text=re.compile(f"^{re.escape(option)}$"))
+        .first
+    )
+    if label.get_attribute("data-selected") != "true":
+        act(page, label.click, f"choose {option!r} in {group!r}")
+    expect(label).to_have_attribute("data-selected", "true")
+
+
 def tab(page, name: str) -> None:
     handle = page.get_by_role("tab", name=name)
     if handle.get_attribute("aria-selected") != "true":
@@ -194,6 +206,7 @@ def step_project(page) -> None:
 def step_discover(page) -> None:
     nav(page, "Discover")
     assert page.get_by_label("Categories", exact=True).input_value() == "10"
+    radio_option(page, "Effort", "Quick")  # the app's own short TURTLE schedule keeps the loop within CI time
     click(page, "Run discovery")
     page.get_by_role("heading", name="Result").wait_for(timeout=DISCOVERY_TIMEOUT_MS)
     settle(page)
