@@ -65,9 +65,12 @@ def main() -> None:
     report = embed_animal_mnist(
         args.per_class, args.backbones.split(","), args.out, args.device, args.batch_size
     )
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "embed_dataset.json").write_text(json.dumps(report, indent=1))
+    out = Path(__file__).resolve().parent / "results" / "embed_dataset.json"
+    out.parent.mkdir(exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    # One backbone per run is common (they take long on a CPU): keep the others' numbers.
+    report["backbones"] = {**previous.get("backbones", {}), **report["backbones"]}  # type: ignore[dict-item]
+    out.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
