@@ -115,46 +115,89 @@ def _row(name: str, labels: np.ndarray, truth: np.ndarray, seconds: float, **ext
     return row
 
 
+def _summary(name: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """Mean, min and max of accuracy / NMI / ARI over runs (seeds), printed and returned with the runs."""
+    row: dict[str, Any] = {"name": name, **extra}
+    for metric in ("accuracy", "nmi", "ari"):
+        values = np.array([r[metric] for r in runs])
+        row[f"{metric}_mean"] = round(float(values.mean()), 4)
+        row[f"{metric}_min"] = round(float(values.min()), 4)
+        row[f"{metric}_max"] = round(float(values.max()), 4)
+    row["seconds_mean"] = round(float(np.mean([r["seconds"] for r in runs])), 1)
+    print(json.dumps(row), flush=True)
+    row["runs"] = runs
+    return row
+
+
 def default_discovery(
-    spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int, **select_kwargs: Any
+    spaces: dict[str, np.ndarray],
+    truth: np.ndarray,
+    n_clusters: int,
+    keys: Sequence[str] = ("lite0", "lite0+lite2"),
+    seeds: Sequence[int] = (0, 100, 200),
+    **select_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """The engine's default discovery (`select_model` defaults), one and two spaces."""
+    """The engine's default discovery (`select_model` defaults), once per seed, per space set."""
     rows = []
-    for key in ("lite0", "lite0+lite2"):
-        started = time.perf_counter()
-        result = select_model(space_list(spaces, key), n_clusters, random_state=0, **select_kwargs)
-        seconds = time.perf_counter() - started
-        candidates = [
-            {
-                "params": c.params,
-                "score": round(c.score, 4),
-                "probe_accuracy": round(c.accuracy, 4),
-                **{k: round(v, 4) for k, v in evaluate(truth, c.labels).items()},
-            }
-            for c in result.candidates
-        ]
-        rows.append(
-            _row(
-                f"TURTLE default discovery, {key}",
-                result.best.labels_,
-                truth,
-                seconds,
-                spaces=key,
-                chosen_params=result.best_params,
-                candidates=candidates,
+    for key in keys:
+        runs = []
+        for seed in seeds:
+            started = time.perf_counter()
+            result = select_model(space_list(spaces, key), n_clusters, random_state=seed, **select_kwargs)
+            seconds = time.perf_counter() - started
+            full = [
+                {
+                    "params": c.params,
+                    "score": round(c.score, 4),
+                    **{k: round(v, 4) for k, v in evaluate(truth, c.labels).items()},
+                }
+                for c in result.candidates
+            ]
+            screened = [
+                {
+                    "seed": c.params["random_state"],
+                    "score": round(c.score, 4),
+                    "accuracy": round(evaluate(truth, c.labels)["accuracy"], 4),
+                }
+                for c in result.screened
+            ]
+            runs.append(
+                _row(
+                    f"TURTLE default discovery, {key}, random_state={seed}",
+                    result.best.labels_,
+                    truth,
+                    seconds,
+                    chosen_params=result.best_params,
+                    full_runs=full,
+                    screened=screened,
+                )
             )
-        )
+        rows.append(_summary(f"TURTLE default discovery, {key}", runs, spaces=key, seeds=list(seeds)))
     return rows
 
 
-def kmeans_rows(spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int) -> list[dict[str, Any]]:
+def kmeans_rows(
+    spaces: dict[str, np.ndarray],
+    truth: np.ndarray,
+    n_clusters: int,
+    keys: Sequence[str] = ("lite0", "lite0+lite2"),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+) -> list[dict[str, Any]]:
+    """k-means (n_init=10, raw and L2-normalised), once per seed, per space set."""
     rows = []
-    for key in ("lite0", "lite0+lite2"):
+    for key in keys:
         for normalize in (False, True):
-            started = time.perf_counter()
-            labels = kmeans_baseline(space_list(spaces, key), n_clusters, normalize=normalize, random_state=0)
             name = f"k-means {'L2-normalised' if normalize else 'raw'}, {key}"
-            rows.append(_row(name, labels, truth, time.perf_counter() - started, spaces=key))
+            runs = []
+            for seed in seeds:
+                started = time.perf_counter()
+                labels = kmeans_baseline(
+                    space_list(spaces, key), n_clusters, normalize=normalize, random_state=seed
+                )
+                runs.append(
+                    _row(f"{name}, random_state={seed}", labels, truth, time.perf_counter() - started)
+                )
+            rows.append(_summary(name, runs, spaces=key, seeds=list(seeds)))
     return rows
 
 
@@ -310,16 +353,17 @@ def run_quality(
     variant_steps: int = 2000,
     c_range: tuple[int, int] = (5, 15),
     c_steps: int = 2000,
+    keys: Sequence[str] = ("lite0", "lite0+lite2"),
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the requested parts on the given features (`spaces`: {"lite0": N×d, "lite2": N×d})."""
     report: dict[str, Any] = {}
     if "default" in parts:
         log("== default discovery")
-        report["default"] = default_discovery(spaces, truth, n_clusters)
+        report["default"] = default_discovery(spaces, truth, n_clusters, keys)
     if "kmeans" in parts:
         log("== k-means")
-        report["kmeans"] = kmeans_rows(spaces, truth, n_clusters)
+        report["kmeans"] = kmeans_rows(spaces, truth, n_clusters, keys)
     if "variants" in parts:
         log("== variants")
         report["variants"] = variant_rows(spaces, truth, n_clusters, variant_steps)
@@ -351,6 +395,9 @@ def main() -> None:
     parser.add_argument("--c-range", default="5,15")
     parser.add_argument("--c-steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--spaces", default="lite0,lite0+lite2", help="space sets for default and kmeans (comma-separated)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
@@ -369,6 +416,7 @@ def main() -> None:
         variant_steps=args.variant_steps,
         c_range=(lo, hi),
         c_steps=args.c_steps,
+        keys=args.spaces.split(","),
     )
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     previous.update(report)

@@ -27,7 +27,7 @@ STAGE_LABELS = {
     "scan": "Scanning images",
     "embed": "Computing embeddings",
     "turtle": "Running TURTLE",
-    "select": "Choosing the number of categories",
+    "select": "Screening starts and comparing TURTLE runs",
     "layout": "Computing the map layout",
     "export": "Exporting",
     "split": "Splitting the cluster",

@@ -16,6 +16,7 @@ from turtle_core.selection import (
     PAPER_GRID,
     Candidate,
     _choose,
+    _set_agreements,
     generalization_details,
     generalization_score,
     select_model,
@@ -70,7 +71,7 @@ def test_select_model_picks_the_true_number_of_clusters() -> None:
     spaces, truth = make_blobs(n=1000, n_clusters=5, dims=(16, 24), seed=5)
     reports: list[Progress] = []
     result = select_model(
-        spaces, (2, 8), grid=ONE_POINT, n_restarts=2, turtle_params=FAST, progress=reports.append
+        spaces, (2, 8), grid=ONE_POINT, n_restarts=2, n_screen=4, turtle_params=FAST, progress=reports.append
     )
     assert result.best_n_clusters == 5
     assert sorted(result.scores_by_k) == list(range(2, 9))
@@ -81,13 +82,15 @@ def test_select_model_picks_the_true_number_of_clusters() -> None:
             result.scores_by_k, key=lambda k: max(c.score for c in result.candidates[:7] if c.n_clusters == k)
         )[-2:]
     )
-    assert {c.params["random_state"] for c in result.candidates} == {0, 1}
+    assert {c.params["random_state"] for c in result.candidates} <= {0, 1, 2, 3}
     assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
     assert result.best.n_clusters == 5
     assert {k: v for k, v in result.best_params.items() if k != "random_state"} == ONE_POINT[0]
     assert result.scores_by_k[5] == max(result.scores_by_k.values())
     select_reports = [r for r in reports if r.stage == "select"]
-    assert select_reports[-1].done == select_reports[-1].total == 9
+    # Progress counts steps: 4 screening runs of 300 // 5 steps per C, then the 9 full runs.
+    assert len(result.screened) == 7 * 4
+    assert select_reports[-1].done == select_reports[-1].total == 7 * 4 * 60 + 9 * FAST["outer_steps"]
     # The chosen model predicts raw (unpreprocessed) rows.
     np.testing.assert_array_equal(result.best.predict(spaces), result.best.labels_)
 
@@ -121,6 +124,25 @@ def test_select_model_cancels() -> None:
         )
 
 
+def test_screening_starts_the_full_runs_from_the_best_scoring_seeds() -> None:
+    spaces, truth = make_blobs(n=600, n_clusters=4, dims=(12,), seed=8)
+    reports: list[Progress] = []
+    result = select_model(
+        spaces, 4, n_restarts=2, n_screen=5, screen_steps=40, turtle_params=FAST, progress=reports.append
+    )
+    assert [c.params["random_state"] for c in result.screened] == [0, 1, 2, 3, 4]
+    ranked = sorted(result.screened, key=lambda c: c.score, reverse=True)
+    assert [c.params["random_state"] for c in result.candidates] == [
+        c.params["random_state"] for c in ranked[:2]
+    ]
+    assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
+    select_reports = [r for r in reports if r.stage == "select"]
+    assert select_reports[-1].done == select_reports[-1].total == 5 * 40 + 2 * FAST["outer_steps"]
+    # Random initialisation is not screened: the seeds are the restarts themselves.
+    plain = select_model(spaces, 4, n_restarts=2, n_screen=5, turtle_params={**FAST, "init": "random"})
+    assert plain.screened == [] and [c.params["random_state"] for c in plain.candidates] == [0, 1]
+
+
 def test_near_ties_go_to_more_used_clusters_then_smaller_c() -> None:
     five = np.repeat(np.arange(5), 100)
     merged = np.minimum(five, 3)  # two true groups merged: 4 clusters, equally separable
@@ -137,3 +159,20 @@ def test_near_ties_go_to_more_used_clusters_then_smaller_c() -> None:
     ]
     assert _choose(candidates).n_clusters == 5
     assert _choose(candidates, tolerance=0.0).n_clusters == 4
+
+
+def test_among_near_ties_of_one_c_the_run_the_others_agree_with_wins() -> None:
+    truth = np.repeat(np.arange(4), 50)
+    rng = np.random.default_rng(0)
+    stray = truth.copy()
+    stray[rng.choice(200, 60, replace=False)] = rng.integers(0, 4, 60)
+    runs = [
+        Candidate(4, {"random_state": 0}, 0.9977, stray, n_used=4),
+        Candidate(4, {"random_state": 1}, 0.9973, truth, n_used=4),
+        Candidate(4, {"random_state": 2}, 0.9969, truth.copy(), n_used=4),
+    ]
+    _set_agreements(runs)
+    assert runs[1].agreement == pytest.approx((1.0 + runs[0].agreement) / 2)
+    assert runs[1].agreement > runs[0].agreement
+    assert _choose(runs).params["random_state"] == 1
+    assert _choose(runs, tolerance=0.0).params["random_state"] == 0  # no tie: the score decides

@@ -16,7 +16,7 @@ from .progress import Cancelled, Progress
 if TYPE_CHECKING:
     from .project import DiscoveryResult, Project
 
-STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "run", "layout": "pt"}
+STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "step", "layout": "pt"}
 
 
 class TerminalProgress:

@@ -69,8 +69,10 @@ def kmeans_baseline(
     *,
     normalize: bool = True,
     random_state: int | None = 0,
+    n_init: int = 10,
 ) -> np.ndarray:
-    """k-means (n_init=10) on the concatenated spaces, each L2-normalised per row when `normalize`."""
+    """k-means (best of `n_init` k-means++ starts) on the concatenated spaces, each L2-normalised per
+    row when `normalize`."""
     from sklearn.cluster import KMeans
 
     blocks = []
@@ -87,5 +89,5 @@ def kmeans_baseline(
         raise ValueError(
             f"n_clusters must be between 1 and the number of rows ({data.shape[0]}), got {n_clusters}"
         )
-    model = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state)
+    model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
     return model.fit_predict(data).astype(np.int64)
