@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument(
         "--raw-steps", type=int, default=0, help="steps for the engine on raw features (default: --steps)"
     )
+    parser.add_argument(
+        "--engine-steps", type=int, default=0, help="steps for the engine's defaults (default: --steps)"
+    )
     parser.add_argument("--reference-warm-start", action="store_true", help="reference uses warm start")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both loops")
     parser.add_argument("--features-dir", type=Path, default=None)
@@ -129,7 +132,7 @@ def main() -> None:
         reference_turtle([X[:2000] for X in spaces], args.clusters, outer_steps=2, device=args.device)
 
     results: dict[str, Any] = {}
-    results["engine_default"] = time_engine(spaces, labels, args, args.steps)
+    results["engine_default"] = time_engine(spaces, labels, args, args.engine_steps or args.steps)
     print("engine (defaults)", results["engine_default"])
     results["engine_raw_features"] = time_engine(
         spaces,
@@ -169,6 +172,8 @@ def main() -> None:
         if reference["extrapolated"]
         else "reference run for the full schedule"
     )
+    if results["engine_default"]["extrapolated"]:
+        note += f"; engine (defaults) timed for {args.engine_steps} steps and extrapolated"
     if results["engine_raw_features"]["extrapolated"]:
         note += f"; engine on raw features timed for {args.raw_steps} steps and extrapolated"
     print(f"reference loop: {reference['seconds_per_step']:.4f} s/step ({note})")

@@ -40,7 +40,9 @@ def make_image_tree(tmp_path: Path):
             folder = root / name
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
-                image = Image.new("RGB", (size, size), (40 * class_index % 256, 90, 200 - 30 * class_index % 200))
+                image = Image.new(
+                    "RGB", (size, size), (40 * class_index % 256, 90, 200 - 30 * class_index % 200)
+                )
                 draw = ImageDraw.Draw(image)
                 left = (i * 5) % (size - 10)
                 draw.rectangle((left, 2, left + 4 + i % 5, 20), fill=(255, (i * 37) % 256, 0))

@@ -85,7 +85,8 @@ def test_select_model_picks_the_true_number_of_clusters() -> None:
     assert {c.params["random_state"] for c in result.candidates} <= {0, 1, 2, 3}
     assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
     assert result.best.n_clusters == 5
-    assert {k: v for k, v in result.best_params.items() if k != "random_state"} == ONE_POINT[0]
+    assert {k: v for k, v in result.best_params.items() if k not in ("random_state", "init")} == ONE_POINT[0]
+    assert result.best_params["init"] in ("kmeans", "kmeans_cosine")
     assert result.scores_by_k[5] == max(result.scores_by_k.values())
     select_reports = [r for r in reports if r.stage == "select"]
     # Progress counts steps: 4 screening runs of 300 // 5 steps per C, then the 9 full runs.
@@ -131,6 +132,7 @@ def test_screening_starts_the_full_runs_from_the_best_scoring_seeds() -> None:
         spaces, 4, n_restarts=2, n_screen=5, screen_steps=40, turtle_params=FAST, progress=reports.append
     )
     assert [c.params["random_state"] for c in result.screened] == [0, 1, 2, 3, 4]
+    assert [c.params["init"] for c in result.screened] == ["kmeans", "kmeans_cosine"] * 2 + ["kmeans"]
     ranked = sorted(result.screened, key=lambda c: c.score, reverse=True)
     assert [c.params["random_state"] for c in result.candidates] == [
         c.params["random_state"] for c in ranked[:2]

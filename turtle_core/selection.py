@@ -301,7 +301,7 @@ def select_model(
 
     Every grid point runs `n_restarts` times (seeds `random_state`, +1, ...); with a range of C, the
     extra restarts run only for the `refine` best-scoring values of C. With k-means starts (the
-    default `init`), `n_screen` seeds are first screened: each runs `screen_steps` outer steps
+    default `init`, alternately Euclidean and cosine), `n_screen` seeds are first screened: each runs `screen_steps` outer steps
     (default: 300, at most a fifth of the full runs' steps) and is scored, and the full runs take the
     best-screened seeds in order. `criterion="kappa"` (default)
     compares runs by chance-corrected probe agreement, which does not favour few clusters; `"accuracy"` is the paper's raw score. Scores within `tolerance` of the best
@@ -338,10 +338,20 @@ def select_model(
         def screens(point: dict[str, Any]) -> bool:
             merged = {**base, **point}
             return (
-                merged.get("init", "kmeans") == "kmeans"
+                merged.get("init", "kmeans") != "random"
                 and n_screen > n_restarts
                 and screen_steps < full_steps
             )
+
+        def starts(point: dict[str, Any]) -> list[dict[str, Any]]:
+            """Seeds, and with the default k-means init alternately Euclidean and cosine k-means starts."""
+            seeds = _seeds(point.get("random_state", base["random_state"]), max(n_restarts, int(n_screen)))
+            if {**base, **point}.get("init", "kmeans") != "kmeans":
+                return [{"random_state": seed} for seed in seeds]
+            return [
+                {"random_state": seed, "init": "kmeans" if j % 2 == 0 else "kmeans_cosine"}
+                for j, seed in enumerate(seeds)
+            ]
 
         n_screened = int(n_screen) if any(screens(point) for point in points) else 0
         # Progress counts TURTLE outer steps, so that its ETA holds for screening and full runs alike.
@@ -361,9 +371,11 @@ def select_model(
         screened: list[Candidate] = []
         models: dict[int, Turtle] = {}
 
-        def fit(k: int, point: dict[str, Any], seed: int, steps: int | None) -> tuple[Turtle, Candidate]:
+        def fit(
+            k: int, point: dict[str, Any], start: dict[str, Any], steps: int | None
+        ) -> tuple[Turtle, Candidate]:
             check_cancel(cancel)
-            params = {**base, **point, "random_state": seed}
+            params = {**base, **point, **start}
             if steps is not None:
                 params["outer_steps"] = steps
             model = Turtle(
@@ -381,49 +393,47 @@ def select_model(
             score = details.kappa if criterion == "kappa" else details.accuracy
             used = used_clusters(model.labels_, k)
             labels = model.labels_.copy()
-            run_params = {**point, "random_state": seed}
+            run_params = {**point, **start}
             return model, Candidate(
                 k, run_params, float(score), labels, details.accuracy, details.kappa, used
             )
 
-        def run(k: int, point: dict[str, Any], seed: int) -> None:
+        def run(k: int, point: dict[str, Any], start: dict[str, Any]) -> None:
             nonlocal models
-            model, candidate = fit(k, point, seed, None)
+            model, candidate = fit(k, point, start, None)
             candidates.append(candidate)
             # The best score only grows, so a run that falls out of the near-tie set can never win again.
             models[id(candidate)] = model
             top = max(c.score for c in candidates)
             alive = {id(c) for c in candidates if c.score >= top - tolerance}
             models = {key: value for key, value in models.items() if key in alive}
-            meter.advance(full_steps, message=f"C={k}, seed {seed}: score {candidate.score:.3f}")
+            meter.advance(full_steps, message=f"C={k}, start {start}: score {candidate.score:.3f}")
 
-        def start_order(k: int, point: dict[str, Any], seeds: list[int]) -> list[int]:
-            """The seeds for the full runs, best-screened first."""
+        def start_order(k: int, point: dict[str, Any]) -> list[dict[str, Any]]:
+            """The starts of the full runs, best-screened first."""
+            options = starts(point)
             if not screens(point):
-                return seeds[:n_restarts]
+                return options[:n_restarts]
             scored = []
-            for j, seed in enumerate(seeds):
-                _, candidate = fit(k, point, seed, screen_steps)
+            for j, start in enumerate(options):
+                _, candidate = fit(k, point, start, screen_steps)
                 screened.append(candidate)
-                scored.append((candidate.score, -j, seed))
-                meter.advance(screen_steps, message=f"C={k}: screening start {j + 1}/{len(seeds)}")
-            return [seed for _, _, seed in sorted(scored, reverse=True)][:n_restarts]
+                scored.append((candidate.score, -j))
+                meter.advance(screen_steps, message=f"C={k}: screening start {j + 1}/{len(options)}")
+            return [options[-j] for _, j in sorted(scored, reverse=True)][:n_restarts]
 
-        orders: dict[tuple[int, int], list[int]] = {}
+        orders: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for k in ks:
             for index, point in enumerate(points):
-                seeds = _seeds(
-                    point.get("random_state", base["random_state"]), max(n_restarts, int(n_screen))
-                )
-                orders[k, index] = start_order(k, point, seeds)
+                orders[k, index] = start_order(k, point)
                 run(k, point, orders[k, index][0])
         # Restarts only for the most promising numbers of clusters.
         by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}
         best_ks = sorted(ks, key=lambda k: by_k[k], reverse=True)[:refined]
         for k in best_ks:
             for index, point in enumerate(points):
-                for seed in orders[k, index][1:]:
-                    run(k, point, seed)
+                for start in orders[k, index][1:]:
+                    run(k, point, start)
     _set_agreements(candidates)
     best_candidate = _choose(candidates, tolerance)
     scores_by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}

@@ -31,13 +31,15 @@ from .features import (
 from .progress import ProgressCallback, ProgressMeter, check_cancel
 
 Precision = Literal["fp32", "bf16", "auto"]
+Init = Literal["kmeans", "kmeans_cosine", "random"]
+INITS: tuple[str, ...] = ("kmeans", "kmeans_cosine", "random")
 
 LOG_EVERY = 100  # outer steps between logged losses (each log is a device-side copy, no sync)
 _CHECK_EVERY = 50  # outer steps between cancel checks / progress reports
 _GRAPH_STEPS = 10  # outer steps captured in one CUDA graph
 _BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
-# k-means++ starts behind init="kmeans": one, so that seeds give diverse starts for select_model to
+# k-means++ starts behind the k-means inits: one, so that seeds give diverse starts for select_model to
 # screen (the lowest-inertia k-means of several is not the one TURTLE does best from).
 KMEANS_INIT_RUNS = 1
 
@@ -399,21 +401,30 @@ def head_probabilities(
 
 
 def kmeans_init_labels(
-    spaces: Sequence[np.ndarray], n_clusters: int, seed: int, n_init: int = KMEANS_INIT_RUNS
+    spaces: Sequence[np.ndarray],
+    n_clusters: int,
+    seed: int,
+    *,
+    cosine: bool = False,
+    n_init: int = KMEANS_INIT_RUNS,
 ) -> np.ndarray:
-    """k-means of the concatenated, row-L2-normalised input spaces: the start of `init="kmeans"`.
+    """k-means of the concatenated input spaces (rows L2-normalised first when `cosine`): the start
+    of `init="kmeans"` / `"kmeans_cosine"`.
 
-    The backbones' own cosine geometry, not the whitened one TURTLE trains in: on Animal-MNIST
-    (Lite0) TURTLE started from these clusters reached 0.70 / 0.84 / 0.64 accuracy over three seeds
-    against 0.70 / 0.64 / 0.60 started from k-means of the whitened features, and the label-free
-    score picked the 0.84 run (benchmarks/README.md).
+    The backbones' own geometry, not the whitened one TURTLE trains in. On Animal-MNIST (Lite0)
+    TURTLE started from k-means of the whitened features reached 0.70 / 0.64 / 0.60 accuracy over
+    three seeds; started from k-means of the input features, good starts lead it to 0.84, and Euclidean
+    starts found that basin more often than cosine ones (5 of 16 seeds against 0 of the same 16;
+    benchmarks/README.md). `select_model` screens starts of both kinds.
     """
     from threadpoolctl import threadpool_limits
 
     from .metrics import kmeans_baseline
 
     with threadpool_limits(limits=torch.get_num_threads()):  # the same thread budget as the fit
-        return kmeans_baseline(spaces, n_clusters, normalize=True, random_state=seed % (2**31), n_init=n_init)
+        return kmeans_baseline(
+            spaces, n_clusters, normalize=cosine, random_state=seed % (2**31), n_init=n_init
+        )
 
 
 def cluster_means(features: Sequence[np.ndarray], labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
@@ -454,8 +465,8 @@ class Turtle:
     Parameters follow the paper (T = `outer_steps`, M = `inner_steps`, batch 10k, γ = `gamma`).
     `warm_start` keeps the inner classifiers (and their Adam state) across outer steps; otherwise
     they are re-initialised every outer step. `init="kmeans"` starts the task heads at the
-    nearest-centroid rule of a k-means clustering of the L2-normalised input spaces (`"random"`: the paper's
-    random initialisation). `preprocessing` (see `turtle_core.features`) is fitted
+    nearest-centroid rule of a k-means clustering of the input spaces (`"kmeans_cosine"`: of their
+    L2-normalised rows; `"random"`: the paper's random initialisation). `preprocessing` (see `turtle_core.features`) is fitted
     per space on the training rows and re-applied by `predict_proba`. `precision="bf16"` stores
     features and runs the matmuls in bfloat16 ("auto": bf16 on CUDA, fp32 elsewhere). `cuda_graph`
     replays the loop as CUDA graphs on GPUs (falls back to eager if the capture fails its self-check).
@@ -481,7 +492,7 @@ class Turtle:
         n_components: int | None = DEFAULT_N_COMPONENTS,
         precision: Precision = "fp32",
         device: str | torch.device | None = None,
-        init: Literal["random", "kmeans"] = "kmeans",
+        init: Init = "kmeans",
         cuda_graph: bool = True,
         num_threads: int | None = None,
         random_state: int | None = None,
@@ -549,8 +560,8 @@ class Turtle:
             raise ValueError("outer_steps must be ≥ 0, inner_steps and batch_size ≥ 1")
         if self.outer_lr <= 0 or self.inner_lr <= 0:
             raise ValueError("learning rates must be positive")
-        if self.init not in ("random", "kmeans"):
-            raise ValueError(f"init must be 'random' or 'kmeans', got {self.init!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
 
@@ -576,10 +587,12 @@ class Turtle:
         return self
 
     def initial_labels(self, spaces: Sequence[np.ndarray]) -> np.ndarray | None:
-        """The clusters the heads start from (`init="kmeans"`, see `kmeans_init_labels`); None for random."""
-        if self.init != "kmeans":
+        """The clusters the heads start from (k-means inits, see `kmeans_init_labels`); None for random."""
+        if self.init == "random":
             return None
-        return kmeans_init_labels(spaces, int(self.n_clusters), self._seed())
+        return kmeans_init_labels(
+            spaces, int(self.n_clusters), self._seed(), cosine=self.init == "kmeans_cosine"
+        )
 
     def _seed(self) -> int:
         if self.random_state is not None:
@@ -596,7 +609,7 @@ class Turtle:
         init_labels: np.ndarray | None,
     ) -> Turtle:
         """`fit` on already preprocessed features (lets model selection preprocess once for all runs);
-        `init_labels` are `initial_labels` of the input spaces (required with `init="kmeans"`)."""
+        `init_labels` are `initial_labels` of the input spaces (required with the k-means inits)."""
         started = time.perf_counter()
         self._validate(features[0].shape[0])
         self.n_features_in_ = list(n_features_in)
@@ -605,8 +618,10 @@ class Turtle:
         precision = self.precision
         if precision == "auto":
             precision = "bf16" if device.type == "cuda" else "fp32"
-        if self.init == "kmeans" and init_labels is None:
-            raise ValueError('init="kmeans" needs the initial labels of the input spaces (initial_labels)')
+        if self.init != "random" and init_labels is None:
+            raise ValueError(
+                f"init={self.init!r} needs the initial labels of the input spaces (initial_labels)"
+            )
         seed = self._seed()
         with torch.no_grad(), cpu_threads(self.num_threads, device):
             engine = _Engine(
