@@ -36,7 +36,7 @@ from turtle_core.selection import _choose, select_model  # noqa: E402
 from turtle_core.turtle import Turtle  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "discovery_quality.json"
-PARTS = ("default", "kmeans", "variants", "restarts", "reference", "c_range", "synthetic_c")
+PARTS = ("default", "kmeans", "screening", "variants", "restarts", "reference", "c_range", "synthetic_c")
 FACTS = {
     "k-means raw Lite0 (lead's measurement)": {"accuracy": 0.690, "nmi": 0.611},
     "k-means L2 Lite0 (lead's measurement)": {"accuracy": 0.602, "nmi": 0.587},
@@ -263,6 +263,51 @@ def restart_rows(
     return rows
 
 
+def screening_study(
+    spaces: dict[str, np.ndarray],
+    truth: np.ndarray,
+    n_clusters: int,
+    seeds: Sequence[int] = tuple(range(200, 216)),
+    steps: Sequence[int] = (100, 300),
+) -> dict[str, Any]:
+    """What screening sees (Lite0): per k-means start (Euclidean and cosine, one k-means++ start each)
+    the start's accuracy, and after `steps` TURTLE steps the accuracy and the score that ranks it."""
+    from turtle_core.features import SpacePreprocessor
+    from turtle_core.selection import generalization_details
+    from turtle_core.turtle import kmeans_init_labels
+
+    X = spaces["lite0"]
+    pre = SpacePreprocessor("whiten", 64).fit(X)
+    features = [pre.transform(X)]
+    rows = []
+    for cosine in (False, True):
+        for seed in seeds:
+            start = kmeans_init_labels([X], n_clusters, seed, cosine=cosine)
+            row: dict[str, Any] = {
+                "geometry": "cosine" if cosine else "euclidean",
+                "seed": seed,
+                "start_accuracy": round(evaluate(truth, start)["accuracy"], 4),
+            }
+            for T in steps:
+                model = Turtle(n_clusters, outer_steps=T, random_state=seed)
+                model._fit_prepared(features, [pre], [X.shape[1]], start)
+                row[f"accuracy_T{T}"] = round(evaluate(truth, model.labels_)["accuracy"], 4)
+                row[f"kappa_T{T}"] = round(generalization_details(features, model.labels_).kappa, 4)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    summary: dict[str, Any] = {}
+    for T in steps:
+        ranked = sorted(rows, key=lambda r: r[f"kappa_T{T}"], reverse=True)
+        summary[f"accuracy_of_top3_by_kappa_T{T}"] = [r[f"accuracy_T{T}"] for r in ranked[:3]]
+    for geometry in ("euclidean", "cosine"):
+        own = [r for r in rows if r["geometry"] == geometry]
+        summary[f"{geometry}_starts_reaching_0.75_at_T{max(steps)}"] = sum(
+            r[f"accuracy_T{max(steps)}"] >= 0.75 for r in own
+        )
+    print(json.dumps(summary), flush=True)
+    return {"rows": rows, "summary": summary, "n_starts_per_geometry": len(seeds)}
+
+
 def reference_rows(spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int) -> list[dict[str, Any]]:
     from reference_loop import reference_turtle
 
@@ -299,14 +344,16 @@ def c_choice(
 
 
 def c_range_study(
-    spaces: dict[str, np.ndarray], truth: np.ndarray, c_range: tuple[int, int], outer_steps: int
+    spaces: dict[str, np.ndarray],
+    truth: np.ndarray,
+    c_range: tuple[int, int],
+    outer_steps: int,
+    key: str = "lite0+lite2",
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    out = c_choice(
-        space_list(spaces, "lite0+lite2"), truth, c_range, turtle_params={"outer_steps": outer_steps}
-    )
+    out = c_choice(space_list(spaces, key), truth, c_range, turtle_params={"outer_steps": outer_steps})
     out.update(
-        spaces="lite0+lite2",
+        spaces=key,
         c_range=list(c_range),
         T=outer_steps,
         seconds=round(time.perf_counter() - started),
@@ -364,6 +411,9 @@ def run_quality(
     if "kmeans" in parts:
         log("== k-means")
         report["kmeans"] = kmeans_rows(spaces, truth, n_clusters, keys)
+    if "screening" in parts:
+        log("== what screening sees")
+        report["screening"] = screening_study(spaces, truth, n_clusters)
     if "variants" in parts:
         log("== variants")
         report["variants"] = variant_rows(spaces, truth, n_clusters, variant_steps)
@@ -375,7 +425,7 @@ def run_quality(
         report["reference"] = reference_rows(spaces, truth, n_clusters)
     if "c_range" in parts:
         log("== choice of C on Animal-MNIST")
-        report["c_range"] = c_range_study(spaces, truth, c_range, c_steps)
+        report["c_range"] = c_range_study(spaces, truth, c_range, c_steps, keys[0])
     if "synthetic_c" in parts:
         log("== choice of C on synthetic blobs")
         report["synthetic_c"] = synthetic_c_study()
