@@ -31,12 +31,23 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
+from turtle_core.effort import EFFORTS  # noqa: E402
 from turtle_core.metrics import evaluate, kmeans_baseline  # noqa: E402
 from turtle_core.selection import _choose, select_model  # noqa: E402
 from turtle_core.turtle import Turtle  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "discovery_quality.json"
-PARTS = ("default", "kmeans", "screening", "variants", "restarts", "reference", "c_range", "synthetic_c")
+PARTS = (
+    "default",
+    "quick",
+    "kmeans",
+    "screening",
+    "variants",
+    "restarts",
+    "reference",
+    "c_range",
+    "synthetic_c",
+)
 FACTS = {
     "k-means raw Lite0 (lead's measurement)": {"accuracy": 0.690, "nmi": 0.611},
     "k-means L2 Lite0 (lead's measurement)": {"accuracy": 0.602, "nmi": 0.587},
@@ -135,9 +146,11 @@ def default_discovery(
     n_clusters: int,
     keys: Sequence[str] = ("lite0", "lite0+lite2"),
     seeds: Sequence[int] = (0, 100, 200),
+    label: str = "default",
     **select_kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """The engine's default discovery (`select_model` defaults), once per seed, per space set."""
+    """The engine's default discovery (`select_model` defaults, or `select_kwargs`), once per seed,
+    per space set."""
     rows = []
     for key in keys:
         runs = []
@@ -163,7 +176,7 @@ def default_discovery(
             ]
             runs.append(
                 _row(
-                    f"TURTLE default discovery, {key}, random_state={seed}",
+                    f"TURTLE {label} discovery, {key}, random_state={seed}",
                     result.best.labels_,
                     truth,
                     seconds,
@@ -172,7 +185,7 @@ def default_discovery(
                     screened=screened,
                 )
             )
-        rows.append(_summary(f"TURTLE default discovery, {key}", runs, spaces=key, seeds=list(seeds)))
+        rows.append(_summary(f"TURTLE {label} discovery, {key}", runs, spaces=key, seeds=list(seeds)))
     return rows
 
 
@@ -408,6 +421,11 @@ def run_quality(
     if "default" in parts:
         log("== default discovery")
         report["default"] = default_discovery(spaces, truth, n_clusters, keys)
+    if "quick" in parts:
+        log("== quick-effort discovery")
+        report["quick"] = default_discovery(
+            spaces, truth, n_clusters, keys, label="quick-effort", **EFFORTS["quick"].select_kwargs()
+        )
     if "kmeans" in parts:
         log("== k-means")
         report["kmeans"] = kmeans_rows(spaces, truth, n_clusters, keys)
