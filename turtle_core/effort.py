@@ -31,7 +31,11 @@ class Effort:
 
 EFFORTS: dict[str, Effort] = {
     "quick": Effort(
-        "quick", 1000, 1, 6, "6 starts screened, the best trained for 1,000 steps: about a tenth of the time"
+        "quick",
+        1000,
+        1,
+        6,
+        "6 starts screened, the best trained for 1,000 steps: a tenth of the time, a rougher first look",
     ),
     "standard": Effort(
         "standard",
