@@ -105,6 +105,17 @@ def test_random_state_reproduces_labels(blobs: tuple[list[np.ndarray], np.ndarra
     assert not np.array_equal(first.head_weights_[0], other.head_weights_[0])
 
 
+def test_params_round_trip_and_unseeded_fits_draw_afresh(blobs: tuple[list[np.ndarray], np.ndarray]) -> None:
+    spaces, _ = blobs
+    model = Turtle(5, init="kmeans_cosine")
+    assert model.get_params()["init"] == "kmeans_cosine"
+    assert model.set_params(init="random").init == "random"
+    sub = [X[:400] for X in spaces]
+    unseeded = Turtle(5, outer_steps=20, batch_size=256, warm_start=False)
+    first = unseeded.fit(sub).head_weights_[0].copy()
+    assert not np.array_equal(first, unseeded.fit(sub).head_weights_[0])
+
+
 def test_minibatches_smaller_than_the_data(blobs: tuple[list[np.ndarray], np.ndarray]) -> None:
     spaces, truth = blobs
     model = Turtle(5, outer_steps=STEPS, batch_size=500, random_state=0).fit(spaces)

@@ -466,8 +466,8 @@ class Turtle:
     `warm_start` keeps the inner classifiers (and their Adam state) across outer steps; otherwise
     they are re-initialised every outer step. `init="kmeans"` starts the task heads at the
     nearest-centroid rule of a k-means clustering of the input spaces (`"kmeans_cosine"`: of their
-    L2-normalised rows; `"random"`: the paper's random initialisation). `preprocessing` (see `turtle_core.features`) is fitted
-    per space on the training rows and re-applied by `predict_proba`. `precision="bf16"` stores
+    L2-normalised rows; `"random"`: the paper's random initialisation). `preprocessing` (see
+    `turtle_core.features`) is fitted per space on the training rows and re-applied by `predict_proba`. `precision="bf16"` stores
     features and runs the matmuls in bfloat16 ("auto": bf16 on CUDA, fp32 elsewhere). `cuda_graph`
     replays the loop as CUDA graphs on GPUs (falls back to eager if the capture fails its self-check).
     `num_threads` bounds torch's CPU threads during the fit (default: half the cores).
@@ -533,6 +533,7 @@ class Turtle:
             "n_components",
             "precision",
             "device",
+            "init",
             "cuda_graph",
             "num_threads",
             "random_state",
@@ -570,6 +571,7 @@ class Turtle:
         started = time.perf_counter()
         arrays = _check_spaces(spaces)
         self._validate(arrays[0].shape[0])
+        self._drawn_seed = None  # without a random_state every fit draws afresh
         check_cancel(self.cancel)
         device = resolve_device(self.device)
         with cpu_threads(self.num_threads, device):
@@ -595,9 +597,10 @@ class Turtle:
         )
 
     def _seed(self) -> int:
+        """`random_state`, or a seed drawn once per fit and shared by the k-means start and the loop."""
         if self.random_state is not None:
             return int(self.random_state)
-        if not hasattr(self, "_drawn_seed"):
+        if getattr(self, "_drawn_seed", None) is None:
             self._drawn_seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> 1)
         return self._drawn_seed
 
