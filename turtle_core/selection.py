@@ -301,11 +301,13 @@ def select_model(
 
     Every grid point runs `n_restarts` times (seeds `random_state`, +1, ...); with a range of C, the
     extra restarts run only for the `refine` best-scoring values of C. With k-means starts (the
-    default `init`, alternately Euclidean and cosine), `n_screen` seeds are first screened: each runs `screen_steps` outer steps
-    (default: 300, at most a fifth of the full runs' steps) and is scored, and the full runs take the
-    best-screened seeds in order. `criterion="kappa"` (default)
-    compares runs by chance-corrected probe agreement, which does not favour few clusters; `"accuracy"` is the paper's raw score. Scores within `tolerance` of the best
-    are ties, won by the labeling with the most used (non-empty) clusters, then by the smaller C.
+    default `init`, alternately Euclidean and cosine), `n_screen` seeds are first screened: each runs
+    `screen_steps` outer steps (default: 300, at most a fifth of the full runs' steps) and is scored,
+    and the full runs take the best-screened seeds in order. `criterion="kappa"` (default) compares
+    runs by chance-corrected probe agreement, which does not favour few clusters; `"accuracy"` is
+    the paper's raw score. Scores within `tolerance` of the best are ties, won by the labeling with
+    the most used (non-empty) clusters, then by the smaller C, then by the run the other runs of its
+    C agree with most.
     `turtle_params` are passed to every `Turtle` (e.g. `outer_steps`, `gamma`, `precision`, `num_threads`).
     """
     if criterion not in ("kappa", "accuracy"):
@@ -353,14 +355,13 @@ def select_model(
                 for j, seed in enumerate(seeds)
             ]
 
-        n_screened = int(n_screen) if any(screens(point) for point in points) else 0
         # Progress counts TURTLE outer steps, so that its ETA holds for screening and full runs alike.
-        meter = ProgressMeter(
-            "select",
-            len(points)
-            * (len(ks) * (n_screened * screen_steps + full_steps) + refined * (n_restarts - 1) * full_steps),
-            progress,
-        )
+        steps_per_point = [
+            len(ks) * ((int(n_screen) * screen_steps if screens(point) else 0) + full_steps)
+            + refined * (n_restarts - 1) * full_steps
+            for point in points
+        ]
+        meter = ProgressMeter("select", sum(steps_per_point), progress)
         meter.report(force=True)
 
         def forward(report: Progress) -> None:
@@ -370,6 +371,11 @@ def select_model(
         candidates: list[Candidate] = []
         screened: list[Candidate] = []
         models: dict[int, Turtle] = {}
+        # k-means starts by (C, seed, init): a screened start's full run reuses its clustering.
+        start_labels: dict[tuple[int, int, str], np.ndarray | None] = {}
+
+        def start_key(k: int, params: dict[str, Any]) -> tuple[int, int, str]:
+            return (k, int(params["random_state"]), str(params.get("init", "kmeans")))
 
         def fit(
             k: int, point: dict[str, Any], start: dict[str, Any], steps: int | None
@@ -386,7 +392,10 @@ def select_model(
                 cancel=cancel,
                 **params,
             )
-            model._fit_prepared(features, preprocessors, dims, model.initial_labels(arrays))
+            key = start_key(k, params)
+            if key not in start_labels:
+                start_labels[key] = model.initial_labels(arrays)
+            model._fit_prepared(features, preprocessors, dims, start_labels[key])
             details = generalization_details(
                 features, model.labels_, n_folds=n_folds, random_state=random_state, device=base.get("device")
             )
@@ -420,7 +429,11 @@ def select_model(
                 screened.append(candidate)
                 scored.append((candidate.score, -j))
                 meter.advance(screen_steps, message=f"C={k}: screening start {j + 1}/{len(options)}")
-            return [options[-j] for _, j in sorted(scored, reverse=True)][:n_restarts]
+            chosen = [options[-j] for _, j in sorted(scored, reverse=True)][:n_restarts]
+            keep = {start_key(k, {**base, **point, **start}) for start in chosen}
+            for key in [key for key in start_labels if key[0] == k and key not in keep]:
+                del start_labels[key]
+            return chosen
 
         orders: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for k in ks:
