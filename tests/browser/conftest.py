@@ -125,27 +125,27 @@ class AppRuns:
         self.crashed = False
         page.on("websocket", self._watch)
         page.on("crash", self._crash)
-        page.on("pageerror", lambda error: self._note(f"page error: {error}"))
+        page.on("pageerror", lambda error: self.note(f"page error: {error}"))
         page.on("console", self._console)
 
     # --------------------------------------------------------------------------- websocket events
     def _watch(self, websocket) -> None:
-        self._note(f"websocket opened {websocket.url}")
+        self.note(f"websocket opened {websocket.url}")
         websocket.on("framesent", self._sent)
         websocket.on("framereceived", self._received)
-        websocket.on("close", lambda _ws: self._note("websocket closed"))
+        websocket.on("close", lambda _ws: self.note("websocket closed"))
 
     def _crash(self, _page) -> None:
         self.crashed = True
-        self._note("the page crashed (its renderer process died)")
+        self.note("the page crashed (its renderer process died)")
 
     def _console(self, message) -> None:
         if message.type in ("error", "warning"):
-            self._note(f"console {message.type}: {message.text[:500]}")
+            self.note(f"console {message.type}: {message.text[:500]}")
 
-    def _note(self, line: str) -> None:
+    def note(self, line: str) -> None:
         self.timeline.append(f"{time.monotonic() - self.t0:8.2f}  {line}")
-        del self.timeline[:-400]
+        del self.timeline[:-5000]
 
     def _sent(self, payload: bytes | str) -> None:
         if isinstance(payload, str):
@@ -159,11 +159,11 @@ class AppRuns:
         request = message.rerun_script
         self.seq += 1
         if request.is_auto_rerun:
-            self._note(f"-> auto rerun of fragment {request.fragment_id[:8]}")
+            self.note(f"-> auto rerun of fragment {request.fragment_id[:8]}")
             return
         self.requests.append((self.seq, request.fragment_id))
         scope = f"fragment {request.fragment_id[:8]}" if request.fragment_id else "app"
-        self._note(f"-> rerun request #{self.seq} ({scope}, page {request.page_script_hash[:8]})")
+        self.note(f"-> rerun request #{self.seq} ({scope}, page {request.page_script_hash[:8]})")
 
     def _received(self, payload: bytes | str) -> None:
         self.frames_in += 1
@@ -185,15 +185,15 @@ class AppRuns:
                 "frames": None,
             }
             scope = f"fragments {[f[:8] for f in fragments]}" if fragments else "app"
-            self._note(f"<- run {run.script_run_id[:8]} started #{self.seq} ({scope})")
+            self.note(f"<- run {run.script_run_id[:8]} started #{self.seq} ({scope})")
         elif kind == "script_finished":
             status = ForwardMsg.ScriptFinishedStatus.Name(message.script_finished)
             entry = self.runs.get(run.script_run_id)
             if entry is not None:
                 entry["status"], entry["frames"] = status, self.frames_in
-            self._note(f"<- run {run.script_run_id[:8]} {status}")
+            self.note(f"<- run {run.script_run_id[:8]} {status}")
         elif kind == "auto_rerun":
-            self._note(
+            self.note(
                 f"<- auto rerun every {message.auto_rerun.interval} s: {message.auto_rerun.fragment_id[:8]}"
             )
 
@@ -246,10 +246,19 @@ def save_failure(page, runs: AppRuns | None, server: AppServer | None, name: str
         page.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True, timeout=20_000)
     except Exception as error:  # the screenshot is a diagnosis aid; never hide the real failure
         print(f"could not save the failure screenshot: {error}", file=sys.stderr)
-    lines = [f"failed step: {name}", f"url: {page.url}", "", "== app runs and browser errors (seconds)"]
-    lines += runs.timeline if runs is not None else ["(not recorded)"]
+    (SCREENSHOTS / f"FAILED-{name}.log").write_text(run_report(page, runs, server, f"failed step: {name}"))
+    # CI keeps only the terminal output: pytest shows this under "Captured stderr" of the failed test.
+    print(run_report(page, runs, server, f"failed step: {name}", last=300), file=sys.stderr)
+
+
+def run_report(
+    page, runs: AppRuns | None, server: AppServer | None, title: str, last: int | None = None
+) -> str:
+    """The app's runs and browser errors (the `last` lines of them), then the tail of the server log."""
+    lines = [title, f"url: {page.url}", "", "== app runs and browser errors (seconds)"]
+    lines += (runs.timeline[-last:] if last else runs.timeline) if runs is not None else ["(not recorded)"]
     lines += ["", "== streamlit server log (tail)", server.log_tail() if server is not None else ""]
-    (SCREENSHOTS / f"FAILED-{name}.log").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -305,6 +314,10 @@ def page(browser, app_server: AppServer, request: pytest.FixtureRequest) -> Iter
         # Steps save their own FAILED-<step> files; this catches failures outside any step.
         if report is not None and report.failed and not any(SCREENSHOTS.glob("FAILED-*.png")):
             save_failure(tab, tab.runs, app_server, request.node.name)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        (SCREENSHOTS / f"runs-{request.node.name}.log").write_text(
+            run_report(tab, tab.runs, app_server, f"test: {request.node.name}")
+        )
         context.close()
 
 

@@ -23,11 +23,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]  # ~2-7 min: real embedding
 
 DISCOVERY_TIMEOUT_MS = 420_000  # offline backbones + TURTLE on 200 images, 2 shared CPU cores
 EXPORT_TIMEOUT_MS = 120_000
+UMAP_TIMEOUT_MS = 300_000  # the first UMAP in a fresh environment compiles numba code (~20-60 s)
 
 
 @contextmanager
 def step(page, server, name: str) -> Iterator[None]:
     """Run one step of the loop; on failure save FAILED-<name>.png and .log for the CI artifacts."""
+    page.runs.note(f"== step {name}")
     try:
         yield
     except BaseException:
@@ -218,7 +220,12 @@ def step_map(page) -> int:
     """Click one point to see its image, then lasso part of the PCA map and move it to a new cluster;
     returns how many images moved."""
     nav(page, "Map")
-    segment(page, "PCA")  # a stable layout while UMAP is computed in the background
+    # The map first shows PCA while UMAP is computed in the background, with a progress fragment that
+    # polls the server every 0.5 s; on a loaded machine those polls queue up between the clicks below
+    # (CI once waited over 60 s for the app to go idle after a click). So wait for UMAP first.
+    expect(page.get_by_text(re.compile("while UMAP is computed"))).to_have_count(0, timeout=UMAP_TIMEOUT_MS)
+    settle(page)
+    segment(page, "PCA")
     map_tool(page, "Click", "pan")
     click_point(page, 0)
     page.get_by_text(re.compile(r"· confidence \d\.\d\d ·")).wait_for()
