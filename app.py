@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="TURTLE Labels", page_icon=":material/pets:", layout="wide")
+# A bundled file, not a material icon: Streamlit fetches those favicons from fonts.gstatic.com.
+FAVICON = Path(__file__).parent / "assets" / "favicon.png"
+st.set_page_config(page_title="TURTLE Labels", page_icon=str(FAVICON), layout="wide")
 common.init_session()
 common.palette_css()
 

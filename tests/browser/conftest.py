@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,6 +128,9 @@ class AppRuns:
         page.on("crash", self._crash)
         page.on("pageerror", lambda error: self.note(f"page error: {error}"))
         page.on("console", self._console)
+        page.on("requestfailed", lambda request: self.note(f"request failed: {request.url[:200]}"))
+        self.external_requests: list[str] = []  # the app must work offline: nothing beyond its server
+        page.on("request", self._request)
 
     # --------------------------------------------------------------------------- websocket events
     def _watch(self, websocket) -> None:
@@ -134,6 +138,12 @@ class AppRuns:
         websocket.on("framesent", self._sent)
         websocket.on("framereceived", self._received)
         websocket.on("close", lambda _ws: self.note("websocket closed"))
+
+    def _request(self, request) -> None:
+        local = urllib.parse.urlsplit(request.url).hostname in ("127.0.0.1", "localhost")
+        if request.url.startswith(("http:", "https:", "ws:", "wss:")) and not local:
+            self.external_requests.append(request.url)
+            self.note(f"request to another host: {request.url[:200]}")
 
     def _crash(self, _page) -> None:
         self.crashed = True

@@ -304,3 +304,4 @@ def test_curator_loop(page, app_server, tmp_path: Path) -> None:
     assert len(list((dest / "picked").iterdir())) == n_selected
     assert sum(1 for _ in dest.rglob("*.png")) == 200
     expect(page.locator(IDLE)).to_have_count(1)
+    assert page.runs.external_requests == []  # offline: every asset came from the app's own server
