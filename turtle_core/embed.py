@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -16,8 +17,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from turtle_core.backbones import LoadedBackbone
+from turtle_core.backbones import LoadedBackbone, load_backbone, weights_fingerprint
 from turtle_core.cache import EmbeddingCache
+from turtle_core.paths import embedding_cache_dir
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 from turtle_core.scan import ImageRecord, SkippedFile, UnusableImage, decode_image, hash_bytes
 
@@ -195,8 +197,75 @@ def embed_images(
     if cache is not None:
         cache.maybe_compact()
 
+    return _assemble(
+        records, vectors_by_hash, failures, backbone.identity, backbone.spec.embed_dim, from_cache, computed
+    )
+
+
+def embed_folder_images(
+    root: str | Path,
+    records: Sequence[ImageRecord],
+    name: str,
+    checkpoint: str | None = None,
+    *,
+    device: str | torch.device | None = None,
+    cache_root: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Embeddings:
+    """Embed `records` with backbone `name`, cached under its identity in `cache_root` (default: the
+    engine's embedding cache). When the weights' files are unchanged since they were last loaded and
+    every image is already in that identity's cache, the weights are not loaded at all: a repeated
+    discovery with CLIP ViT-L/14 or DINOv2 ViT-g/14 skips reading gigabytes."""
+    base = Path(cache_root) if cache_root is not None else embedding_cache_dir()
+    memo = IdentityMemo(base / IDENTITY_MEMO)
+    weights = weights_fingerprint(name, checkpoint)
+    known = memo.get(weights) if weights else None
+    if known is not None:
+        cached = _all_cached(records, EmbeddingCache(base / known), known, progress)
+        if cached is not None:
+            return cached
+    backbone = load_backbone(name, checkpoint, device=device)
+    if weights:
+        memo.put(weights, backbone.identity)
+    cache = EmbeddingCache(base / backbone.identity)
+    return embed_images(root, records, backbone, cache=cache, progress=progress, cancel=cancel)
+
+
+def _all_cached(
+    records: Sequence[ImageRecord],
+    cache: EmbeddingCache,
+    identity: str,
+    progress: ProgressCallback | None,
+) -> Embeddings | None:
+    """The embeddings straight from `cache`, or None when some image is missing there."""
+    unique = list(dict.fromkeys(r.content_hash for r in records))
+    if not unique:
+        return None
+    found, rows = cache.lookup(unique)
+    if not found.all():
+        return None
+    vectors_by_hash = dict(zip(unique, rows, strict=True))
+    ProgressMeter("embed", 0, progress).report(
+        message=f"{len(records)} found in the cache, 0 to compute", force=True
+    )
+    dim = int(np.asarray(rows[0]).shape[0])
+    return _assemble(records, vectors_by_hash, {}, identity, dim, len(records), 0)
+
+
+def _assemble(
+    records: Sequence[ImageRecord],
+    vectors_by_hash: dict[str, np.ndarray],
+    failures: dict[str, str],
+    identity: str,
+    dim: int,
+    from_cache: int,
+    computed: int,
+) -> Embeddings:
+    hashes = [r.content_hash for r in records]
     ok = np.array([h in vectors_by_hash for h in hashes], dtype=bool)
-    dim = next(iter(vectors_by_hash.values())).shape[0] if vectors_by_hash else backbone.spec.embed_dim
+    if vectors_by_hash:
+        dim = next(iter(vectors_by_hash.values())).shape[0]
     vectors = (
         np.stack([vectors_by_hash[h] for h in hashes if h in vectors_by_hash]).astype(np.float32, copy=False)
         if ok.any()
@@ -207,4 +276,40 @@ def embed_images(
         for r, good in zip(records, ok, strict=True)
         if not good
     ]
-    return Embeddings(vectors, ok, failed, backbone.identity, from_cache, computed)
+    return Embeddings(vectors, ok, failed, identity, from_cache, computed)
+
+
+IDENTITY_MEMO = "identities.json"
+
+
+class IdentityMemo:
+    """Which cache identity a backbone's weights had when last loaded, keyed by the fingerprints of
+    the weights' files (`weights_fingerprint`). Written atomically; unreadable means empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _key(weights: str) -> str:
+        return hash_bytes(weights.encode("utf-8", "surrogateescape"))
+
+    def get(self, weights: str) -> str | None:
+        found = self._read().get(self._key(weights))
+        return found if isinstance(found, str) else None
+
+    def put(self, weights: str, identity: str) -> None:
+        from turtle_core.atomic import atomic_write_json
+
+        data = self._read()
+        if data.get(self._key(weights)) == identity:
+            return
+        data[self._key(weights)] = identity
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path, data)

@@ -17,11 +17,11 @@ from typing import Any, Literal
 import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_write_json, read_json
-from .backbones import PRESETS, Availability, BackboneUnavailable, check_availability, load_backbone
+from .backbones import PRESETS, Availability, BackboneUnavailable, check_availability
 from .cache import EmbeddingCache
 from .constants import EXCLUDED
 from .curation import Curation
-from .embed import embed_images
+from .embed import embed_folder_images
 from .paths import embedding_cache_dir, project_dir, turtle_home
 from .progress import ProgressCallback, check_cancel
 from .scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
@@ -198,18 +198,21 @@ class Project:
         for name in self.backbones:
             check_cancel(cancel)
             try:
-                backbone = load_backbone(name, self.checkpoints.get(name), device=self.device)
+                result = embed_folder_images(
+                    self.folder,
+                    records,
+                    name,
+                    self.checkpoints.get(name),
+                    device=self.device,
+                    progress=progress,
+                    cancel=cancel,
+                )
             except BackboneUnavailable as error:
                 raise ProjectError(str(error)) from error
-            cache = EmbeddingCache(embedding_cache_dir() / backbone.identity)
-            result = embed_images(
-                self.folder, records, backbone, cache=cache, progress=progress, cancel=cancel
-            )
             per_backbone.append((result.vectors, result.ok))
-            identities.append(backbone.identity)
+            identities.append(result.identity)
             ok &= result.ok
             failed.update({item.path: item for item in result.failed})
-            del backbone
         if not ok.any():
             raise ProjectError("No image could be decoded and embedded; see the skipped files for reasons.")
         spaces = [_rows_for(vectors, mask, ok) for vectors, mask in per_backbone]
