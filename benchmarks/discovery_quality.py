@@ -41,6 +41,7 @@ PARTS = (
     "default",
     "quick",
     "kmeans",
+    "demo",
     "screening",
     "variants",
     "restarts",
@@ -404,6 +405,29 @@ def synthetic_c_study(seeds: Sequence[int] = (0, 1)) -> dict[str, Any]:
     return {"runs": runs, "correct": hits, "total": len(runs)}
 
 
+def demo_rows(
+    spaces: dict[str, np.ndarray],
+    truth: np.ndarray,
+    n_clusters: int,
+    keys: Sequence[str],
+    per_class: int = 200,
+) -> dict[str, Any]:
+    """The app's default demo folder (`write_demo_folder(per_class=200)`: 2,000 images): default and
+    quick discovery and k-means on its rows of the features."""
+    from turtle_core.demo import demo_indices
+
+    rows = np.concatenate(list(demo_indices(truth, per_class).values()))
+    subset = {name: X[rows] for name, X in spaces.items()}
+    return {
+        "per_class": per_class,
+        "default": default_discovery(subset, truth[rows], n_clusters, keys),
+        "quick": default_discovery(
+            subset, truth[rows], n_clusters, keys, label="quick-effort", **EFFORTS["quick"].select_kwargs()
+        ),
+        "kmeans": kmeans_rows(subset, truth[rows], n_clusters, keys),
+    }
+
+
 def run_quality(
     spaces: dict[str, np.ndarray],
     truth: np.ndarray,
@@ -441,6 +465,9 @@ def run_quality(
     if "reference" in parts:
         log("== reference-style loop (slow)")
         report["reference"] = reference_rows(spaces, truth, n_clusters)
+    if "demo" in parts:
+        log("== the app's demo (200 images per class)")
+        report["demo"] = demo_rows(spaces, truth, n_clusters, keys)
     if "c_range" in parts:
         log("== choice of C on Animal-MNIST")
         report["c_range"] = c_range_study(spaces, truth, c_range, c_steps, keys[0])

@@ -47,6 +47,15 @@ def is_complete_demo(dest: Path, per_class: int, seed: int = 0) -> bool:
         return False
 
 
+def demo_indices(labels: np.ndarray, per_class: int, seed: int = 0) -> dict[int, np.ndarray]:
+    """Which bundled images the demo of `per_class` images per class holds: class -> sorted indices."""
+    rng = np.random.default_rng(seed)
+    return {
+        c: np.sort(rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False))
+        for c in range(len(ANIMAL_CLASSES))
+    }
+
+
 def write_demo_folder(
     dest: Path | None = None,
     per_class: int = 200,
@@ -67,11 +76,7 @@ def write_demo_folder(
     available = np.bincount(labels, minlength=len(ANIMAL_CLASSES)).min()
     if not 1 <= per_class <= available:
         raise ValueError(f"per_class must be between 1 and {available}, got {per_class}")
-    rng = np.random.default_rng(seed)
-    chosen = {
-        c: np.sort(rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False))
-        for c in range(len(ANIMAL_CLASSES))
-    }
+    chosen = demo_indices(labels, per_class, seed)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(dest)
