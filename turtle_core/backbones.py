@@ -131,7 +131,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 # `offline` is Lite0 alone: on Animal-MNIST adding Lite2 as a second space lowered TURTLE's accuracy
-# (10k images: 0.839 -> 0.770; the 2,000-image demo: 0.811 -> 0.612; benchmarks/README.md).
+# (10k images: 0.839 -> 0.770; the 2,000-image demo: 0.743 -> 0.683 over three seeds; benchmarks/README.md).
 PRESETS: dict[str, tuple[str, ...]] = {
     "offline": ("effnet-lite0",),
     "fast": ("clip-vit-b32", "dinov2-vit-s14"),
