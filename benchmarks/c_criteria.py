@@ -1,6 +1,6 @@
 """Label-free criteria for the number of categories C on Animal-MNIST (Lite0), side by side.
 
-    .venv/bin/python benchmarks/c_criteria.py --features-dir benchmarks/features     # ~20 min, 1 thread
+    .venv/bin/python benchmarks/c_criteria.py --features-dir benchmarks/features     # ~15 min, 1 thread
 
 The engine's selection scores each C by the chance-corrected probe agreement (κ) on the whitened
 features; on Animal-MNIST that score saturates and picks 15 for a true C of 10 (benchmarks/README.md).
