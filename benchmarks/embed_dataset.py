@@ -16,6 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from turtle_core.atomic import atomic_write_json  # noqa: E402
 from turtle_core.backbones import PRESETS, load_backbone  # noqa: E402
 from turtle_core.cache import EmbeddingCache  # noqa: E402
 from turtle_core.demo import ANIMAL_CLASSES, write_demo_folder  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
     previous = json.loads(out.read_text()) if out.exists() else {}
     # One backbone per run is common (they take long on a CPU): keep the others' numbers.
     report["backbones"] = {**previous.get("backbones", {}), **report["backbones"]}  # type: ignore[dict-item]
-    out.write_text(json.dumps(report, indent=1))
+    atomic_write_json(out, report)
 
 
 if __name__ == "__main__":
