@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import common
+from turtle_ui import common
 
 # A bundled file, not a material icon: Streamlit fetches those favicons from fonts.gstatic.com.
 FAVICON = Path(__file__).parent / "assets" / "favicon.png"

@@ -61,10 +61,10 @@ def write_images(folder: Path, n: int) -> None:
 
 def synthetic_project(folder: Path):
     """Open `folder` with the real `Project`, scan it, and give it a synthetic discovery."""
-    from turtle_core.cache import EmbeddingCache
-    from turtle_core.curation import Curation
+    from turtle_core.embedding.cache import EmbeddingCache
     from turtle_core.paths import embedding_cache_dir
-    from turtle_core.project import DiscoveryResult, Project
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import DiscoveryResult, Project
 
     project = Project.open(folder)
     scan_s, _ = timed(project.scan)
@@ -101,7 +101,7 @@ def app_for(project, page: str):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from pages import common
+    from turtle_ui import common
 
     st.cache_resource.clear()
     common._open_project_uncached = lambda folder: project
@@ -172,7 +172,7 @@ def bench_map(project, results: dict) -> None:
 
 
 def bench_figure(n: int, results: dict) -> None:
-    from pages.figures import scatter_figure
+    from turtle_ui.figures import scatter_figure
 
     rng = np.random.default_rng(0)
     xy = rng.normal(size=(n, 2)).astype(np.float32)
@@ -191,7 +191,7 @@ def bench_figure(n: int, results: dict) -> None:
 MAP_APP = """
 import numpy as np
 import streamlit as st
-from pages.figures import scatter_figure
+from turtle_ui.figures import scatter_figure
 
 st.set_page_config(layout="wide")
 n = {n}

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.metrics import ari, evaluate  # noqa: E402
-from turtle_core.selection import DEFAULT_SCREEN, generalization_details, select_model  # noqa: E402
+from turtle_core.discovery.metrics import ari, evaluate  # noqa: E402
+from turtle_core.discovery.selection import DEFAULT_SCREEN, generalization_details, select_model  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "c_criteria.json"
 STABILITY_TOPS = (3, 4, 5, 6, 8)

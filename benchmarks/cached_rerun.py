@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.backbones import load_backbone  # noqa: E402
-from turtle_core.demo import write_demo_folder  # noqa: E402
-from turtle_core.embed import embed_folder_images  # noqa: E402
-from turtle_core.scan import scan_folder  # noqa: E402
+from turtle_core.embedding.backbones import load_backbone  # noqa: E402
+from turtle_core.embedding.embed import embed_folder_images  # noqa: E402
+from turtle_core.ingest.demo import write_demo_folder  # noqa: E402
+from turtle_core.ingest.scan import scan_folder  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "cached_rerun.json"
 

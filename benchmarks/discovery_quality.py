@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.effort import EFFORTS  # noqa: E402
-from turtle_core.metrics import evaluate, kmeans_baseline  # noqa: E402
-from turtle_core.selection import _choose, select_model  # noqa: E402
-from turtle_core.turtle import Turtle  # noqa: E402
+from turtle_core.discovery.effort import EFFORTS  # noqa: E402
+from turtle_core.discovery.metrics import evaluate, kmeans_baseline  # noqa: E402
+from turtle_core.discovery.selection import _choose, select_model  # noqa: E402
+from turtle_core.discovery.turtle import Turtle  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "discovery_quality.json"
 PARTS = (
@@ -286,9 +286,9 @@ def screening_study(
 ) -> dict[str, Any]:
     """What screening sees (Lite0): per k-means start (Euclidean and cosine, one k-means++ start each)
     the start's accuracy, and after `steps` TURTLE steps the accuracy and the score that ranks it."""
-    from turtle_core.features import SpacePreprocessor
-    from turtle_core.selection import generalization_details
-    from turtle_core.turtle import kmeans_init_labels
+    from turtle_core.discovery.features import SpacePreprocessor
+    from turtle_core.discovery.selection import generalization_details
+    from turtle_core.discovery.turtle import kmeans_init_labels
 
     X = spaces["lite0"]
     pre = SpacePreprocessor("whiten", 64).fit(X)
@@ -414,7 +414,7 @@ def demo_rows(
 ) -> dict[str, Any]:
     """The app's default demo folder (`write_demo_folder(per_class=200)`: 2,000 images): default and
     quick discovery and k-means on its rows of the features."""
-    from turtle_core.demo import demo_indices
+    from turtle_core.ingest.demo import demo_indices
 
     rows = np.concatenate(list(demo_indices(truth, per_class).values()))
     subset = {name: X[rows] for name, X in spaces.items()}

@@ -17,12 +17,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.backbones import PRESETS, load_backbone  # noqa: E402
-from turtle_core.cache import EmbeddingCache  # noqa: E402
-from turtle_core.demo import ANIMAL_CLASSES, write_demo_folder  # noqa: E402
-from turtle_core.embed import embed_images  # noqa: E402
+from turtle_core.embedding.backbones import PRESETS, load_backbone  # noqa: E402
+from turtle_core.embedding.cache import EmbeddingCache  # noqa: E402
+from turtle_core.embedding.embed import embed_images  # noqa: E402
+from turtle_core.ingest.demo import ANIMAL_CLASSES, write_demo_folder  # noqa: E402
+from turtle_core.ingest.scan import scan_folder  # noqa: E402
 from turtle_core.paths import embedding_cache_dir, turtle_home  # noqa: E402
-from turtle_core.scan import scan_folder  # noqa: E402
 
 
 def embed_animal_mnist(

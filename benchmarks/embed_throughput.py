@@ -25,10 +25,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from turtle_core.backbones import LoadedBackbone, load_backbone  # noqa: E402
-from turtle_core.demo import write_demo_folder  # noqa: E402
-from turtle_core.embed import embed_images  # noqa: E402
-from turtle_core.scan import ImageRecord, UnusableImage, load_image, scan_folder  # noqa: E402
+from turtle_core.embedding.backbones import LoadedBackbone, load_backbone  # noqa: E402
+from turtle_core.embedding.embed import embed_images  # noqa: E402
+from turtle_core.ingest.demo import write_demo_folder  # noqa: E402
+from turtle_core.ingest.scan import ImageRecord, UnusableImage, load_image, scan_folder  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embed_throughput.json"
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from reference_loop import reference_turtle  # noqa: E402
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.metrics import evaluate  # noqa: E402
-from turtle_core.turtle import Turtle  # noqa: E402
+from turtle_core.discovery.metrics import evaluate  # noqa: E402
+from turtle_core.discovery.turtle import Turtle  # noqa: E402
 
 
 def gaussian_mixture(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages import common
 from turtle_core.constants import EXCLUDED
+from turtle_ui import common
 
 st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages import common
-from turtle_core.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_ui import common
 
 st.title("Discover categories")
 st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import common
 from turtle_core.constants import EXCLUDED
+from turtle_ui import common
 
 st.title("Export")
 st.caption("Write the labeled dataset to a new folder. Your original images are only read, never moved.")
@@ -15,7 +15,7 @@ common.show_flash()
 project = common.require_project()
 curation = common.require_curation(project)
 
-from turtle_core.export import ALL_FORMATS  # noqa: E402
+from turtle_core.export.dataset import ALL_FORMATS  # noqa: E402
 
 FORMATS = {
     "imagefolder": "ImageFolder tree",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages import common
-from pages.figures import scatter_figure
+from turtle_ui import common
+from turtle_ui.figures import scatter_figure
 
 st.title("Map")
 st.caption(
@@ -92,7 +92,7 @@ if method_label == "UMAP":
 else:
     st.session_state[shown_key] = "pca"
 if xy is None:
-    from turtle_core.project import ProjectError
+    from turtle_core.workspace.project import ProjectError
 
     try:
         xy = project.layout("pca")

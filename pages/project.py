@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from turtle_ui import common
 
 st.title("Project")
 st.caption(
@@ -17,7 +17,7 @@ common.show_flash()
 
 
 def _open(folder: str) -> None:
-    from turtle_core.project import ProjectError
+    from turtle_core.workspace.project import ProjectError
 
     if not folder.strip():
         st.error("Type the path of a folder of images.")
@@ -36,7 +36,7 @@ def _open(folder: str) -> None:
 
 
 def _demo() -> None:
-    from turtle_core.demo import write_demo_folder
+    from turtle_core.ingest.demo import write_demo_folder
 
     per_class = int(os.environ.get("TURTLE_DEMO_PER_CLASS", "200"))
     with st.spinner(f"Writing {per_class * 10:,} demo images…"):
@@ -56,7 +56,7 @@ with demo_col, st.container(border=True):
     if st.button("Try the demo", icon=":material/pets:", key="demo"):
         _demo()
 
-from turtle_core.project import Project  # noqa: E402 - after the page header, so it draws at once
+from turtle_core.workspace.project import Project  # noqa: E402 - after the page header, so it draws at once
 
 recent = [folder for folder in Project.recent() if folder != st.session_state.folder]
 if recent:
@@ -123,7 +123,7 @@ st.caption(
     "Foundation models that turn images into embeddings. TURTLE combines several; more is better but slower."
 )
 
-from turtle_core.backbones import BACKBONES, PRESETS  # noqa: E402
+from turtle_core.embedding.backbones import BACKBONES, PRESETS  # noqa: E402
 
 preset_names = [name for name in ("offline", "fast", "best") if name in PRESETS]
 current_preset = next((p for p in preset_names if list(PRESETS[p]) == list(project.backbones)), "custom")

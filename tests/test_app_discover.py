@@ -54,7 +54,7 @@ def test_quick_effort_is_passed_to_the_engine(monkeypatch, tmp_path) -> None:
 
 
 def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path) -> None:
-    from pages import common
+    from turtle_ui import common
 
     project = FakeProject(tmp_path / "images", discovered=False)
     project.discover_gate = threading.Event()

@@ -17,11 +17,11 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from turtle_core.backbones import PRESETS, Availability
-from turtle_core.curation import Curation
+from turtle_core.embedding.backbones import PRESETS, Availability
+from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile
 from turtle_core.progress import Progress, check_cancel
-from turtle_core.project import DiscoveryResult
-from turtle_core.scan import ImageRecord, ScanResult, SkippedFile
+from turtle_core.workspace.curation import Curation
+from turtle_core.workspace.project import DiscoveryResult
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CLASSES = ("cats", "dogs", "owls")
@@ -180,12 +180,12 @@ class FakeProject:
         }
 
     def manifest_frame(self) -> Any:
-        from turtle_core.export import manifest_frame
+        from turtle_core.export.dataset import manifest_frame
 
         return manifest_frame(**self._columns())
 
     def export(self, dest, mode="copy", formats=None, overwrite=False, progress=None, cancel=None) -> Any:
-        from turtle_core.export import export_dataset
+        from turtle_core.export.dataset import export_dataset
 
         kwargs = {"formats": formats} if formats is not None else {}
         return export_dataset(
@@ -218,7 +218,7 @@ def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
 
 def open_app(monkeypatch: pytest.MonkeyPatch, project: Any | None, page: str | None = None) -> AppTest:
     """A fresh AppTest of the app that opens `project` for any folder (None: the real engine), on `page`."""
-    from pages import common
+    from turtle_ui import common
 
     st.cache_resource.clear()  # the project cache and job registry outlive AppTest runs
     if project is not None:
@@ -234,7 +234,7 @@ def open_app(monkeypatch: pytest.MonkeyPatch, project: Any | None, page: str | N
 
 def wait_for_job(at: Any, project: Any, kind: str, timeout: float = 20.0) -> Any:
     """Wait for the project's background job of `kind`, then rerun the app; returns the job."""
-    from pages import common
+    from turtle_ui import common
 
     job = common.job_manager().get(common.job_key(project, kind))
     assert job is not None, f"no {kind} job was started"
@@ -264,7 +264,7 @@ def texts(at: Any) -> str:
 
 def test_fake_project_matches_the_facade(tmp_path: Path) -> None:
     fake_project = FakeProject(tmp_path / "images")
-    from turtle_core.project import Project
+    from turtle_core.workspace.project import Project
 
     public = {name for name in dir(Project) if not name.startswith("_")}
     assert public - set(dir(fake_project)) <= {"open", "recent", "embed", "spaces", "ground_truth"}

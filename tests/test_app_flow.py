@@ -11,7 +11,7 @@ from test_app_fakes import open_app, texts, wait_for_job
 
 
 def _project(at):
-    from pages import common
+    from turtle_ui import common
 
     return common._open_project(at.session_state["folder"])
 

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import pytest
 from test_app_fakes import FakeProject, open_app, texts, wait_for_job
 
-from pages.figures import cluster_colours, scatter_figure
 from turtle_core.constants import EXCLUDED
+from turtle_ui.figures import cluster_colours, scatter_figure
 
 PAGE = "pages/map.py"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_app_fakes import FakeProject, open_app, texts, wait_for_job
 
-from turtle_core.backbones import PRESETS
+from turtle_core.embedding.backbones import PRESETS
 
 PAGES = ["pages/discover.py", "pages/map.py", "pages/clusters.py", "pages/export.py"]
 
@@ -20,7 +20,7 @@ def _open(at, folder: str | Path):
 
 
 def _current(at):
-    from pages import common
+    from turtle_ui import common
 
     return common._open_project(at.session_state["folder"])
 

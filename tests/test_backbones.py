@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from turtle_core import backbones
-from turtle_core.backbones import (
+from turtle_core.embedding import backbones
+from turtle_core.embedding.backbones import (
     BACKBONES,
     PRESETS,
     BackboneUnavailable,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from turtle_core.atomic import atomic_save_npy, atomic_write_json
-from turtle_core.cache import EmbeddingCache
+from turtle_core.embedding.cache import EmbeddingCache
 
 
 def _keys(n: int, prefix: str = "k") -> list[str]:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from turtle_core import curation as curation_module
 from turtle_core.constants import EXCLUDED
-from turtle_core.curation import Curation, CurationError, CurationMismatch, image_list_key
+from turtle_core.workspace import curation as curation_module
+from turtle_core.workspace.curation import Curation, CurationError, CurationMismatch, image_list_key
 
 
 def _state(c: Curation) -> tuple:

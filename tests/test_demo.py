@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from turtle_core import demo
-from turtle_core.demo import ANIMAL_CLASSES, default_demo_dir, load_animal_mnist, write_demo_folder
-from turtle_core.scan import load_image, scan_folder
+from turtle_core.ingest import demo
+from turtle_core.ingest.demo import ANIMAL_CLASSES, default_demo_dir, load_animal_mnist, write_demo_folder
+from turtle_core.ingest.scan import load_image, scan_folder
 
 
 def test_bundled_data_shape() -> None:

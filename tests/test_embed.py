@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from turtle_core.backbones import LoadedBackbone, load_backbone
-from turtle_core.cache import EmbeddingCache
-from turtle_core.embed import embed_images
+from turtle_core.embedding.backbones import LoadedBackbone, load_backbone
+from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.embedding.embed import embed_images
+from turtle_core.ingest.scan import ImageRecord, scan_folder
 from turtle_core.paths import embedding_cache_dir
 from turtle_core.progress import Cancelled, Progress
-from turtle_core.scan import ImageRecord, scan_folder
 
 
 class CountingBackbone:
@@ -106,7 +106,7 @@ def test_bad_files_are_reported_and_the_rest_embedded(
     # a record whose bytes match its hash but cannot be decoded (e.g. scanned by an older version)
     junk = b"definitely not an image"
     (folder / "junk.png").write_bytes(junk)
-    from turtle_core.scan import hash_bytes
+    from turtle_core.ingest.scan import hash_bytes
 
     fake = ImageRecord("junk.png", len(junk), 0, hash_bytes(junk), 1, 1, None)
     records = [*scan.images, fake]
@@ -168,8 +168,9 @@ def _refuse_loading(*_args, **_kwargs):
 def test_all_cached_embeddings_skip_loading_the_weights(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import turtle_core.embed as embed_module
-    from turtle_core.embed import embed_folder_images
+    import turtle_core.embedding.embed as embed_module
+
+    from turtle_core.embedding.embed import embed_folder_images
 
     scan = scan_folder(folder)
     first = embed_folder_images(folder, scan.images, "effnet-lite0", device="cpu", cache_root=tmp_path)
@@ -197,9 +198,10 @@ def test_changed_weights_file_is_loaded_again(
     (same path) is loaded again instead of reusing vectors computed with the old weights."""
     import os
 
-    import turtle_core.embed as embed_module
-    from turtle_core.backbones import _wheel_file
-    from turtle_core.embed import embed_folder_images
+    import turtle_core.embedding.embed as embed_module
+
+    from turtle_core.embedding.backbones import _wheel_file
+    from turtle_core.embedding.embed import embed_folder_images
 
     checkpoint = tmp_path / "lite0.pth"
     shutil.copy(_wheel_file(lite0.spec), checkpoint)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from turtle_core import export as export_module
-from turtle_core.export import (
+from turtle_core.export import dataset as export_module
+from turtle_core.export.dataset import (
     ExportError,
     ExportExists,
     export_dataset,

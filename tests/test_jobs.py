@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from turtle_core.jobs import JobManager
 from turtle_core.progress import Progress, check_cancel
+from turtle_core.workspace.jobs import JobManager
 
 TIMEOUT = 10.0
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from turtle_core.metrics import ari, contingency_matrix, evaluate, hungarian_accuracy, kmeans_baseline, nmi
+from turtle_core.discovery.metrics import (
+    ari,
+    contingency_matrix,
+    evaluate,
+    hungarian_accuracy,
+    kmeans_baseline,
+    nmi,
+)
 
 
 def test_permuted_cluster_ids_score_perfectly() -> None:

@@ -11,8 +11,8 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from turtle_core import projection
-from turtle_core.projection import LayoutCache, concat_spaces, pca_layout, umap_layout
+from turtle_core.embedding import projection
+from turtle_core.embedding.projection import LayoutCache, concat_spaces, pca_layout, umap_layout
 
 
 def _blobs(n: int = 300, dims: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

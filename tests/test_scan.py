@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from turtle_core import scan as scan_module
 from turtle_core.atomic import atomic_write_json, read_json
+from turtle_core.ingest import scan as scan_module
+from turtle_core.ingest.scan import ScanError, ScanResult, UnusableImage, load_image, scan_folder
 from turtle_core.progress import Cancelled, Progress
-from turtle_core.scan import ScanError, ScanResult, UnusableImage, load_image, scan_folder
 
 
 def _png_bytes(size: tuple[int, int] = (32, 24), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:

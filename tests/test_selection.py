@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from test_turtle import make_blobs
 
-from turtle_core.metrics import hungarian_accuracy
-from turtle_core.progress import Cancelled, Progress
-from turtle_core.selection import (
+from turtle_core.discovery.metrics import hungarian_accuracy
+from turtle_core.discovery.selection import (
     DEFAULT_GRID,
     DEFAULT_RESTARTS,
     PAPER_GRID,
@@ -22,6 +21,7 @@ from turtle_core.selection import (
     select_model,
     used_clusters,
 )
+from turtle_core.progress import Cancelled, Progress
 
 FAST = {"outer_steps": 300}
 ONE_POINT = [{"warm_start": True, "inner_lr": 1e-3, "outer_lr": 1e-3}]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from turtle_core import thumbnails as thumbnails_module
+from turtle_core.ingest import thumbnails as thumbnails_module
+from turtle_core.ingest.thumbnails import ThumbnailCache
 from turtle_core.progress import Cancelled
-from turtle_core.thumbnails import ThumbnailCache
 
 
 def _image(path: Path, size: tuple[int, int], seed: int = 0) -> tuple[Path, str]:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from turtle_core.features import PREPROCESSING_METHODS, SpacePreprocessor, prepare_space
-from turtle_core.metrics import hungarian_accuracy
+from turtle_core.discovery.features import PREPROCESSING_METHODS, SpacePreprocessor, prepare_space
+from turtle_core.discovery.metrics import hungarian_accuracy
+from turtle_core.discovery.turtle import Turtle, _Engine
 from turtle_core.progress import Cancelled, Progress
-from turtle_core.turtle import Turtle, _Engine
 
 STEPS = 300
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .progress import Cancelled, Progress
+from turtle_core.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
-    from .project import DiscoveryResult, Project
+    from turtle_core.workspace.project import DiscoveryResult, Project
 
 STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "step", "layout": "pt"}
 
@@ -69,8 +69,8 @@ def parse_clusters(text: str) -> int | tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backbones import BACKBONES, PRESETS
-    from .effort import DEFAULT_EFFORT, EFFORTS
+    from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+    from turtle_core.embedding.backbones import BACKBONES, PRESETS
 
     parser = argparse.ArgumentParser(prog="python -m turtle_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backbones":
         return _list_backbones()
     if args.command == "demo":
-        from .demo import default_demo_dir, write_demo_folder
+        from turtle_core.ingest.demo import default_demo_dir, write_demo_folder
 
         dest = Path(args.dest) if args.dest else default_demo_dir(args.per_class)
         print(write_demo_folder(dest, per_class=args.per_class))
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _list_backbones() -> int:
-    from .backbones import BACKBONES, PRESETS, check_availability
+    from turtle_core.embedding.backbones import BACKBONES, PRESETS, check_availability
 
     for name, spec in BACKBONES.items():
         availability = check_availability(name)
@@ -132,8 +132,8 @@ def _list_backbones() -> int:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from .backbones import PRESETS
-    from .project import Project, ProjectError
+    from turtle_core.embedding.backbones import PRESETS
+    from turtle_core.workspace.project import Project, ProjectError
 
     try:
         checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
@@ -186,7 +186,7 @@ def _scan_skips(project: Project | None) -> list[tuple[str, str]]:
 
 
 def _write_labels_csv(out: Path, result: DiscoveryResult) -> None:
-    from .atomic import atomic_write_text
+    from turtle_core.atomic import atomic_write_text
 
     rows = [
         [record.path, int(label), f"{float(confidence):.4f}"]
@@ -204,7 +204,7 @@ def _csv_text(rows: list[list[object]]) -> str:
 
 
 def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:
-    from .atomic import atomic_write_text
+    from turtle_core.atomic import atomic_write_text
 
     report = out.with_name(out.stem + ".skipped.csv")
     if not skipped:

@@ -20,15 +20,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .constants import TURTLE_BATCH_SIZE, TURTLE_GAMMA, TURTLE_INNER_STEPS, TURTLE_OUTER_STEPS
-from .features import (
+from turtle_core.constants import TURTLE_BATCH_SIZE, TURTLE_GAMMA, TURTLE_INNER_STEPS, TURTLE_OUTER_STEPS
+from turtle_core.discovery.features import (
     DEFAULT_N_COMPONENTS,
     DEFAULT_PREPROCESSING,
     PreprocessingMethod,
     SpacePreprocessor,
     effective_components,
 )
-from .progress import ProgressCallback, ProgressMeter, check_cancel
+from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
 Precision = Literal["fp32", "bf16", "auto"]
 Init = Literal["kmeans", "kmeans_cosine", "random"]
@@ -419,7 +419,7 @@ def kmeans_init_labels(
     """
     from threadpoolctl import threadpool_limits
 
-    from .metrics import kmeans_baseline
+    from turtle_core.discovery.metrics import kmeans_baseline
 
     with threadpool_limits(limits=torch.get_num_threads()):  # the same thread budget as the fit
         return kmeans_baseline(

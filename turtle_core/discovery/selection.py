@@ -10,17 +10,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .constants import TURTLE_OUTER_STEPS
-from .effort import DEFAULT_EFFORT, EFFORTS
-from .features import (
+from turtle_core.constants import TURTLE_OUTER_STEPS
+from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_core.discovery.features import (
     DEFAULT_N_COMPONENTS,
     DEFAULT_PREPROCESSING,
     PreprocessingMethod,
     SpacePreprocessor,
     effective_components,
 )
-from .progress import Progress, ProgressCallback, ProgressMeter, check_cancel
-from .turtle import Turtle, _check_spaces, cpu_threads, resolve_device
+from turtle_core.discovery.turtle import Turtle, _check_spaces, cpu_threads, resolve_device
+from turtle_core.progress import Progress, ProgressCallback, ProgressMeter, check_cancel
 
 Criterion = Literal["kappa", "accuracy"]
 
@@ -119,7 +119,7 @@ def _choose(candidates: Sequence[Candidate], tolerance: float = TIE_TOLERANCE) -
 
 def _set_agreements(candidates: Sequence[Candidate]) -> None:
     """`agreement`: mean adjusted Rand index of each run with the other runs of the same C."""
-    from .metrics import ari
+    from turtle_core.discovery.metrics import ari
 
     for candidate in candidates:
         others = [c for c in candidates if c.n_clusters == candidate.n_clusters and c is not candidate]

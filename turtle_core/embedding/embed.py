@@ -17,11 +17,11 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from turtle_core.backbones import LoadedBackbone, load_backbone, weights_fingerprint
-from turtle_core.cache import EmbeddingCache
+from turtle_core.embedding.backbones import LoadedBackbone, load_backbone, weights_fingerprint
+from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.ingest.scan import ImageRecord, SkippedFile, UnusableImage, decode_image, hash_bytes
 from turtle_core.paths import embedding_cache_dir
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
-from turtle_core.scan import ImageRecord, SkippedFile, UnusableImage, decode_image, hash_bytes
 
 FLUSH_ROWS = 256  # write computed vectors to the cache at least this often...
 FLUSH_SECONDS = 10.0  # ...or this often, so a killed run loses little work

@@ -14,8 +14,8 @@ from PIL import Image, features
 
 from turtle_core.atomic import atomic_write_bytes
 from turtle_core.constants import THUMBNAIL_SIZE
+from turtle_core.ingest.scan import UnusableImage, load_image
 from turtle_core.progress import Progress, ProgressMeter, check_cancel
-from turtle_core.scan import UnusableImage, load_image
 
 QUALITY = 85
 _SAFE_HASH = re.compile(r"^[0-9A-Za-z_-]{8,128}$")

@@ -19,7 +19,7 @@ from turtle_core.progress import ProgressCallback, ProgressMeter
 ANIMAL_CLASSES: tuple[str, ...] = (
     "bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra",
 )  # fmt: skip
-DATA_FILE = Path(__file__).resolve().parent.parent / "assets" / "animal_mnist" / "animal_mnist.npz"
+DATA_FILE = Path(__file__).resolve().parents[2] / "assets" / "animal_mnist" / "animal_mnist.npz"
 MARKER = ".turtle-demo.json"  # written last; hidden, so scans ignore it
 _STALE_PARTIAL_S = 3600.0
 

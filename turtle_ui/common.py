@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from turtle_core.jobs import Job, JobManager
+from turtle_core.workspace.jobs import Job, JobManager
 
 if TYPE_CHECKING:
-    from turtle_core.curation import Curation
-    from turtle_core.project import Project
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import Project
 
 PROJECT_PAGE = "pages/project.py"
 DISCOVER_PAGE = "pages/discover.py"
@@ -52,7 +52,7 @@ def init_session() -> None:
 
 
 def _open_project_uncached(folder: str) -> Project:
-    from turtle_core.project import Project
+    from turtle_core.workspace.project import Project
 
     return Project.open(folder)
 
@@ -486,7 +486,7 @@ def edit_actions(
 
 def preview_image(project: Project, index: int, max_side: int = 640) -> None:
     """One image, larger than a thumbnail (EXIF-rotated, downscaled), or a note when it cannot be read."""
-    from turtle_core.scan import UnusableImage, load_image
+    from turtle_core.ingest.scan import UnusableImage, load_image
 
     try:
         image = load_image(project.image_path(index))

@@ -16,15 +16,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_json, read_json
-from .backbones import PRESETS, Availability, BackboneUnavailable, check_availability
-from .cache import EmbeddingCache
-from .constants import EXCLUDED
-from .curation import Curation
-from .embed import embed_folder_images
-from .paths import embedding_cache_dir, project_dir, turtle_home
-from .progress import ProgressCallback, check_cancel
-from .scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
+from turtle_core.atomic import atomic_write_bytes, atomic_write_json, read_json
+from turtle_core.constants import EXCLUDED
+from turtle_core.embedding.backbones import PRESETS, Availability, BackboneUnavailable, check_availability
+from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.ingest.scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
+from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
+from turtle_core.progress import ProgressCallback, check_cancel
+from turtle_core.workspace.curation import Curation
 
 DEFAULT_BACKBONES: tuple[str, ...] = tuple(PRESETS["offline"])
 RECENT_LIMIT = 12
@@ -148,7 +148,7 @@ class Project:
         return [entry for entry in entries if isinstance(entry, str) and os.path.isdir(entry)]
 
     def set_backbones(self, names: Sequence[str], checkpoints: Mapping[str, str] | None = None) -> None:
-        from .backbones import BACKBONES
+        from turtle_core.embedding.backbones import BACKBONES
 
         unknown = [name for name in names if name not in BACKBONES]
         if unknown or not names:
@@ -231,9 +231,9 @@ class Project:
 
         `effort` names one of `turtle_core.effort.EFFORTS` ("quick", "standard"; default standard).
         """
-        from .effort import resolve_effort
-        from .metrics import evaluate, kmeans_baseline
-        from .selection import select_model
+        from turtle_core.discovery.effort import resolve_effort
+        from turtle_core.discovery.metrics import evaluate, kmeans_baseline
+        from turtle_core.discovery.selection import select_model
 
         try:
             chosen = resolve_effort(effort)
@@ -307,8 +307,8 @@ class Project:
 
     def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
         """Re-run discovery inside one cluster and split it (one undoable edit). `None`: choose 2..4."""
-        from .effort import resolve_effort
-        from .selection import select_model
+        from turtle_core.discovery.effort import resolve_effort
+        from turtle_core.discovery.selection import select_model
 
         curation = self._require_curation()
         members = curation.members(cluster_id)
@@ -333,7 +333,7 @@ class Project:
         cancel: threading.Event | None = None,
     ) -> np.ndarray:
         """2-D map of the images (cached on disk per discovery)."""
-        from .projection import LayoutCache, concat_spaces
+        from turtle_core.embedding.projection import LayoutCache, concat_spaces
 
         cached = self.cached_layout(method)
         if cached is not None:
@@ -344,7 +344,7 @@ class Project:
         )
 
     def cached_layout(self, method: Literal["pca", "umap"]) -> np.ndarray | None:
-        from .projection import LayoutCache
+        from turtle_core.embedding.projection import LayoutCache
 
         if self.discovery is None:
             return None
@@ -354,7 +354,7 @@ class Project:
         return self.folder / self.images[index].path
 
     def thumbnail(self, index: int) -> Path | None:
-        from .thumbnails import ThumbnailCache
+        from turtle_core.ingest.thumbnails import ThumbnailCache
 
         record = self.images[index]
         return ThumbnailCache(turtle_home() / "thumbnails").get(
@@ -366,7 +366,7 @@ class Project:
 
     def current_metrics(self) -> dict[str, float] | None:
         """Accuracy/NMI/ARI of the curated labels against folder labels (excluded images left out)."""
-        from .metrics import evaluate
+        from turtle_core.discovery.metrics import evaluate
 
         truth = self.ground_truth()
         if truth is None or self.curation is None:
@@ -377,7 +377,7 @@ class Project:
         return evaluate(np.asarray(truth, dtype=object)[keep], self.curation.assignments[keep])
 
     def manifest_frame(self) -> Any:
-        from .export import manifest_frame
+        from turtle_core.export.dataset import manifest_frame
 
         return manifest_frame(**self._export_columns())
 
@@ -391,7 +391,7 @@ class Project:
         cancel: threading.Event | None = None,
     ) -> Any:
         """Write the labeled dataset to `dest` (never inside the source folder; never over an export unasked)."""
-        from .export import export_dataset
+        from turtle_core.export.dataset import export_dataset
 
         kwargs: dict[str, Any] = {
             "mode": mode,
@@ -448,7 +448,7 @@ class Project:
     def _restore(self) -> None:
         settings = _read_optional_json(self.workdir / "project.json")
         if isinstance(settings, dict):
-            from .backbones import BACKBONES
+            from turtle_core.embedding.backbones import BACKBONES
 
             names = [name for name in settings.get("backbones", []) if name in BACKBONES]
             self.backbones = names or list(DEFAULT_BACKBONES)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import TURTLE_OUTER_STEPS
+from turtle_core.constants import TURTLE_OUTER_STEPS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""TURTLE and label-free model selection: categories from embeddings."""

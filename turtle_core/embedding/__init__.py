@@ -1,0 +1,1 @@
+"""Foundation-model backbones, the content-addressed embedding cache, 2-D layouts of embeddings."""

@@ -1,0 +1,1 @@
+"""Writing a labeled dataset out of a curated project."""

@@ -1,0 +1,1 @@
+"""Reading the user's folder: scanning, decoding, thumbnails, the bundled demo."""

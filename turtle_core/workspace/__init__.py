@@ -1,0 +1,1 @@
+"""A project's state: the Project facade, curation edits, background jobs."""
