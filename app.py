@@ -6,20 +6,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from turtle_ui import common
+from turtle_ui import fmt, session
 
 # A bundled file, not a material icon: Streamlit fetches those favicons from fonts.gstatic.com.
 FAVICON = Path(__file__).parent / "assets" / "favicon.png"
 st.set_page_config(page_title="TURTLE Labels", page_icon=str(FAVICON), layout="wide")
-common.init_session()
-common.palette_css()
+session.init_session()
+session.palette_css()
 
 PAGES = [
-    st.Page(common.PROJECT_PAGE, title="Project", icon=":material/folder_open:", default=True),
-    st.Page(common.DISCOVER_PAGE, title="Discover", icon=":material/travel_explore:"),
-    st.Page(common.MAP_PAGE, title="Map", icon=":material/scatter_plot:"),
-    st.Page(common.CLUSTERS_PAGE, title="Clusters", icon=":material/category:"),
-    st.Page(common.EXPORT_PAGE, title="Export", icon=":material/output:"),
+    st.Page(session.PROJECT_PAGE, title="Project", icon=":material/folder_open:", default=True),
+    st.Page(session.DISCOVER_PAGE, title="Discover", icon=":material/travel_explore:"),
+    st.Page(session.MAP_PAGE, title="Map", icon=":material/scatter_plot:"),
+    st.Page(session.CLUSTERS_PAGE, title="Clusters", icon=":material/category:"),
+    st.Page(session.EXPORT_PAGE, title="Export", icon=":material/output:"),
 ]
 page = st.navigation(PAGES)
 
@@ -28,7 +28,7 @@ def sidebar() -> None:
     """Project summary, on every page."""
     with st.sidebar:
         st.markdown("### :material/pets: TURTLE Labels")
-        project = common.current_project()
+        project = session.current_project()
         if project is None:
             st.caption("No project open.")
             return
@@ -38,12 +38,12 @@ def sidebar() -> None:
         if curation is None:
             scan = project.scan_result
             n_images = len(scan.images) if scan is not None else 0
-            st.caption(f"{common.fmt_int(n_images)} images · no categories yet")
+            st.caption(f"{fmt.fmt_int(n_images)} images · no categories yet")
             return
         n_excluded = int((curation.assignments < 0).sum())
         st.caption(
-            f"{common.fmt_int(curation.n_images)} images · {len(curation.cluster_ids())} clusters"
-            + (f" · {common.fmt_int(n_excluded)} excluded" if n_excluded else "")
+            f"{fmt.fmt_int(curation.n_images)} images · {len(curation.cluster_ids())} clusters"
+            + (f" · {fmt.fmt_int(n_excluded)} excluded" if n_excluded else "")
         )
         if curation.can_undo:
             st.caption(f"Last edit: {curation.history()[-1]}")

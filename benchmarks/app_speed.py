@@ -101,10 +101,10 @@ def app_for(project, page: str):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from turtle_ui import common
+    from turtle_ui import session
 
     st.cache_resource.clear()
-    common._open_project_uncached = lambda folder: project
+    session._open_project_uncached = lambda folder: project
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.session_state["folder"] = str(project.folder)
     at.session_state["map_layout"] = "PCA"  # UMAP of 10k points takes a minute on 2 cores: not the UI's cost

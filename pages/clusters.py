@@ -6,30 +6,31 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.constants import EXCLUDED
-from turtle_ui import common
+from turtle_ui import edits, fmt, gallery, session
+from turtle_ui import jobs as jobs_ui
 
 st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
-project = common.require_project()
-curation = common.require_curation(project)
+project = session.require_project()
+curation = session.require_curation(project)
 
 # A finished split is announced once, and selections made before it are reset.
-split_job = common.project_job(project, "split")
+split_job = jobs_ui.project_job(project, "split")
 if split_job is not None and not split_job.running and st.session_state.get("split_seen") != split_job.id:
     st.session_state.split_seen = split_job.id
     if split_job.state == "done":
         st.session_state.edit_nonce += 1
-        common.flash("success", f"Split into {len(split_job.result or [])} clusters.")
+        session.flash("success", f"Split into {len(split_job.result or [])} clusters.")
     elif split_job.error is not None:
-        common.flash("error", f"Split failed: {split_job.error.message}")
-common.show_flash()
+        session.flash("error", f"Split failed: {split_job.error.message}")
+session.show_flash()
 
-busy = common.busy_notice(project)
-common.undo_bar(project, curation, disabled=busy)
+busy = jobs_ui.busy_notice(project)
+edits.undo_bar(project, curation, disabled=busy)
 confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
 assign = curation.assignments
 sizes = curation.sizes()
-options = common.cluster_options(curation)
+options = fmt.cluster_options(curation)
 
 VIEWS = ["Overview", "Gallery", "Review queue"]
 view = st.segmented_control(
@@ -47,9 +48,9 @@ def overview() -> None:
     n_excluded = int((assign == EXCLUDED).sum())
     cols = st.columns(5)
     cols[0].metric("Clusters", len(sizes))
-    cols[1].metric("Images", common.fmt_int(curation.n_images - n_excluded))
-    cols[2].metric("Excluded", common.fmt_int(n_excluded))
-    cols[3].metric("Edited images", common.fmt_int(int(curation.touched.sum())))
+    cols[1].metric("Images", fmt.fmt_int(curation.n_images - n_excluded))
+    cols[2].metric("Excluded", fmt.fmt_int(n_excluded))
+    cols[3].metric("Edited images", fmt.fmt_int(int(curation.touched.sum())))
     metrics = project.current_metrics()
     if metrics:
         cols[4].metric(
@@ -74,7 +75,7 @@ def overview() -> None:
                 if c.button("Rename", type="primary", disabled=bool(busy), key="rename", width="stretch"):
                     old = curation.name_of(cid)
                     new = curation.rename(cid, name)
-                    common.edited(project, f"Renamed '{old}' to '{new}'.")
+                    session.edited(project, f"Renamed '{old}' to '{new}'.")
             with merge_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
                 chosen = a.multiselect(
@@ -93,7 +94,7 @@ def overview() -> None:
                     width="stretch",
                 ):
                     target = curation.merge(chosen, name.strip() or None)
-                    common.edited(
+                    session.edited(
                         project, f"Merged {len(chosen)} clusters into '{curation.name_of(target)}'."
                     )
             with split_tab:
@@ -106,7 +107,7 @@ def overview() -> None:
                     key="split_parts",
                 )
                 if c.button("Split", type="primary", disabled=bool(busy), key="split", width="stretch"):
-                    common.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
+                    jobs_ui.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
                     st.rerun()
                 st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
         except ValueError as error:
@@ -126,9 +127,9 @@ def overview() -> None:
                 head.markdown(f"**{curation.name_of(cid)}**")
                 button.button("Open", key=f"open-{cid}", on_click=_open_cluster, args=(cid,), type="tertiary")
                 st.caption(
-                    f"{common.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
+                    f"{fmt.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
                 )
-                common.image_strip(project, members[:5].tolist(), width=46)
+                gallery.image_strip(project, members[:5].tolist(), width=46)
 
 
 # ------------------------------------------------------------------------------------------ gallery
@@ -164,7 +165,7 @@ def cluster_gallery() -> None:
         ]
     scope = f"cluster{cid}"
     captions = [f"{confidence[i]:.2f}" for i in members]
-    shown = common.gallery(project, members, scope=scope, captions=captions, page_size=page_size)
+    shown = gallery.gallery(project, members, scope=scope, captions=captions, page_size=page_size)
     _selection_bar(scope, shown, restore=cid == EXCLUDED)
 
 
@@ -176,28 +177,28 @@ def review_queue() -> None:
     page_size = b.selectbox("Per page", [48, 100], key="review_page_size")
     queue = np.flatnonzero((assign != EXCLUDED) & (confidence < threshold))
     queue = queue[np.argsort(confidence[queue], kind="stable")]
-    st.caption(f"{common.fmt_int(queue.size)} images to review")
+    st.caption(f"{fmt.fmt_int(queue.size)} images to review")
     captions = [f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" for i in queue]
-    shown = common.gallery(project, queue, scope="review", captions=captions, page_size=page_size)
+    shown = gallery.gallery(project, queue, scope="review", captions=captions, page_size=page_size)
     _selection_bar("review", shown)
 
 
 def _selection_bar(scope: str, shown: list[int], restore: bool = False) -> None:
-    picked = common.picked(scope)
+    picked = gallery.picked(scope)
     with st.container(border=True):
         info, select_all, clear = st.columns([4, 1, 1], vertical_alignment="center")
         info.markdown(f"**{len(picked)} selected**" if picked else "Tick images to move or exclude them.")
         select_all.button(
             "Select page",
             key=f"{scope}:all",
-            on_click=common.set_picked,
+            on_click=gallery.set_picked,
             args=(scope, shown, True),
             width="stretch",
         )
         clear.button(
-            "Clear", key=f"{scope}:clear", on_click=common.clear_picked, args=(scope,), width="stretch"
+            "Clear", key=f"{scope}:clear", on_click=gallery.clear_picked, args=(scope,), width="stretch"
         )
-        common.edit_actions(project, curation, picked, key=scope, restore=restore, disabled=bool(busy))
+        edits.edit_actions(project, curation, picked, key=scope, restore=restore, disabled=bool(busy))
 
 
 if view == "Overview":

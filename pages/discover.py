@@ -7,17 +7,18 @@ import pandas as pd
 import streamlit as st
 
 from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
-from turtle_ui import common
+from turtle_ui import fmt, session
+from turtle_ui import jobs as jobs_ui
 
 st.title("Discover categories")
 st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")
-common.show_flash()
-project = common.require_project()
+session.show_flash()
+project = session.require_project()
 
 scan = project.scan_result
 n_images = len(scan.images) if scan is not None else 0
 n_labels = scan.summary()["folder_labels"] if scan is not None else 0
-job = common.project_job(project, "discover")
+job = jobs_ui.project_job(project, "discover")
 running = job is not None and job.running
 
 # ------------------------------------------------------------------------------------------ settings
@@ -67,7 +68,7 @@ with st.container(border=True):
             request = (int(low), int(high))
         backbones = ", ".join(project.backbones)
         st.caption(
-            f"{common.fmt_int(n_images)} images · backbones: {backbones}"
+            f"{fmt.fmt_int(n_images)} images · backbones: {backbones}"
             if scan
             else f"Backbones: {backbones}"
         )
@@ -87,7 +88,7 @@ with st.container(border=True):
         disabled=running or not confirmed or not project.backbones,
         key="run_discovery",
     ):
-        common.submit_job(
+        jobs_ui.submit_job(
             project,
             "discover",
             lambda progress, cancel: project.run_discovery(
@@ -96,7 +97,7 @@ with st.container(border=True):
         )
         st.rerun()  # redraw with the button disabled and the progress panel
 
-common.job_panel(job, "Discovery")
+jobs_ui.job_panel(job, "Discovery")
 
 # ------------------------------------------------------------------------------------------ result
 result = project.discovery
@@ -108,13 +109,13 @@ if result is None or running:
 st.subheader("Result")
 cols = st.columns(4)
 cols[0].metric("Categories", result.n_clusters)
-cols[1].metric("Images", common.fmt_int(len(result.images)))
+cols[1].metric("Images", fmt.fmt_int(len(result.images)))
 cols[2].metric(
     "Generalisation score",
     f"{result.score:.3f}",
     help="How well a linear classifier trained on half the data predicts the clusters of the other half; higher is better.",
 )
-cols[3].metric("Time", common.fmt_duration(result.seconds))
+cols[3].metric("Time", fmt.fmt_duration(result.seconds))
 
 if result.metrics:
     st.markdown("**Agreement with folder labels**")
@@ -162,5 +163,5 @@ if result.failed:
         )
 
 nav = st.columns(2)
-nav[0].page_link(common.MAP_PAGE, label="Explore the map", icon=":material/scatter_plot:")
-nav[1].page_link(common.CLUSTERS_PAGE, label="Review the clusters", icon=":material/category:")
+nav[0].page_link(session.MAP_PAGE, label="Explore the map", icon=":material/scatter_plot:")
+nav[1].page_link(session.CLUSTERS_PAGE, label="Review the clusters", icon=":material/category:")

@@ -7,13 +7,14 @@ from pathlib import Path
 import streamlit as st
 
 from turtle_core.constants import EXCLUDED
-from turtle_ui import common
+from turtle_ui import fmt, session
+from turtle_ui import jobs as jobs_ui
 
 st.title("Export")
 st.caption("Write the labeled dataset to a new folder. Your original images are only read, never moved.")
-common.show_flash()
-project = common.require_project()
-curation = common.require_curation(project)
+session.show_flash()
+project = session.require_project()
+curation = session.require_curation(project)
 
 from turtle_core.export.dataset import ALL_FORMATS  # noqa: E402
 
@@ -32,13 +33,13 @@ MODES = {
 
 n_excluded = int((curation.assignments == EXCLUDED).sum())
 cols = st.columns(3)
-cols[0].metric("Images to export", common.fmt_int(curation.n_images - n_excluded))
+cols[0].metric("Images to export", fmt.fmt_int(curation.n_images - n_excluded))
 cols[1].metric("Classes", len(curation.cluster_ids()))
 cols[2].metric(
-    "Excluded", common.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied."
+    "Excluded", fmt.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied."
 )
 
-job = common.project_job(project, "export")
+job = jobs_ui.project_job(project, "export")
 running = job is not None and job.running
 
 with st.container(border=True):
@@ -92,7 +93,7 @@ with st.container(border=True):
     ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running
     if st.button("Export", type="primary", icon=":material/output:", disabled=not ready, key="export"):
         chosen, chosen_mode, replace = list(formats), mode, overwrite
-        common.submit_job(
+        jobs_ui.submit_job(
             project,
             "export",
             lambda progress, cancel: project.export(
@@ -101,18 +102,18 @@ with st.container(border=True):
         )
         st.rerun()
 
-common.job_panel(job, "Export")
+jobs_ui.job_panel(job, "Export")
 
 if job is not None and job.state == "done" and job.result is not None:
     report = job.result
     st.success(
-        f"Exported {common.fmt_int(report.n_exported)} images to `{report.dest}`.",
+        f"Exported {fmt.fmt_int(report.n_exported)} images to `{report.dest}`.",
         icon=":material/check_circle:",
     )
     rcols = st.columns(3)
-    rcols[0].metric("Exported", common.fmt_int(report.n_exported))
-    rcols[1].metric("Excluded", common.fmt_int(report.n_excluded))
-    rcols[2].metric("Manifest files", common.fmt_int(len(report.files)))
+    rcols[0].metric("Exported", fmt.fmt_int(report.n_exported))
+    rcols[1].metric("Excluded", fmt.fmt_int(report.n_excluded))
+    rcols[2].metric("Manifest files", fmt.fmt_int(len(report.files)))
     for warning in report.warnings:
         st.warning(warning)
     with st.expander("Class folders and files"):

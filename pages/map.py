@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from turtle_ui import common
+from turtle_ui import edits, fmt, gallery, session
+from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import scatter_figure
 
 st.title("Map")
@@ -13,12 +14,12 @@ st.caption(
     "Similar images lie close together. Lasso or box a group of points to review and relabel it; "
     "pick the Click tool to open a single image."
 )
-common.show_flash()
-project = common.require_project()
-curation = common.require_curation(project)
+session.show_flash()
+project = session.require_project()
+curation = session.require_curation(project)
 
-busy = common.busy_notice(project)
-common.undo_bar(project, curation, disabled=busy)
+busy = jobs_ui.busy_notice(project)
+edits.undo_bar(project, curation, disabled=busy)
 
 # ------------------------------------------------------------------------------------------ layout
 controls = st.columns([1, 1.2, 1.4, 2], vertical_alignment="bottom")
@@ -60,7 +61,7 @@ def _show_umap() -> None:
 
 
 xy = None
-umap_job = common.project_job(project, "umap")
+umap_job = jobs_ui.project_job(project, "umap")
 if method_label == "UMAP":
     xy = project.cached_layout("umap")
     if xy is not None and st.session_state.get(shown_key) == "stand-in" and _selection(chart_key):
@@ -72,7 +73,7 @@ if method_label == "UMAP":
             st.button("Show UMAP", key="show_umap", icon=":material/scatter_plot:", on_click=_show_umap)
     elif xy is None:
         if umap_job is None or (not umap_job.running and umap_job.state != "failed"):
-            umap_job = common.submit_job(
+            umap_job = jobs_ui.submit_job(
                 project,
                 "umap",
                 lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel),
@@ -80,13 +81,13 @@ if method_label == "UMAP":
         if umap_job.state == "failed":
             controls[3].warning("UMAP failed; showing PCA.", icon=":material/warning:")
             if controls[3].button("Retry UMAP", key="retry_umap"):
-                common.job_manager().forget(common.job_key(project, "umap"))
+                jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
                 st.rerun()
-            common.job_panel(umap_job, "UMAP layout")
+            jobs_ui.job_panel(umap_job, "UMAP layout")
         else:
             with controls[3]:
                 st.caption("Showing the PCA layout while UMAP is computed in the background.")
-                common.job_panel(umap_job, "UMAP", compact=True)
+                jobs_ui.job_panel(umap_job, "UMAP", compact=True)
 if method_label == "UMAP":
     st.session_state[shown_key] = "stand-in" if xy is None else "umap"
 else:
@@ -98,7 +99,7 @@ if xy is None:
         xy = project.layout("pca")
     except ProjectError as error:
         st.error(str(error), icon=":material/error:")
-        st.page_link(common.DISCOVER_PAGE, label="Discover categories", icon=":material/arrow_forward:")
+        st.page_link(session.DISCOVER_PAGE, label="Discover categories", icon=":material/arrow_forward:")
         st.stop()
 
 n = curation.n_images
@@ -128,7 +129,7 @@ with map_col:
         config={"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"]},
     )
     st.caption(
-        f"{common.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · hover a point for its name"
+        f"{fmt.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · hover a point for its name"
     )
 
 # Key access works for Streamlit's selection state and for a plain dict (AppTest seeds one).
@@ -148,22 +149,22 @@ with side_col:
         index = int(selected[0])
         cid = int(curation.assignments[index])
         st.markdown(f"**{file_names[index]}**")
-        common.preview_image(project, index)
+        gallery.preview_image(project, index)
         st.caption(
             f"{curation.name_of(cid)} · confidence {confidence[index]:.2f} · `{project.images[index].path}`"
         )
     else:
         by_cluster = np.unique(curation.assignments[selected], return_counts=True)
         parts = sorted(zip(by_cluster[1].tolist(), by_cluster[0].tolist(), strict=True), reverse=True)[:4]
-        st.markdown(f"**{common.fmt_int(selected.size)} images selected**")
+        st.markdown(f"**{fmt.fmt_int(selected.size)} images selected**")
         st.caption(" · ".join(f"{curation.name_of(c)}: {k}" for k, c in parts))
 
     with st.container(border=True):
-        common.edit_actions(project, curation, selected, key="map", horizontal=False, disabled=busy)
+        edits.edit_actions(project, curation, selected, key="map", horizontal=False, disabled=busy)
 
     if selected.size > 1:
         order = selected[np.argsort(confidence[selected], kind="stable")]
         captions = [f"{confidence[i]:.2f}" for i in order]
-        common.gallery(
+        gallery.gallery(
             project, order, scope="map", captions=captions, page_size=24, columns=4, selectable=False
         )

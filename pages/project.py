@@ -7,13 +7,14 @@ import os
 import pandas as pd
 import streamlit as st
 
-from turtle_ui import common
+from turtle_ui import fmt, session
+from turtle_ui import jobs as jobs_ui
 
 st.title("Project")
 st.caption(
     "Choose a folder of images. Nothing in it is ever modified: all work is kept in a separate workspace."
 )
-common.show_flash()
+session.show_flash()
 
 
 def _open(folder: str) -> None:
@@ -23,15 +24,15 @@ def _open(folder: str) -> None:
         st.error("Type the path of a folder of images.")
         return
     try:
-        project = common.open_folder(folder)
+        project = session.open_folder(folder)
     except ProjectError as error:
         st.error(str(error), icon=":material/block:")
         return
     if project.scan_result is None:
-        common.submit_job(
+        jobs_ui.submit_job(
             project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
         )
-    common.flash("success", f"Opened {project.folder}")
+    session.flash("success", f"Opened {project.folder}")
     st.rerun()
 
 
@@ -65,7 +66,7 @@ if recent:
             if st.button(folder, key=f"recent-{i}", type="tertiary", icon=":material/history:"):
                 _open(folder)
 
-project = common.current_project()
+project = session.current_project()
 if project is None:
     st.stop()
 
@@ -73,24 +74,24 @@ if project is None:
 st.divider()
 head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
 head.subheader(f"Images in `{project.folder.name}`")
-scan_job = common.project_job(project, "scan")
+scan_job = jobs_ui.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
 if rescan_col.button(
     "Rescan", icon=":material/refresh:", disabled=scanning, help="Pick up added, changed or removed files"
 ):
-    common.submit_job(
+    jobs_ui.submit_job(
         project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
     )
     st.rerun()
-common.job_panel(scan_job, "Scan")
+jobs_ui.job_panel(scan_job, "Scan")
 
 scan = project.scan_result
 if scan is not None and not scanning:
     summary = scan.summary()
     cols = st.columns(4)
-    cols[0].metric("Usable images", common.fmt_int(summary["images"]))
-    cols[1].metric("Skipped files", common.fmt_int(summary["skipped"]))
-    cols[2].metric("Duplicate copies", common.fmt_int(summary["duplicate_files"]))
+    cols[0].metric("Usable images", fmt.fmt_int(summary["images"]))
+    cols[1].metric("Skipped files", fmt.fmt_int(summary["skipped"]))
+    cols[2].metric("Duplicate copies", fmt.fmt_int(summary["duplicate_files"]))
     cols[3].metric(
         "Folder labels",
         summary["folder_labels"] or "none",
@@ -176,4 +177,4 @@ for availability in project.availability():
                     st.rerun()
 
 if all(a.status == "present" for a in project.availability()) and scan is not None and scan.images:
-    st.page_link(common.DISCOVER_PAGE, label="Next: discover categories", icon=":material/arrow_forward:")
+    st.page_link(session.DISCOVER_PAGE, label="Next: discover categories", icon=":material/arrow_forward:")

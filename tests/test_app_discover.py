@@ -54,13 +54,13 @@ def test_quick_effort_is_passed_to_the_engine(monkeypatch, tmp_path) -> None:
 
 
 def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path) -> None:
-    from turtle_ui import common
+    from turtle_ui import jobs as jobs_ui
 
     project = FakeProject(tmp_path / "images", discovered=False)
     project.discover_gate = threading.Event()
     at = open_app(monkeypatch, project, PAGE)
     at.button(key="run_discovery").click().run()
-    job = common.job_manager().get(common.job_key(project, "discover"))
+    job = jobs_ui.job_manager().get(jobs_ui.job_key(project, "discover"))
     assert job is not None and job.running
     assert at.button(key="run_discovery").disabled
     assert "Computing embeddings" in texts(at)

@@ -218,11 +218,11 @@ def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
 
 def open_app(monkeypatch: pytest.MonkeyPatch, project: Any | None, page: str | None = None) -> AppTest:
     """A fresh AppTest of the app that opens `project` for any folder (None: the real engine), on `page`."""
-    from turtle_ui import common
+    from turtle_ui import session
 
     st.cache_resource.clear()  # the project cache and job registry outlive AppTest runs
     if project is not None:
-        monkeypatch.setattr(common, "_open_project_uncached", lambda folder: project)
+        monkeypatch.setattr(session, "_open_project_uncached", lambda folder: project)
     at = AppTest.from_file(APP, default_timeout=30)
     if project is not None:
         at.session_state["folder"] = str(project.folder)
@@ -234,9 +234,9 @@ def open_app(monkeypatch: pytest.MonkeyPatch, project: Any | None, page: str | N
 
 def wait_for_job(at: Any, project: Any, kind: str, timeout: float = 20.0) -> Any:
     """Wait for the project's background job of `kind`, then rerun the app; returns the job."""
-    from turtle_ui import common
+    from turtle_ui import jobs as jobs_ui
 
-    job = common.job_manager().get(common.job_key(project, kind))
+    job = jobs_ui.job_manager().get(jobs_ui.job_key(project, kind))
     assert job is not None, f"no {kind} job was started"
     assert job.wait(timeout), f"{kind} job did not finish in {timeout} s"
     at.run()

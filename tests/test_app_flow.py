@@ -11,9 +11,9 @@ from test_app_fakes import open_app, texts, wait_for_job
 
 
 def _project(at):
-    from turtle_ui import common
+    from turtle_ui import session
 
-    return common._open_project(at.session_state["folder"])
+    return session._open_project(at.session_state["folder"])
 
 
 def test_real_engine_loop(monkeypatch: pytest.MonkeyPatch, make_image_tree, tmp_path: Path) -> None:

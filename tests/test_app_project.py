@@ -20,9 +20,9 @@ def _open(at, folder: str | Path):
 
 
 def _current(at):
-    from turtle_ui import common
+    from turtle_ui import session
 
-    return common._open_project(at.session_state["folder"])
+    return session._open_project(at.session_state["folder"])
 
 
 def test_every_page_without_a_project_shows_a_hint(monkeypatch) -> None:

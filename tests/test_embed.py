@@ -169,7 +169,6 @@ def test_all_cached_embeddings_skip_loading_the_weights(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import turtle_core.embedding.embed as embed_module
-
     from turtle_core.embedding.embed import embed_folder_images
 
     scan = scan_folder(folder)
@@ -199,7 +198,6 @@ def test_changed_weights_file_is_loaded_again(
     import os
 
     import turtle_core.embedding.embed as embed_module
-
     from turtle_core.embedding.backbones import _wheel_file
     from turtle_core.embedding.embed import embed_folder_images
 

@@ -1,0 +1,131 @@
+"""Buttons that edit the curation: move, exclude, restore, undo and redo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import streamlit as st
+
+from turtle_ui.fmt import cluster_options
+from turtle_ui.session import edited
+
+if TYPE_CHECKING:
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import Project
+
+NEW_CLUSTER = -2  # select-box sentinel: "move to a new cluster"
+
+
+def edit_actions(
+    project: Project,
+    curation: Curation,
+    indices: Sequence[int] | np.ndarray,
+    *,
+    key: str,
+    horizontal: bool = True,
+    restore: bool = False,
+    disabled: bool = False,
+) -> None:
+    """Move the given images to an existing or new cluster, exclude them, or (for excluded ones) restore them."""
+    indices = np.asarray(indices, dtype=np.int64)
+    labels = cluster_options(curation)
+    options = [NEW_CLUSTER, *labels]
+    nonce = st.session_state.edit_nonce
+    cols = st.columns([3, 3, 2, 2] if horizontal else [1], vertical_alignment="bottom")
+    target_col = cols[0]
+    name_col = cols[1] if horizontal else cols[0]
+    move_col = cols[2] if horizontal else cols[0]
+    exclude_col = cols[3] if horizontal else cols[0]
+    target = target_col.selectbox(
+        "Move to",
+        options,
+        index=1 if len(options) > 1 and horizontal else 0,
+        format_func=lambda cid: "+ New cluster" if cid == NEW_CLUSTER else labels[cid],
+        key=f"{key}:target:{nonce}",
+        disabled=disabled,
+    )
+    new_name = ""
+    if target == NEW_CLUSTER:
+        new_name = name_col.text_input(
+            "New cluster name",
+            placeholder="optional, e.g. cats",
+            key=f"{key}:name:{nonce}",
+            disabled=disabled,
+        )
+    elif horizontal:
+        name_col.empty()
+    none = indices.size == 0
+    n_text = "image" if indices.size == 1 else "images"
+    try:
+        if move_col.button(
+            f"Move {indices.size} {n_text}" if indices.size else "Move",
+            type="primary",
+            icon=":material/arrow_forward:",
+            disabled=disabled or none,
+            key=f"{key}:move",
+            width="stretch",
+        ):
+            if target == NEW_CLUSTER:
+                cid = curation.move_to_new_cluster(indices, new_name.strip() or None)
+                edited(
+                    project, f"Moved {indices.size} {n_text} to the new cluster '{curation.name_of(cid)}'."
+                )
+            else:
+                moved = curation.move(indices, int(target))
+                edited(project, f"Moved {moved} {n_text} to '{curation.name_of(int(target))}'.")
+        if restore:
+            if exclude_col.button(
+                "Restore",
+                icon=":material/restore_from_trash:",
+                disabled=disabled or none,
+                key=f"{key}:restore",
+                width="stretch",
+            ):
+                restored = curation.restore(indices)
+                edited(project, f"Restored {restored} {n_text} to their clusters.")
+        elif exclude_col.button(
+            "Exclude",
+            icon=":material/block:",
+            disabled=disabled or none,
+            key=f"{key}:exclude",
+            width="stretch",
+        ):
+            excluded = curation.exclude(indices)
+            edited(project, f"Excluded {excluded} {n_text} from the dataset.")
+    except ValueError as error:
+        st.error(str(error), icon=":material/warning:")
+
+
+def undo_bar(project: Project, curation: Curation, disabled: bool = False) -> None:
+    """Undo / redo buttons, the last edit, and the full history in a popover."""
+    history = curation.history()
+    undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
+    if undo_col.button(
+        "Undo",
+        icon=":material/undo:",
+        disabled=disabled or not curation.can_undo,
+        width="stretch",
+        key="undo",
+    ):
+        last = history[-1]
+        curation.undo()
+        edited(project, f"Undone: {last}")
+    if redo_col.button(
+        "Redo",
+        icon=":material/redo:",
+        disabled=disabled or not curation.can_redo,
+        width="stretch",
+        key="redo",
+    ):
+        curation.redo()
+        edited(project, "Redone: " + curation.history()[-1])
+    last_col.caption(f"Last edit: {history[-1]}" if history else "No edits yet.")
+    with history_col.popover(f"History ({len(history)})", width="stretch"):
+        if not history:
+            st.caption("No edits yet.")
+        for number, line in reversed(list(enumerate(history, 1))):
+            st.caption(f"{number}. {line}")
+        for line in curation.redo_history():
+            st.caption(f"~~{line}~~ (undone)")

@@ -1,0 +1,137 @@
+"""Thumbnail galleries with tick boxes, image strips and single-image previews."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import streamlit as st
+
+from turtle_ui.fmt import fmt_int
+
+if TYPE_CHECKING:
+    from turtle_core.workspace.project import Project
+
+def thumbnail_paths(project: Project, indices: Sequence[int]) -> list[str | None]:
+    paths: list[str | None] = []
+    for index in indices:
+        try:
+            path = project.thumbnail(int(index))
+        except Exception:  # a broken file must not break the gallery
+            path = None
+        paths.append(str(path) if path is not None else None)
+    return paths
+
+
+def image_strip(project: Project, indices: Sequence[int], width: int = 64) -> None:
+    """A row of small thumbnails (e.g. a cluster's most typical images)."""
+    paths = [p for p in thumbnail_paths(project, indices) if p]
+    if paths:
+        st.image(paths, width=width)
+    else:
+        st.caption("No preview available.")
+
+
+def pick_prefix(scope: str) -> str:
+    return f"pick:{scope}:{st.session_state.edit_nonce}:"
+
+
+def picked(scope: str) -> list[int]:
+    """Indices ticked in the gallery `scope` (on any of its pages) since the last edit."""
+    prefix = pick_prefix(scope)
+    return sorted(
+        int(key[len(prefix) :])
+        for key, value in st.session_state.to_dict().items()
+        if isinstance(key, str) and key.startswith(prefix) and value is True
+    )
+
+
+def set_picked(scope: str, indices: Sequence[int], value: bool) -> None:
+    prefix = pick_prefix(scope)
+    for index in indices:
+        st.session_state[f"{prefix}{int(index)}"] = value
+
+
+def clear_picked(scope: str) -> None:
+    prefix = pick_prefix(scope)
+    for key in list(st.session_state.to_dict()):
+        if isinstance(key, str) and key.startswith(prefix):
+            st.session_state[key] = False
+
+
+def gallery(
+    project: Project,
+    indices: np.ndarray,
+    *,
+    scope: str,
+    captions: Sequence[str] | None = None,
+    page_size: int = 48,
+    columns: int = 8,
+    selectable: bool = True,
+) -> list[int]:
+    """A paginated grid of thumbnails; with `selectable`, each has a checkbox. Returns the page's indices."""
+    n = len(indices)
+    if n == 0:
+        st.caption("No images.")
+        return []
+    n_pages = max(1, math.ceil(n / page_size))
+    page_key = f"page:{scope}"
+    if st.session_state.get(page_key, 1) > n_pages:
+        st.session_state[page_key] = 1
+    if n_pages > 1:
+        left, right = st.columns([1, 4], vertical_alignment="center")
+        page = left.number_input(
+            "Page",
+            min_value=1,
+            max_value=n_pages,
+            value=1,
+            step=1,
+            key=page_key,
+            label_visibility="collapsed",
+        )
+        start = (int(page) - 1) * page_size
+        right.caption(
+            f"Page {page} of {n_pages} · images {start + 1}–{min(n, start + page_size)} of {fmt_int(n)}"
+        )
+    else:
+        page, start = 1, 0
+    shown = [int(i) for i in indices[start : start + page_size]]
+    paths = thumbnail_paths(project, shown)
+    prefix = pick_prefix(scope)
+    grid = st.columns(columns)
+    for slot, (index, path) in enumerate(zip(shown, paths, strict=True)):
+        with grid[slot % columns]:
+            caption = captions[start + slot] if captions is not None else None
+            if path:
+                st.image(path, width="stretch")
+            else:
+                st.caption(":material/warning: unreadable")
+            if selectable:
+                st.checkbox(
+                    caption or str(index),
+                    key=f"{prefix}{index}",
+                    persist_state="page",
+                )
+            elif caption:
+                st.caption(caption)
+    return shown
+
+
+def file_name(project: Project, index: int) -> str:
+    return Path(project.images[index].path).name
+
+
+def preview_image(project: Project, index: int, max_side: int = 640) -> None:
+    """One image, larger than a thumbnail (EXIF-rotated, downscaled), or a note when it cannot be read."""
+    from turtle_core.ingest.scan import UnusableImage, load_image
+
+    try:
+        image = load_image(project.image_path(index))
+        image.thumbnail((max_side, max_side))
+    except (UnusableImage, OSError) as error:
+        st.warning(f"Cannot show this image: {error}")
+        return
+    st.image(image, width="stretch")

@@ -1,0 +1,134 @@
+"""The open project of this browser session, page links, and one-shot messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+if TYPE_CHECKING:
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import Project
+
+PROJECT_PAGE = "pages/project.py"
+
+
+DISCOVER_PAGE = "pages/discover.py"
+
+
+MAP_PAGE = "pages/map.py"
+
+
+CLUSTERS_PAGE = "pages/clusters.py"
+
+
+EXPORT_PAGE = "pages/export.py"
+
+
+SESSION_DEFAULTS: dict[str, Any] = {
+    "folder": None,  # the open project's image folder (str)
+    "flash": None,  # (kind, message) shown once at the top of the next page run
+    "edit_nonce": 0,  # bumped after every curation edit: resets selections keyed on it
+}
+
+
+def init_session() -> None:
+    """Set session defaults once per session."""
+    for key, value in SESSION_DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def _open_project_uncached(folder: str) -> Project:
+    from turtle_core.workspace.project import Project
+
+    return Project.open(folder)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _open_project(folder: str) -> Project:
+    return _open_project_uncached(folder)
+
+
+def open_folder(folder: str | os.PathLike[str]) -> Project:
+    """Open (or re-use) the project of `folder` and make it this session's project.
+
+    Raises the engine's `ProjectError` with a user-facing message when the folder is unusable."""
+    key = os.path.abspath(os.path.expanduser(os.fspath(folder).strip()))
+    project = _open_project(key)
+    st.session_state.folder = key
+    st.session_state.edit_nonce += 1
+    return project
+
+
+def close_project() -> None:
+    st.session_state.folder = None
+
+
+def current_project() -> Project | None:
+    """This session's project, or None when no folder is open (or it cannot be opened any more)."""
+    folder = st.session_state.get("folder")
+    if not folder:
+        return None
+    try:
+        return _open_project(folder)
+    except Exception as error:  # the folder vanished or became unreadable since it was opened
+        st.session_state.folder = None
+        flash("error", f"Could not reopen {folder}: {error}")
+        return None
+
+
+def require_project() -> Project:
+    """The open project; otherwise a friendly hint with a link to the Project page, and stop."""
+    project = current_project()
+    if project is None:
+        show_flash()
+        st.info(
+            "No project is open yet. Choose an image folder, or try the demo, to start.",
+            icon=":material/folder_open:",
+        )
+        st.page_link(PROJECT_PAGE, label="Open a project", icon=":material/arrow_forward:")
+        st.stop()
+    return project
+
+
+def require_curation(project: Project) -> Curation:
+    """The project's curation; otherwise a hint to run discovery first, and stop."""
+    if project.discovery is None or project.curation is None:
+        st.info(
+            "No categories yet: run discovery first to group the images.", icon=":material/travel_explore:"
+        )
+        st.page_link(DISCOVER_PAGE, label="Discover categories", icon=":material/arrow_forward:")
+        st.stop()
+    return project.curation
+
+
+def flash(kind: str, message: str) -> None:
+    """Show `message` at the top of the next run (survives `st.rerun`)."""
+    st.session_state.flash = (kind, message)
+
+
+def show_flash() -> None:
+    note = st.session_state.get("flash")
+    if not note:
+        return
+    st.session_state.flash = None
+    kind, message = note
+    {"success": st.success, "error": st.error, "warning": st.warning}.get(kind, st.info)(message)
+
+
+def edited(project: Project, message: str) -> None:
+    """After a curation edit: save, reset selections, tell the user, rerun the whole app."""
+    project.save_curation()
+    st.session_state.edit_nonce += 1
+    flash("success", message)
+    st.rerun()
+
+
+def palette_css() -> None:
+    """Load the app's small stylesheet (compact galleries, tighter headers)."""
+    css = Path(__file__).resolve().parent.parent / "assets" / "app.css"
+    if css.is_file():
+        st.html(f"<style>{css.read_text()}</style>")
