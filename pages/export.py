@@ -17,6 +17,8 @@ project = session.require_project()
 curation = session.require_curation(project)
 
 from turtle_core.export.dataset import ALL_FORMATS  # noqa: E402
+from turtle_core.export.marker import check_replaceable  # noqa: E402
+from turtle_core.names import display_name, markdown_text  # noqa: E402
 
 FORMATS = {
     "imagefolder": "ImageFolder tree",
@@ -79,17 +81,26 @@ with st.container(border=True):
         and job.result is not None
         and Path(job.result.dest) == target.resolve()
     )
+    # Only a folder carrying this app's export marker can be replaced; any other is never offered.
+    check = check_replaceable(target) if exists and target.is_dir() else None
     if exists and not running:
-        if just_made:
+        if check is None or not check.replaceable:
+            reason = check.reason if check is not None else f"{target} exists and is not a folder."
+            st.error(markdown_text(reason), icon=":material/block:")
+        elif just_made:
             st.info(
                 "This is the export you just made. To write it again, confirm below.", icon=":material/info:"
             )
         else:
-            st.warning(f"`{target}` already exists and is not empty.", icon=":material/warning:")
-        overwrite = st.checkbox(
-            "Replace it (only a previous export made by this app can be replaced)",
-            key=f"export_overwrite:{job.id if job is not None else 0}",
-        )
+            st.warning(
+                f"{markdown_text(target)} already exists: a previous export made by this app.",
+                icon=":material/warning:",
+            )
+        if check is not None and check.replaceable:
+            overwrite = st.checkbox(
+                "Replace it",
+                key=f"export_overwrite:{job.id if job is not None else 0}",
+            )
     ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running
     if st.button("Export", type="primary", icon=":material/output:", disabled=not ready, key="export"):
         chosen, chosen_mode, replace = list(formats), mode, overwrite
@@ -107,7 +118,7 @@ jobs_ui.job_panel(job, "Export")
 if job is not None and job.state == "done" and job.result is not None:
     report = job.result
     st.success(
-        f"Exported {fmt.fmt_int(report.n_exported)} images to `{report.dest}`.",
+        f"Exported {fmt.fmt_int(report.n_exported)} images to {markdown_text(report.dest)}.",
         icon=":material/check_circle:",
     )
     rcols = st.columns(3)
@@ -115,11 +126,14 @@ if job is not None and job.state == "done" and job.result is not None:
     rcols[1].metric("Excluded", fmt.fmt_int(report.n_excluded))
     rcols[2].metric("Manifest files", fmt.fmt_int(len(report.files)))
     for warning in report.warnings:
-        st.warning(warning)
+        st.warning(markdown_text(warning))
     with st.expander("Class folders and files"):
         if report.label_folders:
             st.dataframe(
-                [{"label": label, "folder": folder} for label, folder in report.label_folders.items()],
+                [
+                    {"label": display_name(label), "folder": display_name(folder)}
+                    for label, folder in report.label_folders.items()
+                ],
                 hide_index=True,
                 width="stretch",
             )

@@ -13,6 +13,7 @@ import pytest
 
 from turtle_core.export import dataset as export_module
 from turtle_core.export.dataset import (
+    ALL_FORMATS,
     ExportError,
     ExportExists,
     export_dataset,
@@ -21,6 +22,7 @@ from turtle_core.export.dataset import (
     sanitize_label,
     unique_folder_names,
 )
+from turtle_core.export.marker import MARKER, check_replaceable
 from turtle_core.progress import Cancelled
 
 NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # a file name that is not valid UTF-8
@@ -270,7 +272,7 @@ def test_existing_dest_refused_then_overwrite(source, tmp_path: Path) -> None:
     other = tmp_path / "documents"
     other.mkdir()
     (other / "thesis.docx").write_text("precious")
-    with pytest.raises(ExportExists, match="does not look like a previous export"):
+    with pytest.raises(ExportExists, match="no .turtle-export.json marker"):
         export_dataset(root, paths, dest=other, overwrite=True, **cols)
     assert (other / "thesis.docx").read_text() == "precious"
 
@@ -355,3 +357,135 @@ def test_export_speed(make_image_tree, tmp_path: Path) -> None:
         print(f"\nexport {n} images ({mode}, all formats): {elapsed:.2f} s")
         assert report.n_exported == n
         assert elapsed < 20
+
+
+# --------------------------------------------------------------------------- the export marker
+
+FLAG_COMBINATIONS = [
+    (mode, formats, overwrite)
+    for mode in ("copy", "hardlink", "symlink")
+    for formats in (ALL_FORMATS, ("csv",), ("imagefolder",), ("parquet", "hf"))
+    for overwrite in (False, True)
+]
+
+
+def test_a_user_folder_with_a_manifest_survives_every_flag_combination(source, tmp_path: Path) -> None:
+    root, paths = source
+    cols = _columns(paths)
+    user = tmp_path / "my-dataset"
+    (user / "cats").mkdir(parents=True)
+    (user / "manifest.csv").write_text("path,label\nmine.png,cat\n")  # looks like an export; is not
+    (user / "cats" / "mine.png").write_bytes(b"my own picture")
+    (user / "notes.txt").write_text("years of work")
+    before = _snapshot(user)
+    for mode, formats, overwrite in FLAG_COMBINATIONS:
+        with pytest.raises(ExportExists, match="never replaced"):
+            export_dataset(root, paths, dest=user, mode=mode, formats=formats, overwrite=overwrite, **cols)
+        assert _snapshot(user) == before, (mode, formats, overwrite)
+    # Nothing was left beside it either (no partial or backup folders).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "my-dataset"]
+
+
+def test_a_forged_or_foreign_marker_is_not_proof(source, tmp_path: Path) -> None:
+    root, paths = source
+    cols = _columns(paths)
+    for name, content in [
+        ("empty", ""),
+        ("not-json", "hello"),
+        ("other-tool", json.dumps({"exported_by": "someone-else"})),
+        ("a-list", json.dumps(["turtle-labels"])),
+    ]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / MARKER).write_text(content)
+        (folder / "data.bin").write_bytes(b"keep me")
+        with pytest.raises(ExportExists, match="did not write"):
+            export_dataset(root, paths, dest=folder, overwrite=True, **cols)
+        assert (folder / "data.bin").read_bytes() == b"keep me"
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    real = tmp_path / "ours"
+    export_dataset(root, paths, dest=real, formats=("csv",), **cols)
+    (linked / MARKER).symlink_to(real / MARKER)  # a link to a real marker does not count
+    (linked / "data.bin").write_bytes(b"keep me")
+    with pytest.raises(ExportExists, match="never replaced"):
+        export_dataset(root, paths, dest=linked, overwrite=True, **cols)
+    assert (linked / "data.bin").read_bytes() == b"keep me"
+
+
+def test_a_real_previous_export_is_replaced(source, tmp_path: Path) -> None:
+    root, paths = source
+    cols = _columns(paths)
+    dest = tmp_path / "out"
+    export_dataset(root, paths, dest=dest, **cols)
+    marker = json.loads((dest / MARKER).read_text(encoding="utf-8"))
+    assert marker["exported_by"] == "turtle-labels" and marker["format_version"] == 2
+    assert marker["exported_at"].endswith("Z") and marker["n_images"] == len(paths)
+    assert set(marker["entries"]) == {p.name for p in dest.iterdir()} - {MARKER}
+    assert check_replaceable(dest).replaceable
+    with pytest.raises(ExportExists, match="previous export; allow replacing it"):
+        export_dataset(root, paths, dest=dest, **cols)
+    relabelled = dict(cols, labels=["birds" if label else None for label in cols["labels"]])
+    report = export_dataset(root, paths, dest=dest, mode="symlink", overwrite=True, **relabelled)
+    assert report.label_folders == {"birds": "birds"}
+    assert sorted(p.name for p in dest.iterdir() if p.is_dir()) == ["birds"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "out"]
+    # An export made before markers listed their entries (format 1) is still recognised.
+    (dest / MARKER).write_text(json.dumps({"exported_by": "turtle-labels", "mode": "copy", "n_images": 3}))
+    export_dataset(root, paths, dest=dest, formats=("csv",), overwrite=True, **cols)
+    assert sorted(p.name for p in dest.iterdir()) == [MARKER, "manifest.csv"]
+
+
+def test_files_added_to_a_previous_export_keep_it_from_being_replaced(source, tmp_path: Path) -> None:
+    root, paths = source
+    cols = _columns(paths)
+    dest = tmp_path / "out"
+    export_dataset(root, paths, dest=dest, formats=("csv", "imagefolder"), **cols)
+    (dest / "my-notes.txt").write_text("added by hand")
+    with pytest.raises(ExportExists, match="files were added to it since \\(my-notes.txt\\)"):
+        export_dataset(root, paths, dest=dest, overwrite=True, **cols)
+    assert (dest / "my-notes.txt").read_text() == "added by hand"
+    (dest / "my-notes.txt").unlink()
+    assert export_dataset(root, paths, dest=dest, overwrite=True, **cols).n_exported == len(paths) - 1
+
+
+def test_a_folder_that_appears_during_the_export_is_not_replaced(source, tmp_path: Path) -> None:
+    root, paths = source
+    dest = tmp_path / "out"
+
+    def progress(p) -> None:  # another program fills `dest` while the export is being written
+        if not dest.exists():
+            dest.mkdir()
+            (dest / "theirs.txt").write_text("not ours")
+
+    with pytest.raises(ExportExists):
+        export_dataset(root, paths, dest=dest, overwrite=True, progress=progress, **_columns(paths))
+    assert [p.name for p in dest.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "out"]
+
+
+@pytest.mark.parametrize(
+    ("label", "folder"),
+    [
+        ("../", "_"),
+        ("../../etc/passwd", "_.._etc_passwd"),
+        ("", "unnamed"),
+        (".", "unnamed"),
+        ("..", "unnamed"),
+        ("evil\u202egnp.exe", "evil_gnp.exe"),
+        ("a\u2066b\u200fc", "a_b_c"),
+        ("aux", "aux_"),
+        ("LPT9.tar.gz", "LPT9_.tar.gz"),
+        ("<b>bold</b>", "_b_bold__b_"),
+        ("$x$ **y** `z`", "$x$ __y__ `z`"),  # * is not allowed on Windows
+    ],
+)
+def test_sanitize_label_hostile_names(label: str, folder: str) -> None:
+    assert sanitize_label(label) == folder
+
+
+def test_sanitize_label_very_long_names_fit_every_file_system() -> None:
+    for long in ("x" * 5000, "🐢" * 300, "\u202e" * 50 + "y" * 300):
+        folder = sanitize_label(long)
+        assert 0 < len(folder.encode("utf-8")) <= 100
+        assert folder == sanitize_label(folder)  # stable

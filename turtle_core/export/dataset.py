@@ -2,7 +2,9 @@
 
 Everything is built in a hidden sibling folder `<dest>.partial-<random>` and renamed into place at the
 end, so an interrupted export never leaves a half-written `dest`, and an existing export is replaced
-only when the new one is complete.
+only when the new one is complete. Every export carries a marker file (`MARKER`); a non-empty folder
+without it is never replaced, whatever the flags. Source paths in the manifests are written with
+`turtle_core.names.escape_name` (undecodable bytes as `\\xNN`; `unescape_name` reverses it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 import pandas as pd
 
+from turtle_core.export.marker import MARKER, check_replaceable, write_marker
+from turtle_core.names import display_name, escape_name, has_undecodable, is_hidden_char
 from turtle_core.progress import Progress, ProgressMeter, check_cancel
 
 ExportMode = Literal["copy", "hardlink", "symlink"]
@@ -48,7 +52,6 @@ HF_METADATA = "metadata.jsonl"
 HF_README = "README.md"
 LS_TASKS = "labelstudio_tasks.json"
 LS_CONFIG = "labelstudio_config.xml"
-MARKER = ".turtle-export.json"
 # Label folders may not take these names (compared case-insensitively).
 ROOT_FILES: tuple[str, ...] = (
     MANIFEST_CSV,
@@ -108,7 +111,7 @@ def sanitize_label(name: str) -> str:
     text = unicodedata.normalize("NFC", _valid_unicode(str(name)))
     chars = []
     for ch in text:
-        if ch in _FORBIDDEN or unicodedata.category(ch) == "Cc":
+        if ch in _FORBIDDEN or is_hidden_char(ch):
             chars.append("_")
         elif ch.isspace():
             chars.append(" ")
@@ -149,7 +152,7 @@ def unique_folder_names(names: Sequence[str], reserved: Collection[str] = ()) ->
 
 def _safe_file_name(name: str) -> str:
     text = unicodedata.normalize("NFC", _valid_unicode(name))
-    text = "".join("_" if ch in _FORBIDDEN or unicodedata.category(ch) == "Cc" else ch for ch in text)
+    text = "".join("_" if ch in _FORBIDDEN or is_hidden_char(ch) else ch for ch in text)
     text = text.strip(" ").rstrip(".")
     if text.startswith("."):
         text = "_" + text[1:]
@@ -164,11 +167,6 @@ def _safe_file_name(name: str) -> str:
 def _valid_unicode(text: str) -> str:
     """Undo `surrogateescape` (non-UTF-8 bytes in file names) by replacing those bytes with '_'."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
-
-
-def _display_path(path: str) -> str:
-    """A path that can be written as UTF-8: undecodable bytes are shown as \\xNN."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _truncate_utf8(text: str, max_bytes: int) -> str:
@@ -198,7 +196,7 @@ def manifest_frame(
     label_list = [None if label is None else _valid_unicode(str(label)) for label in labels]
     return pd.DataFrame(
         {
-            "path": pd.array([_display_path(str(p)) for p in paths], dtype="string"),
+            "path": pd.array([escape_name(str(p)) for p in paths], dtype="string"),
             "exported_path": pd.array(exported, dtype="string"),
             "label": pd.array(label_list, dtype="string"),
             "cluster_id": np.asarray(cluster_ids, dtype=np.int64).reshape(n),
@@ -290,8 +288,14 @@ def export_dataset(
             exported = _write_tree(source_root, rel_paths, targets, partial, mode, warnings, progress, cancel)
         frame = manifest_frame(paths, labels, cluster_ids, confidence, touched, exported)
         files = _write_metadata(frame, wanted, partial, dest, labelstudio_root, label_names, warnings)
-        _write_marker(partial, mode, n)
+        if any(has_undecodable(str(p)) for p in paths):
+            warnings.append(
+                "Some source file names are not valid UTF-8: the manifests write each such byte as \\xNN "
+                "(and a backslash as \\\\); turtle_core.names.unescape_name gives the original name back."
+            )
+        write_marker(partial, mode, n)
         check_cancel(cancel)
+        _check_destination(source_root, dest, overwrite)  # again: the folder may have changed meanwhile
         _swap_into_place(partial, dest)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -333,14 +337,12 @@ def _check_destination(source_root: Path, dest: Path, overwrite: bool) -> None:
         raise ExportExists(f"{dest} exists and is not a folder")
     if not any(dest.iterdir()):
         return
+    check = check_replaceable(dest)
+    if not check.replaceable:
+        raise ExportExists(check.reason)
     if not overwrite:
         raise ExportExists(
-            f"{dest} already exists and is not empty; choose another folder or allow overwriting"
-        )
-    if not ((dest / MARKER).is_file() or (dest / MANIFEST_CSV).is_file()):
-        raise ExportExists(
-            f"{dest} is not empty and does not look like a previous export (no {MANIFEST_CSV}); "
-            "refusing to replace it. Choose an empty or new folder."
+            f"{dest} already exists: it is a previous export; allow replacing it, or choose another folder"
         )
 
 
@@ -399,7 +401,7 @@ def _write_tree(
             fallbacks += _materialise(src, dst, mode)
             exported[row] = rel
         except OSError as error:
-            missing.append(f"{_display_path(rel_paths[row])} ({error.strerror or error})")
+            missing.append(f"{display_name(rel_paths[row])} ({error.strerror or error})")
         meter.advance(1)
     if fallbacks:
         how = "hard links" if mode == "hardlink" else "symbolic links"
@@ -458,10 +460,6 @@ def _write_metadata(
         root = Path(os.path.abspath(labelstudio_root)) if labelstudio_root is not None else final_dest.parent
         _write_labelstudio(rows, out, final_dest, root, label_names, warnings)
         files.extend([LS_TASKS, LS_CONFIG])
-    if any("\\x" in p for p in frame["path"]):
-        warnings.append(
-            "Some source file names are not valid UTF-8; the manifest shows their bytes as \\xNN."
-        )
     return files
 
 
@@ -543,12 +541,6 @@ def _write_labelstudio(
 def _json_float(value: float) -> float | None:
     value = float(value)
     return None if math.isnan(value) or math.isinf(value) else value
-
-
-def _write_marker(out: Path, mode: ExportMode, n: int) -> None:
-    (out / MARKER).write_text(
-        json.dumps({"exported_by": "turtle-labels", "mode": mode, "n_images": n}) + "\n"
-    )
 
 
 def _swap_into_place(partial: Path, dest: Path) -> None:
