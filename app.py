@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from turtle_core.names import markdown_text
 from turtle_ui import fmt, session
 
 # A bundled file, not a material icon: Streamlit fetches those favicons from fonts.gstatic.com.
@@ -32,8 +33,8 @@ def sidebar() -> None:
         if project is None:
             st.caption("No project open.")
             return
-        st.markdown(f"**{project.folder.name}**")
-        st.caption(str(project.folder.parent))
+        st.markdown(f"**{markdown_text(project.folder.name)}**")
+        st.caption(markdown_text(project.folder.parent))
         curation = project.curation
         if curation is None:
             scan = project.scan_result
@@ -46,7 +47,7 @@ def sidebar() -> None:
             + (f" · {fmt.fmt_int(n_excluded)} excluded" if n_excluded else "")
         )
         if curation.can_undo:
-            st.caption(f"Last edit: {curation.history()[-1]}")
+            st.caption(f"Last edit: {markdown_text(curation.history()[-1])}")
 
 
 sidebar()

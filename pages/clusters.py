@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.constants import EXCLUDED
+from turtle_core.names import display_name, markdown_text
 from turtle_ui import edits, fmt, gallery, session
 from turtle_ui import jobs as jobs_ui
 
@@ -71,7 +72,9 @@ def overview() -> None:
                 cid = a.selectbox(
                     "Cluster", list(options), format_func=options.get, key=f"rename_cid:{nonce}"
                 )
-                name = b.text_input("New name", placeholder=curation.name_of(cid), key=f"rename_name:{nonce}")
+                name = b.text_input(
+                    "New name", placeholder=display_name(curation.name_of(cid)), key=f"rename_name:{nonce}"
+                )
                 if c.button("Rename", type="primary", disabled=bool(busy), key="rename", width="stretch"):
                     old = curation.name_of(cid)
                     new = curation.rename(cid, name)
@@ -83,7 +86,11 @@ def overview() -> None:
                 )
                 name = b.text_input(
                     "Name of the merged cluster",
-                    placeholder=curation.name_of(chosen[0]) if chosen else "keeps the first cluster's name",
+                    placeholder=(
+                        display_name(curation.name_of(chosen[0]))
+                        if chosen
+                        else "keeps the first cluster's name"
+                    ),
                     key=f"merge_name:{nonce}",
                 )
                 if c.button(
@@ -111,7 +118,7 @@ def overview() -> None:
                     st.rerun()
                 st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
         except ValueError as error:
-            st.error(str(error), icon=":material/warning:")
+            st.error(markdown_text(error), icon=":material/warning:")
 
     order = np.lexsort((-confidence, assign))  # by cluster, most confident first
     starts = np.searchsorted(assign[order], list(options))
@@ -124,7 +131,7 @@ def overview() -> None:
             members = order[start : start + sizes[cid]]
             with col, st.container(border=True):
                 head, button = st.columns([3, 1], vertical_alignment="center")
-                head.markdown(f"**{curation.name_of(cid)}**")
+                head.markdown(f"**{markdown_text(curation.name_of(cid))}**")
                 button.button("Open", key=f"open-{cid}", on_click=_open_cluster, args=(cid,), type="tertiary")
                 st.caption(
                     f"{fmt.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"

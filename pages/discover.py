@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_core.names import display_name
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 
@@ -142,7 +143,10 @@ with chart_cols[0]:
     ids, counts = np.unique(result.labels, return_counts=True)
     names = project.curation.names if project.curation is not None else {}
     frame = pd.DataFrame(
-        {"cluster": [names.get(int(c), f"Cluster {int(c)}") for c in ids], "images": counts.astype(int)}
+        {
+            "cluster": [display_name(names.get(int(c), f"Cluster {int(c)}")) for c in ids],
+            "images": counts.astype(int),
+        }
     )
     st.bar_chart(frame, x="cluster", y="images", sort="-images", height=280)
 if len(result.scores_by_k) > 1:
@@ -157,7 +161,9 @@ if len(result.scores_by_k) > 1:
 if result.failed:
     with st.expander(f"Images that could not be embedded ({len(result.failed)})"):
         st.dataframe(
-            pd.DataFrame([{"file": f.path, "reason": f.reason} for f in result.failed]),
+            pd.DataFrame(
+                [{"file": display_name(f.path), "reason": display_name(f.reason)} for f in result.failed]
+            ),
             hide_index=True,
             width="stretch",
         )

@@ -18,7 +18,7 @@ curation = session.require_curation(project)
 
 from turtle_core.export.dataset import ALL_FORMATS  # noqa: E402
 from turtle_core.export.marker import check_replaceable  # noqa: E402
-from turtle_core.names import display_name, markdown_text  # noqa: E402
+from turtle_core.names import display_name, escape_name, markdown_text, unescape_name  # noqa: E402
 
 FORMATS = {
     "imagefolder": "ImageFolder tree",
@@ -45,10 +45,13 @@ job = jobs_ui.project_job(project, "export")
 running = job is not None and job.running
 
 with st.container(border=True):
-    default_dest = str(project.folder.parent / f"{project.folder.name}-labeled")
-    dest = st.text_input(
-        "Destination folder", value=default_dest, key=f"export_dest:{project.folder}"
-    ).strip()
+    # Paths travel through the text box written with escape_name (a non-UTF-8 byte as \xNN).
+    default_dest = escape_name(project.folder.parent / f"{project.folder.name}-labeled")
+    dest = unescape_name(
+        st.text_input(
+            "Destination folder", value=default_dest, key=f"export_dest:{escape_name(project.folder)}"
+        ).strip()
+    )
     formats = st.pills(
         "Formats",
         [f for f in FORMATS if f in ALL_FORMATS],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from turtle_core.names import markdown_text
 from turtle_ui import edits, fmt, gallery, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import scatter_figure
@@ -148,16 +149,17 @@ with side_col:
     if selected.size == 1:
         index = int(selected[0])
         cid = int(curation.assignments[index])
-        st.markdown(f"**{file_names[index]}**")
+        st.markdown(f"**{markdown_text(file_names[index])}**")
         gallery.preview_image(project, index)
         st.caption(
-            f"{curation.name_of(cid)} · confidence {confidence[index]:.2f} · `{project.images[index].path}`"
+            f"{markdown_text(curation.name_of(cid))} · confidence {confidence[index]:.2f} · "
+            f"{markdown_text(project.images[index].path)}"
         )
     else:
         by_cluster = np.unique(curation.assignments[selected], return_counts=True)
         parts = sorted(zip(by_cluster[1].tolist(), by_cluster[0].tolist(), strict=True), reverse=True)[:4]
         st.markdown(f"**{fmt.fmt_int(selected.size)} images selected**")
-        st.caption(" · ".join(f"{curation.name_of(c)}: {k}" for k, c in parts))
+        st.caption(" · ".join(f"{markdown_text(curation.name_of(c))}: {k}" for k, c in parts))
 
     with st.container(border=True):
         edits.edit_actions(project, curation, selected, key="map", horizontal=False, disabled=busy)

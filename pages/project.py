@@ -7,6 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
+from turtle_core.names import display_name, escape_name, markdown_text, unescape_name
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 
@@ -26,7 +27,7 @@ def _open(folder: str) -> None:
     try:
         project = session.open_folder(folder)
     except ProjectError as error:
-        st.error(str(error), icon=":material/block:")
+        st.error(markdown_text(error), icon=":material/block:")
         return
     if project.scan_result is None:
         jobs_ui.submit_job(
@@ -50,7 +51,7 @@ open_col, demo_col = st.columns([3, 2], gap="large")
 with open_col, st.form("open-form", border=False):
     typed = st.text_input("Image folder", placeholder="/path/to/images", key="folder_input")
     if st.form_submit_button("Open folder", type="primary", icon=":material/folder_open:"):
-        _open(typed)
+        _open(unescape_name(typed))  # a non-UTF-8 byte can be typed as \xNN, as our CSV files write it
 with demo_col, st.container(border=True):
     st.markdown("**New here? Try the demo**")
     st.caption("Animal-MNIST: small images of 10 animal classes, written to a demo folder and opened.")
@@ -63,7 +64,9 @@ recent = [folder for folder in Project.recent() if folder != st.session_state.fo
 if recent:
     with st.expander(f"Recent projects ({len(recent)})", expanded=st.session_state.folder is None):
         for i, folder in enumerate(recent[:8]):
-            if st.button(folder, key=f"recent-{i}", type="tertiary", icon=":material/history:"):
+            if st.button(
+                markdown_text(folder), key=f"recent-{i}", type="tertiary", icon=":material/history:"
+            ):
                 _open(folder)
 
 project = session.current_project()
@@ -73,7 +76,7 @@ if project is None:
 # ------------------------------------------------------------------------------------------ scan
 st.divider()
 head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
-head.subheader(f"Images in `{project.folder.name}`")
+head.subheader(f"Images in {markdown_text(project.folder.name)}")
 scan_job = jobs_ui.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
 if rescan_col.button(
@@ -104,14 +107,16 @@ if scan is not None and not scanning:
         )
     if scan.skipped:
         with st.expander(f"Skipped files ({len(scan.skipped)})"):
-            frame = pd.DataFrame([{"file": s.path, "reason": s.reason} for s in scan.skipped])
+            frame = pd.DataFrame(
+                [{"file": display_name(s.path), "reason": display_name(s.reason)} for s in scan.skipped]
+            )
             st.dataframe(frame, hide_index=True, width="stretch")
     if scan.duplicates:
         with st.expander(f"Duplicate groups ({len(scan.duplicates)})"):
             st.caption("Files with identical content. All are kept; they will share one embedding.")
             frame = pd.DataFrame(
                 [
-                    {"group": i + 1, "files": len(group), "paths": ", ".join(group)}
+                    {"group": i + 1, "files": len(group), "paths": ", ".join(map(display_name, group))}
                     for i, group in enumerate(scan.duplicates)
                 ]
             )
@@ -133,7 +138,7 @@ preset = st.segmented_control(
     [*preset_names, "custom"],
     default=current_preset,
     required=True,
-    key=f"preset:{project.folder}",
+    key=f"preset:{escape_name(project.folder)}",
     help="offline: ships with the app · fast: small models · best: the strongest models · custom: pick yourself",
 )
 if preset == "custom":
@@ -141,7 +146,7 @@ if preset == "custom":
         "Backbones",
         list(BACKBONES),
         default=list(project.backbones),
-        key=f"custom-backbones:{project.folder}",
+        key=f"custom-backbones:{escape_name(project.folder)}",
     )
 else:
     chosen = list(PRESETS[preset])
@@ -158,17 +163,17 @@ STATUS = {
 for availability in project.availability():
     with st.container(border=True):
         name_col, status_col, detail_col = st.columns([2, 1, 5], vertical_alignment="center")
-        name_col.markdown(f"**{availability.name}**")
+        name_col.markdown(f"**{markdown_text(availability.name)}**")
         status_col.markdown(STATUS.get(availability.status, availability.status))
         with detail_col:
             if availability.detail:
-                st.caption(availability.detail)
+                st.caption(markdown_text(availability.detail))
             if availability.status != "present" or availability.name in project.checkpoints:
                 path = st.text_input(
                     "Local checkpoint file",
                     value=project.checkpoints.get(availability.name, ""),
                     placeholder="/path/to/checkpoint (.pt, .bin or .safetensors)",
-                    key=f"ckpt:{project.folder}:{availability.name}",
+                    key=f"ckpt:{escape_name(project.folder)}:{availability.name}",
                 )
                 if path.strip() != project.checkpoints.get(availability.name, ""):
                     checkpoints = dict(project.checkpoints)

@@ -9,6 +9,7 @@ import pytest
 from test_app_fakes import FakeProject, open_app, texts, wait_for_job
 
 from turtle_core.embedding.backbones import PRESETS
+from turtle_core.names import markdown_text
 
 PAGES = ["pages/discover.py", "pages/map.py", "pages/clusters.py", "pages/export.py"]
 
@@ -107,7 +108,7 @@ def test_recent_projects_reopen(monkeypatch, make_image_tree, tmp_path: Path) ->
     _open(at, second)
     assert at.session_state["folder"] == str(second)
     recent = [b for b in at.button if b.key and b.key.startswith("recent-")]
-    assert [b.label for b in recent] == [str(first)]
+    assert [b.label for b in recent] == [markdown_text(first)]  # shown as typed, never as Markdown
     recent[0].click().run()
     assert at.session_state["folder"] == str(first)
 

@@ -186,10 +186,12 @@ def _scan_skips(project: Project | None) -> list[tuple[str, str]]:
 
 
 def _write_labels_csv(out: Path, result: DiscoveryResult) -> None:
+    """UTF-8 CSV; paths written with `names.escape_name` (undecodable bytes as \\xNN)."""
     from turtle_core.atomic import atomic_write_text
+    from turtle_core.names import escape_name
 
     rows = [
-        [record.path, int(label), f"{float(confidence):.4f}"]
+        [escape_name(record.path), int(label), f"{float(confidence):.4f}"]
         for record, label, confidence in zip(result.images, result.labels, result.confidence, strict=True)
     ]
     atomic_write_text(out, "path,cluster,confidence\n" + _csv_text(rows))
@@ -205,6 +207,7 @@ def _csv_text(rows: list[list[object]]) -> str:
 
 def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:
     from turtle_core.atomic import atomic_write_text
+    from turtle_core.names import display_name, escape_name
 
     report = out.with_name(out.stem + ".skipped.csv")
     if not skipped:
@@ -212,8 +215,9 @@ def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:
             os.unlink(report)
         return
     for path, reason in skipped:
-        print(f"skipped: {path}: {reason}", file=sys.stderr)
-    atomic_write_text(report, "path,reason\n" + _csv_text([list(item) for item in skipped]))
+        print(f"skipped: {display_name(path)}: {display_name(reason)}", file=sys.stderr)
+    rows = [[escape_name(path), escape_name(reason)] for path, reason in skipped]
+    atomic_write_text(report, "path,reason\n" + _csv_text(rows))
     print(f"{len(skipped)} file(s) skipped; reasons in {report}", file=sys.stderr)
 
 

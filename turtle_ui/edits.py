@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
+from turtle_core.names import markdown_text
 from turtle_ui.fmt import cluster_options
 from turtle_ui.session import edited
 
@@ -121,11 +122,11 @@ def undo_bar(project: Project, curation: Curation, disabled: bool = False) -> No
     ):
         curation.redo()
         edited(project, "Redone: " + curation.history()[-1])
-    last_col.caption(f"Last edit: {history[-1]}" if history else "No edits yet.")
+    last_col.caption(f"Last edit: {markdown_text(history[-1])}" if history else "No edits yet.")
     with history_col.popover(f"History ({len(history)})", width="stretch"):
         if not history:
             st.caption("No edits yet.")
         for number, line in reversed(list(enumerate(history, 1))):
-            st.caption(f"{number}. {line}")
+            st.caption(f"{number}. {markdown_text(line)}")
         for line in curation.redo_history():
-            st.caption(f"~~{line}~~ (undone)")
+            st.caption(f"~~{markdown_text(line)}~~ (undone)")

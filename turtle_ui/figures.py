@@ -9,6 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from turtle_core.names import html_text
+
 EXCLUDED_COLOUR = "#b0b0b0"
 # Kelly's colours of maximum contrast (without white, black, buff and grey, which reads as "excluded"):
 # any first N of them are far apart. Beyond 18 clusters, Alphabet's strong colours follow.
@@ -49,8 +51,9 @@ def scatter_figure(
     # Per-point hover text: the only per-point strings we send; everything numeric travels as typed arrays.
     lookup = np.array([name_of[c] for c in ids], dtype=object)
     position = np.searchsorted(np.asarray(ids), assignments)
+    lookup = np.array([html_text(name) for name in lookup], dtype=object)  # names are shown, not parsed
     hover = [
-        f"<b>{cluster}</b> · {conf:.2f}<br>{fname}"
+        f"<b>{cluster}</b> · {conf:.2f}<br>{html_text(fname)}"
         for cluster, conf, fname in zip(lookup[position], confidence.tolist(), file_names, strict=True)
     ]
 
@@ -106,7 +109,7 @@ def scatter_figure(
             fig.add_annotation(
                 x=float(cx),
                 y=float(cy),
-                text=name_of[cid],
+                text=html_text(name_of[cid]),
                 showarrow=False,
                 font={"size": 12, "color": "#1f1f1f"},
                 bgcolor="rgba(255,255,255,0.75)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from turtle_core.names import display_name
+
 if TYPE_CHECKING:
     from turtle_core.workspace.curation import Curation
 
@@ -27,4 +29,4 @@ def cluster_options(curation: Curation) -> dict[int, str]:
     """Cluster id → "name (size)" for select boxes, largest first."""
     sizes = curation.sizes()
     order = sorted(sizes, key=lambda cid: (-sizes[cid], cid))
-    return {cid: f"{curation.name_of(cid)} ({fmt_int(sizes[cid])})" for cid in order}
+    return {cid: f"{display_name(curation.name_of(cid))} ({fmt_int(sizes[cid])})" for cid in order}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
+from turtle_core.names import markdown_text
 from turtle_ui.fmt import fmt_int
 
 if TYPE_CHECKING:
@@ -111,12 +112,12 @@ def gallery(
                 st.caption(":material/warning: unreadable")
             if selectable:
                 st.checkbox(
-                    caption or str(index),
+                    markdown_text(caption) if caption else str(index),
                     key=f"{prefix}{index}",
                     persist_state="page",
                 )
             elif caption:
-                st.caption(caption)
+                st.caption(markdown_text(caption))
     return shown
 
 
@@ -132,6 +133,6 @@ def preview_image(project: Project, index: int, max_side: int = 640) -> None:
         image = load_image(project.image_path(index))
         image.thumbnail((max_side, max_side))
     except (UnusableImage, OSError) as error:
-        st.warning(f"Cannot show this image: {error}")
+        st.warning(f"Cannot show this image: {markdown_text(error)}")
         return
     st.image(image, width="stretch")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from turtle_core.names import display_name, markdown_text
 from turtle_core.workspace.jobs import Job, JobManager
 from turtle_ui.fmt import fmt_duration, fmt_int
 
@@ -97,7 +98,7 @@ def job_panel(
 def _draw_job_line(job: Job[Any], title: str) -> None:
     progress = job.progress
     detail = progress.message if progress and progress.message else "starting"
-    text = f"{title}: {detail} · {fmt_duration(job.elapsed_s)}"
+    text = f"{title}: {markdown_text(detail)} · {fmt_duration(job.elapsed_s)}"
     st.progress(progress.fraction if progress else 0.0, text=text)
 
 
@@ -118,18 +119,21 @@ def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:
                 parts = [f"{progress.rate:,.1f} images/s" if progress.rate else None]
                 parts.append(f"ETA {fmt_duration(progress.eta_s)}" if progress.eta_s is not None else None)
                 parts.append(f"elapsed {fmt_duration(job.elapsed_s)}")
-                parts.append(progress.message or None)
+                parts.append(markdown_text(progress.message) if progress.message else None)
                 st.caption(" · ".join(p for p in parts if p))
             else:
-                st.progress(0.0, text=progress.message if progress and progress.message else "Starting…")
+                st.progress(
+                    0.0,
+                    text=markdown_text(progress.message) if progress and progress.message else "Starting…",
+                )
                 st.caption(f"elapsed {fmt_duration(job.elapsed_s)}")
             earlier = [STAGE_LABELS.get(r.stage, r.stage.title()) for r in job.log[:-1]]
             if earlier:
                 st.caption("Done: " + " → ".join(dict.fromkeys(earlier)))
     elif job.state == "failed" and job.error is not None:
-        st.error(f"{title} failed: {job.error.message}", icon=":material/warning:")
+        st.error(f"{title} failed: {markdown_text(job.error.message)}", icon=":material/warning:")
         with st.expander("Technical details"):
-            st.code(job.error.traceback, language="text")
+            st.code(display_name(job.error.traceback, multiline=True), language="text")
     elif job.state == "cancelled":
         st.warning(
             f"{title} was cancelled after {fmt_duration(job.elapsed_s)}.", icon=":material/stop_circle:"

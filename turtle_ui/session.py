@@ -48,8 +48,17 @@ def _open_project_uncached(folder: str) -> Project:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
+def _open_project_escaped(folder_text: str) -> Project:
+    from turtle_core.names import unescape_name
+
+    return _open_project_uncached(unescape_name(folder_text))
+
+
 def _open_project(folder: str) -> Project:
-    return _open_project_uncached(folder)
+    from turtle_core.names import escape_name
+
+    # Streamlit hashes the cache key as UTF-8: a non-UTF-8 folder name goes in escaped.
+    return _open_project_escaped(escape_name(folder))
 
 
 def open_folder(folder: str | os.PathLike[str]) -> Project:
@@ -116,6 +125,9 @@ def show_flash() -> None:
         return
     st.session_state.flash = None
     kind, message = note
+    from turtle_core.names import markdown_text
+
+    message = markdown_text(message)  # messages quote file and cluster names: shown, never interpreted
     {"success": st.success, "error": st.error, "warning": st.warning}.get(kind, st.info)(message)
 
 

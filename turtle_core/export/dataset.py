@@ -312,7 +312,8 @@ def export_dataset(
 
 
 def _check_relative(path: str) -> str:
-    pure = PurePosixPath(str(path).replace("\\", "/"))
+    # A backslash separates folders only on Windows; elsewhere it is an ordinary file name character.
+    pure = PurePosixPath(str(path).replace("\\", "/") if os.sep == "\\" else str(path))
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
         raise ExportError(f"image path {path!r} must be relative to the image folder")
     return str(path)
@@ -450,7 +451,8 @@ def _write_metadata(
         frame.to_csv(out / MANIFEST_CSV, index=False, encoding="utf-8")
         files.append(MANIFEST_CSV)
     if "parquet" in wanted:
-        frame.to_parquet(out / MANIFEST_PARQUET, index=False)
+        with open(out / MANIFEST_PARQUET, "wb") as handle:  # pyarrow cannot open a non-UTF-8 path itself
+            frame.to_parquet(handle, index=False)
         files.append(MANIFEST_PARQUET)
     rows = frame[frame["exported_path"] != ""]
     if "hf" in wanted:
@@ -500,12 +502,15 @@ def _write_labelstudio(
         base = final_dest.relative_to(root).as_posix()
     except ValueError:
         base = None
-        warnings.append(f"Label Studio: {final_dest} is not inside {root}; tasks use file:// URLs instead.")
+        warnings.append(
+            f"Label Studio: {display_name(final_dest)} is not inside {display_name(root)}; "
+            "tasks use file:// URLs instead."
+        )
     tasks = []
     for rec in rows.itertuples(index=False):
         if base is not None:
             rel = f"{base}/{rec.exported_path}" if base not in ("", ".") else rec.exported_path
-            url = "/data/local-files/?d=" + quote(rel, safe="/")
+            url = "/data/local-files/?d=" + quote(os.fsencode(rel), safe="/")
         else:
             url = (final_dest / rec.exported_path).as_uri()
         prediction = {
@@ -528,7 +533,7 @@ def _write_labelstudio(
     config = (
         "<View>\n"
         f"  <!-- Serve images with LOCAL_FILES_SERVING_ENABLED=true and "
-        f"LOCAL_FILES_DOCUMENT_ROOT={escape(re.sub('-{2,}', '-', str(root)))} -->\n"
+        f"LOCAL_FILES_DOCUMENT_ROOT={escape(re.sub('-{2,}', '-', escape_name(root)))} -->\n"
         '  <Image name="image" value="$image"/>\n'
         '  <Choices name="choice" toName="image" choice="single" showInLine="true">\n'
         f"{choices}\n"

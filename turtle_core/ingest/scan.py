@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
+from turtle_core.names import display_name
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -398,7 +399,7 @@ def scan_folder(
                 chunk, pool.map(_examine, [c for _, c in chunk]), strict=True
             ):
                 results[index] = outcome
-                meter.advance(1, message=candidate.rel)
+                meter.advance(1, message=display_name(candidate.rel))
     check_cancel(cancel)
 
     images = [r for r in results if isinstance(r, ImageRecord)]
