@@ -75,7 +75,12 @@ with st.container(border=True):
         )
 
     target = Path(dest).expanduser() if dest else None
-    exists = target is not None and target.exists() and (not target.is_dir() or any(target.iterdir()))
+    policy = session.folder_policy()  # served to others: only inside the allowed folders
+    allowed = target is None or policy.permits(target)
+    if not allowed:
+        st.error(markdown_text(f"Cannot export there. {policy.explanation}"), icon=":material/block:")
+    exists = allowed and target is not None and target.exists()
+    exists = exists and (not target.is_dir() or any(target.iterdir()))
     overwrite = False
     just_made = (
         target is not None
@@ -104,7 +109,7 @@ with st.container(border=True):
                 "Replace it",
                 key=f"export_overwrite:{job.id if job is not None else 0}",
             )
-    ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running
+    ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running and allowed
     if st.button("Export", type="primary", icon=":material/output:", disabled=not ready, key="export"):
         chosen, chosen_mode, replace = list(formats), mode, overwrite
         jobs_ui.submit_job(

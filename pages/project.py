@@ -19,6 +19,7 @@ session.show_flash()
 
 
 def _open(folder: str) -> None:
+    from turtle_core.access import FolderNotAllowed
     from turtle_core.workspace.project import ProjectError
 
     if not folder.strip():
@@ -26,7 +27,7 @@ def _open(folder: str) -> None:
         return
     try:
         project = session.open_folder(folder)
-    except ProjectError as error:
+    except (ProjectError, FolderNotAllowed) as error:
         st.error(markdown_text(error), icon=":material/block:")
         return
     if project.scan_result is None:
@@ -60,7 +61,10 @@ with demo_col, st.container(border=True):
 
 from turtle_core.workspace.project import Project  # noqa: E402 - after the page header, so it draws at once
 
-recent = [folder for folder in Project.recent() if folder != st.session_state.folder]
+policy = session.folder_policy()
+if policy.allowed is not None:
+    open_col.caption(markdown_text(policy.explanation))
+recent = [f for f in Project.recent() if f != st.session_state.folder and policy.permits(f)]
 if recent:
     with st.expander(f"Recent projects ({len(recent)})", expanded=st.session_state.folder is None):
         for i, folder in enumerate(recent[:8]):
@@ -175,7 +179,10 @@ for availability in project.availability():
                     placeholder="/path/to/checkpoint (.pt, .bin or .safetensors)",
                     key=f"ckpt:{escape_name(project.folder)}:{availability.name}",
                 )
-                if path.strip() != project.checkpoints.get(availability.name, ""):
+                if path.strip() and not policy.permits(path.strip()):
+                    # Loading a checkpoint runs code from it: only files inside the allowed folders.
+                    st.error(markdown_text(f"Checkpoint refused. {policy.explanation}"))
+                elif path.strip() != project.checkpoints.get(availability.name, ""):
                     checkpoints = dict(project.checkpoints)
                     checkpoints[availability.name] = path.strip()
                     project.set_backbones(project.backbones, checkpoints)

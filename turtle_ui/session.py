@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 if TYPE_CHECKING:
+    from turtle_core.access import FolderPolicy
     from turtle_core.workspace.curation import Curation
     from turtle_core.workspace.project import Project
 
@@ -61,11 +62,20 @@ def _open_project(folder: str) -> Project:
     return _open_project_escaped(escape_name(folder))
 
 
+def folder_policy() -> FolderPolicy:
+    """The folders this app may open, for the address it is served on (see `turtle_core.access`)."""
+    from turtle_core.access import folder_policy as policy_for
+
+    return policy_for(st.get_option("server.address"))
+
+
 def open_folder(folder: str | os.PathLike[str]) -> Project:
     """Open (or re-use) the project of `folder` and make it this session's project.
 
-    Raises the engine's `ProjectError` with a user-facing message when the folder is unusable."""
+    Raises the engine's `ProjectError` with a user-facing message when the folder is unusable, and
+    `FolderNotAllowed` when the app is served to others and the folder is not in its allow-list."""
     key = os.path.abspath(os.path.expanduser(os.fspath(folder).strip()))
+    folder_policy().check(key)
     project = _open_project(key)
     st.session_state.folder = key
     st.session_state.edit_nonce += 1
@@ -80,6 +90,9 @@ def current_project() -> Project | None:
     """This session's project, or None when no folder is open (or it cannot be opened any more)."""
     folder = st.session_state.get("folder")
     if not folder:
+        return None
+    if not folder_policy().permits(folder):
+        st.session_state.folder = None
         return None
     try:
         return _open_project(folder)
