@@ -1,5 +1,8 @@
 """Export the curated labels as a dataset; the source images are only ever read.
 
+This module writes the tree and puts it in place; `naming` makes folder and file names safe,
+`formats` writes the manifests and metadata, `marker` proves which folders are our exports.
+
 Everything is built in a hidden sibling folder `<dest>.partial-<random>` and renamed into place at the
 end, so an interrupted export never leaves a half-written `dest`, and an existing export is replaced
 only when the new one is complete. Every export carries a marker file (`MARKER`); a non-empty folder
@@ -11,47 +14,56 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
-import math
 import os
-import re
 import secrets
 import shutil
 import threading
-import unicodedata
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
-from urllib.parse import quote
-from xml.sax.saxutils import escape, quoteattr
 
-import numpy as np
-import pandas as pd
-
+from turtle_core.export.formats import (
+    HF_METADATA,
+    HF_README,
+    LS_CONFIG,
+    LS_TASKS,
+    MANIFEST_COLUMNS,
+    MANIFEST_CSV,
+    MANIFEST_PARQUET,
+    ExportError,
+    check_lengths,
+    manifest_csv_bytes,
+    manifest_frame,
+    write_metadata,
+)
 from turtle_core.export.marker import MARKER, check_replaceable, write_marker
-from turtle_core.names import display_name, escape_name, has_undecodable, is_hidden_char
+from turtle_core.export.naming import (
+    MAX_NAME_BYTES,
+    safe_file_name,
+    sanitize_label,
+    unique_folder_names,
+    valid_unicode,
+)
+from turtle_core.names import display_name, has_undecodable
 from turtle_core.progress import Progress, ProgressMeter, check_cancel
+
+__all__ = [  # the export's public names, wherever they live
+    "ALL_FORMATS",
+    "MANIFEST_COLUMNS",
+    "MAX_NAME_BYTES",
+    "ExportError",
+    "ExportExists",
+    "ExportReport",
+    "export_dataset",
+    "manifest_csv_bytes",
+    "manifest_frame",
+    "sanitize_label",
+    "unique_folder_names",
+]
 
 ExportMode = Literal["copy", "hardlink", "symlink"]
 ALL_FORMATS: tuple[str, ...] = ("imagefolder", "csv", "parquet", "hf", "labelstudio")
-MAX_NAME_BYTES = 100
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "path",
-    "exported_path",
-    "label",
-    "cluster_id",
-    "confidence",
-    "curated",
-    "excluded",
-)
-
-MANIFEST_CSV = "manifest.csv"
-MANIFEST_PARQUET = "manifest.parquet"
-HF_METADATA = "metadata.jsonl"
-HF_README = "README.md"
-LS_TASKS = "labelstudio_tasks.json"
-LS_CONFIG = "labelstudio_config.xml"
 # Label folders may not take these names (compared case-insensitively).
 ROOT_FILES: tuple[str, ...] = (
     MANIFEST_CSV,
@@ -62,17 +74,6 @@ ROOT_FILES: tuple[str, ...] = (
     LS_CONFIG,
     MARKER,
 )
-
-_FORBIDDEN = frozenset('<>:"/\\|?*')
-_WINDOWS_RESERVED = frozenset(
-    ["CON", "PRN", "AUX", "NUL"]
-    + [f"{p}{d}" for p in ("COM", "LPT") for d in "0123456789\u00b9\u00b2\u00b3"]
-    + ["CONIN$", "CONOUT$"]
-)
-# Hugging Face guesses train/validation/test splits from these words in folder and file names.
-_HF_SPLIT_WORD = re.compile(
-    r"(?:^|[-._ 0-9])(?:train|training|validation|valid|dev|val|test|testing|eval|evaluation)(?:[-._ 0-9]|$)"
-)
 _LINK_FALLBACK_ERRNOS = {
     errno.EXDEV,
     errno.EPERM,
@@ -81,10 +82,6 @@ _LINK_FALLBACK_ERRNOS = {
     errno.EOPNOTSUPP,
     errno.EACCES,
 }
-
-
-class ExportError(ValueError):
-    """The export cannot be done as asked (bad destination, bad inputs)."""
 
 
 class ExportExists(ExportError):
@@ -101,134 +98,6 @@ class ExportReport:
     label_folders: dict[str, str]
     files: list[str]
     warnings: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- names
-
-
-def sanitize_label(name: str) -> str:
-    """A folder name safe on Linux, macOS and Windows that stays close to `name` (Unicode kept)."""
-    text = unicodedata.normalize("NFC", _valid_unicode(str(name)))
-    chars = []
-    for ch in text:
-        if ch in _FORBIDDEN or is_hidden_char(ch):
-            chars.append("_")
-        elif ch.isspace():
-            chars.append(" ")
-        else:
-            chars.append(ch)
-    text = " ".join("".join(chars).split())
-    # Leading dots hide folders (and `..` climbs); "__x" folders are skipped by Hugging Face datasets.
-    text = text.strip(" .")
-    if text.startswith("__"):
-        text = "_" + text.lstrip("_")
-    text = _truncate_utf8(text, MAX_NAME_BYTES).rstrip(" .")
-    if not text:
-        return "unnamed"
-    stem, dot, rest = text.partition(".")
-    if stem.rstrip(" ").upper() in _WINDOWS_RESERVED:
-        text = _truncate_utf8(stem.rstrip(" ") + "_" + dot + rest, MAX_NAME_BYTES).rstrip(" .")
-    return text
-
-
-def unique_folder_names(names: Sequence[str], reserved: Collection[str] = ()) -> dict[str, str]:
-    """Map each distinct name to a sanitized folder name, unique ignoring case ("Cat", "cat" → "Cat",
-    "cat_2"), in the order given; `reserved` names are treated as already taken."""
-    taken = {r.casefold() for r in reserved}
-    folders: dict[str, str] = {}
-    for name in names:
-        if name in folders:
-            continue
-        base = sanitize_label(name)
-        candidate, k = base, 2
-        while candidate.casefold() in taken:
-            suffix = f"_{k}"
-            candidate = _truncate_utf8(base, MAX_NAME_BYTES - len(suffix)).rstrip(" .") + suffix
-            k += 1
-        taken.add(candidate.casefold())
-        folders[name] = candidate
-    return folders
-
-
-def _safe_file_name(name: str) -> str:
-    text = unicodedata.normalize("NFC", _valid_unicode(name))
-    text = "".join("_" if ch in _FORBIDDEN or is_hidden_char(ch) else ch for ch in text)
-    text = text.strip(" ").rstrip(".")
-    if text.startswith("."):
-        text = "_" + text[1:]
-    stem, ext = os.path.splitext(text)
-    if stem.upper() in _WINDOWS_RESERVED or stem.split(".")[0].upper() in _WINDOWS_RESERVED:
-        stem += "_"
-    ext = ext if len(ext.encode("utf-8")) <= 16 else ""
-    stem = _truncate_utf8(stem, 150 - len(ext.encode("utf-8"))) or "image"
-    return stem + ext
-
-
-def _valid_unicode(text: str) -> str:
-    """Undo `surrogateescape` (non-UTF-8 bytes in file names) by replacing those bytes with '_'."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
-
-
-def _truncate_utf8(text: str, max_bytes: int) -> str:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    return encoded[:max_bytes].decode("utf-8", "ignore")
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def manifest_frame(
-    paths: Sequence[str],
-    labels: Sequence[str | None],
-    cluster_ids: Sequence[int],
-    confidence: Sequence[float],
-    touched: Sequence[bool],
-    exported_paths: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """One row per image: path (source, relative), exported_path (relative to the export, or ""),
-    label (None if excluded), cluster_id, confidence, curated, excluded."""
-    n = _check_lengths(paths, labels, cluster_ids, confidence, touched)
-    exported = [""] * n if exported_paths is None else list(exported_paths)
-    if len(exported) != n:
-        raise ExportError(f"exported_paths has {len(exported)} entries for {n} images")
-    label_list = [None if label is None else _valid_unicode(str(label)) for label in labels]
-    return pd.DataFrame(
-        {
-            "path": pd.array([escape_name(str(p)) for p in paths], dtype="string"),
-            "exported_path": pd.array(exported, dtype="string"),
-            "label": pd.array(label_list, dtype="string"),
-            "cluster_id": np.asarray(cluster_ids, dtype=np.int64).reshape(n),
-            "confidence": np.asarray(confidence, dtype=np.float64).reshape(n),
-            "curated": np.asarray(touched, dtype=bool).reshape(n),
-            "excluded": np.array([label is None for label in labels], dtype=bool).reshape(n),
-        },
-        columns=list(MANIFEST_COLUMNS),
-    )
-
-
-def manifest_csv_bytes(
-    paths: Sequence[str],
-    labels: Sequence[str | None],
-    cluster_ids: Sequence[int],
-    confidence: Sequence[float],
-    touched: Sequence[bool],
-    exported_paths: Sequence[str] | None = None,
-) -> bytes:
-    """The manifest as UTF-8 CSV (for a download button)."""
-    frame = manifest_frame(paths, labels, cluster_ids, confidence, touched, exported_paths)
-    return frame.to_csv(index=False).encode("utf-8")
-
-
-def _check_lengths(*columns: Sequence) -> int:
-    lengths = {len(c) for c in columns}
-    if len(lengths) != 1:
-        raise ExportError(
-            "paths, labels, cluster_ids, confidence and touched must have one entry per image, got lengths "
-            + ", ".join(str(len(c)) for c in columns)
-        )
-    return lengths.pop()
 
 
 # --------------------------------------------------------------------------- export
@@ -258,7 +127,7 @@ def export_dataset(
     back to copying across file systems. Symlinks are absolute. A non-empty `dest` is replaced only
     with `overwrite=True` and only if it is a previous export. `labelstudio_root` is Label Studio's
     LOCAL_FILES_DOCUMENT_ROOT (default: the folder that contains `dest`)."""
-    n = _check_lengths(paths, labels, cluster_ids, confidence, touched)
+    n = check_lengths(paths, labels, cluster_ids, confidence, touched)
     if mode not in ("copy", "hardlink", "symlink"):
         raise ExportError(f"unknown export mode {mode!r}: use 'copy', 'hardlink' or 'symlink'")
     wanted = set(formats)
@@ -274,7 +143,7 @@ def export_dataset(
     write_tree = bool(wanted & {"imagefolder", "hf", "labelstudio"})
     if write_tree and "imagefolder" not in wanted:
         warnings.append("The image tree was written because Hugging Face / Label Studio files refer to it.")
-    label_names = sorted({_valid_unicode(str(label)) for label in labels if label is not None})
+    label_names = sorted({valid_unicode(str(label)) for label in labels if label is not None})
     folders = unique_folder_names(label_names, reserved=ROOT_FILES) if write_tree else {}
     targets = _target_names(rel_paths, labels, folders) if write_tree else {}
     sample = _stat_sample(source_root, rel_paths, targets)
@@ -287,7 +156,7 @@ def export_dataset(
         if write_tree:
             exported = _write_tree(source_root, rel_paths, targets, partial, mode, warnings, progress, cancel)
         frame = manifest_frame(paths, labels, cluster_ids, confidence, touched, exported)
-        files = _write_metadata(frame, wanted, partial, dest, labelstudio_root, label_names, warnings)
+        files = write_metadata(frame, wanted, partial, dest, labelstudio_root, label_names, warnings)
         if any(has_undecodable(str(p)) for p in paths):
             warnings.append(
                 "Some source file names are not valid UTF-8: the manifests write each such byte as \\xNN "
@@ -355,12 +224,12 @@ def _target_names(
     by_folder: dict[str, list[int]] = {}
     for row, label in enumerate(labels):
         if label is not None:
-            by_folder.setdefault(folders[_valid_unicode(str(label))], []).append(row)
+            by_folder.setdefault(folders[valid_unicode(str(label))], []).append(row)
     targets: dict[int, str] = {}
     for folder, rows in by_folder.items():
         taken: set[str] = set()
         for row in sorted(rows, key=lambda r: os.fsencode(rel_paths[r])):
-            name = _safe_file_name(rel_paths[row].rsplit("/", 1)[-1])
+            name = safe_file_name(rel_paths[row].rsplit("/", 1)[-1])
             if name.casefold() in taken:
                 stem, ext = os.path.splitext(name)
                 digest = hashlib.sha1(os.fsencode(rel_paths[row])).hexdigest()
@@ -435,117 +304,6 @@ def _materialise(src: Path, dst: Path, mode: ExportMode) -> int:
             raise
     shutil.copy2(src, dst)
     return 1
-
-
-def _write_metadata(
-    frame: pd.DataFrame,
-    wanted: set[str],
-    out: Path,
-    final_dest: Path,
-    labelstudio_root: Path | None,
-    label_names: list[str],
-    warnings: list[str],
-) -> list[str]:
-    files: list[str] = []
-    if "csv" in wanted:
-        frame.to_csv(out / MANIFEST_CSV, index=False, encoding="utf-8")
-        files.append(MANIFEST_CSV)
-    if "parquet" in wanted:
-        with open(out / MANIFEST_PARQUET, "wb") as handle:  # pyarrow cannot open a non-UTF-8 path itself
-            frame.to_parquet(handle, index=False)
-        files.append(MANIFEST_PARQUET)
-    rows = frame[frame["exported_path"] != ""]
-    if "hf" in wanted:
-        _write_hf(rows, out, warnings)
-        files.extend([HF_METADATA, HF_README])
-    if "labelstudio" in wanted:
-        root = Path(os.path.abspath(labelstudio_root)) if labelstudio_root is not None else final_dest.parent
-        _write_labelstudio(rows, out, final_dest, root, label_names, warnings)
-        files.extend([LS_TASKS, LS_CONFIG])
-    return files
-
-
-def _write_hf(rows: pd.DataFrame, out: Path, warnings: list[str]) -> None:
-    with open(out / HF_METADATA, "w", encoding="utf-8") as handle:
-        for rec in rows.itertuples(index=False):
-            line = {
-                "file_name": rec.exported_path,
-                "label": rec.label,
-                "cluster_id": int(rec.cluster_id),
-                "confidence": _json_float(rec.confidence),
-                "curated": bool(rec.curated),
-                "source_path": rec.path,
-            }
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    # The README pins a single split so `load_dataset(dest)` does not guess splits from names.
-    (out / HF_README).write_text(
-        '---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: "**"\n---\n\n'
-        "# Labeled images\n\nExported by turtle-labels: one folder per label, `metadata.jsonl` for Hugging Face\n"
-        "`datasets`, `manifest.csv` / `manifest.parquet` listing every source image (excluded ones too), and\n"
-        "`labelstudio_tasks.json` + `labelstudio_config.xml` for Label Studio.\n",
-        encoding="utf-8",
-    )
-    risky = sorted(
-        {p for p in rows["exported_path"] if any(_HF_SPLIT_WORD.search(part) for part in p.split("/"))}
-    )
-    if risky:
-        warnings.append(
-            f"Names such as '{risky[0]}' contain words that Hugging Face reads as split names (train/val/test): "
-            "load with load_dataset(str(dest)) (the README pins one split) rather than data_dir=."
-        )
-
-
-def _write_labelstudio(
-    rows: pd.DataFrame, out: Path, final_dest: Path, root: Path, label_names: list[str], warnings: list[str]
-) -> None:
-    try:
-        base = final_dest.relative_to(root).as_posix()
-    except ValueError:
-        base = None
-        warnings.append(
-            f"Label Studio: {display_name(final_dest)} is not inside {display_name(root)}; "
-            "tasks use file:// URLs instead."
-        )
-    tasks = []
-    for rec in rows.itertuples(index=False):
-        if base is not None:
-            rel = f"{base}/{rec.exported_path}" if base not in ("", ".") else rec.exported_path
-            url = "/data/local-files/?d=" + quote(os.fsencode(rel), safe="/")
-        else:
-            url = (final_dest / rec.exported_path).as_uri()
-        prediction = {
-            "model_version": "turtle",
-            "result": [
-                {
-                    "from_name": "choice",
-                    "to_name": "image",
-                    "type": "choices",
-                    "value": {"choices": [rec.label]},
-                }
-            ],
-        }
-        score = _json_float(rec.confidence)
-        if score is not None:
-            prediction["score"] = score
-        tasks.append({"data": {"image": url, "source_path": rec.path}, "predictions": [prediction]})
-    (out / LS_TASKS).write_text(json.dumps(tasks, ensure_ascii=False, indent=1), encoding="utf-8")
-    choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in label_names)
-    config = (
-        "<View>\n"
-        f"  <!-- Serve images with LOCAL_FILES_SERVING_ENABLED=true and "
-        f"LOCAL_FILES_DOCUMENT_ROOT={escape(re.sub('-{2,}', '-', escape_name(root)))} -->\n"
-        '  <Image name="image" value="$image"/>\n'
-        '  <Choices name="choice" toName="image" choice="single" showInLine="true">\n'
-        f"{choices}\n"
-        "  </Choices>\n"
-        "</View>\n"
-    )
-    (out / LS_CONFIG).write_text(config, encoding="utf-8")
-
-
-def _json_float(value: float) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
 
 
 def _swap_into_place(partial: Path, dest: Path) -> None:
