@@ -285,6 +285,7 @@ def test_every_page_shows_hostile_names_without_crashing(monkeypatch, hostile_ro
     at = open_app(monkeypatch, project)  # the Project page: scan summary, skipped and duplicates
     _every_text_is_valid(at)
     assert f"Images in {markdown_text(hostile_root.name)}" in texts(at)
+    assert f"**{markdown_text(hostile_root.name)}**" in texts(at)  # the sidebar names the folder
     skipped, duplicates = (frame.value for frame in at.dataframe)
     assert display_name(os.fsdecode(BROKEN)) in skipped["file"].tolist()
     assert display_name(os.fsdecode(COPY)) in duplicates["paths"][0]
@@ -343,3 +344,23 @@ def test_every_page_shows_hostile_names_without_crashing(monkeypatch, hostile_ro
 
 def _keys(at, kind: str) -> list[str]:
     return [element.key for element in getattr(at, kind) if element.key]
+
+
+def test_a_non_utf8_folder_typed_as_our_escape_opens_and_scans(monkeypatch, hostile_root: Path) -> None:
+    from turtle_ui import session
+
+    _write_hostile_tree(hostile_root)
+    at = open_app(monkeypatch, None)  # the real engine
+    at.text_input(key="folder_input").set_value(escape_name(hostile_root))  # as our CSV files write it
+    at.button[0].click().run()
+    assert at.session_state["folder"] == str(hostile_root)
+    project = session._open_project(str(hostile_root))
+    job = wait_for_job(at, project, "scan")
+    assert job.state == "done", job.error
+    assert display_name(job.progress.message).encode("utf-8")  # the progress text was drawable
+    _every_text_is_valid(at)
+    assert "Usable images: 15" in texts(at) and "Skipped files: 1" in texts(at)
+    skipped = at.dataframe[0].value
+    assert skipped["file"].tolist() == [display_name(os.fsdecode(BROKEN))]
+    at.switch_page("pages/discover.py").run()
+    _every_text_is_valid(at)
