@@ -150,7 +150,7 @@ if job is not None and job.state == "done" and job.result is not None:
 st.download_button(
     "Download manifest (CSV)",
     data=lambda: project.manifest_frame().to_csv(index=False).encode("utf-8"),
-    file_name=f"{project.folder.name}-manifest.csv",
+    file_name=f"{display_name(project.folder.name)}-manifest.csv",
     mime="text/csv",
     icon=":material/download:",
     key="download_manifest",

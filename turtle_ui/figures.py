@@ -49,9 +49,9 @@ def scatter_figure(
     marker_size = 7 if n <= 2_000 else 5 if n <= 20_000 else 3
     name_of = {cid: names.get(cid, "Excluded" if cid < 0 else f"Cluster {cid}") for cid in ids}
     # Per-point hover text: the only per-point strings we send; everything numeric travels as typed arrays.
-    lookup = np.array([name_of[c] for c in ids], dtype=object)
+    # Names go through html_text: Plotly reads its HTML subset (<b>, <br>, entities) in hover text.
+    lookup = np.array([html_text(name_of[c]) for c in ids], dtype=object)
     position = np.searchsorted(np.asarray(ids), assignments)
-    lookup = np.array([html_text(name) for name in lookup], dtype=object)  # names are shown, not parsed
     hover = [
         f"<b>{cluster}</b> · {conf:.2f}<br>{html_text(fname)}"
         for cluster, conf, fname in zip(lookup[position], confidence.tolist(), file_names, strict=True)
