@@ -34,3 +34,15 @@ for index, name in enumerate(HOSTILE_NAMES):
     st.caption(markdown_text(name))
     st.checkbox(markdown_text(name), key=f"box{index}")
     st.error(markdown_text(name))
+
+# The map's figure: cluster names as annotations, file names in the hover text (Plotly's HTML subset).
+import numpy as np  # noqa: E402
+
+from turtle_ui.figures import scatter_figure  # noqa: E402
+
+CLUSTER_NAMES = {0: "<b>bold</b> &amp; <br>x", 1: "evil\u202egnp $x$", 2: "<a href='http://x.org'>link</a>"}
+points = np.array([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]])
+st.plotly_chart(
+    scatter_figure(points, np.array([0, 1, 2]), np.array([0.5, 0.6, 0.7]), CLUSTER_NAMES, HOSTILE_NAMES[:3]),
+    key="map",
+)
