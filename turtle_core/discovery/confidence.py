@@ -1,0 +1,197 @@
+"""How sure the tool is of each image's cluster, and which images fit no cluster at all.
+
+TURTLE's own softmax is saturated (0.98-1.00 for nearly every image), so it cannot order a review queue.
+`label_confidence` instead asks three label-free questions of the backbones' features, each answered as a
+percentile rank among all images, and averages the ranks:
+
+- margin: how much closer (cosine) the image is to its own cluster's centre than to the next cluster's;
+- neighbours: what share of its nearest neighbours carry the same cluster;
+- held-out probe: how much a linear probe trained on the *other* images prefers its cluster (k-fold).
+
+They catch different mistakes (boundary images, islands inside another cluster, images that only a global
+linear view places elsewhere), and their average ranked wrong labels more consistently across the suite's
+sets than any one of them (benchmarks/README.md). The result spreads over [0, 1]: 0 is the least sure
+image of the folder, 1 the surest, so cluster means spread instead of all reading 0.98-1.00.
+
+`atypicality` is the separate "fits no category" score (the open-set idea behind MCM/UEO): a robust z-score
+of the image's distance to its own cluster centre among that cluster's members, combined with how far its
+nearest neighbours are. Images above `ATYPICAL_Z` are shown in the review queue as their own group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from turtle_core.discovery.turtle import _check_spaces, cpu_threads
+
+N_NEIGHBOURS = 10
+PROBE_FOLDS = 5
+PROBE_C = 0.1
+PCA_DIMS = 128
+ATYPICAL_Z = 3.5
+# Beyond this many rows the neighbours are looked up among a fixed random sample (the share of
+# same-cluster neighbours is a local average, which a 20k-row sample estimates well).
+_NEIGHBOUR_REFERENCE_ROWS = 20_000
+_BLOCK = 2048
+
+
+def _joint_space(spaces: Sequence[np.ndarray | torch.Tensor], dims: int = PCA_DIMS) -> np.ndarray:
+    """L2-normalised rows of every space, concatenated (spaces weigh alike), centred, PCA to `dims`."""
+    parts = []
+    for X in _check_spaces(spaces):
+        X = np.asarray(X, dtype=np.float32)
+        parts.append(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
+    Z = np.hstack(parts) / np.sqrt(len(parts))
+    Z = Z - Z.mean(0, dtype=np.float64).astype(np.float32)
+    T = torch.from_numpy(np.ascontiguousarray(Z))
+    d = min(dims, *T.shape)
+    _, _, V = torch.pca_lowrank(T, q=d, center=False, niter=3)
+    return (T @ V[:, :d]).numpy()
+
+
+def _unit(Z: np.ndarray) -> np.ndarray:
+    return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+
+def percentile_rank(values: np.ndarray) -> np.ndarray:
+    """Each value's rank among all, scaled to [0, 1] (ties share their mean rank)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return np.ones(values.size)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size)
+    ranks[order] = np.arange(values.size)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse] / (values.size - 1)
+
+
+def centroid_margin(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity to the own cluster's centre minus that to the nearest other centre; and the
+    similarity to the own centre."""
+    U = _unit(Z)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    centres = np.zeros((classes.size, U.shape[1]), np.float64)
+    np.add.at(centres, inverse, U)
+    S = U @ _unit(centres).astype(np.float32).T
+    rows = np.arange(U.shape[0])
+    own = S[rows, inverse].copy()
+    if classes.size == 1:
+        return np.ones_like(own), own
+    S[rows, inverse] = -np.inf
+    return own - S.max(1), own
+
+
+def neighbour_stats(
+    Z: np.ndarray, labels: np.ndarray, k: int = N_NEIGHBOURS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of each row's `k` nearest neighbours (cosine) in its own cluster, and their mean similarity."""
+    U = torch.from_numpy(np.ascontiguousarray(_unit(Z)))
+    n = U.shape[0]
+    reference = np.arange(n)
+    if n > _NEIGHBOUR_REFERENCE_ROWS:
+        reference = np.sort(np.random.default_rng(0).choice(n, _NEIGHBOUR_REFERENCE_ROWS, replace=False))
+    R = U[torch.from_numpy(reference)]
+    k = max(1, min(k, reference.size - 1))
+    same = np.empty(n, np.float32)
+    closeness = np.empty(n, np.float32)
+    ref_labels = labels[reference]
+    position = np.full(n, -1)
+    position[reference] = np.arange(reference.size)
+    for start in range(0, n, _BLOCK):
+        block = slice(start, min(n, start + _BLOCK))
+        S = U[block] @ R.T
+        mine = position[block]
+        inside = np.flatnonzero(mine >= 0)
+        S[torch.from_numpy(inside), torch.from_numpy(mine[inside])] = -2.0  # not its own neighbour
+        sims, idx = S.topk(k, dim=1)
+        same[block] = (ref_labels[idx.numpy()] == labels[block, None]).mean(1)
+        closeness[block] = sims.mean(1).numpy()
+    return same, closeness
+
+
+def heldout_probe_margin(Z: np.ndarray, labels: np.ndarray, folds: int = PROBE_FOLDS) -> np.ndarray:
+    """k-fold: a probe trained on the other folds; its probability of the row's cluster minus the best other."""
+    from turtle_core.discovery.refine import FeatureProbe
+
+    classes, inverse = np.unique(labels, return_inverse=True)
+    margin = np.zeros(labels.size, np.float32)
+    if classes.size < 2:
+        return margin + 1.0
+    probe = FeatureProbe([Z])
+    fold = np.random.default_rng(0).integers(0, folds, labels.size)
+    for f in range(folds):
+        train = np.flatnonzero(fold != f)
+        test = fold == f
+        if not test.any():
+            continue
+        P = probe.fit_predict(train, inverse[train], np.ones(train.size), classes.size)[test]
+        rows = np.arange(P.shape[0])
+        own = P[rows, inverse[test]].copy()
+        P[rows, inverse[test]] = -1.0
+        margin[test] = own - P.max(1)
+    return margin
+
+
+def label_confidence(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | Sequence[int],
+    *,
+    num_threads: int | None = None,
+) -> np.ndarray:
+    """Per image, in [0, 1]: the mean percentile rank of its centroid margin, neighbour agreement and held-out
+    probe margin (see the module docstring). Excluded rows (label < 0) get 1.0 and take no part."""
+    labels = np.asarray(labels).ravel()
+    confidence = np.ones(labels.size, np.float32)
+    active = np.flatnonzero(labels >= 0)
+    if np.unique(labels[active]).size < 2 or active.size < 3:
+        return confidence
+    with cpu_threads(num_threads, torch.device("cpu")):
+        Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
+        lab = labels[active]
+        margin, _ = centroid_margin(Z, lab)
+        same, _ = neighbour_stats(Z, lab)
+        probe = heldout_probe_margin(Z, lab)
+    score = (percentile_rank(margin) + percentile_rank(same) + percentile_rank(probe)) / 3
+    confidence[active] = percentile_rank(score)
+    return confidence
+
+
+def atypicality(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | Sequence[int],
+    *,
+    num_threads: int | None = None,
+) -> np.ndarray:
+    """Per image, how badly it fits its own cluster (robust z-score; > `ATYPICAL_Z`: fits no category).
+    Excluded rows (label < 0) get 0."""
+    labels = np.asarray(labels).ravel()
+    score = np.zeros(labels.size, np.float32)
+    active = np.flatnonzero(labels >= 0)
+    if active.size < 3:
+        return score
+    with cpu_threads(num_threads, torch.device("cpu")):
+        Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
+        lab = labels[active]
+        _, own = centroid_margin(Z, lab)
+        _, closeness = neighbour_stats(Z, lab)
+    distance = 1.0 - own
+    isolation = 1.0 - closeness
+    z = _robust_z(distance, lab) + _robust_z(isolation, np.zeros_like(lab))
+    score[active] = z / 2
+    return score
+
+
+def _robust_z(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(value − group median) / (1.4826 · group MAD), per group."""
+    z = np.zeros(values.size, np.float32)
+    for group in np.unique(groups):
+        members = groups == group
+        v = values[members]
+        median = np.median(v)
+        mad = 1.4826 * np.median(np.abs(v - median))
+        z[members] = (v - median) / max(mad, 1e-6)
+    return z
