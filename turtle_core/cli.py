@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from turtle_core import cli_refine
 from turtle_core.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="write the bundled Animal-MNIST demo folder")
     demo.add_argument("--per-class", type=int, default=200)
     demo.add_argument("--dest", default=None)
+    cli_refine.add_parser(commands)
     return parser
 
 
@@ -116,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dest = Path(args.dest) if args.dest else default_demo_dir(args.per_class)
         print(write_demo_folder(dest, per_class=args.per_class))
         return 0
+    if args.command == "refine":
+        return cli_refine.run(args)
     return _discover(args)
 
 
@@ -194,10 +198,10 @@ def _write_labels_csv(out: Path, result: DiscoveryResult) -> None:
         [escape_name(record.path), int(label), f"{float(confidence):.4f}"]
         for record, label, confidence in zip(result.images, result.labels, result.confidence, strict=True)
     ]
-    atomic_write_text(out, "path,cluster,confidence\n" + _csv_text(rows))
+    atomic_write_text(out, "path,cluster,confidence\n" + csv_text(rows))
 
 
-def _csv_text(rows: list[list[object]]) -> str:
+def csv_text(rows: list[list[object]]) -> str:
     import io
 
     buffer = io.StringIO()
@@ -217,7 +221,7 @@ def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:
     for path, reason in skipped:
         print(f"skipped: {display_name(path)}: {display_name(reason)}", file=sys.stderr)
     rows = [[escape_name(path), escape_name(reason)] for path, reason in skipped]
-    atomic_write_text(report, "path,reason\n" + _csv_text(rows))
+    atomic_write_text(report, "path,reason\n" + csv_text(rows))
     print(f"{len(skipped)} file(s) skipped; reasons in {report}", file=sys.stderr)
 
 

@@ -1,0 +1,68 @@
+"""`python -m turtle_core refine` round trip: discover, mark a few labels known, refine, read OUT back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TURTLE_HOME": str(home), "TURTLE_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "turtle_core", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -> None:
+    root = make_image_tree({"red": 8, "green": 8, "blue": 8})
+    discovered = tmp_path / "labels.csv"
+    done = _run(
+        "discover", str(root), "-k", "3", "-o", str(discovered), "--effort", "quick", home=turtle_home
+    )
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(discovered)
+    truth = frame["path"].str.split("/").str[0]
+    # The curator checked two images of each class; every other row only carries a starting guess, and
+    # one guess names a label ("purple") that no known row has: it must survive as a label.
+    known = frame.groupby(truth).head(2).index
+    labels = pd.DataFrame({"path": frame["path"], "label": "red", "known": 0})
+    labels.loc[known, "label"] = truth[known]
+    labels.loc[known, "known"] = 1
+    purple = frame.index.difference(known)[:1]
+    labels.loc[purple, "label"] = "purple"
+    labels.loc[known[0], "label"] = "blue"  # a curator's odd decision is still law
+    labels_csv = tmp_path / "in.csv"
+    labels.to_csv(labels_csv, index=False)
+    out = tmp_path / "out" / "refined.csv"
+
+    done = _run("refine", str(root), "--labels", str(labels_csv), "--out", str(out), home=turtle_home)
+
+    assert done.returncode == 0, done.stderr
+    refined = pd.read_csv(out)
+    assert list(refined.columns) == ["path", "label", "confidence"]
+    assert sorted(refined["path"]) == sorted(frame["path"])
+    merged = refined.merge(labels, on="path", suffixes=("", "_given"))
+    known_rows = merged[merged["known"] == 1]
+    assert (known_rows["label"] == known_rows["label_given"]).all()
+    assert (known_rows["confidence"] == 1.0).all()
+    assert set(refined["label"]) <= {"red", "green", "blue", "purple"}
+    unknown = merged[merged["known"] == 0]
+    assert (unknown["label"] == unknown["path"].str.split("/").str[0]).mean() >= 0.9
+    assert "known" in done.stderr and "re-labelled" in done.stderr
+
+
+def test_refine_without_discovery_or_with_bad_labels_fails_cleanly(
+    make_image_tree, tmp_path: Path, turtle_home: Path
+) -> None:
+    root = make_image_tree({"a": 3, "b": 3})
+    labels_csv = tmp_path / "in.csv"
+    labels_csv.write_text("path,label\na/a_000.png,a\n")
+    done = _run(
+        "refine", str(root), "--labels", str(labels_csv), "--out", str(tmp_path / "o.csv"), home=turtle_home
+    )
+    assert done.returncode == 1
+    assert "no discovery yet" in done.stderr and "Traceback" not in done.stderr
