@@ -141,7 +141,7 @@ class ProjectState:
             if self.discovery is None or self.curation is None:
                 return
             if self.store.signature(self.store.discovery_path) != self._seen[0]:
-                self._load_locked()
+                self._sync_locked()
                 raise StaleEdit(
                     "A new discovery was saved by another program; these edits were not saved over it."
                 )

@@ -121,7 +121,7 @@ class ProjectStore:
             return None, f"The saved discovery {self.discovery_path} cannot be read ({error.strerror})."
         try:
             return DiscoveryResult.from_bytes(data), None
-        except (ValueError, KeyError, TypeError, OSError) as error:
+        except Exception as error:  # noqa: BLE001 - any damage (torn zip, bad JSON, missing key) is recovered
             aside = self.set_aside(self.discovery_path)
             return None, (
                 f"The saved discovery was damaged ({_short(error)}) and was moved to {aside.name}; "
