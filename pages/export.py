@@ -35,7 +35,9 @@ n_excluded = int((curation.assignments == EXCLUDED).sum())
 cols = st.columns(3)
 cols[0].metric("Images to export", fmt.fmt_int(curation.n_images - n_excluded))
 cols[1].metric("Classes", len(curation.cluster_ids()))
-cols[2].metric("Excluded", fmt.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied.")
+cols[2].metric(
+    "Excluded", fmt.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied."
+)
 
 job = jobs_ui.project_job(project, "export")
 running = job is not None and job.running
