@@ -277,4 +277,5 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
             assert reopened.curation.version == 0
             notices = reopened.take_notices()
             assert not notices or "another discovery" in notices[0]
+    print(f"kill test: {runs} SIGKILLed editor runs, every reopen consistent")
     assert runs >= 8
