@@ -63,7 +63,6 @@ def synthetic_project(folder: Path):
     """Open `folder` with the real `Project`, scan it, and give it a synthetic discovery."""
     from turtle_core.embedding.cache import EmbeddingCache
     from turtle_core.paths import embedding_cache_dir
-    from turtle_core.workspace.curation import Curation
     from turtle_core.workspace.project import DiscoveryResult, Project
 
     project = Project.open(folder)
@@ -79,7 +78,7 @@ def synthetic_project(folder: Path):
     confidence = rng.uniform(0.2, 1.0, n).astype(np.float32)
     probabilities = np.full((n, N_CLASSES), 0.0, np.float32)
     probabilities[np.arange(n), labels] = confidence
-    project.discovery = DiscoveryResult(
+    discovery = DiscoveryResult(
         images=images,
         labels=labels,
         probabilities=probabilities,
@@ -92,8 +91,7 @@ def synthetic_project(folder: Path):
         identities=["synthetic"],
         seconds=0.0,
     )
-    project.curation = Curation.from_discovery(labels)
-    project.save_curation()
+    project.state.install_discovery(discovery)  # saved with a fresh curation, as a real discovery is
     return project, scan_s
 
 

@@ -7,13 +7,16 @@ import streamlit as st
 
 from turtle_core.constants import EXCLUDED
 from turtle_core.names import display_name, markdown_text
+from turtle_core.workspace import edits as curation_edits
+from turtle_core.workspace.jobs import JobConflict
 from turtle_ui import edits, fmt, gallery, session
 from turtle_ui import jobs as jobs_ui
 
 st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
 project = session.require_project()
-curation = session.require_curation(project)
+snap = session.require_snapshot(project)  # this run's discovery + curation, read together
+curation = snap.curation
 
 # A finished split is announced once, and selections made before it are reset.
 split_job = jobs_ui.project_job(project, "split")
@@ -27,8 +30,8 @@ if split_job is not None and not split_job.running and st.session_state.get("spl
 session.show_flash()
 
 busy = jobs_ui.busy_notice(project)
-edits.undo_bar(project, curation, disabled=busy)
-confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
+edits.undo_bar(project, snap, disabled=busy)
+confidence = np.asarray(snap.confidence, dtype=np.float32)
 assign = curation.assignments
 sizes = curation.sizes()
 options = fmt.cluster_options(curation)
@@ -52,7 +55,7 @@ def overview() -> None:
     cols[1].metric("Images", fmt.fmt_int(curation.n_images - n_excluded))
     cols[2].metric("Excluded", fmt.fmt_int(n_excluded))
     cols[3].metric("Edited images", fmt.fmt_int(int(curation.touched.sum())))
-    metrics = project.current_metrics()
+    metrics = project.current_metrics(snap)
     if metrics:
         cols[4].metric(
             "Accuracy vs folders",
@@ -77,8 +80,11 @@ def overview() -> None:
                 )
                 if c.button("Rename", type="primary", disabled=bool(busy), key="rename", width="stretch"):
                     old = curation.name_of(cid)
-                    new = curation.rename(cid, name)
-                    session.edited(project, f"Renamed '{old}' to '{new}'.")
+                    session.apply_edit(
+                        project,
+                        curation_edits.Rename(discovery_id=snap.discovery_id, cluster_id=cid, name=name),
+                        lambda new: f"Renamed '{old}' to '{new}'.",
+                    )
             with merge_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
                 chosen = a.multiselect(
@@ -100,9 +106,15 @@ def overview() -> None:
                     key="merge",
                     width="stretch",
                 ):
-                    target = curation.merge(chosen, name.strip() or None)
-                    session.edited(
-                        project, f"Merged {len(chosen)} clusters into '{curation.name_of(target)}'."
+                    merged_name = name.strip() or curation.name_of(chosen[0])
+                    session.apply_edit(
+                        project,
+                        curation_edits.Merge(
+                            discovery_id=snap.discovery_id,
+                            cluster_ids=tuple(int(c_) for c_ in chosen),
+                            name=name.strip() or None,
+                        ),
+                        f"Merged {len(chosen)} clusters into '{merged_name}'.",
                     )
             with split_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
@@ -114,7 +126,10 @@ def overview() -> None:
                     key="split_parts",
                 )
                 if c.button("Split", type="primary", disabled=bool(busy), key="split", width="stretch"):
-                    jobs_ui.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
+                    try:
+                        jobs_ui.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
+                    except JobConflict as error:
+                        session.flash("warning", str(error))
                     st.rerun()
                 st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
         except ValueError as error:
@@ -136,7 +151,7 @@ def overview() -> None:
                 st.caption(
                     f"{fmt.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
                 )
-                gallery.image_strip(project, members[:5].tolist(), width=46)
+                gallery.image_strip(snap, members[:5].tolist(), width=46)
 
 
 # ------------------------------------------------------------------------------------------ gallery
@@ -165,14 +180,14 @@ def cluster_gallery() -> None:
     page_size = c.selectbox("Per page", [48, 100], key="gallery_page_size")
     members = curation.members(cid)
     if SORTS[sort] == "name":
-        members = members[np.argsort([project.images[i].path for i in members], kind="stable")]
+        members = members[np.argsort([snap.images[i].path for i in members], kind="stable")]
     else:
         members = members[
             np.argsort(confidence[members] * (1 if SORTS[sort] == "asc" else -1), kind="stable")
         ]
     scope = f"cluster{cid}"
     captions = [f"{confidence[i]:.2f}" for i in members]
-    shown = gallery.gallery(project, members, scope=scope, captions=captions, page_size=page_size)
+    shown = gallery.gallery(snap, members, scope=scope, captions=captions, page_size=page_size)
     _selection_bar(scope, shown, restore=cid == EXCLUDED)
 
 
@@ -186,12 +201,12 @@ def review_queue() -> None:
     queue = queue[np.argsort(confidence[queue], kind="stable")]
     st.caption(f"{fmt.fmt_int(queue.size)} images to review")
     captions = [f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" for i in queue]
-    shown = gallery.gallery(project, queue, scope="review", captions=captions, page_size=page_size)
+    shown = gallery.gallery(snap, queue, scope="review", captions=captions, page_size=page_size)
     _selection_bar("review", shown)
 
 
 def _selection_bar(scope: str, shown: list[int], restore: bool = False) -> None:
-    picked = gallery.picked(scope)
+    picked = gallery.picked(scope, snap)
     with st.container(border=True):
         info, select_all, clear = st.columns([4, 1, 1], vertical_alignment="center")
         info.markdown(f"**{len(picked)} selected**" if picked else "Tick images to move or exclude them.")
@@ -199,13 +214,13 @@ def _selection_bar(scope: str, shown: list[int], restore: bool = False) -> None:
             "Select page",
             key=f"{scope}:all",
             on_click=gallery.set_picked,
-            args=(scope, shown, True),
+            args=(scope, snap, shown, True),
             width="stretch",
         )
         clear.button(
             "Clear", key=f"{scope}:clear", on_click=gallery.clear_picked, args=(scope,), width="stretch"
         )
-        edits.edit_actions(project, curation, picked, key=scope, restore=restore, disabled=bool(busy))
+        edits.edit_actions(project, snap, picked, key=scope, restore=restore, disabled=bool(busy))
 
 
 if view == "Overview":

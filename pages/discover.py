@@ -69,12 +69,10 @@ with st.container(border=True):
             request = (int(low), int(high))
         backbones = ", ".join(project.backbones)
         st.caption(
-            f"{fmt.fmt_int(n_images)} images · backbones: {backbones}"
-            if scan
-            else f"Backbones: {backbones}"
+            f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
         )
 
-    replaces_edits = project.curation is not None and project.curation.can_undo
+    replaces_edits = project.has_curation_edits()
     confirmed = True
     if replaces_edits and not running:
         confirmed = st.checkbox(
@@ -89,13 +87,18 @@ with st.container(border=True):
         disabled=running or not confirmed or not project.backbones,
         key="run_discovery",
     ):
-        jobs_ui.submit_job(
-            project,
-            "discover",
-            lambda progress, cancel: project.run_discovery(
-                request, progress=progress, cancel=cancel, effort=effort
-            ),
-        )
+        from turtle_core.workspace.jobs import JobConflict
+
+        try:
+            jobs_ui.submit_job(
+                project,
+                "discover",
+                lambda progress, cancel: project.run_discovery(
+                    request, progress=progress, cancel=cancel, effort=effort
+                ),
+            )
+        except JobConflict as error:
+            session.flash("warning", str(error))
         st.rerun()  # redraw with the button disabled and the progress panel
 
 jobs_ui.job_panel(job, "Discovery")

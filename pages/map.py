@@ -17,10 +17,11 @@ st.caption(
 )
 session.show_flash()
 project = session.require_project()
-curation = session.require_curation(project)
+snap = session.require_snapshot(project)  # this run's discovery + curation, read together
+curation = snap.curation
 
 busy = jobs_ui.busy_notice(project)
-edits.undo_bar(project, curation, disabled=busy)
+edits.undo_bar(project, snap, disabled=busy)
 
 # ------------------------------------------------------------------------------------------ layout
 controls = st.columns([1, 1.2, 1.4, 2], vertical_alignment="bottom")
@@ -46,7 +47,8 @@ tool = controls[2].segmented_control(
     help="Lasso or Box: select a group of images. Click: open one image (drag to pan).",
 )
 
-chart_key = f"map:{st.session_state.edit_nonce}"
+# Point selections are rows of the chart: a new discovery (new rows) gets a new chart, never old rows.
+chart_key = f"map:{snap.discovery_id[:12]}:{st.session_state.edit_nonce}"
 # What the chart showed last run: "umap", "pca" (chosen) or "stand-in" (PCA while UMAP computes).
 shown_key = f"map_shown:{project.folder}"
 
@@ -108,8 +110,8 @@ if xy.shape[0] != n:
     st.error("The saved layout does not match the images; it will be recomputed.")
     st.stop()
 
-confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
-file_names = [record.path.rsplit("/", 1)[-1] for record in project.images]
+confidence = np.asarray(snap.confidence, dtype=np.float32)
+file_names = [record.path.rsplit("/", 1)[-1] for record in snap.images]
 figure = scatter_figure(
     xy,
     curation.assignments,
@@ -150,10 +152,10 @@ with side_col:
         index = int(selected[0])
         cid = int(curation.assignments[index])
         st.markdown(f"**{markdown_text(file_names[index])}**")
-        gallery.preview_image(project, index)
+        gallery.preview_image(snap, index)
         st.caption(
             f"{markdown_text(curation.name_of(cid))} · confidence {confidence[index]:.2f} · "
-            f"{markdown_text(project.images[index].path)}"
+            f"{markdown_text(snap.images[index].path)}"
         )
     else:
         by_cluster = np.unique(curation.assignments[selected], return_counts=True)
@@ -162,11 +164,11 @@ with side_col:
         st.caption(" · ".join(f"{markdown_text(curation.name_of(c))}: {k}" for k, c in parts))
 
     with st.container(border=True):
-        edits.edit_actions(project, curation, selected, key="map", horizontal=False, disabled=busy)
+        edits.edit_actions(project, snap, selected, key="map", horizontal=False, disabled=busy)
 
     if selected.size > 1:
         order = selected[np.argsort(confidence[selected], kind="stable")]
         captions = [f"{confidence[i]:.2f}" for i in order]
         gallery.gallery(
-            project, order, scope="map", captions=captions, page_size=24, columns=4, selectable=False
+            snap, order, scope="map", captions=captions, page_size=24, columns=4, selectable=False
         )

@@ -86,9 +86,14 @@ scanning = scan_job is not None and scan_job.running
 if rescan_col.button(
     "Rescan", icon=":material/refresh:", disabled=scanning, help="Pick up added, changed or removed files"
 ):
-    jobs_ui.submit_job(
-        project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
-    )
+    from turtle_core.workspace.jobs import JobConflict
+
+    try:
+        jobs_ui.submit_job(
+            project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
+        )
+    except JobConflict as error:  # a discovery is scanning and embedding right now
+        session.flash("warning", str(error))
     st.rerun()
 jobs_ui.job_panel(scan_job, "Scan")
 

@@ -16,6 +16,15 @@ def _by_key(at, kind: str, prefix: str):
     return [w for w in getattr(at, kind) if w.key and w.key.startswith(prefix)]
 
 
+def _row(project, checkbox_key: str) -> int:
+    """The image row a gallery tick box stands for (tick boxes are keyed by image identity)."""
+    from turtle_ui.gallery import image_token
+
+    token = checkbox_key.rsplit(":", 1)[1]
+    (row,) = [i for i, record in enumerate(project.images) if image_token(record.path) == token]
+    return row
+
+
 def test_overview_lists_every_cluster_with_typical_images(monkeypatch, tmp_path: Path) -> None:
     fake_project = FakeProject(tmp_path / "images")
     at = open_app(monkeypatch, fake_project, PAGE)
@@ -99,7 +108,7 @@ def test_gallery_selection_moves_images_to_a_new_cluster(monkeypatch, tmp_path: 
     at.segmented_control(key="gallery_sort").set_value("Most typical").run()
     assert float(_by_key(at, "checkbox", "pick:cluster0:")[0].label) == max(confidences)
     boxes = _by_key(at, "checkbox", "pick:cluster0:")
-    picked = [int(b.key.rsplit(":", 1)[1]) for b in boxes[:2]]
+    picked = [_row(fake_project, b.key) for b in boxes[:2]]
     boxes[0].check()
     boxes[1].check().run()
     assert "**2 selected**" in texts(at)
@@ -143,7 +152,7 @@ def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> 
     boxes = _by_key(at, "checkbox", "pick:review:")
     assert len(boxes) == expected
     lowest = int(np.argmin(confidence))
-    assert boxes[0].key.endswith(f":{lowest}")
+    assert _row(fake_project, boxes[0].key) == lowest
     boxes[0].check().run()
     at.button(key="review:exclude").click().run()
     assert curation.assignments[lowest] == EXCLUDED
@@ -195,3 +204,39 @@ def test_edits_pause_while_discovery_runs(monkeypatch, tmp_path: Path) -> None:
     wait_for_job(at, fake_project, "discover")
     assert not at.warning
     assert not at.button(key="rename").disabled
+
+
+def test_ticks_follow_the_images_not_the_rows_after_a_rescan(monkeypatch, tmp_path: Path) -> None:
+    """Defect 5: a rescan that finds a new file shifts every row; Exclude still acts on the ticked image."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from turtle_core.ingest.scan import ImageRecord
+
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    box = _by_key(at, "checkbox", "pick:cluster0:")[0]
+    ticked = fake_project.images[_row(fake_project, box.key)].path
+    box.check().run()
+
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(fake_project.folder / "cats" / "aaa_new.png")
+    old = fake_project.discovery
+    record = ImageRecord("cats/aaa_new.png", 1, 0, "new-hash", 40, 40, "cats")
+    fake_project.state.install_discovery(  # a rescan + rediscovery finished meanwhile: rows moved by one
+        replace(
+            old,
+            images=[record, *old.images],
+            labels=np.concatenate([[0], old.labels]).astype(np.int32),
+            probabilities=np.concatenate([old.probabilities[:1], old.probabilities]),
+            confidence=np.concatenate([[0.5], old.confidence]).astype(np.float32),
+            discovery_id="rediscovered",
+        )
+    )
+    at.run()
+    assert "**1 selected**" in texts(at)
+    at.button(key="cluster0:exclude").click().run()
+    assert not at.exception
+    curation = fake_project.curation
+    assert [fake_project.images[row].path for row in curation.excluded()] == [ticked]

@@ -1,7 +1,8 @@
 """A fast stand-in for `turtle_core.project.Project` for UI-only AppTests, and the helpers to inject it.
 
-Real images and thumbnails on disk, a real `Curation`, and the real export; embeddings, TURTLE and
-UMAP are replaced by instant synthetic results. Tests that need the real engine use `Project` itself.
+Real images and thumbnails on disk, the real project state (store, `apply`, snapshots, lock), and the
+real export; embeddings, TURTLE and UMAP are replaced by instant synthetic results. Tests that need
+the real engine use `Project` itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from turtle_core.embedding.backbones import PRESETS, Availability
 from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile
 from turtle_core.progress import Progress, check_cancel
 from turtle_core.workspace.curation import Curation
+from turtle_core.workspace.edits import Edit, Split
 from turtle_core.workspace.project import DiscoveryResult
+from turtle_core.workspace.state import ProjectState, Snapshot
+from turtle_core.workspace.store import ProjectStore
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CLASSES = ("cats", "dogs", "owls")
@@ -49,8 +53,8 @@ class FakeProject:
             skipped=[SkippedFile("cats/broken.png", "corrupt or truncated image data")],
             duplicates=[],
         )
-        self.discovery: DiscoveryResult | None = None
-        self.curation: Curation | None = None
+        self.state = ProjectState(ProjectStore(self.workdir), folder)
+        self.state.load()
         rng = np.random.default_rng(0)
         truth = np.repeat(np.arange(len(CLASSES)), per_class)
         self._xy = (
@@ -113,7 +117,7 @@ class FakeProject:
         scores_by_k = (
             {c: 1.0 - abs(c - 3) * 0.1 for c in range(scores[0], scores[1] + 1)} if scores else {k: 0.9}
         )
-        self.discovery = DiscoveryResult(
+        discovery = DiscoveryResult(
             images=list(self._records),
             labels=labels,
             probabilities=probabilities,
@@ -128,25 +132,52 @@ class FakeProject:
             metrics={"accuracy": 1.0, "nmi": 1.0, "ari": 1.0},
             kmeans_metrics={"accuracy": 0.8, "nmi": 0.7, "ari": 0.6},
         )
-        self.curation = Curation.from_discovery(labels)
-        return self.discovery
+        self.state.install_discovery(discovery)
+        return discovery
 
     # ------------------------------------------------------------------ after discovery
     @property
+    def discovery(self) -> DiscoveryResult | None:
+        return self.state.discovery
+
+    @property
+    def curation(self) -> Curation | None:
+        return self.state.curation
+
+    @property
     def images(self) -> list[ImageRecord]:
         return self.discovery.images if self.discovery else []
+
+    def snapshot(self) -> Snapshot | None:
+        return self.state.snapshot()
+
+    def apply(self, edit: Edit) -> Any:
+        result = self.state.apply(edit)  # the real entry point: lock, discovery check, save, undo
+        self.saves += 1
+        return result
+
+    def take_notices(self) -> list[str]:
+        return self.state.take_notices()
+
+    def has_curation_edits(self) -> bool:
+        return self.state.has_edits()
 
     def save_curation(self) -> None:
         self.saves += 1
 
     def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
-        assert self.curation is not None
+        snap = self.snapshot()
+        assert snap is not None
         self.split_calls.append((cluster_id, n_parts))
-        members = self.curation.members(cluster_id)
+        members = snap.curation.members(cluster_id)
         parts = n_parts or 2
-        ids = self.curation.split(cluster_id, np.arange(members.size) % parts)
-        self.save_curation()
-        return ids
+        edit = Split(
+            discovery_id=snap.discovery_id,
+            cluster_id=cluster_id,
+            members=snap.keys(members),
+            sub_labels=tuple(int(i) % parts for i in range(members.size)),
+        )
+        return self.apply(edit)
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2
@@ -166,7 +197,7 @@ class FakeProject:
             image.save(path)
         return path
 
-    def current_metrics(self) -> dict[str, float] | None:
+    def current_metrics(self, snap: Snapshot | None = None) -> dict[str, float] | None:
         return {"accuracy": 0.95, "nmi": 0.9, "ari": 0.85}
 
     def _columns(self) -> dict[str, Any]:
@@ -267,7 +298,7 @@ def test_fake_project_matches_the_facade(tmp_path: Path) -> None:
     from turtle_core.workspace.project import Project
 
     public = {name for name in dir(Project) if not name.startswith("_")}
-    assert public - set(dir(fake_project)) <= {"open", "recent", "embed", "spaces", "ground_truth"}
+    assert public - set(dir(fake_project)) <= {"open", "recent", "embed", "spaces", "ground_truth", "store"}
     assert fake_project.curation is not None
     assert fake_project.curation.sizes() == {0: 12, 1: 12, 2: 12}
     assert fake_project.thumbnail(0).is_file()

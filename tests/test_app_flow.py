@@ -41,7 +41,7 @@ def test_real_engine_loop(monkeypatch: pytest.MonkeyPatch, make_image_tree, tmp_
     at.switch_page("pages/map.py").run()
     assert not at.exception
     assert at.get("plotly_chart")
-    key = f"map:{at.session_state['edit_nonce']}"
+    key = at.get("plotly_chart")[0].key  # map:<discovery id>:<edit nonce>
     at.session_state[key] = {"selection": {"points": [], "point_indices": [0, 1, 2], "box": [], "lasso": []}}
     at.run()
     at.text_input[0].set_value("hand picked")

@@ -18,7 +18,7 @@ PAGE = "pages/map.py"
 
 def _select(at, indices: list[int]):
     """Seed the chart's selection the way the browser reports a lasso (AppTest cannot draw one)."""
-    key = f"map:{at.session_state['edit_nonce']}"
+    key = at.get("plotly_chart")[0].key  # map:<discovery id>:<edit nonce>
     at.session_state[key] = {"selection": {"points": [], "point_indices": indices, "box": [], "lasso": []}}
     return at.run()
 
@@ -55,7 +55,7 @@ def test_page_draws_the_map_with_umap_when_cached(monkeypatch, tmp_path: Path) -
     fake_project = FakeProject(tmp_path / "images")
     at = open_app(monkeypatch, fake_project, PAGE)
     assert not at.exception
-    assert at.get("plotly_chart")[0].key == "map:0"
+    assert at.get("plotly_chart")[0].key == f"map:{fake_project.discovery.discovery_id[:12]}:0"
     assert "36 images · 3 clusters" in texts(at)
     assert "Draw a lasso" in at.info[0].value
     assert "Showing the PCA layout" not in texts(at)
@@ -105,7 +105,8 @@ def test_lasso_selection_moves_to_a_new_cluster(monkeypatch, tmp_path: Path) -> 
     assert fake_project.saves == 1
     assert "new cluster 'odd ones'" in at.success[0].value
     # The chart was re-keyed, so the old selection is gone.
-    assert at.get("plotly_chart")[0].key == f"map:{at.session_state['edit_nonce']}"
+    discovery_id = fake_project.discovery.discovery_id[:12]
+    assert at.get("plotly_chart")[0].key == f"map:{discovery_id}:{at.session_state['edit_nonce']}"
     assert "Draw a lasso" in at.info[0].value
 
 

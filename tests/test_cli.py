@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from turtle_core.workspace.errors import StaleEdit
+
 
 def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TURTLE_HOME": str(home), "TURTLE_OFFLINE": "1"}
@@ -77,3 +81,36 @@ def test_unknown_effort_is_a_usage_error(tmp_path: Path, turtle_home: Path) -> N
     )
     assert done.returncode == 2
     assert "quick" in done.stderr and "standard" in done.stderr
+
+
+def test_discover_refuses_to_replace_a_curation_with_edits(
+    make_image_tree, tmp_path: Path, turtle_home: Path
+) -> None:
+    """Defect 4: the CLI never replaces the app's curated work unasked, and the app notices when asked."""
+    from state_helpers import synthetic_discovery
+
+    from turtle_core.workspace import edits
+    from turtle_core.workspace.project import Project
+
+    root = make_image_tree({"a": 6, "b": 6, "c": 6})
+    app = Project.open(root)  # the app's project object, in this process
+    paths = sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+    app.state.install_discovery(synthetic_discovery(paths))
+    snap = app.snapshot()
+    app.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="curated"))
+    args = ["discover", str(root), "-k", "3", "-o", str(tmp_path / "l.csv"), "--backbones", "effnet-lite0"]
+
+    refused = _run(*args, "--effort", "quick", home=turtle_home)
+    assert refused.returncode == 3, refused.stderr
+    assert "1 edit(s)" in refused.stderr and "--replace-curation" in refused.stderr
+    assert not (tmp_path / "l.csv").exists()
+    assert Project.open(root, reuse=False).curation.name_of(0) == "curated"
+
+    replaced = _run(*args, "--effort", "quick", "--replace-curation", home=turtle_home)
+    assert replaced.returncode == 0, replaced.stderr
+    fresh = app.snapshot()  # the app's next run: it reloads and says why
+    assert fresh.discovery_id != snap.discovery_id and not fresh.curation.can_undo
+    assert any("replaced by a discovery saved elsewhere" in note for note in app.take_notices())
+    with pytest.raises(StaleEdit):  # a click made on the old clusters is refused, not saved over them
+        app.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="stale"))
+    assert Project.open(root, reuse=False).curation.name_of(0) == "Cluster 0"

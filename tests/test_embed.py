@@ -219,3 +219,37 @@ def test_changed_weights_file_is_loaded_again(
     (cache_root / "identities.json").write_text("{not json")
     third = embed_folder_images(folder, scan.images, "effnet-lite0", str(checkpoint), cache_root=cache_root)
     assert len(loads) == 2 and third.identity == second.identity and third.computed == 0
+
+
+
+class NaNForFirstImage(CountingBackbone):
+    """The real backbone, except that the first image of every batch comes out as NaN (fp16 overflow)."""
+
+    def encode(self, batch: torch.Tensor) -> torch.Tensor:
+        features = super().encode(batch).clone()
+        features[0] = float("nan")
+        return features
+
+
+def test_non_finite_features_are_reported_and_never_cached(
+    folder: Path, lite0: LoadedBackbone, cache: EmbeddingCache
+) -> None:
+    """Defect 8: NaN vectors must not poison the cache (and with it every later discovery)."""
+    records = scan_folder(folder).images
+    broken = NaNForFirstImage(lite0)
+    result = embed_images(folder, records, broken, cache=cache, batch_size=4, num_workers=0)
+    assert len(result.failed) == 2 and all("non-finite" in item.reason for item in result.failed)
+    assert result.ok.sum() == len(records) - 2 and np.isfinite(result.vectors).all()
+    assert len(cache) == len(records) - 2
+    healthy = CountingBackbone(lite0)
+    again = embed_images(folder, records, healthy, cache=cache, batch_size=4, num_workers=0)
+    assert again.ok.all() and healthy.images == 2  # only the two refused images are computed again
+
+
+def test_cache_refuses_and_skips_non_finite_vectors(cache: EmbeddingCache) -> None:
+    dim = 4
+    vectors = np.ones((3, dim), np.float32)
+    vectors[1, 2] = np.inf
+    assert cache.add(["a", "b", "c"], vectors) == 2
+    found, rows = cache.lookup(["a", "b", "c"])
+    assert found.tolist() == [True, False, True] and rows.shape == (2, dim)

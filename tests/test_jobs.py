@@ -132,3 +132,42 @@ def test_cancel_all_stops_every_running_job(n_jobs: int) -> None:
     assert all(job.wait(TIMEOUT) for job in jobs)
     assert {job.state for job in jobs} == {"cancelled"}
     assert manager.running() == []
+
+
+def test_conflicting_jobs_of_one_project_are_refused_others_run() -> None:
+    """A split while a discovery runs (both write the curation), or two discoveries, is refused."""
+    from turtle_core.workspace.jobs import JobConflict
+
+    manager = JobManager()
+    release = threading.Event()
+    discovery = manager.submit("discover", lambda p, c: release.wait(TIMEOUT), key="A::discover", scope="A")
+    with pytest.raises(JobConflict, match="discover is running"):
+        manager.submit("split", lambda p, c: 1, key="A::split", scope="A")
+    with pytest.raises(JobConflict):
+        manager.submit("scan", lambda p, c: 1, key="A::scan", scope="A")
+    assert manager.submit("discover", lambda p, c: 2, key="A::discover", scope="A") is discovery
+    other = manager.submit("split", lambda p, c: 3, key="B::split", scope="B")  # another project
+    layout = manager.submit("umap", lambda p, c: 4, key="A::umap", scope="A")  # writes nothing
+    assert other.wait(TIMEOUT) and other.result == 3
+    assert layout.wait(TIMEOUT) and layout.result == 4
+    release.set()
+    assert discovery.wait(TIMEOUT)
+    split = manager.submit("split", lambda p, c: 5, key="A::split", scope="A")
+    assert split.wait(TIMEOUT) and split.result == 5
+
+
+def test_gpu_jobs_queue_one_at_a_time() -> None:
+    manager = JobManager()
+    release = threading.Event()
+    first = manager.submit(
+        "discover", lambda p, c: release.wait(TIMEOUT), key="A::discover", scope="A", gpu=True
+    )
+    second = manager.submit("discover", lambda p, c: "ran", key="B::discover", scope="B", gpu=True)
+    for _ in range(1000):
+        if second.progress is not None:
+            break
+        threading.Event().wait(0.01)
+    assert second.running and second.progress.stage == "queued" and second.result is None
+    release.set()
+    assert first.wait(TIMEOUT) and second.wait(TIMEOUT)
+    assert second.result == "ran"

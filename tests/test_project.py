@@ -83,7 +83,8 @@ def test_state_survives_reopening(discovered: Project) -> None:
     discovered.save_curation()
     spaces = discovered.spaces()
 
-    reopened = Project.open(discovered.folder)
+    assert Project.open(discovered.folder) is discovered  # one object per folder in a process
+    reopened = Project.open(discovered.folder, reuse=False)  # read afresh from disk
     assert reopened.backbones == ["effnet-lite0"]
     assert reopened.curation.name_of(first) == "rouge"
     assert reopened.curation.assignments[0] == EXCLUDED
@@ -124,5 +125,5 @@ def test_quick_effort_is_recorded_and_still_finds_obvious_classes(tmp_path: Path
     result = project.run_discovery(3, effort="quick")
     assert result.params["effort"] == "quick"
     assert result.metrics is not None and result.metrics["accuracy"] >= 0.9
-    reopened = Project.open(project.folder)
+    reopened = Project.open(project.folder, reuse=False)
     assert reopened.discovery is not None and reopened.discovery.params["effort"] == "quick"

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{e.name}: {e.summary}" for e in EFFORTS.values()) + f" (default: {DEFAULT_EFFORT})",
     )
     discover.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    discover.add_argument(
+        "--replace-curation",
+        action="store_true",
+        help="replace the folder's curation even when it holds edits made in the app (they are lost)",
+    )
     discover.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     commands.add_parser("backbones", help="list backbones and whether their weights are available")
@@ -137,7 +142,7 @@ def _list_backbones() -> int:
 
 def _discover(args: argparse.Namespace) -> int:
     from turtle_core.embedding.backbones import PRESETS
-    from turtle_core.workspace.project import Project, ProjectError
+    from turtle_core.workspace.project import CurationHasEdits, Project, ProjectError
 
     try:
         checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
@@ -151,7 +156,17 @@ def _discover(args: argparse.Namespace) -> int:
         project = Project.open(args.folder)
         project.device = args.device
         project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
-        result = project.run_discovery(args.clusters, progress=progress, effort=args.effort)
+        result = project.run_discovery(
+            args.clusters, progress=progress, effort=args.effort, replace_edits=args.replace_curation
+        )
+    except CurationHasEdits as error:
+        progress.close()
+        print(
+            f"error: {error}\nNothing was changed. Export the curated labels from the app first, or "
+            "pass --replace-curation to discard the edits and start from a new discovery.",
+            file=sys.stderr,
+        )
+        return 3
     except ProjectError as error:
         progress.close()
         _report_skipped(_scan_skips(project), Path(args.out))

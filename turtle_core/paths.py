@@ -19,8 +19,9 @@ def embedding_cache_dir() -> Path:
 
 
 def project_dir(folder: str | os.PathLike[str]) -> Path:
-    """The workspace of the project whose images are in `folder` (stable per absolute path)."""
-    resolved = os.fsencode(os.path.abspath(os.fspath(folder)))
+    """The workspace of the project whose images are in `folder`: one per real folder, whether it is
+    named through a symlink, with `~`, or by its canonical path."""
+    resolved = os.fsencode(os.path.realpath(os.path.expanduser(os.fspath(folder))))
     digest = hashlib.sha1(resolved).hexdigest()[:12]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.fsdecode(os.path.basename(resolved.rstrip(b"/"))))[:40]
     return turtle_home() / "projects" / f"{slug or 'root'}-{digest}"

@@ -1,4 +1,4 @@
-"""Buttons that edit the curation: move, exclude, restore, undo and redo."""
+"""Buttons that edit the curation: move, exclude, restore, undo and redo (all through `project.apply`)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.names import markdown_text
+from turtle_core.workspace import edits
 from turtle_ui.fmt import cluster_options
-from turtle_ui.session import edited
+from turtle_ui.session import apply_edit
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.curation import Curation
     from turtle_core.workspace.project import Project
+    from turtle_core.workspace.state import Snapshot
 
 NEW_CLUSTER = -2  # select-box sentinel: "move to a new cluster"
 
 
 def edit_actions(
     project: Project,
-    curation: Curation,
+    snap: Snapshot,
     indices: Sequence[int] | np.ndarray,
     *,
     key: str,
@@ -29,7 +30,9 @@ def edit_actions(
     restore: bool = False,
     disabled: bool = False,
 ) -> None:
-    """Move the given images to an existing or new cluster, exclude them, or (for excluded ones) restore them."""
+    """Move the given images (rows of `snap`) to an existing or new cluster, exclude them, or (for
+    excluded ones) restore them. The edit names the images, so it acts on exactly these files."""
+    curation = snap.curation
     indices = np.asarray(indices, dtype=np.int64)
     labels = cluster_options(curation)
     options = [NEW_CLUSTER, *labels]
@@ -59,49 +62,62 @@ def edit_actions(
         name_col.empty()
     none = indices.size == 0
     n_text = "image" if indices.size == 1 else "images"
-    try:
-        if move_col.button(
-            f"Move {indices.size} {n_text}" if indices.size else "Move",
-            type="primary",
-            icon=":material/arrow_forward:",
+    images = snap.keys(indices)
+    since = {"discovery_id": snap.discovery_id}
+    if move_col.button(
+        f"Move {indices.size} {n_text}" if indices.size else "Move",
+        type="primary",
+        icon=":material/arrow_forward:",
+        disabled=disabled or none,
+        key=f"{key}:move",
+        width="stretch",
+    ):
+        if target == NEW_CLUSTER:
+            name = new_name.strip() or None
+            apply_edit(
+                project,
+                edits.MoveToNewCluster(images=images, name=name, **since),
+                lambda cid: f"Moved {indices.size} {n_text} to the new cluster '{name or f'Cluster {cid}'}'.",
+            )
+        else:
+            target_name = curation.name_of(int(target))
+            apply_edit(
+                project,
+                edits.Move(images=images, cluster_id=int(target), **since),
+                lambda moved: f"Moved {moved} {n_text} to '{target_name}'.",
+            )
+    if restore:
+        if exclude_col.button(
+            "Restore",
+            icon=":material/restore_from_trash:",
             disabled=disabled or none,
-            key=f"{key}:move",
+            key=f"{key}:restore",
             width="stretch",
         ):
-            if target == NEW_CLUSTER:
-                cid = curation.move_to_new_cluster(indices, new_name.strip() or None)
-                edited(
-                    project, f"Moved {indices.size} {n_text} to the new cluster '{curation.name_of(cid)}'."
-                )
-            else:
-                moved = curation.move(indices, int(target))
-                edited(project, f"Moved {moved} {n_text} to '{curation.name_of(int(target))}'.")
-        if restore:
-            if exclude_col.button(
-                "Restore",
-                icon=":material/restore_from_trash:",
-                disabled=disabled or none,
-                key=f"{key}:restore",
-                width="stretch",
-            ):
-                restored = curation.restore(indices)
-                edited(project, f"Restored {restored} {n_text} to their clusters.")
-        elif exclude_col.button(
-            "Exclude",
-            icon=":material/block:",
-            disabled=disabled or none,
-            key=f"{key}:exclude",
-            width="stretch",
-        ):
-            excluded = curation.exclude(indices)
-            edited(project, f"Excluded {excluded} {n_text} from the dataset.")
-    except ValueError as error:
-        st.error(str(error), icon=":material/warning:")
+            apply_edit(
+                project,
+                edits.Restore(images=images, **since),
+                lambda restored: f"Restored {restored} {n_text} to their clusters.",
+            )
+    elif exclude_col.button(
+        "Exclude",
+        icon=":material/block:",
+        disabled=disabled or none,
+        key=f"{key}:exclude",
+        width="stretch",
+    ):
+        apply_edit(
+            project,
+            edits.Exclude(images=images, **since),
+            lambda excluded: f"Excluded {excluded} {n_text} from the dataset.",
+        )
 
 
-def undo_bar(project: Project, curation: Curation, disabled: bool = False) -> None:
+def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
     """Undo / redo buttons, the last edit, and the full history in a popover."""
+    curation = snap.curation
     history = curation.history()
+    redo_next = curation.redo_history()
     undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
     if undo_col.button(
         "Undo",
@@ -110,9 +126,7 @@ def undo_bar(project: Project, curation: Curation, disabled: bool = False) -> No
         width="stretch",
         key="undo",
     ):
-        last = history[-1]
-        curation.undo()
-        edited(project, f"Undone: {last}")
+        apply_edit(project, edits.Undo(discovery_id=snap.discovery_id), f"Undone: {history[-1]}")
     if redo_col.button(
         "Redo",
         icon=":material/redo:",
@@ -120,13 +134,12 @@ def undo_bar(project: Project, curation: Curation, disabled: bool = False) -> No
         width="stretch",
         key="redo",
     ):
-        curation.redo()
-        edited(project, "Redone: " + curation.history()[-1])
+        apply_edit(project, edits.Redo(discovery_id=snap.discovery_id), f"Redone: {redo_next[0]}")
     last_col.caption(f"Last edit: {markdown_text(history[-1])}" if history else "No edits yet.")
     with history_col.popover(f"History ({len(history)})", width="stretch"):
         if not history:
             st.caption("No edits yet.")
         for number, line in reversed(list(enumerate(history, 1))):
             st.caption(f"{number}. {markdown_text(line)}")
-        for line in curation.redo_history():
+        for line in redo_next:
             st.caption(f"~~{markdown_text(line)}~~ (undone)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,13 @@ from turtle_ui.fmt import fmt_int
 
 if TYPE_CHECKING:
     from turtle_core.workspace.project import Project
+    from turtle_core.workspace.state import Snapshot
 
-def thumbnail_paths(project: Project, indices: Sequence[int]) -> list[str | None]:
+# Galleries take a `Project` or, for one consistent view per run, its `Snapshot`: both have
+# `images`, `thumbnail(row)` and `image_path(row)`.
+
+
+def thumbnail_paths(project: Project | Snapshot, indices: Sequence[int]) -> list[str | None]:
     paths: list[str | None] = []
     for index in indices:
         try:
@@ -27,7 +33,7 @@ def thumbnail_paths(project: Project, indices: Sequence[int]) -> list[str | None
     return paths
 
 
-def image_strip(project: Project, indices: Sequence[int], width: int = 64) -> None:
+def image_strip(project: Project | Snapshot, indices: Sequence[int], width: int = 64) -> None:
     """A row of small thumbnails (e.g. a cluster's most typical images)."""
     paths = [p for p in thumbnail_paths(project, indices) if p]
     if paths:
@@ -40,20 +46,29 @@ def pick_prefix(scope: str) -> str:
     return f"pick:{scope}:{st.session_state.edit_nonce}:"
 
 
-def picked(scope: str) -> list[int]:
-    """Indices ticked in the gallery `scope` (on any of its pages) since the last edit."""
+def image_token(path: str) -> str:
+    """A widget-key-safe identity of an image (its path), stable across rescans and rediscoveries."""
+    return hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def picked(scope: str, snap: Snapshot) -> list[int]:
+    """Rows of `snap` whose images are ticked in the gallery `scope` (on any of its pages) since the
+    last edit. Ticks are kept by image identity, never by row, so a rescan cannot redirect them."""
     prefix = pick_prefix(scope)
-    return sorted(
-        int(key[len(prefix) :])
+    ticked = {
+        key[len(prefix) :]
         for key, value in st.session_state.to_dict().items()
         if isinstance(key, str) and key.startswith(prefix) and value is True
-    )
+    }
+    if not ticked:
+        return []
+    return [row for row, record in enumerate(snap.images) if image_token(record.path) in ticked]
 
 
-def set_picked(scope: str, indices: Sequence[int], value: bool) -> None:
+def set_picked(scope: str, snap: Snapshot, indices: Sequence[int], value: bool) -> None:
     prefix = pick_prefix(scope)
     for index in indices:
-        st.session_state[f"{prefix}{int(index)}"] = value
+        st.session_state[f"{prefix}{image_token(snap.images[int(index)].path)}"] = value
 
 
 def clear_picked(scope: str) -> None:
@@ -64,7 +79,7 @@ def clear_picked(scope: str) -> None:
 
 
 def gallery(
-    project: Project,
+    project: Project | Snapshot,
     indices: np.ndarray,
     *,
     scope: str,
@@ -113,7 +128,7 @@ def gallery(
             if selectable:
                 st.checkbox(
                     markdown_text(caption) if caption else str(index),
-                    key=f"{prefix}{index}",
+                    key=f"{prefix}{image_token(project.images[index].path)}",
                     persist_state="page",
                 )
             elif caption:
@@ -121,11 +136,11 @@ def gallery(
     return shown
 
 
-def file_name(project: Project, index: int) -> str:
+def file_name(project: Project | Snapshot, index: int) -> str:
     return Path(project.images[index].path).name
 
 
-def preview_image(project: Project, index: int, max_side: int = 640) -> None:
+def preview_image(project: Project | Snapshot, index: int, max_side: int = 640) -> None:
     """One image, larger than a thumbnail (EXIF-rotated, downscaled), or a note when it cannot be read."""
     from turtle_core.ingest.scan import UnusableImage, load_image
 

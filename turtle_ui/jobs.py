@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from turtle_core.names import display_name, markdown_text
-from turtle_core.workspace.jobs import Job, JobManager
+from turtle_core.workspace.jobs import Job, JobManager, cuda_in_use
 from turtle_ui.fmt import fmt_duration, fmt_int
 
 if TYPE_CHECKING:
@@ -40,8 +40,14 @@ def project_job(project: Project, kind: str) -> Job[Any] | None:
     return job_manager().get(job_key(project, kind))
 
 
+GPU_KINDS = ("discover", "split")  # jobs that train TURTLE (and embed) queue for a CUDA GPU
+
+
 def submit_job(project: Project, kind: str, fn: Callable[[Any, Any], Any]) -> Job[Any]:
-    return job_manager().submit(kind, fn, key=job_key(project, kind))
+    """Start a background job of `project`; raises `JobConflict` when a running job of the project
+    writes what this one writes (what each kind writes: `turtle_core.workspace.jobs.JOB_WRITES`)."""
+    gpu = kind in GPU_KINDS and cuda_in_use()
+    return job_manager().submit(kind, fn, key=job_key(project, kind), scope=str(project.folder), gpu=gpu)
 
 
 def busy_jobs(project: Project, kinds: Sequence[str] = ("scan", "discover", "split")) -> list[Job[Any]]:

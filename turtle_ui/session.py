@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,9 @@ import streamlit as st
 if TYPE_CHECKING:
     from turtle_core.access import FolderPolicy
     from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.edits import Edit
     from turtle_core.workspace.project import Project
+    from turtle_core.workspace.state import Snapshot
 
 PROJECT_PAGE = "pages/project.py"
 
@@ -74,7 +77,8 @@ def open_folder(folder: str | os.PathLike[str]) -> Project:
 
     Raises the engine's `ProjectError` with a user-facing message when the folder is unusable, and
     `FolderNotAllowed` when the app is served to others and the folder is not in its allow-list."""
-    key = os.path.abspath(os.path.expanduser(os.fspath(folder).strip()))
+    # One folder is one project, however it is named (a symlink, a trailing slash, `~`).
+    key = os.path.realpath(os.path.expanduser(os.fspath(folder).strip()))
     folder_policy().check(key)
     project = _open_project(key)
     st.session_state.folder = key
@@ -113,18 +117,50 @@ def require_project() -> Project:
         )
         st.page_link(PROJECT_PAGE, label="Open a project", icon=":material/arrow_forward:")
         st.stop()
+    for notice in project.take_notices():  # damaged files set aside, a discovery replaced elsewhere
+        st.warning(notice, icon=":material/warning:")
+        st.session_state.edit_nonce += 1  # selections made on the old state are void
     return project
 
 
-def require_curation(project: Project) -> Curation:
-    """The project's curation; otherwise a hint to run discovery first, and stop."""
-    if project.discovery is None or project.curation is None:
+def require_snapshot(project: Project) -> Snapshot:
+    """This run's consistent view of the discovery and curation (read together under the project's
+    lock); otherwise a hint to run discovery first, and stop. Read it once per page run."""
+    snap = project.snapshot()
+    if snap is None:
         st.info(
             "No categories yet: run discovery first to group the images.", icon=":material/travel_explore:"
         )
         st.page_link(DISCOVER_PAGE, label="Discover categories", icon=":material/arrow_forward:")
         st.stop()
-    return project.curation
+    return snap
+
+
+def require_curation(project: Project) -> Curation:
+    """The curation of this run's snapshot (see `require_snapshot`)."""
+    return require_snapshot(project).curation
+
+
+def apply_edit(project: Project, edit: Edit, describe: Callable[[Any], str] | str) -> None:
+    """Apply a curation edit through `project.apply` (lock, discovery check, save, undo), then reset
+    selections, say what happened and rerun. A bad edit shows its error; one made on clusters that
+    were recomputed meanwhile changes nothing and says so."""
+    from turtle_core.workspace.errors import StaleEdit
+
+    try:
+        result = project.apply(edit)
+    except StaleEdit as error:
+        st.session_state.edit_nonce += 1
+        flash("warning", str(error))
+        st.rerun()
+    except ValueError as error:
+        from turtle_core.names import markdown_text
+
+        st.error(markdown_text(str(error)), icon=":material/warning:")
+        return
+    st.session_state.edit_nonce += 1
+    flash("success", describe(result) if callable(describe) else describe)
+    st.rerun()
 
 
 def flash(kind: str, message: str) -> None:
@@ -145,7 +181,8 @@ def show_flash() -> None:
 
 
 def edited(project: Project, message: str) -> None:
-    """After a curation edit: save, reset selections, tell the user, rerun the whole app."""
+    """Deprecated (edits go through `apply_edit`): after editing `project.curation` in place, save,
+    reset selections, tell the user, rerun the whole app."""
     project.save_curation()
     st.session_state.edit_nonce += 1
     flash("success", message)

@@ -42,7 +42,7 @@ def test_finished_umap_waits_while_points_are_selected(monkeypatch, tmp_path: Pa
     assert "Showing the PCA layout while UMAP" in texts(at)
     pca_x = _x_of_chart(at)
 
-    key = f"map:{at.session_state['edit_nonce']}"
+    key = at.get("plotly_chart")[0].key  # map:<discovery id>:<edit nonce>
     at.session_state[key] = {"selection": {"points": [], "point_indices": [0, 1, 13], "box": [], "lasso": []}}
     at.run()
     gate.set()
@@ -79,7 +79,7 @@ def test_choosing_umap_shows_it_even_with_a_selection(monkeypatch, tmp_path: Pat
     gate.set()
     wait_for_job(at, project, "umap")
     pca_x = _x_of_chart(at)
-    key = f"map:{at.session_state['edit_nonce']}"
+    key = at.get("plotly_chart")[0].key  # map:<discovery id>:<edit nonce>
     at.session_state[key] = {"selection": {"points": [], "point_indices": [2, 3], "box": [], "lasso": []}}
     at.run()
     assert _x_of_chart(at) == pca_x  # the user's PCA choice is kept although UMAP is ready

@@ -116,16 +116,23 @@ class EmbeddingCache:
                 out_row += 1
             for name, (chunk_rows, out_rows) in by_chunk.items():
                 out[out_rows] = self._chunks[name].array[chunk_rows]
+        # A non-finite vector (NaN/inf, e.g. cached by an older version from fp16 autocast) is a miss:
+        # it is computed again instead of failing every discovery that uses it.
+        finite = np.isfinite(out).all(axis=1)
+        if not finite.all():
+            found[np.flatnonzero(found)[~finite]] = False
+            out = out[finite]
         return found, out
 
     # ------------------------------------------------------------ writing
 
     def add(self, hashes: Sequence[str], vectors: np.ndarray) -> int:
-        """Store new vectors as one new chunk (keys already present are skipped). Returns how many
-        were written."""
+        """Store new vectors as one new chunk (keys already present are skipped, and non-finite
+        vectors are never stored). Returns how many were written."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(hashes):
             raise ValueError(f"expected {len(hashes)} rows of vectors, got shape {vectors.shape}")
+        finite = np.isfinite(vectors).all(axis=1)
         with self._lock:
             self.refresh()
             if self.dim is not None and vectors.shape[1] != self.dim:
@@ -133,7 +140,11 @@ class EmbeddingCache:
             keep: list[int] = []
             fresh: set[str] = set()
             for i, key in enumerate(hashes):
-                if key not in self._index and key not in fresh:
+                if (
+                    finite[i]
+                    and (key not in self._index or not self._stored_finite(key))
+                    and key not in fresh
+                ):
                     fresh.add(key)
                     keep.append(i)
             if not keep:
@@ -141,6 +152,10 @@ class EmbeddingCache:
             keys = [str(hashes[i]) for i in keep]
             self._write_chunk(keys, [vectors[keep]])
             return len(keys)
+
+    def _stored_finite(self, key: str) -> bool:
+        name, row = self._index[key]
+        return bool(np.isfinite(self._chunks[name].array[row]).all())
 
     def _write_chunk(self, keys: list[str], parts: list[np.ndarray]) -> _Chunk:
         dim = int(parts[0].shape[1])

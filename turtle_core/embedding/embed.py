@@ -108,6 +108,20 @@ def _prefetched(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _encode_finite(backbone: LoadedBackbone, batch: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+    """Features of `batch`, and the rows that stayed non-finite. Reduced-precision autocast (fp16 on
+    GPUs without bf16) can overflow to NaN/inf: those rows are encoded again in fp32, so a bad vector
+    is never cached (the cache refuses them too) and the batch's other rows keep their fast result."""
+    features = backbone.encode(batch).numpy().astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    if bad.size and backbone.device.type == "cuda":
+        redo = batch[torch.as_tensor(bad)].to(backbone.device)
+        with torch.inference_mode(), torch.autocast("cuda", enabled=False):
+            features[bad] = backbone.model(redo.float()).float().cpu().numpy()
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    return features, bad.tolist()
+
+
 class _CacheWriter:
     """Buffers computed vectors and writes them to the cache every few batches."""
 
@@ -186,7 +200,12 @@ def embed_images(
                     if tensor is None:
                         failures[key] = reason
                 if good:
-                    features = backbone.encode(torch.stack([t for _, t in good])).numpy().astype(np.float32)
+                    features, bad = _encode_finite(backbone, torch.stack([t for _, t in good]))
+                    for row in sorted(bad, reverse=True):
+                        failures[good[row][0]] = "the model gave non-finite features (NaN/inf) for this image"
+                        del good[row]
+                    features = np.delete(features, bad, axis=0)
+                if good:
                     keys = [key for key, _ in good]
                     vectors_by_hash.update(zip(keys, features, strict=True))
                     writer.add(keys, features)

@@ -1,77 +1,44 @@
 """The curator's edits to discovered clusters: names, merges, splits, moves, exclusions, with undo/redo.
 
-Each edit is one undoable step stored as a compact diff (changed rows + old/new values + name changes),
-so tens of thousands of images and hundreds of edits stay small in memory and on disk. The whole state
-(arrays, names, undo/redo stacks) is saved as one `.npz` written atomically.
+Each edit is one undoable step stored as a compact diff (`history.Step`: changed rows + old/new values
++ name changes), so tens of thousands of images and hundreds of edits stay small in memory and on disk.
+The file format lives in `curation_file`; a project saves its curation through `store.ProjectStore`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import zipfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from turtle_core.atomic import atomic_write_bytes
 from turtle_core.constants import EXCLUDED
+from turtle_core.workspace.curation_file import (
+    FORMAT_VERSION,
+    CurationError,
+    CurationMismatch,
+    curation_from_bytes,
+    curation_to_bytes,
+    image_list_key,
+)
+from turtle_core.workspace.curation_view import CurationView, _clean_name, _count, _q
+from turtle_core.workspace.history import Step
 
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_HISTORY",
+    "Curation",
+    "CurationError",
+    "CurationMismatch",
+    "image_list_key",
+]
+
 MAX_HISTORY = 1000  # oldest undo steps are dropped beyond this, bounding memory and file size
 
 
-class CurationError(ValueError):
-    """A curation file cannot be used: corrupt, unreadable, or made for a different image list."""
-
-
-class CurationMismatch(CurationError):
-    """The curation file belongs to a different list of images."""
-
-
-def image_list_key(paths: Iterable[str]) -> str:
-    """A stable fingerprint of an ordered list of image paths (pass it to `save`/`load`)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.fsencode(path))
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-@dataclass
-class _Step:
-    """One edit as a diff: rows whose values changed, and cluster names that changed (None = no entry)."""
-
-    description: str
-    indices: np.ndarray  # int32 rows
-    old_assign: np.ndarray  # int32
-    new_assign: np.ndarray
-    old_touched: np.ndarray  # bool
-    new_touched: np.ndarray
-    old_before: np.ndarray  # int32: cluster to restore an excluded image to
-    new_before: np.ndarray
-    old_names: dict[int, str | None] = field(default_factory=dict)
-    new_names: dict[int, str | None] = field(default_factory=dict)
-
-    _ARRAYS = (
-        "indices",
-        "old_assign",
-        "new_assign",
-        "old_touched",
-        "new_touched",
-        "old_before",
-        "new_before",
-    )
-
-    def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in self._ARRAYS)
-
-
-class Curation:
+class Curation(CurationView):
     """Per-image cluster ids, cluster names and "touched by a curator" flags, with undo/redo.
 
     Row i is image i of the project's usable-image list. Every edit raises `ValueError` with a
@@ -79,117 +46,10 @@ class Curation:
 
     `touched` is set for images the curator acted on individually (move, new cluster, exclude, restore);
     cluster-level edits (rename, merge, split) leave it alone. `version` increases on every change,
-    including undo and redo, so callers can key caches on it.
+    including undo and redo, so callers can key caches on it. A project applies edits through
+    `Project.apply` (one lock, one save, a discovery check); calling these methods directly edits
+    only this object.
     """
-
-    def __init__(
-        self,
-        assignments: np.ndarray,
-        touched: np.ndarray | None = None,
-        names: dict[int, str] | None = None,
-        *,
-        before_exclusion: np.ndarray | None = None,
-        version: int = 0,
-    ) -> None:
-        assign = np.asarray(assignments)
-        if assign.ndim != 1:
-            raise ValueError(f"cluster labels must be one-dimensional, got shape {assign.shape}")
-        if assign.size and not np.issubdtype(assign.dtype, np.integer):
-            raise ValueError(f"cluster labels must be integers, got {assign.dtype}")
-        if assign.size and assign.min() < EXCLUDED:
-            raise ValueError(f"cluster ids must be >= 0 (or {EXCLUDED} for excluded)")
-        self._assign = assign.astype(np.int32, copy=True)
-        n = self._assign.shape[0]
-        self._touched = np.zeros(n, bool) if touched is None else np.asarray(touched, bool).copy()
-        self._before = (
-            self._assign.copy() if before_exclusion is None else np.asarray(before_exclusion, np.int32).copy()
-        )
-        if self._touched.shape != (n,) or self._before.shape != (n,):
-            raise ValueError("assignments, touched and before_exclusion must have the same length")
-        self._names: dict[int, str] = {int(k): str(v) for k, v in (names or {}).items()}
-        self.version = int(version)
-        self._undo: list[_Step] = []
-        self._redo: list[_Step] = []
-
-    @classmethod
-    def from_discovery(cls, labels: np.ndarray, names: dict[int, str] | None = None) -> Curation:
-        """Start curating from discovered cluster labels (optionally with initial names)."""
-        curation = cls(np.asarray(labels))
-        for cid in curation.cluster_ids():
-            curation._names[cid] = f"Cluster {cid}"
-        for cid, name in (names or {}).items():
-            curation._names[int(cid)] = _clean_name(name)
-        return curation
-
-    # ----------------------------------------------------------------- read-only views and queries
-
-    @property
-    def n_images(self) -> int:
-        return int(self._assign.shape[0])
-
-    @property
-    def assignments(self) -> np.ndarray:
-        """Cluster id per image (`EXCLUDED` for excluded); a read-only view."""
-        return _readonly(self._assign)
-
-    @property
-    def touched(self) -> np.ndarray:
-        """Whether a curator changed this image's label; a read-only view."""
-        return _readonly(self._touched)
-
-    @property
-    def names(self) -> dict[int, str]:
-        """Display name of every non-empty cluster."""
-        return {cid: self.name_of(cid) for cid in self.cluster_ids()}
-
-    def cluster_ids(self) -> list[int]:
-        """Ids of the non-empty clusters, sorted."""
-        ids = np.unique(self._assign)
-        return [int(c) for c in ids if c != EXCLUDED]
-
-    def members(self, cluster_id: int) -> np.ndarray:
-        """Row indices of the images in `cluster_id` (or excluded images for `EXCLUDED`), ascending."""
-        return np.flatnonzero(self._assign == int(cluster_id))
-
-    def sizes(self) -> dict[int, int]:
-        """Number of images per non-empty cluster."""
-        ids, counts = np.unique(self._assign, return_counts=True)
-        return {int(c): int(n) for c, n in zip(ids, counts, strict=True) if c != EXCLUDED}
-
-    def excluded(self) -> np.ndarray:
-        """Row indices of excluded images."""
-        return self.members(EXCLUDED)
-
-    def name_of(self, cluster_id: int) -> str:
-        cid = int(cluster_id)
-        if cid == EXCLUDED:
-            return "Excluded"
-        return self._names.get(cid, f"Cluster {cid}")
-
-    def labels_as_names(self) -> list[str | None]:
-        """The display name of each image's cluster; None for excluded images."""
-        lookup = {cid: self.name_of(cid) for cid in self.cluster_ids()}
-        return [None if c == EXCLUDED else lookup[int(c)] for c in self._assign.tolist()]
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    @property
-    def can_redo(self) -> bool:
-        return bool(self._redo)
-
-    def history(self) -> list[str]:
-        """Descriptions of the edits that undo would revert, oldest first."""
-        return [step.description for step in self._undo]
-
-    def redo_history(self) -> list[str]:
-        """Descriptions of the edits that redo would re-apply, next one first."""
-        return [step.description for step in reversed(self._redo)]
-
-    def history_nbytes(self) -> int:
-        """Memory held by the undo and redo stacks' arrays."""
-        return sum(step.nbytes() for step in self._undo + self._redo)
 
     # ----------------------------------------------------------------- edits
 
@@ -353,36 +213,14 @@ class Curation:
 
     # ----------------------------------------------------------------- persistence
 
-    def save(self, path: str | os.PathLike[str], image_key: str = "") -> None:
+    def save(
+        self, path: str | os.PathLike[str], image_key: str = "", discovery_id: str | None = None
+    ) -> None:
         """Write everything (arrays, names, undo/redo stacks, version) as one atomically replaced `.npz`.
 
-        `image_key` (e.g. `image_list_key(paths)`) is checked by `load` so that a curation is never
-        applied to a different list of images."""
-        meta = {
-            "format": FORMAT_VERSION,
-            "n_images": self.n_images,
-            "image_key": image_key,
-            "version": self.version,
-            "names": {str(k): v for k, v in self._names.items()},
-            "undo": [_step_meta(s) for s in self._undo],
-            "redo": [_step_meta(s) for s in self._redo],
-        }
-        arrays: dict[str, np.ndarray] = {
-            "meta": np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), np.uint8),
-            "assignments": self._assign,
-            "touched": self._touched,
-            "before_exclusion": self._before,
-        }
-        for prefix, steps in (("undo", self._undo), ("redo", self._redo)):
-            for name in _Step._ARRAYS:
-                parts = [getattr(s, name) for s in steps]
-                dtype = bool if "touched" in name else np.int32
-                arrays[f"{prefix}_{name}"] = (
-                    np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-                )
-        buffer = io.BytesIO()
-        np.savez(buffer, allow_pickle=False, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        `image_key` (e.g. `image_list_key(paths)`) and `discovery_id` are checked by `load` so that a
+        curation is never applied to a different list of images or another discovery."""
+        atomic_write_bytes(path, curation_to_bytes(self, image_key, discovery_id))
 
     @classmethod
     def load(
@@ -390,58 +228,33 @@ class Curation:
         path: str | os.PathLike[str],
         expected_image_key: str | None = None,
         expected_n_images: int | None = None,
+        expected_discovery_id: str | None = None,
     ) -> Curation:
         """Read a file written by `save`. Raises `CurationError` for a corrupt file and
-        `CurationMismatch` when it was made for a different image list."""
+        `CurationMismatch` when it was made for a different image list or discovery."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode("ascii"))
+            data = path.read_bytes()
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
-            raise CurationError(
-                f"curation file {path} is corrupt or unreadable ({error}); it was not loaded"
-            ) from error
-        try:
-            return cls._from_saved(meta, arrays, expected_image_key, expected_n_images)
-        except CurationMismatch:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            raise CurationError(
-                f"curation file {path} is corrupt or unreadable ({error}); it was not loaded"
-            ) from error
-
-    @classmethod
-    def _from_saved(
-        cls,
-        meta: dict,
-        arrays: dict[str, np.ndarray],
-        expected_image_key: str | None,
-        expected_n_images: int | None,
-    ) -> Curation:
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported curation format {meta.get('format')!r}")
-        n = int(meta["n_images"])
-        if expected_n_images is not None and n != expected_n_images:
-            raise CurationMismatch(
-                f"this curation is for {n} images, but the project now has {expected_n_images}"
-            )
-        if expected_image_key is not None and meta["image_key"] != expected_image_key:
-            raise CurationMismatch("this curation was made for a different list of images")
-        curation = cls(
-            arrays["assignments"],
-            arrays["touched"],
-            {int(k): v for k, v in meta["names"].items()},
-            before_exclusion=arrays["before_exclusion"],
-            version=int(meta["version"]),
+        except OSError as error:
+            raise CurationError(f"curation file {path} is unreadable ({error}); it was not loaded") from error
+        return curation_from_bytes(
+            data,
+            source=f"curation file {path}",
+            expected_image_key=expected_image_key,
+            expected_n_images=expected_n_images,
+            expected_discovery_id=expected_discovery_id,
         )
-        if curation.n_images != n:
-            raise ValueError("array length does not match the recorded number of images")
-        curation._undo = _steps_from_saved(meta["undo"], arrays, "undo", n)
-        curation._redo = _steps_from_saved(meta["redo"], arrays, "redo", n)
-        return curation
+
+    def copy(self) -> Curation:
+        """An independent copy (arrays and names copied; history steps, never mutated, shared)."""
+        twin = Curation(
+            self._assign, self._touched, self._names, before_exclusion=self._before, version=self.version
+        )
+        twin._undo = list(self._undo)
+        twin._redo = list(self._redo)
+        return twin
 
     # ----------------------------------------------------------------- internals
 
@@ -462,7 +275,7 @@ class Curation:
         new_b = old_b if new_before is None else np.asarray(new_before, np.int32)
         changed = (old_a != new_a) | (old_t != new_t) | (old_b != new_b)
         names = names or {}
-        step = _Step(
+        step = Step(
             description,
             rows[changed].copy(),
             old_a[changed].copy(),
@@ -481,7 +294,7 @@ class Curation:
         self._redo.clear()
         self.version += 1
 
-    def _apply(self, step: _Step, forward: bool) -> None:
+    def _apply(self, step: Step, forward: bool) -> None:
         idx = step.indices
         self._assign[idx] = step.new_assign if forward else step.old_assign
         self._touched[idx] = step.new_touched if forward else step.old_touched
@@ -491,96 +304,3 @@ class Curation:
                 self._names.pop(cid, None)
             else:
                 self._names[cid] = name
-
-    def _check_cluster(self, cluster_id: int) -> int:
-        try:
-            cid = int(cluster_id)
-        except (TypeError, ValueError):
-            raise ValueError(f"cluster id must be an integer, got {cluster_id!r}") from None
-        if cid == EXCLUDED or not np.any(self._assign == cid):
-            raise ValueError(f"unknown cluster {cid}: it does not exist or has no images")
-        return cid
-
-    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        rows = np.asarray(indices)
-        if rows.size == 0:
-            raise ValueError("no images selected")
-        if rows.dtype == bool:
-            raise ValueError("pass row indices, not a boolean mask")
-        if not np.issubdtype(rows.dtype, np.integer):
-            raise ValueError(f"image indices must be integers, got {rows.dtype}")
-        rows = np.unique(rows.ravel())
-        if rows[0] < 0 or rows[-1] >= self.n_images:
-            raise ValueError(f"image index out of range 0..{self.n_images - 1}")
-        return rows.astype(np.int32)
-
-    def _check_name_free(self, name: str, ignore: Iterable[int] = ()) -> None:
-        skip = set(ignore)
-        for cid in self.cluster_ids():
-            if cid not in skip and self.name_of(cid) == name:
-                raise ValueError(f"another cluster is already named {_q(name)}; merge them instead")
-
-    def _next_id(self) -> int:
-        used = [int(self._assign.max(initial=EXCLUDED)), int(self._before.max(initial=EXCLUDED))]
-        used.extend(self._names)
-        for step in self._undo + self._redo:
-            used.extend(step.new_names)
-            used.extend(step.old_names)
-        return max(used) + 1
-
-
-def _clean_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise ValueError(f"a cluster name must be text, got {type(name).__name__}")
-    cleaned = " ".join(name.split())
-    if not cleaned:
-        raise ValueError("a cluster name cannot be empty")
-    return cleaned
-
-
-def _q(name: str) -> str:
-    return f"'{name}'"
-
-
-def _count(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    view = array.view()
-    view.flags.writeable = False
-    return view
-
-
-def _step_meta(step: _Step) -> dict:
-    return {
-        "description": step.description,
-        "n": int(step.indices.size),
-        "old_names": {str(k): v for k, v in step.old_names.items()},
-        "new_names": {str(k): v for k, v in step.new_names.items()},
-    }
-
-
-def _steps_from_saved(
-    metas: list[dict], arrays: dict[str, np.ndarray], prefix: str, n_images: int
-) -> list[_Step]:
-    columns = {name: arrays[f"{prefix}_{name}"] for name in _Step._ARRAYS}
-    total = sum(int(m["n"]) for m in metas)
-    if any(col.shape != (total,) for col in columns.values()):
-        raise ValueError(f"{prefix} history arrays do not match their descriptions")
-    if total and (columns["indices"].min() < 0 or columns["indices"].max() >= n_images):
-        raise ValueError(f"{prefix} history refers to images that do not exist")
-    steps, start = [], 0
-    for m in metas:
-        end = start + int(m["n"])
-        parts = [columns[name][start:end].copy() for name in _Step._ARRAYS]
-        steps.append(
-            _Step(
-                str(m["description"]),
-                *parts,
-                {int(k): v for k, v in m["old_names"].items()},
-                {int(k): v for k, v in m["new_names"].items()},
-            )
-        )
-        start = end
-    return steps

@@ -1,6 +1,11 @@
 """Background jobs: run long engine steps in worker threads, report progress, cancel, keep the result.
 
 Workers never touch the UI; the UI polls `Job` snapshots (e.g. from a Streamlit fragment).
+
+Each job declares what it writes (`writes`: e.g. "scan", "discovery", "curation") within a `scope`
+(a project), and whether it uses the GPU. The manager refuses (`JobConflict`) a job that would write
+what a running job of the same scope writes (a split while a discovery runs; two discoveries), and
+queues a job that needs the GPU while another holds it.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ import itertools
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -20,6 +25,28 @@ JobState = Literal["running", "done", "failed", "cancelled"]
 JobFn = Callable[[ProgressCallback, threading.Event], T]
 
 _ids = itertools.count(1)
+
+# What the engine's jobs write; the UI and the CLI pass these to `JobManager.submit`.
+JOB_WRITES: dict[str, frozenset[str]] = {
+    "scan": frozenset({"scan"}),
+    "discover": frozenset({"scan", "discovery", "curation"}),
+    "split": frozenset({"curation"}),
+    "umap": frozenset(),
+    "export": frozenset(),
+}
+
+
+class JobConflict(RuntimeError):
+    """A job was refused because a running job of the same project writes the same state."""
+
+
+def cuda_in_use() -> bool:
+    """Whether engine work runs on a CUDA GPU here (jobs that train or embed then queue for it)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
 
 
 @dataclass(frozen=True)
@@ -45,10 +72,22 @@ class StageRecord:
 class Job(Generic[T]):
     """A function running in a worker thread; all public attributes are safe to read from any thread."""
 
-    def __init__(self, kind: str, key: str, fn: JobFn[T]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        key: str,
+        fn: JobFn[T],
+        *,
+        scope: str | None = None,
+        writes: Collection[str] = (),
+        gpu: threading.Semaphore | None = None,
+    ) -> None:
         self.id: int = next(_ids)
         self.kind = kind
         self.key = key
+        self.scope = scope
+        self.writes = frozenset(writes)
+        self._gpu = gpu
         self.state: JobState = "running"
         self.progress: Progress | None = None
         self.result: T | None = None
@@ -98,7 +137,13 @@ class Job(Generic[T]):
 
     def _run(self) -> None:
         try:
-            result = self._fn(self._report, self._cancel)
+            if self._gpu is not None:
+                self._wait_for_gpu(self._gpu)
+            try:
+                result = self._fn(self._report, self._cancel)
+            finally:
+                if self._gpu is not None:
+                    self._gpu.release()
         except Cancelled:
             self._finish("cancelled")
         except BaseException as exc:  # noqa: BLE001 - any failure is reported to the user, never lost
@@ -108,6 +153,14 @@ class Job(Generic[T]):
         else:
             self.result = result
             self._finish("done")
+
+    def _wait_for_gpu(self, gpu: threading.Semaphore) -> None:
+        if gpu.acquire(blocking=False):
+            return
+        self._report(Progress("queued", 0, 0, message="waiting for the GPU (another job is using it)"))
+        while not gpu.acquire(timeout=0.1):
+            if self._cancel.is_set():
+                raise Cancelled()
 
     def _finish(self, state: JobState) -> None:
         self.finished = time.time()
@@ -119,20 +172,44 @@ class Job(Generic[T]):
 
 
 class JobManager:
-    """Registry of background jobs: at most one running job per key; the latest job per key is kept."""
+    """Registry of background jobs: at most one running job per key; the latest job per key is kept;
+    no two running jobs of one scope write the same thing; one job at a time on the GPU."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job[Any]] = {}
         self._lock = threading.Lock()
+        self._gpu = threading.Semaphore(1)
 
-    def submit(self, kind: str, fn: JobFn[T], *, key: str) -> Job[T]:
+    def submit(
+        self,
+        kind: str,
+        fn: JobFn[T],
+        *,
+        key: str,
+        scope: str | None = None,
+        writes: Collection[str] | None = None,
+        gpu: bool = False,
+    ) -> Job[T]:
         """Start `fn(progress, cancel)` in a worker thread, unless a job with `key` is still running
-        (then that job is returned and `fn` is not started)."""
+        (then that job is returned and `fn` is not started).
+
+        `writes` (default: `JOB_WRITES[kind]`, else nothing) names the state the job changes in
+        `scope`; a running job of the same scope that writes any of it makes this raise
+        `JobConflict`. With `gpu`, the job waits (reporting a "queued" stage) while another holds it."""
+        declared = frozenset(JOB_WRITES.get(kind, ()) if writes is None else writes)
         with self._lock:
             current = self._jobs.get(key)
             if current is not None and current.running:
                 return current
-            job: Job[T] = Job(kind, key, fn)
+            if scope is not None and declared:
+                for other in self._jobs.values():
+                    if other.running and other.scope == scope and other.writes & declared:
+                        shared = ", ".join(sorted(other.writes & declared))
+                        raise JobConflict(
+                            f"A {other.kind} is running on this project and also changes its {shared}; "
+                            f"wait for it to finish (or cancel it) before starting a {kind}."
+                        )
+            job: Job[T] = Job(kind, key, fn, scope=scope, writes=declared, gpu=self._gpu if gpu else None)
             self._jobs[key] = job
         job._thread.start()
         return job

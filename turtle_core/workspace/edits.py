@@ -1,0 +1,142 @@
+"""The curator's edits as values: what to change, on which images, made against which discovery.
+
+Every edit goes through `Project.apply(edit)`, which takes the project's lock, refuses an edit made
+against another discovery (`StaleEdit`), runs it on the curation, saves atomically and records undo.
+Images are named by their path relative to the folder (their identity in a discovery), never by row
+number, so an edit chosen before a rescan still acts on the images the curator ticked.
+
+A new kind of edit is a frozen dataclass that subclasses `Edit` and implements `run`; it is then
+listed in `EDIT_KINDS` under its class name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from turtle_core.workspace.curation import Curation
+from turtle_core.workspace.errors import StaleEdit
+
+EDIT_KINDS: dict[str, type[Edit]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edit:
+    """One change to the curation. `discovery_id`: the discovery the curator was looking at."""
+
+    discovery_id: str
+    kind: ClassVar[str] = "edit"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = cls.__name__
+        EDIT_KINDS[cls.__name__] = cls
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> Any:
+        """Change `curation` (in place) and return the edit's result."""
+        raise NotImplementedError
+
+
+class RowLookup:
+    """Image path → row of the current discovery; refuses paths the discovery does not hold."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._rows: Mapping[str, int] = {path: row for row, path in enumerate(paths)}
+
+    def __call__(self, images: Sequence[str]) -> np.ndarray:
+        missing = [path for path in images if path not in self._rows]
+        if missing:
+            raise StaleEdit(
+                f"{len(missing)} of the chosen images are not in the current discovery "
+                f"(e.g. {missing[0]!r}); nothing was changed."
+            )
+        return np.asarray([self._rows[path] for path in images], dtype=np.int64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rename(Edit):
+    cluster_id: int
+    name: str
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> str:
+        return curation.rename(self.cluster_id, self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Merge(Edit):
+    cluster_ids: tuple[int, ...]
+    name: str | None = None
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.merge(list(self.cluster_ids), self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Move(Edit):
+    images: tuple[str, ...]
+    cluster_id: int
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.move(rows_of(self.images), self.cluster_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MoveToNewCluster(Edit):
+    images: tuple[str, ...]
+    name: str | None = None
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.move_to_new_cluster(rows_of(self.images), self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exclude(Edit):
+    images: tuple[str, ...]
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.exclude(rows_of(self.images))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restore(Edit):
+    images: tuple[str, ...]
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.restore(rows_of(self.images))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Split(Edit):
+    """Split a cluster by sub-labels computed for `members` (its images when the split started)."""
+
+    cluster_id: int
+    members: tuple[str, ...]
+    sub_labels: tuple[int, ...]
+    names: tuple[str, ...] | None = None
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> list[int]:
+        rows = rows_of(self.members)
+        current = curation.members(self.cluster_id)
+        if not np.array_equal(np.sort(rows), current):
+            raise StaleEdit(
+                f"'{curation.name_of(self.cluster_id)}' changed while it was being split; "
+                "nothing was changed. Split it again."
+            )
+        order = np.argsort(rows, kind="stable")  # Curation.split wants labels in members() order
+        labels = np.asarray(self.sub_labels)[order]
+        return curation.split(self.cluster_id, labels, list(self.names) if self.names else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Undo(Edit):
+    def run(self, curation: Curation, rows_of: RowLookup) -> bool:
+        return curation.undo()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Redo(Edit):
+    def run(self, curation: Curation, rows_of: RowLookup) -> bool:
+        return curation.redo()

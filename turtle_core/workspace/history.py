@@ -1,0 +1,81 @@
+"""Undo history of a `Curation`: each edit as a compact diff, and how a stack of them is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Step:
+    """One edit as a diff: rows whose values changed, and cluster names that changed (None = no entry)."""
+
+    description: str
+    indices: np.ndarray  # int32 rows
+    old_assign: np.ndarray  # int32
+    new_assign: np.ndarray
+    old_touched: np.ndarray  # bool
+    new_touched: np.ndarray
+    old_before: np.ndarray  # int32: cluster to restore an excluded image to
+    new_before: np.ndarray
+    old_names: dict[int, str | None] = field(default_factory=dict)
+    new_names: dict[int, str | None] = field(default_factory=dict)
+
+    ARRAYS = (
+        "indices",
+        "old_assign",
+        "new_assign",
+        "old_touched",
+        "new_touched",
+        "old_before",
+        "new_before",
+    )
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.ARRAYS)
+
+
+def steps_to_arrays(prefix: str, steps: list[Step]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """A stack of steps as JSON-able descriptions plus one concatenated array per diff column."""
+    metas = [
+        {
+            "description": step.description,
+            "n": int(step.indices.size),
+            "old_names": {str(k): v for k, v in step.old_names.items()},
+            "new_names": {str(k): v for k, v in step.new_names.items()},
+        }
+        for step in steps
+    ]
+    arrays: dict[str, np.ndarray] = {}
+    for name in Step.ARRAYS:
+        parts = [getattr(step, name) for step in steps]
+        dtype = bool if "touched" in name else np.int32
+        arrays[f"{prefix}_{name}"] = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    return metas, arrays
+
+
+def steps_from_arrays(
+    metas: list[dict], arrays: dict[str, np.ndarray], prefix: str, n_images: int
+) -> list[Step]:
+    """Inverse of `steps_to_arrays`; raises ValueError when the columns do not fit the descriptions."""
+    columns = {name: arrays[f"{prefix}_{name}"] for name in Step.ARRAYS}
+    total = sum(int(m["n"]) for m in metas)
+    if any(col.shape != (total,) for col in columns.values()):
+        raise ValueError(f"{prefix} history arrays do not match their descriptions")
+    if total and (columns["indices"].min() < 0 or columns["indices"].max() >= n_images):
+        raise ValueError(f"{prefix} history refers to images that do not exist")
+    steps, start = [], 0
+    for m in metas:
+        end = start + int(m["n"])
+        parts = [columns[name][start:end].copy() for name in Step.ARRAYS]
+        steps.append(
+            Step(
+                str(m["description"]),
+                *parts,
+                {int(k): v for k, v in m["old_names"].items()},
+                {int(k): v for k, v in m["new_names"].items()},
+            )
+        )
+        start = end
+    return steps

@@ -1,0 +1,108 @@
+"""The long steps of a project's discovery: embed every scanned image, then find the categories."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from turtle_core.embedding.backbones import BackboneUnavailable
+from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.ingest.scan import ImageRecord, SkippedFile
+from turtle_core.progress import ProgressCallback, check_cancel
+from turtle_core.workspace.checks import checked_cluster_request, folder_labels, jsonable, rows_for
+from turtle_core.workspace.discovery_result import DiscoveryResult
+from turtle_core.workspace.errors import ProjectError
+
+if TYPE_CHECKING:
+    from turtle_core.discovery.effort import Effort
+    from turtle_core.workspace.project import Project
+
+
+def embed_project(
+    project: Project, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+) -> tuple[list[ImageRecord], list[np.ndarray], list[str], list[SkippedFile]]:
+    """Embed every scanned image with each chosen backbone (cached by content).
+
+    Returns the images usable in every space, one feature matrix per backbone (rows aligned to
+    those images), the backbones' cache identities, and the images that failed to decode.
+    """
+    if project.scan_result is None:
+        project.scan(progress, cancel)
+    assert project.scan_result is not None
+    records = project.scan_result.images
+    if not records:
+        raise ProjectError(f"No usable images in {project.folder}: nothing to discover.")
+    ok = np.ones(len(records), dtype=bool)
+    per_backbone: list[tuple[np.ndarray, np.ndarray]] = []
+    identities: list[str] = []
+    failed: dict[str, SkippedFile] = {}
+    for name in project.backbones:
+        check_cancel(cancel)
+        try:
+            result = embed_folder_images(
+                project.folder,
+                records,
+                name,
+                project.checkpoints.get(name),
+                device=project.device,
+                progress=progress,
+                cancel=cancel,
+            )
+        except BackboneUnavailable as error:
+            raise ProjectError(str(error)) from error
+        per_backbone.append((result.vectors, result.ok))
+        identities.append(result.identity)
+        ok &= result.ok
+        failed.update({item.path: item for item in result.failed})
+    if not ok.any():
+        raise ProjectError("No image could be decoded and embedded; see the skipped files for reasons.")
+    spaces = [rows_for(vectors, mask, ok) for vectors, mask in per_backbone]
+    usable = [record for record, keep in zip(records, ok, strict=True) if keep]
+    return usable, spaces, identities, list(failed.values())
+
+
+def compute_discovery(
+    project: Project,
+    n_clusters: int | tuple[int, int],
+    chosen: Effort,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+) -> tuple[DiscoveryResult, list[np.ndarray]]:
+    """Scan, embed and run TURTLE's model selection; the result and its feature matrices (not saved)."""
+    from turtle_core.discovery.metrics import evaluate, kmeans_baseline
+    from turtle_core.discovery.selection import select_model
+
+    started = time.perf_counter()
+    project.scan(progress, cancel)
+    images, spaces, identities, failed = project.embed(progress, cancel)
+    n_clusters = checked_cluster_request(n_clusters, len(images))
+    selection = select_model(
+        spaces, n_clusters, progress=progress, cancel=cancel, random_state=0, **chosen.select_kwargs()
+    )
+    best = selection.best
+    labels = np.asarray(best.labels_, dtype=np.int32)
+    truth = folder_labels(images)
+    metrics = kmeans_metrics = None
+    if truth is not None:
+        metrics = evaluate(truth, labels)
+        kmeans_metrics = evaluate(truth, kmeans_baseline(spaces, selection.best_n_clusters, random_state=0))
+    result = DiscoveryResult(
+        images=images,
+        labels=labels,
+        probabilities=np.asarray(best.probabilities_, dtype=np.float32),
+        confidence=np.asarray(best.confidence_, dtype=np.float32),
+        n_clusters=int(selection.best_n_clusters),
+        score=float(max(candidate.score for candidate in selection.candidates)),
+        scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
+        params=jsonable({**selection.best_params, "effort": chosen.name}),
+        backbones=list(project.backbones),
+        identities=identities,
+        seconds=time.perf_counter() - started,
+        failed=failed,
+        metrics=metrics,
+        kmeans_metrics=kmeans_metrics,
+    )
+    return result, spaces
