@@ -106,6 +106,7 @@ class Curation(CurationView):
             rows,
             new_assign=np.full(rows.size, cid, np.int32),
             new_touched=np.ones(rows.size, bool),
+            new_conf=np.ones(rows.size, np.float32),
         )
         return int(rows.size)
 
@@ -120,9 +121,50 @@ class Curation(CurationView):
             rows,
             new_assign=np.full(rows.size, cid, np.int32),
             new_touched=np.ones(rows.size, bool),
+            new_conf=np.ones(rows.size, np.float32),
             names={cid: new_name},
         )
         return cid
+
+    def confirm(self, indices: Sequence[int] | np.ndarray) -> int:
+        """Mark images as checked by a curator (their label is right as it is); returns how many were new.
+        Checked images are what `refine` learns from, and it never changes them."""
+        rows = self._check_indices(indices)
+        rows = rows[(self._assign[rows] != EXCLUDED) & ~self._touched[rows]]
+        if rows.size == 0:
+            return 0
+        self._commit(
+            f"Confirmed {_count(rows.size)}",
+            rows,
+            new_touched=np.ones(rows.size, bool),
+            new_conf=np.ones(rows.size, np.float32),
+        )
+        return int(rows.size)
+
+    def relabel(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        cluster_ids: np.ndarray,
+        confidence: np.ndarray,
+        description: str,
+    ) -> int:
+        """Give unchecked images new clusters and review confidences in one step (a refine's result); checked
+        and excluded images and clusters that no longer exist are left alone. Returns how many moved."""
+        given = np.asarray(indices).ravel()
+        targets = np.asarray(cluster_ids, np.int32).ravel()
+        conf = np.asarray(confidence, np.float32).ravel()
+        if targets.shape != given.shape or conf.shape != given.shape:
+            raise ValueError("relabel needs one cluster id and one confidence per image")
+        rows = self._check_indices(given)
+        if rows.size != given.size:
+            raise ValueError("relabel names an image twice")
+        order = np.argsort(given, kind="stable")
+        targets, conf = targets[order], conf[order]
+        keep = ~self._touched[rows] & (self._assign[rows] != EXCLUDED) & np.isin(targets, self.cluster_ids())
+        rows, targets, conf = rows[keep], targets[keep], conf[keep]
+        moved = int((self._assign[rows] != targets).sum())
+        self._commit(description, rows, new_assign=targets, new_conf=conf)
+        return moved
 
     def exclude(self, indices: Sequence[int] | np.ndarray) -> int:
         """Exclude images from the dataset; returns how many were newly excluded."""
@@ -250,7 +292,12 @@ class Curation(CurationView):
     def copy(self) -> Curation:
         """An independent copy (arrays and names copied; history steps, never mutated, shared)."""
         twin = Curation(
-            self._assign, self._touched, self._names, before_exclusion=self._before, version=self.version
+            self._assign,
+            self._touched,
+            self._names,
+            before_exclusion=self._before,
+            confidence=self._confidence,
+            version=self.version,
         )
         twin._undo = list(self._undo)
         twin._redo = list(self._redo)
@@ -266,14 +313,18 @@ class Curation(CurationView):
         new_assign: np.ndarray | None = None,
         new_touched: np.ndarray | None = None,
         new_before: np.ndarray | None = None,
+        new_conf: np.ndarray | None = None,
         names: dict[int, str | None] | None = None,
     ) -> None:
         rows = np.zeros(0, np.int32) if rows is None else np.asarray(rows, np.int32)
         old_a, old_t, old_b = self._assign[rows], self._touched[rows], self._before[rows]
+        old_c = self._confidence[rows]
         new_a = old_a if new_assign is None else np.asarray(new_assign, np.int32)
         new_t = old_t if new_touched is None else np.asarray(new_touched, bool)
         new_b = old_b if new_before is None else np.asarray(new_before, np.int32)
-        changed = (old_a != new_a) | (old_t != new_t) | (old_b != new_b)
+        new_c = old_c if new_conf is None else np.asarray(new_conf, np.float32)
+        same_conf = (old_c == new_c) | (np.isnan(old_c) & np.isnan(new_c))
+        changed = (old_a != new_a) | (old_t != new_t) | (old_b != new_b) | ~same_conf
         names = names or {}
         step = Step(
             description,
@@ -284,6 +335,8 @@ class Curation(CurationView):
             new_t[changed].copy(),
             old_b[changed].copy(),
             new_b[changed].copy(),
+            old_c[changed].copy(),
+            new_c[changed].copy(),
             {c: self._names.get(c) for c in names},
             dict(names),
         )
@@ -299,6 +352,7 @@ class Curation(CurationView):
         self._assign[idx] = step.new_assign if forward else step.old_assign
         self._touched[idx] = step.new_touched if forward else step.old_touched
         self._before[idx] = step.new_before if forward else step.old_before
+        self._confidence[idx] = step.new_conf if forward else step.old_conf
         for cid, name in (step.new_names if forward else step.old_names).items():
             if name is None:
                 self._names.pop(cid, None)

@@ -71,6 +71,7 @@ def curation_to_bytes(curation: Curation, image_key: str = "", discovery_id: str
         "assignments": curation._assign,
         "touched": curation._touched,
         "before_exclusion": curation._before,
+        "confidence": curation._confidence,
         **undo_arrays,
         **redo_arrays,
     }
@@ -117,6 +118,7 @@ def curation_from_bytes(
             arrays["touched"],
             {int(k): v for k, v in meta["names"].items()},
             before_exclusion=arrays["before_exclusion"],
+            confidence=arrays.get("confidence"),  # absent before refine existed: the discovery's
             version=int(meta["version"]),
         )
         if curation.n_images != n:

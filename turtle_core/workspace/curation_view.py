@@ -26,6 +26,7 @@ class CurationView:
         names: dict[int, str] | None = None,
         *,
         before_exclusion: np.ndarray | None = None,
+        confidence: np.ndarray | None = None,
         version: int = 0,
     ) -> None:
         assign = np.asarray(assignments)
@@ -41,8 +42,16 @@ class CurationView:
         self._before = (
             self._assign.copy() if before_exclusion is None else np.asarray(before_exclusion, np.int32).copy()
         )
-        if self._touched.shape != (n,) or self._before.shape != (n,):
-            raise ValueError("assignments, touched and before_exclusion must have the same length")
+        # Review confidence per image once a refine re-estimated it; NaN: the discovery's still holds.
+        self._confidence = (
+            np.full(n, np.nan, np.float32)
+            if confidence is None
+            else np.asarray(confidence, np.float32).copy()
+        )
+        if self._touched.shape != (n,) or self._before.shape != (n,) or self._confidence.shape != (n,):
+            raise ValueError(
+                "assignments, touched, before_exclusion and confidence must have the same length"
+            )
         self._names: dict[int, str] = {int(k): str(v) for k, v in (names or {}).items()}
         self.version = int(version)
         self._undo: list[Step] = []
@@ -73,6 +82,12 @@ class CurationView:
     def touched(self) -> np.ndarray:
         """Whether a curator changed this image's label; a read-only view."""
         return _readonly(self._touched)
+
+    def review_confidence(self, discovery_confidence: np.ndarray) -> np.ndarray:
+        """Per image: the last refine's confidence where it re-estimated one, else the discovery's."""
+        return np.where(
+            np.isnan(self._confidence), np.asarray(discovery_confidence, np.float32), self._confidence
+        )
 
     @property
     def names(self) -> dict[int, str]:

@@ -140,3 +140,29 @@ class Undo(Edit):
 class Redo(Edit):
     def run(self, curation: Curation, rows_of: RowLookup) -> bool:
         return curation.redo()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Confirm(Edit):
+    """The curator checked these images: their labels are right (refine learns from them)."""
+
+    images: tuple[str, ...]
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.confirm(rows_of(self.images))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Relabel(Edit):
+    """A refine's proposal: new clusters and review confidences for unchecked images, as one step.
+    Images checked or excluded since the proposal was computed are left alone."""
+
+    images: tuple[str, ...]
+    cluster_ids: tuple[int, ...]
+    confidence: tuple[float, ...]
+    description: str
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        return curation.relabel(
+            rows_of(self.images), np.asarray(self.cluster_ids), np.asarray(self.confidence), self.description
+        )

@@ -19,6 +19,8 @@ class Step:
     new_touched: np.ndarray
     old_before: np.ndarray  # int32: cluster to restore an excluded image to
     new_before: np.ndarray
+    old_conf: np.ndarray  # float32 review confidence (NaN: the discovery's)
+    new_conf: np.ndarray
     old_names: dict[int, str | None] = field(default_factory=dict)
     new_names: dict[int, str | None] = field(default_factory=dict)
 
@@ -30,6 +32,8 @@ class Step:
         "new_touched",
         "old_before",
         "new_before",
+        "old_conf",
+        "new_conf",
     )
 
     def nbytes(self) -> int:
@@ -50,7 +54,7 @@ def steps_to_arrays(prefix: str, steps: list[Step]) -> tuple[list[dict], dict[st
     arrays: dict[str, np.ndarray] = {}
     for name in Step.ARRAYS:
         parts = [getattr(step, name) for step in steps]
-        dtype = bool if "touched" in name else np.int32
+        dtype = _dtype(name)
         arrays[f"{prefix}_{name}"] = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
     return metas, arrays
 
@@ -59,8 +63,14 @@ def steps_from_arrays(
     metas: list[dict], arrays: dict[str, np.ndarray], prefix: str, n_images: int
 ) -> list[Step]:
     """Inverse of `steps_to_arrays`; raises ValueError when the columns do not fit the descriptions."""
-    columns = {name: arrays[f"{prefix}_{name}"] for name in Step.ARRAYS}
     total = sum(int(m["n"]) for m in metas)
+    # Files written before review confidences existed lack their columns: the discovery's (NaN).
+    columns = {
+        name: arrays.get(f"{prefix}_{name}", np.full(total, np.nan, np.float32) if "conf" in name else None)
+        for name in Step.ARRAYS
+    }
+    if any(col is None for col in columns.values()):
+        raise ValueError(f"{prefix} history arrays are missing")
     if any(col.shape != (total,) for col in columns.values()):
         raise ValueError(f"{prefix} history arrays do not match their descriptions")
     if total and (columns["indices"].min() < 0 or columns["indices"].max() >= n_images):
@@ -79,3 +89,9 @@ def steps_from_arrays(
         )
         start = end
     return steps
+
+
+def _dtype(name: str) -> type:
+    if "touched" in name:
+        return bool
+    return np.float32 if "conf" in name else np.int32

@@ -34,6 +34,7 @@ from turtle_core.workspace.curation import Curation
 from turtle_core.workspace.discovery_result import DiscoveryResult
 from turtle_core.workspace.edits import Edit, Split
 from turtle_core.workspace.errors import CurationHasEdits, ProjectError, StaleEdit
+from turtle_core.workspace.propagate import RefineProposal, propose_refine
 from turtle_core.workspace.state import ProjectState, Snapshot
 from turtle_core.workspace.store import ProjectStore
 
@@ -274,6 +275,14 @@ class Project:
             sub_labels=tuple(int(label) for label in selection.best.labels_),
         )
         return self.apply(edit)
+
+    def propose_refine(self, cancel: threading.Event | None = None) -> RefineProposal:
+        """What propagating the curator's fixes would change (nothing is changed yet); see `propagate`."""
+        return propose_refine(self, cancel)
+
+    def refine(self) -> int:
+        """Re-label every unchecked image from the checked ones (one undoable edit); returns how many moved."""
+        return self.apply(propose_refine(self).edit)
 
     def layout(
         self,

@@ -45,7 +45,8 @@ class Snapshot:
 
     @property
     def confidence(self) -> np.ndarray:
-        return self.discovery.confidence
+        """Review confidence per image: a refine's re-estimate where there is one, else the discovery's."""
+        return self.curation.review_confidence(self.discovery.confidence)
 
     def keys(self, rows: Any) -> tuple[str, ...]:
         """Image identities (paths relative to the folder) of `rows`."""

@@ -1,0 +1,67 @@
+"""Fixes that propagate, at the project level: what `refine` would change, and the edit that changes it.
+
+The proposal is computed on a snapshot (outside the lock: it takes seconds on a big folder) and applied as
+one `Relabel` edit through `Project.apply`, so it is undoable and never touches an image the curator
+checked or excluded in the meantime.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from turtle_core.constants import EXCLUDED
+from turtle_core.progress import check_cancel
+from turtle_core.workspace.edits import Relabel
+from turtle_core.workspace.errors import ProjectError
+
+if TYPE_CHECKING:
+    from turtle_core.workspace.project import Project
+
+
+@dataclass(frozen=True)
+class RefineProposal:
+    """What propagating the curator's fixes would do: `n_changed` of the `n_unchecked` images get another
+    cluster, learned from `n_checked` checked images. `edit` applies it."""
+
+    edit: Relabel
+    n_changed: int
+    n_unchecked: int
+    n_checked: int
+    curation_version: int
+
+
+def propose_refine(project: Project, cancel: threading.Event | None = None) -> RefineProposal:
+    """Learn from the checked images (moved, new-cluster or confirmed) and propose a cluster for every other one."""
+    from turtle_core.discovery.refine import refine_labels
+
+    snap = project.snapshot()
+    if snap is None:
+        raise ProjectError("No discovery yet: run discovery first.")
+    curation = snap.curation
+    assign = np.asarray(curation.assignments)
+    active = np.flatnonzero(assign != EXCLUDED)
+    checked = np.asarray(curation.touched)[active]
+    if not checked.any():
+        raise ProjectError(
+            "Nothing to learn from yet: confirm or move some images first (the review queue is a good start)."
+        )
+    spaces = [np.asarray(space)[active] for space in project.spaces(snap.discovery)]
+    check_cancel(cancel)
+    result = refine_labels(spaces, assign[active], checked)
+    check_cancel(cancel)
+    rows = active[~checked]
+    targets = result.labels[~checked]
+    n_changed = int((targets != assign[rows]).sum())
+    description = f"Propagated the fixes of {int(checked.sum())} checked image(s): re-labelled {n_changed} of {rows.size}"
+    edit = Relabel(
+        discovery_id=snap.discovery_id,
+        images=snap.keys(rows),
+        cluster_ids=tuple(int(c) for c in targets),
+        confidence=tuple(float(c) for c in result.confidence[~checked]),
+        description=description,
+    )
+    return RefineProposal(edit, n_changed, int(rows.size), int(checked.sum()), curation.version)
