@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from turtle_core.constants import EXCLUDED
+from turtle_core.constants import ATYPICAL_Z, EXCLUDED
 from turtle_core.names import display_name, markdown_text
 from turtle_core.workspace import edits as curation_edits
 from turtle_core.workspace.jobs import JobConflict
-from turtle_ui import edits, fmt, gallery, session
+from turtle_ui import edits, fmt, gallery, propagate, session
 from turtle_ui import jobs as jobs_ui
 
 st.title("Clusters")
@@ -31,6 +31,7 @@ session.show_flash()
 
 busy = jobs_ui.busy_notice(project)
 edits.undo_bar(project, snap, disabled=busy)
+propagate.propagate_panel(project, snap, disabled=busy)
 confidence = np.asarray(snap.confidence, dtype=np.float32)
 assign = curation.assignments
 sizes = curation.sizes()
@@ -193,12 +194,29 @@ def cluster_gallery() -> None:
 
 @st.fragment
 def review_queue() -> None:
-    st.caption("The images TURTLE was least sure about, across all clusters: the most likely mistakes.")
+    unchecked = (assign != EXCLUDED) & ~np.asarray(curation.touched)
+    strangers = unchecked & (snap.discovery.atypicality_or_zeros() > ATYPICAL_Z)
+    groups = ["Least sure first", f"Fits no category ({fmt.fmt_int(int(strangers.sum()))})"]
+    group = st.segmented_control(
+        "Queue", groups, default=groups[0], required=True, key="review_group", label_visibility="collapsed"
+    )
     a, b = st.columns([3, 1], vertical_alignment="bottom")
-    threshold = a.slider("Confidence below", 0.0, 1.0, 0.6, 0.05, key="review_threshold")
     page_size = b.selectbox("Per page", [48, 100], key="review_page_size")
-    queue = np.flatnonzero((assign != EXCLUDED) & (confidence < threshold))
-    queue = queue[np.argsort(confidence[queue], kind="stable")]
+    if group == groups[0]:
+        st.caption(
+            "Unchecked images from the least sure up, across all clusters: the most likely mistakes. "
+            "Move the wrong ones, confirm the right ones, then propagate your fixes."
+        )
+        threshold = a.slider("Confidence below", 0.0, 1.0, 0.6, 0.05, key="review_threshold")
+        queue = np.flatnonzero(unchecked & (confidence < threshold))
+        queue = queue[np.argsort(confidence[queue], kind="stable")]
+    else:
+        st.caption(
+            "Unchecked images far from every cluster's typical images: they may belong to a category that "
+            "has no cluster yet (move them to a new cluster) or to none (exclude them)."
+        )
+        queue = np.flatnonzero(strangers)
+        queue = queue[np.argsort(-snap.discovery.atypicality_or_zeros()[queue], kind="stable")]
     st.caption(f"{fmt.fmt_int(queue.size)} images to review")
     captions = [f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" for i in queue]
     shown = gallery.gallery(snap, queue, scope="review", captions=captions, page_size=page_size)
@@ -221,6 +239,8 @@ def _selection_bar(scope: str, shown: list[int], restore: bool = False) -> None:
             "Clear", key=f"{scope}:clear", on_click=gallery.clear_picked, args=(scope,), width="stretch"
         )
         edits.edit_actions(project, snap, picked, key=scope, restore=restore, disabled=bool(busy))
+        if not restore:
+            propagate.confirm_button(project, snap, picked, key=scope, disabled=bool(busy))
 
 
 if view == "Overview":

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.names import markdown_text
-from turtle_ui import edits, fmt, gallery, session
+from turtle_ui import edits, fmt, gallery, propagate, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import scatter_figure
 
@@ -22,6 +22,7 @@ curation = snap.curation
 
 busy = jobs_ui.busy_notice(project)
 edits.undo_bar(project, snap, disabled=busy)
+propagate.propagate_panel(project, snap, disabled=busy)
 
 # ------------------------------------------------------------------------------------------ layout
 controls = st.columns([1, 1.2, 1.4, 2], vertical_alignment="bottom")
@@ -165,6 +166,7 @@ with side_col:
 
     with st.container(border=True):
         edits.edit_actions(project, snap, selected, key="map", horizontal=False, disabled=busy)
+        propagate.confirm_button(project, snap, selected, key="map", disabled=busy)
 
     if selected.size > 1:
         order = selected[np.argsort(confidence[selected], kind="stable")]

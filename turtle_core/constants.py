@@ -17,3 +17,6 @@ TURTLE_GAMMA: float = 10.0
 
 THUMBNAIL_SIZE: int = 192
 EXCLUDED: int = -1  # cluster id of images a curator excluded
+
+# "Fits no category": an image whose atypicality (discovery/confidence.py) exceeds this robust z-score.
+ATYPICAL_Z: float = 3.5

@@ -25,13 +25,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from turtle_core.constants import ATYPICAL_Z  # noqa: F401 (re-exported: the threshold the score is read against)
 from turtle_core.discovery.turtle import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
 PROBE_FOLDS = 5
 PROBE_C = 0.1
 PCA_DIMS = 128
-ATYPICAL_Z = 3.5
 # Beyond this many rows the neighbours are looked up among a fixed random sample (the share of
 # same-cluster neighbours is a local average, which a 20k-row sample estimates well).
 _NEIGHBOUR_REFERENCE_ROWS = 20_000

@@ -38,6 +38,8 @@ class DiscoveryResult:
     failed: list[SkippedFile] = field(default_factory=list)
     metrics: dict[str, float] | None = None
     kmeans_metrics: dict[str, float] | None = None
+    # "Fits no category" score per image (discovery/confidence.py: atypicality); zeros for older files.
+    atypicality: np.ndarray | None = None
     # Written at discovery time and recorded in every file derived from this discovery (the curation),
     # so that a curation is never paired with another discovery.
     discovery_id: str = field(default_factory=new_discovery_id)
@@ -64,6 +66,7 @@ class DiscoveryResult:
             labels=self.labels.astype(np.int32),
             probabilities=self.probabilities.astype(np.float32),
             confidence=self.confidence.astype(np.float32),
+            atypicality=self.atypicality_or_zeros(),
             meta=np.frombuffer(json.dumps(meta, ensure_ascii=True).encode(), dtype=np.uint8),
         )
         return buffer.getvalue()
@@ -80,6 +83,7 @@ class DiscoveryResult:
                 labels=arrays["labels"],
                 probabilities=arrays["probabilities"],
                 confidence=arrays["confidence"],
+                atypicality=arrays["atypicality"] if "atypicality" in arrays.files else None,
                 n_clusters=int(meta["n_clusters"]),
                 score=float(meta["score"]),
                 scores_by_k={int(k): float(v) for k, v in meta["scores_by_k"].items()},
@@ -92,6 +96,12 @@ class DiscoveryResult:
                 kmeans_metrics=meta["kmeans_metrics"],
                 discovery_id=str(discovery_id),
             )
+
+    def atypicality_or_zeros(self) -> np.ndarray:
+        """The "fits no category" score per image (0 where the discovery predates it)."""
+        if self.atypicality is None:
+            return np.zeros(self.labels.shape[0], np.float32)
+        return np.asarray(self.atypicality, dtype=np.float32)
 
     def image_key(self) -> str:
         """Fingerprint of the ordered image list (paths and contents) that the rows refer to."""

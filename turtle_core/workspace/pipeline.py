@@ -72,6 +72,7 @@ def compute_discovery(
     cancel: threading.Event | None,
 ) -> tuple[DiscoveryResult, list[np.ndarray]]:
     """Scan, embed and run TURTLE's model selection; the result and its feature matrices (not saved)."""
+    from turtle_core.discovery.confidence import atypicality, label_confidence
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
     from turtle_core.discovery.selection import select_model
 
@@ -93,7 +94,9 @@ def compute_discovery(
         images=images,
         labels=labels,
         probabilities=np.asarray(best.probabilities_, dtype=np.float32),
-        confidence=np.asarray(best.confidence_, dtype=np.float32),
+        # TURTLE's own softmax is saturated; this one orders the review queue (discovery/confidence.py).
+        confidence=label_confidence(spaces, labels),
+        atypicality=atypicality(spaces, labels),
         n_clusters=int(selection.best_n_clusters),
         score=float(max(candidate.score for candidate in selection.candidates)),
         scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
