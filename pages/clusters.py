@@ -14,18 +14,31 @@ st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what doe
 project = session.require_project()
 curation = session.require_curation(project)
 
-# A finished split is announced once, and selections made before it are reset.
+# A finished split is announced once, to the session that watched it, and selections made before it are reset.
 split_job = jobs_ui.project_job(project, "split")
-if split_job is not None and not split_job.running and st.session_state.get("split_seen") != split_job.id:
-    st.session_state.split_seen = split_job.id
+if jobs_ui.finished_news(split_job):
     if split_job.state == "done":
         st.session_state.edit_nonce += 1
-        session.flash("success", f"Split into {len(split_job.result or [])} clusters.")
+        parts = [curation.name_of(cid) for cid in split_job.result or []]
+        session.flash(
+            "success", f"Split into {len(parts)} clusters: " + ", ".join(f"'{n}'" for n in parts) + "."
+        )
+    elif split_job.state == "cancelled":
+        session.flash(
+            "warning", f"Split cancelled after {fmt.fmt_duration(split_job.elapsed_s)}; nothing changed."
+        )
     elif split_job.error is not None:
         session.flash("error", f"Split failed: {split_job.error.message}")
 session.show_flash()
 
-busy = jobs_ui.busy_notice(project)
+busy = jobs_ui.busy_notice(project, show_split=False)
+splitting = split_job is not None and split_job.running
+if splitting:
+    jobs_ui.job_panel(split_job, "Split", cancel_label="Cancel split")
+    st.caption(
+        "You can keep editing meanwhile: the split applies to the cluster as it is when it ends "
+        "(images moved in or out of it meanwhile included)."
+    )
 edits.undo_bar(project, curation, disabled=busy)
 confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
 assign = curation.assignments
@@ -106,10 +119,22 @@ def overview() -> None:
                     format_func=lambda p: "automatic (2–4)" if p is None else str(p),
                     key="split_parts",
                 )
-                if c.button("Split", type="primary", disabled=bool(busy), key="split", width="stretch"):
-                    jobs_ui.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
+                if c.button(
+                    "Split", type="primary", disabled=bool(busy) or splitting, key="split", width="stretch"
+                ):
+                    jobs_ui.submit_job(
+                        project,
+                        "split",
+                        lambda progress, cancel: project.split_cluster(
+                            cid, parts, progress=progress, cancel=cancel
+                        ),
+                    )
                     st.rerun()
-                st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
+                st.caption(
+                    "TURTLE runs again on this cluster's images only, with the quick effort, in the background "
+                    "(cancellable). The parts are named after the cluster: "
+                    f"'{curation.name_of(cid)} 1', '{curation.name_of(cid)} 2', …; the split is one undoable edit."
+                )
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")
 

@@ -305,24 +305,20 @@ class Project:
         if self.curation is not None:
             self.curation.save(self.workdir / "curation.npz", self._image_key())
 
-    def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
-        """Re-run discovery inside one cluster and split it (one undoable edit). `None`: choose 2..4."""
-        from turtle_core.discovery.effort import resolve_effort
-        from turtle_core.discovery.selection import select_model
+    def split_cluster(
+        self,
+        cluster_id: int,
+        n_parts: int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        effort: str | None = None,
+    ) -> list[int]:
+        """Re-run discovery inside one cluster and split it into parts "<name> 1", "<name> 2", … (one
+        undoable edit). `None` parts: choose 2..4. Spends the quick effort unless `effort` says otherwise."""
+        from turtle_core.workspace.split import split_cluster
 
-        curation = self._require_curation()
-        members = curation.members(cluster_id)
-        if len(members) < 4:
-            raise ProjectError(
-                f"'{curation.name_of(cluster_id)}' has {len(members)} images: too few to split."
-            )
-        request: int | tuple[int, int] = n_parts if n_parts else (2, min(4, len(members) // 2))
-        request = _checked_cluster_request(request, len(members))
-        sub_spaces = [space[members] for space in self.spaces()]
-        # The split spends the effort the discovery was run with.
-        chosen = resolve_effort(self._require_discovery().params.get("effort"))
-        selection = select_model(sub_spaces, request, random_state=0, **chosen.select_kwargs())
-        new_ids = curation.split(cluster_id, np.asarray(selection.best.labels_))
+        new_ids = split_cluster(self, cluster_id, n_parts, effort=effort, progress=progress, cancel=cancel)
         self.save_curation()
         return new_ids
 
