@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,10 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from turtle_ui.fmt import fmt_int
+from turtle_ui.fmt import fmt_int, middle_ellipsis
 
 if TYPE_CHECKING:
     from turtle_core.workspace.project import Project
+
 
 def thumbnail_paths(project: Project, indices: Sequence[int]) -> list[str | None]:
     paths: list[str | None] = []
@@ -24,6 +26,16 @@ def thumbnail_paths(project: Project, indices: Sequence[int]) -> list[str | None
             path = None
         paths.append(str(path) if path is not None else None)
     return paths
+
+
+def file_label(project: Project, index: int, max_chars: int = 22) -> None:
+    """The image's file name under its tile: shortened in the middle when long, the full path on hover."""
+    relative = project.images[index].path
+    short = middle_ellipsis(Path(relative).name, max_chars)
+    st.markdown(
+        f'<div class="tile-name" title="{html.escape(relative, quote=True)}">{html.escape(short)}</div>',
+        unsafe_allow_html=True,
+    )
 
 
 def image_strip(project: Project, indices: Sequence[int], width: int = 64) -> None:
@@ -102,6 +114,7 @@ def gallery(
     paths = thumbnail_paths(project, shown)
     prefix = pick_prefix(scope)
     grid = st.columns(columns)
+    name_chars = max(12, 176 // columns)  # what fits one line of a tile (8 columns: 22 characters)
     for slot, (index, path) in enumerate(zip(shown, paths, strict=True)):
         with grid[slot % columns]:
             caption = captions[start + slot] if captions is not None else None
@@ -109,6 +122,7 @@ def gallery(
                 st.image(path, width="stretch")
             else:
                 st.caption(":material/warning: unreadable")
+            file_label(project, index, name_chars)
             if selectable:
                 st.checkbox(
                     caption or str(index),
