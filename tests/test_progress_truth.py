@@ -106,10 +106,29 @@ def test_a_real_selection_reports_one_monotone_bar_in_plain_words() -> None:
             assert report.eta_s is None or report.eta_s > 0
             assert fmt_eta(report) != "finishing…"
     messages = [r.message for r in reports]
-    assert not any("{" in m or "random_state" in m or "C=" in m for m in messages), "no raw Python in the text"
+    assert not any("{" in m or "random_state" in m or "C=" in m for m in messages), (
+        "no raw Python in the text"
+    )
     assert any(m.startswith("Trying start 1 of 3 for 2 categories") for m in messages)
     assert any(m.startswith("Training the best-scoring start for 3 categories") for m in messages)
     assert any(m.startswith("Training start 2 of 2 for") for m in messages)
     assert messages[-1] == "Comparing the runs and choosing the best"
     within_runs = [r for r in reports if r.message.startswith("Training")]
     assert len({r.done for r in within_runs}) > 2, "a full run moves the bar while it trains"
+
+
+def test_discovery_says_what_it_does_after_the_last_training_step(tmp_path) -> None:
+    from test_project import _colour_tree
+
+    from turtle_core.workspace.project import Project
+
+    project = Project.open(_colour_tree(tmp_path / "images"))
+    project.set_backbones(["effnet-lite0"])
+    reports: list[Progress] = []
+    project.run_discovery(3, effort="quick", progress=reports.append)
+    stages = [r.stage for r in reports]
+    assert stages.index("select") > stages.index("embed") > stages.index("scan")
+    # After the bar is full, k-means for reference and saving still run: the last report says so.
+    assert reports[-1].stage == "finish" and reports[-1].total == 0
+    assert reports[-1].message == "Discovery done: scoring against the folder labels and k-means, then saving"
+    assert fmt_eta(reports[-2]) == "finishing…"

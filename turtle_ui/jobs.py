@@ -24,7 +24,7 @@ STAGE_LABELS = {
     "layout": "Arranging the images on the map",
     "export": "Writing the labeled dataset",
     "thumbnails": "Making thumbnails",
-    "finish": "Saving the result",
+    "finish": "Wrapping up: scoring the result and saving it",
 }
 
 
@@ -169,8 +169,12 @@ def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:
             if progress is not None and progress.total:
                 counts = f"{fmt_int(progress.done)} / {fmt_int(progress.total)} {stage_unit(progress)}"
                 st.progress(progress.fraction, text=counts)
-            else:
-                st.progress(0.0, text=progress.message if progress and progress.message else "Starting…")
+            else:  # an uncounted stage: wrapping up shows a full bar, anything else an empty one
+                wrapping_up = progress is not None and progress.stage == "finish"
+                st.progress(
+                    1.0 if wrapping_up else 0.0,
+                    text=progress.message if progress and progress.message else "Starting…",
+                )
             st.caption(progress_caption(progress, job.elapsed_s) if progress else "")
             earlier = [STAGE_LABELS.get(r.stage, r.stage.title()) for r in job.log[:-1]]
             if earlier:

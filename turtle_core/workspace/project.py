@@ -23,7 +23,7 @@ from turtle_core.embedding.cache import EmbeddingCache
 from turtle_core.embedding.embed import embed_folder_images
 from turtle_core.ingest.scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
 from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
-from turtle_core.progress import ProgressCallback, check_cancel
+from turtle_core.progress import Progress, ProgressCallback, check_cancel
 from turtle_core.workspace.curation import Curation
 
 DEFAULT_BACKBONES: tuple[str, ...] = tuple(PRESETS["offline"])
@@ -249,6 +249,9 @@ class Project:
         best = selection.best
         labels = np.asarray(best.labels_, dtype=np.int32)
         truth = _folder_labels(images)
+        if progress is not None:  # k-means for reference can take minutes on a busy CPU: say what runs
+            what = "scoring against the folder labels and k-means, then saving" if truth else "saving"
+            progress(Progress("finish", 0, 0, message=f"Discovery done: {what}"))
         metrics = kmeans_metrics = None
         if truth is not None:
             metrics = evaluate(truth, labels)
