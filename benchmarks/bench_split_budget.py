@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=2, help="merged pairs of classes to split")
     parser.add_argument("--efforts", default="quick,standard")
+    parser.add_argument("--parts", default="auto,2", help="parts to ask for: 'auto' (2-4) and/or numbers")
     args = parser.parse_args()
 
     from turtle_core.discovery.effort import resolve_effort
@@ -39,13 +40,14 @@ def main() -> None:
     for pair in range(args.pairs):
         chosen = classes[2 * pair : 2 * pair + 2]
         members = np.flatnonzero(np.isin(truth, chosen))
-        for name in args.efforts.split(","):
+        for name, parts in [(e, p) for e in args.efforts.split(",") for p in args.parts.split(",")]:
             effort = resolve_effort(name)
+            n_parts = None if parts == "auto" else int(parts)
             steps = []
             started = time.perf_counter()
             selection = select_model(
                 [space[members] for space in spaces],
-                split_request(len(members), None),
+                split_request(len(members), n_parts),
                 random_state=0,
                 progress=lambda p, steps=steps: steps.append(p.total),
                 **effort.select_kwargs(),
@@ -56,9 +58,12 @@ def main() -> None:
                 "classes": chosen,
                 "rows": int(members.size),
                 "effort": name,
+                "parts_asked": parts,
                 "seconds": round(seconds, 2),
                 "outer_steps_counted": int(steps[-1]) if steps else None,
                 "parts": int(selection.best_n_clusters),
+                # Purity: the share of images in the majority class of their part (1.0: every part is one class).
+                "purity": round(float(purity(truth[members], labels)), 4),
                 "accuracy_vs_the_two_classes": round(
                     float(hungarian_accuracy(np.unique(truth[members], return_inverse=True)[1], labels)), 4
                 ),
@@ -66,7 +71,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     by_effort = {
-        name: float(np.mean([r["seconds"] for r in rows if r["effort"] == name]))
+        name: round(float(np.mean([r["seconds"] for r in rows if r["effort"] == name])), 2)
         for name in args.efforts.split(",")
     }
     summary = {
@@ -80,6 +85,13 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "split_budget.json"
     out.write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+
+
+def purity(truth: np.ndarray, labels: np.ndarray) -> float:
+    majority = sum(
+        np.unique(truth[labels == part], return_counts=True)[1].max() for part in np.unique(labels)
+    )
+    return majority / truth.size
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.constants import EXCLUDED
+from turtle_core.discovery.effort import EFFORTS
+from turtle_core.workspace.split import SPLIT_EFFORT
 from turtle_ui import edits, fmt, gallery, session
 from turtle_ui import jobs as jobs_ui
 
@@ -111,13 +113,22 @@ def overview() -> None:
                         project, f"Merged {len(chosen)} clusters into '{curation.name_of(target)}'."
                     )
             with split_tab:
-                a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
+                a, b, e, c = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
                 cid = a.selectbox("Cluster", list(options), format_func=options.get, key=f"split_cid:{nonce}")
                 parts = b.selectbox(
                     "Parts",
                     [None, 2, 3, 4],
                     format_func=lambda p: "automatic (2–4)" if p is None else str(p),
                     key="split_parts",
+                )
+                split_effort = e.selectbox(
+                    "Effort",
+                    list(EFFORTS),
+                    index=list(EFFORTS).index(SPLIT_EFFORT),
+                    format_func=str.capitalize,
+                    key="split_effort",
+                    help="Quick (default): a fraction of a full discovery, on this cluster's images only. "
+                    "Standard: what a full discovery spends, many times longer.",
                 )
                 if c.button(
                     "Split", type="primary", disabled=bool(busy) or splitting, key="split", width="stretch"
@@ -126,14 +137,14 @@ def overview() -> None:
                         project,
                         "split",
                         lambda progress, cancel: project.split_cluster(
-                            cid, parts, progress=progress, cancel=cancel
+                            cid, parts, progress=progress, cancel=cancel, effort=split_effort
                         ),
                     )
                     st.rerun()
                 st.caption(
-                    "TURTLE runs again on this cluster's images only, with the quick effort, in the background "
-                    "(cancellable). The parts are named after the cluster: "
-                    f"'{curation.name_of(cid)} 1', '{curation.name_of(cid)} 2', …; the split is one undoable edit."
+                    "TURTLE runs again on this cluster's images only, in the background (cancellable). The parts "
+                    f"are named after the cluster: '{curation.name_of(cid)} 1', '{curation.name_of(cid)} 2', …; "
+                    "the split is one undoable edit."
                 )
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")

@@ -54,7 +54,9 @@ def test_the_url_carries_the_folder_and_a_new_session_reopens_it(
     assert "6 images · backbones" in texts(second)
 
 
-def test_a_url_folder_that_cannot_be_opened_gives_the_project_page_message(monkeypatch, tmp_path: Path) -> None:
+def test_a_url_folder_that_cannot_be_opened_gives_the_project_page_message(
+    monkeypatch, tmp_path: Path
+) -> None:
     open_app(monkeypatch, None)  # fresh caches
     at = AppTest.from_file(APP, default_timeout=30)
     at.query_params["folder"] = str(tmp_path / "gone")

@@ -110,3 +110,34 @@ def test_export_nudges_while_classes_have_automatic_names(monkeypatch, tmp_path:
     curation.rename(2, "Cluster of owls")  # a chosen name, even if it starts with "Cluster"
     at.run()
     assert "automatic names" not in texts(at)
+
+
+def test_map_progress_line_does_not_repeat_its_title(monkeypatch, tmp_path: Path) -> None:
+    import threading
+
+    from turtle_core.progress import Progress, check_cancel
+
+    project = FakeProject(tmp_path / "images")
+    monkeypatch.setattr(project, "cached_layout", lambda method: None)
+    gate = threading.Event()
+
+    def slow_umap(method, progress=None, cancel=None):
+        if method == "pca":
+            return project._xy
+        progress(Progress("layout", 0, 36, message="UMAP: loading the library"))
+        while not gate.wait(0.02):
+            check_cancel(cancel)
+        return project._xy * 2
+
+    monkeypatch.setattr(project, "layout", slow_umap)
+    at = open_app(monkeypatch, project, "pages/map.py")
+    try:
+        for _ in range(100):
+            at.run()
+            bars = [bar.proto.text for bar in at.get("progress")]
+            if any("loading" in text for text in bars):
+                break
+        assert any(text.startswith("UMAP: loading the library · ") for text in bars), bars
+        assert not any("UMAP: UMAP" in text for text in bars)
+    finally:
+        gate.set()

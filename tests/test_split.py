@@ -57,7 +57,9 @@ def discovered(tmp_path: Path) -> Project:
     return project
 
 
-def test_split_finds_merged_classes_with_progress_and_respects_edits_made_meanwhile(discovered: Project) -> None:
+def test_split_finds_merged_classes_with_progress_and_respects_edits_made_meanwhile(
+    discovered: Project,
+) -> None:
     curation = discovered.curation
     a, b, c = curation.cluster_ids()
     curation.rename(a, "warm")
