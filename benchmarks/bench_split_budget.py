@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2, help="merged pairs of classes to split")
     parser.add_argument("--efforts", default="quick,standard")
     parser.add_argument("--parts", default="auto,2", help="parts to ask for: 'auto' (2-4) and/or numbers")
+    parser.add_argument("--out", default="split_budget.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
 
     from turtle_core.discovery.effort import resolve_effort
@@ -82,7 +83,7 @@ def main() -> None:
     }
     if "quick" in by_effort and "standard" in by_effort:
         summary["quick_over_standard_time"] = round(by_effort["quick"] / by_effort["standard"], 3)
-    out = Path(__file__).parent / "results" / "split_budget.json"
+    out = Path(__file__).parent / "results" / args.out
     out.write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 
