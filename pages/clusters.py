@@ -6,9 +6,11 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.constants import ATYPICAL_Z, EXCLUDED
+from turtle_core.discovery.effort import EFFORTS
 from turtle_core.names import display_name, markdown_text
 from turtle_core.workspace import edits as curation_edits
 from turtle_core.workspace.jobs import JobConflict
+from turtle_core.workspace.split import SPLIT_EFFORT
 from turtle_ui import edits, fmt, gallery, propagate, session
 from turtle_ui import jobs as jobs_ui
 
@@ -18,18 +20,31 @@ project = session.require_project()
 snap = session.require_snapshot(project)  # this run's discovery + curation, read together
 curation = snap.curation
 
-# A finished split is announced once, and selections made before it are reset.
+# A finished split is announced once, to the session that watched it, and selections made before it are reset.
 split_job = jobs_ui.project_job(project, "split")
-if split_job is not None and not split_job.running and st.session_state.get("split_seen") != split_job.id:
-    st.session_state.split_seen = split_job.id
+if jobs_ui.finished_news(split_job):
     if split_job.state == "done":
         st.session_state.edit_nonce += 1
-        session.flash("success", f"Split into {len(split_job.result or [])} clusters.")
+        parts = [curation.name_of(cid) for cid in split_job.result or []]
+        session.flash(
+            "success", f"Split into {len(parts)} clusters: " + ", ".join(f"'{n}'" for n in parts) + "."
+        )
+    elif split_job.state == "cancelled":
+        session.flash(
+            "warning", f"Split cancelled after {fmt.fmt_duration(split_job.elapsed_s)}; nothing changed."
+        )
     elif split_job.error is not None:
         session.flash("error", f"Split failed: {split_job.error.message}")
 session.show_flash()
 
-busy = jobs_ui.busy_notice(project)
+busy = jobs_ui.busy_notice(project, show_split=False)
+splitting = split_job is not None and split_job.running
+if splitting:
+    jobs_ui.job_panel(split_job, "Split", cancel_label="Cancel split")
+    st.caption(
+        "You can keep editing meanwhile: the split applies to the cluster as it is when it ends "
+        "(images moved in or out of it meanwhile included)."
+    )
 edits.undo_bar(project, snap, disabled=busy)
 propagate.propagate_panel(project, snap, disabled=busy)
 confidence = np.asarray(snap.confidence, dtype=np.float32)
@@ -118,7 +133,7 @@ def overview() -> None:
                         f"Merged {len(chosen)} clusters into '{merged_name}'.",
                     )
             with split_tab:
-                a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
+                a, b, e, c = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
                 cid = a.selectbox("Cluster", list(options), format_func=options.get, key=f"split_cid:{nonce}")
                 parts = b.selectbox(
                     "Parts",
@@ -126,13 +141,35 @@ def overview() -> None:
                     format_func=lambda p: "automatic (2–4)" if p is None else str(p),
                     key="split_parts",
                 )
-                if c.button("Split", type="primary", disabled=bool(busy), key="split", width="stretch"):
+                split_effort = e.selectbox(
+                    "Effort",
+                    list(EFFORTS),
+                    index=list(EFFORTS).index(SPLIT_EFFORT),
+                    format_func=str.capitalize,
+                    key="split_effort",
+                    help="Quick (default): a fraction of a full discovery, on this cluster's images only. "
+                    "Standard: what a full discovery spends, many times longer.",
+                )
+                if c.button(
+                    "Split", type="primary", disabled=bool(busy) or splitting, key="split", width="stretch"
+                ):
                     try:
-                        jobs_ui.submit_job(project, "split", lambda p_, c_: project.split_cluster(cid, parts))
+                        jobs_ui.submit_job(
+                            project,
+                            "split",
+                            lambda progress, cancel: project.split_cluster(
+                                cid, parts, progress=progress, cancel=cancel, effort=split_effort
+                            ),
+                        )
                     except JobConflict as error:
                         session.flash("warning", str(error))
                     st.rerun()
-                st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
+                st.caption(
+                    "TURTLE runs again on this cluster's images only, in the background (cancellable). The parts "
+                    f"are named after the cluster: '{markdown_text(curation.name_of(cid))} 1', "
+                    f"'{markdown_text(curation.name_of(cid))} 2', …; "
+                    "the split is one undoable edit."
+                )
         except ValueError as error:
             st.error(markdown_text(error), icon=":material/warning:")
 

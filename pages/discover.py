@@ -21,6 +21,10 @@ n_images = len(scan.images) if scan is not None else 0
 n_labels = scan.summary()["folder_labels"] if scan is not None else 0
 job = jobs_ui.project_job(project, "discover")
 running = job is not None and job.running
+scan_job = jobs_ui.project_job(project, "scan")
+scanning = scan_job is not None and scan_job.running
+# Widgets are keyed by project: a second project never starts with the first one's settings.
+form = f"{project.folder}"
 
 # ------------------------------------------------------------------------------------------ settings
 with st.container(border=True):
@@ -29,7 +33,7 @@ with st.container(border=True):
         mode = st.radio(
             "Number of categories",
             ["Fixed", "Choose automatically"],
-            key="k_mode",
+            key=f"k_mode:{form}",
             persist_state="session",
             help="Automatic: TURTLE is run for every count in the range and the best-generalising one is kept.",
         )
@@ -39,7 +43,7 @@ with st.container(border=True):
             index=list(EFFORTS).index(DEFAULT_EFFORT),
             format_func=str.capitalize,
             horizontal=True,
-            key="effort",
+            key=f"effort:{form}",
             persist_state="session",
             help="  \n".join(f"**{e.name.capitalize()}**: {e.summary}." for e in EFFORTS.values()),
         )
@@ -53,7 +57,7 @@ with st.container(border=True):
                     max_value=1000,
                     value=default_k,
                     step=1,
-                    key="k_fixed",
+                    key=f"k_fixed:{form}",
                     persist_state="session",
                 )
             )
@@ -63,7 +67,7 @@ with st.container(border=True):
                 min_value=2,
                 max_value=60,
                 value=(max(2, default_k // 2), min(60, default_k * 2)),
-                key="k_range",
+                key=f"k_range:{form}",
                 persist_state="session",
             )
             request = (int(low), int(high))
@@ -80,11 +84,21 @@ with st.container(border=True):
             key="confirm_rediscover",
             help="Running discovery again replaces the current clusters and their undo history.",
         )
+    no_images = scan is not None and n_images == 0
+    if scanning:
+        st.caption("The folder is being scanned; discovery can start when the scan is done.")
+    elif no_images:
+        st.warning(
+            "This folder has no usable images, so there is nothing to discover. Add images (JPEG, PNG, "
+            "WebP, BMP, TIFF, GIF) and rescan it on the Project page, or open another folder.",
+            icon=":material/hide_image:",
+        )
+        st.page_link(session.PROJECT_PAGE, label="Project page", icon=":material/folder_open:")
     if st.button(
         "Run discovery",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=running or not confirmed or not project.backbones,
+        disabled=running or not confirmed or not project.backbones or no_images or scanning,
         key="run_discovery",
     ):
         from turtle_core.workspace.jobs import JobConflict
@@ -143,14 +157,20 @@ if result.metrics:
 chart_cols = st.columns(2 if len(result.scores_by_k) > 1 else 1, gap="large")
 with chart_cols[0]:
     st.markdown("**Cluster sizes**")
-    ids, counts = np.unique(result.labels, return_counts=True)
-    names = project.curation.names if project.curation is not None else {}
-    frame = pd.DataFrame(
-        {
-            "cluster": [display_name(names.get(int(c), f"Cluster {int(c)}")) for c in ids],
-            "images": counts.astype(int),
-        }
-    )
+    curation = project.curation
+    if curation is not None:  # the clusters as they are now: current names, after merges and splits
+        sizes = curation.sizes()
+        frame = pd.DataFrame(
+            {
+                "cluster": [display_name(curation.name_of(c)) for c in sizes],
+                "images": [int(v) for v in sizes.values()],
+            }
+        )
+        if curation.can_undo:
+            st.caption("As they are now, with your edits.")
+    else:
+        ids, counts = np.unique(result.labels, return_counts=True)
+        frame = pd.DataFrame({"cluster": [f"Cluster {int(c)}" for c in ids], "images": counts.astype(int)})
     st.bar_chart(frame, x="cluster", y="images", sort="-images", height=280)
 if len(result.scores_by_k) > 1:
     with chart_cols[1]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -37,9 +38,21 @@ n_excluded = int((curation.assignments == EXCLUDED).sum())
 cols = st.columns(3)
 cols[0].metric("Images to export", fmt.fmt_int(curation.n_images - n_excluded))
 cols[1].metric("Classes", len(curation.cluster_ids()))
-cols[2].metric(
-    "Excluded", fmt.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied."
-)
+cols[2].metric("Excluded", fmt.fmt_int(n_excluded), help="Listed in the manifests with no label; not copied.")
+
+# Class folders take the cluster names: nudge before exporting folders called "Cluster 3".
+unnamed = [
+    curation.name_of(c) for c in curation.cluster_ids() if re.fullmatch(r"Cluster \d+", curation.name_of(c))
+]
+if unnamed:
+    listed = ", ".join(f"'{name}'" for name in unnamed[:6]) + (", …" if len(unnamed) > 6 else "")
+    st.info(
+        f"{len(unnamed)} of {len(curation.cluster_ids())} classes still have their automatic names ({listed}): "
+        "the exported folders and labels will be called that. Name them on the Clusters page first, "
+        "or export as they are.",
+        icon=":material/edit:",
+    )
+    st.page_link(session.CLUSTERS_PAGE, label="Name the clusters", icon=":material/category:")
 
 job = jobs_ui.project_job(project, "export")
 running = job is not None and job.running

@@ -123,7 +123,7 @@ figure = scatter_figure(
     dragmode=TOOLS[tool],
 )
 
-map_col, side_col = st.columns([3, 2], gap="medium")
+map_col, side_col = st.columns([7, 4], gap="medium")
 with map_col:
     event = st.plotly_chart(
         figure,

@@ -42,7 +42,7 @@ def _demo() -> None:
     from turtle_core.ingest.demo import write_demo_folder
 
     per_class = int(os.environ.get("TURTLE_DEMO_PER_CLASS", "200"))
-    with st.spinner(f"Writing {per_class * 10:,} demo images…"):
+    with st.spinner(f"Writing {fmt.fmt_int(per_class * 10)} demo images…"):
         folder = write_demo_folder(per_class=per_class)
     _open(str(folder))
 

@@ -80,19 +80,6 @@ def test_bad_edit_shows_the_engine_message(monkeypatch, tmp_path: Path) -> None:
     assert fake_project.curation.name_of(0) == "Cluster 0"
 
 
-def test_split_runs_in_the_background(monkeypatch, tmp_path: Path) -> None:
-    fake_project = FakeProject(tmp_path / "images")
-    at = open_app(monkeypatch, fake_project, PAGE)
-    _by_key(at, "selectbox", "split_cid")[0].set_value(2)
-    at.selectbox(key="split_parts").set_value(3)
-    at.button(key="split").click().run()
-    wait_for_job(at, fake_project, "split")
-    assert fake_project.split_calls == [(2, 3)]
-    assert sorted(fake_project.curation.sizes().values()) == [4, 4, 4, 12, 12]
-    assert "Last edit: Split 'Cluster 2' into" in texts(at)
-    assert "Clusters: 5" in texts(at)
-
-
 def test_gallery_selection_moves_images_to_a_new_cluster(monkeypatch, tmp_path: Path) -> None:
     fake_project = FakeProject(tmp_path / "images")
     curation = fake_project.curation
@@ -166,27 +153,6 @@ def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> 
     at.button(key=f"cluster{EXCLUDED}:restore").click().run()
     assert not at.exception
     assert curation.assignments[lowest] == fake_project.discovery.labels[lowest]
-
-
-def test_split_failure_is_reported(monkeypatch, tmp_path: Path) -> None:
-    import threading
-
-    fake_project = FakeProject(tmp_path / "images")
-    gate = threading.Event()
-
-    def refuse(cluster_id, n_parts=None):
-        gate.wait(10)
-        raise ValueError("'Cluster 0' has 3 images: too few to split.")
-
-    fake_project.split_cluster = refuse
-    at = open_app(monkeypatch, fake_project, PAGE)
-    at.button(key="split").click().run()
-    assert "editing is paused" in at.warning[0].value
-    gate.set()
-    wait_for_job(at, fake_project, "split")
-    assert not at.exception
-    assert "Split failed: 'Cluster 0' has 3 images: too few to split." in at.error[0].value
-    assert fake_project.curation.sizes() == {0: 12, 1: 12, 2: 12}
 
 
 def test_edits_pause_while_discovery_runs(monkeypatch, tmp_path: Path) -> None:

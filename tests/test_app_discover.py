@@ -15,8 +15,8 @@ def test_fixed_number_of_categories_runs_in_the_background(monkeypatch, tmp_path
     at = open_app(monkeypatch, project, PAGE)
     assert not at.exception
     assert "press **Run discovery**" in texts(at)
-    assert at.number_input(key="k_fixed").value == 3  # default: the number of folder labels
-    at.number_input(key="k_fixed").set_value(4)
+    assert at.number_input(key=f"k_fixed:{project.folder}").value == 3  # default: the number of folder labels
+    at.number_input(key=f"k_fixed:{project.folder}").set_value(4)
     at.button(key="run_discovery").click().run()
     job = wait_for_job(at, project, "discover")
     assert job.state == "done"
@@ -33,8 +33,8 @@ def test_fixed_number_of_categories_runs_in_the_background(monkeypatch, tmp_path
 def test_range_shows_the_score_per_candidate(monkeypatch, tmp_path) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
     at = open_app(monkeypatch, project, PAGE)
-    at.radio(key="k_mode").set_value("Choose automatically").run()
-    at.slider(key="k_range").set_value((2, 5)).run()
+    at.radio(key=f"k_mode:{project.folder}").set_value("Choose automatically").run()
+    at.slider(key=f"k_range:{project.folder}").set_value((2, 5)).run()
     at.button(key="run_discovery").click().run()
     wait_for_job(at, project, "discover")
     assert project.discover_calls == [(2, 5)]
@@ -46,8 +46,8 @@ def test_range_shows_the_score_per_candidate(monkeypatch, tmp_path) -> None:
 def test_quick_effort_is_passed_to_the_engine(monkeypatch, tmp_path) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
     at = open_app(monkeypatch, project, PAGE)
-    assert at.radio(key="effort").value == "standard"
-    at.radio(key="effort").set_value("quick").run()
+    assert at.radio(key=f"effort:{project.folder}").value == "standard"
+    at.radio(key=f"effort:{project.folder}").set_value("quick").run()
     at.button(key="run_discovery").click().run()
     wait_for_job(at, project, "discover")
     assert project.discover_efforts == ["quick"]
@@ -63,10 +63,10 @@ def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path)
     job = jobs_ui.job_manager().get(jobs_ui.job_key(project, "discover"))
     assert job is not None and job.running
     assert at.button(key="run_discovery").disabled
-    assert "Computing embeddings" in texts(at)
+    assert "Turning each image into a feature vector" in texts(at)
     assert at.get("progress"), "a progress bar"
-    assert "images/s" in texts(at)
-    assert "Done: Scanning images" in texts(at)
+    assert "100 images/s · finishing…" in texts(at)  # embedding done, discovery still running
+    assert "Done: Looking through the folder's files" in texts(at)
 
     at.button(key=f"cancel-{job.id}").click().run()
     assert job.wait(10)

@@ -46,7 +46,7 @@ def test_existing_export_needs_explicit_confirmation(monkeypatch, tmp_path: Path
     first = _export(at, fake_project, tmp_path / "out")
     assert first.state == "done"
     # The destination now exists: the button waits for the confirmation box.
-    assert "the export you just made" in at.info[0].value
+    assert "the export you just made" in " ".join(i.value for i in at.info)
     assert at.button(key="export").disabled
     fake_project.curation.exclude([0])
     confirm = [c for c in at.checkbox if c.key and c.key.startswith("export_overwrite")][0]

@@ -45,6 +45,7 @@ class FakeProject:
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []
         self.split_calls: list[tuple[int, int | None]] = []
+        self.split_gate: threading.Event | None = None  # set by tests to hold a split "running"
         self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
         self._records = _write_images(folder, per_class)
         self.scan_result: ScanResult | None = ScanResult(
@@ -165,10 +166,26 @@ class FakeProject:
     def save_curation(self) -> None:
         self.saves += 1
 
-    def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
+    def split_cluster(
+        self, cluster_id: int, n_parts: int | None = None, progress=None, cancel=None, *, effort=None
+    ) -> list[int]:
+        """Progress in steps like the real split; the parts are applied to the cluster as it is at the end,
+        as one `Split` edit named like the real one ("<name> 1", …)."""
+        from turtle_core.workspace.split import part_names
+
+        self.split_calls.append((cluster_id, n_parts))
+        total = 1000
+        for done in range(0, total + 1, 250):
+            check_cancel(cancel)
+            if progress:
+                progress(
+                    Progress("split", done, total, rate=500.0, eta_s=(total - done) / 500.0, unit="steps")
+                )
+            if self.split_gate is not None and done == 500:
+                while not self.split_gate.wait(0.02):
+                    check_cancel(cancel)
         snap = self.snapshot()
         assert snap is not None
-        self.split_calls.append((cluster_id, n_parts))
         members = snap.curation.members(cluster_id)
         parts = n_parts or 2
         edit = Split(
@@ -176,6 +193,7 @@ class FakeProject:
             cluster_id=cluster_id,
             members=snap.keys(members),
             sub_labels=tuple(int(i) % parts for i in range(members.size)),
+            names=tuple(part_names(snap.curation, cluster_id, parts)),
         )
         return self.apply(edit)
 

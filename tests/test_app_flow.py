@@ -27,8 +27,8 @@ def test_real_engine_loop(monkeypatch: pytest.MonkeyPatch, make_image_tree, tmp_
     assert "Usable images: 18" in texts(at)
 
     at.switch_page("pages/discover.py").run()
-    assert at.number_input(key="k_fixed").value == 3
-    at.radio(key="effort").set_value("quick").run()
+    assert at.number_input(key=f"k_fixed:{project.folder}").value == 3
+    at.radio(key=f"effort:{project.folder}").set_value("quick").run()
     at.button(key="run_discovery").click().run()
     job = wait_for_job(at, project, "discover", timeout=300)
     assert job.state == "done", job.error and job.error.traceback

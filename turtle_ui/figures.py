@@ -13,18 +13,80 @@ from turtle_core.names import html_text
 
 EXCLUDED_COLOUR = "#b0b0b0"
 # Kelly's colours of maximum contrast (without white, black, buff and grey, which reads as "excluded"):
-# any first N of them are far apart. Beyond 18 clusters, Alphabet's strong colours follow.
+# any first N of them are far apart. Then the colours of Plotly's large qualitative palettes that differ
+# clearly (CIELAB ΔE ≥ 20) from every colour before them, from the excluded grey and from white: 44 in
+# all. Past those, generated colours (`generated_colour`).
 KELLY = [
     "#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#008856", "#E68FAC", "#0067A5", "#F99379",
     "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522", "#E25822", "#2B3D26",
 ]  # fmt: skip
 _PALE_OR_GREY = {"#565656", "#E2E2E2", "#F7E1A0", "#16FF32", "#1CFFCE", "#FBE426", "#F8A19F", "#DEA0FD"}
-PALETTE: list[str] = KELLY + [c for c in qualitative.Alphabet if c.upper() not in _PALE_OR_GREY]
+MIN_DELTA_E = 20.0
 
 
 def cluster_colours(cluster_ids: Sequence[int]) -> dict[int, str]:
-    """A stable colour per cluster id (by id, so a cluster keeps its colour across edits)."""
-    return {int(c): EXCLUDED_COLOUR if c < 0 else PALETTE[int(c) % len(PALETTE)] for c in cluster_ids}
+    """A stable colour per cluster id (by id, so a cluster keeps its colour across edits, and a new cluster,
+    which gets a new id, never takes an existing cluster's colour): the palette, then generated colours.
+    Two generated colours that round to the same sRGB value (rare, far past the palette) are told apart by
+    nudging the later one's lightness."""
+    colours: dict[int, str] = {}
+    used: set[str] = set()
+    for cid in sorted({int(c) for c in cluster_ids}):
+        colour = colour_of(cid)
+        nudge = 0
+        while cid >= 0 and colour in used:
+            nudge += 1
+            colour = generated_colour(cid - len(PALETTE), lightness_shift=nudge)
+        colours[cid] = colour
+        used.add(colour)
+    return colours
+
+
+def colour_of(cluster_id: int) -> str:
+    if cluster_id < 0:
+        return EXCLUDED_COLOUR
+    if cluster_id < len(PALETTE):
+        return PALETTE[cluster_id]
+    return generated_colour(cluster_id - len(PALETTE))
+
+
+def generated_colour(n: int, lightness_shift: float = 0.0) -> str:
+    """The n-th colour past the palette: hues a golden angle apart (consecutive ones far apart), three
+    lightness and three chroma levels that stay inside the sRGB gamut, in CIELCh so equal steps look equal."""
+    hue = np.deg2rad((n * 137.508 + 20.0) % 360.0)
+    lightness = (60.0, 47.0, 72.0)[n % 3] + lightness_shift
+    chroma = (45.0, 38.0, 31.0)[(n // 3) % 3]
+    return lab_to_hex(lightness, chroma * float(np.cos(hue)), chroma * float(np.sin(hue)))
+
+
+_WHITE = np.array([0.95047, 1.0, 1.08883])  # D65
+_XYZ_TO_RGB = np.array(
+    [
+        [3.2404542, -1.5371385, -0.4985314],
+        [-0.9692660, 1.8760108, 0.0415560],
+        [0.0556434, -0.2040259, 1.0572252],
+    ]
+)
+
+
+def lab_to_hex(lightness: float, a: float, b: float) -> str:
+    """CIELAB (D65) to an sRGB hex colour, clipped into the gamut."""
+    fy = (lightness + 16.0) / 116.0
+    f = np.array([fy + a / 500.0, fy, fy - b / 200.0])
+    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
+    linear = np.clip(_XYZ_TO_RGB @ xyz, 0.0, 1.0)
+    srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    r, g, b_ = (int(round(float(v) * 255)) for v in srgb)
+    return f"#{r:02X}{g:02X}{b_:02X}"
+
+
+def hex_to_lab(colour: str) -> np.ndarray:
+    """An sRGB hex colour in CIELAB (D65): distances there follow perceived differences (ΔE)."""
+    srgb = np.array([int(colour.lstrip("#")[i : i + 2], 16) / 255.0 for i in (0, 2, 4)])
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    t = (np.linalg.inv(_XYZ_TO_RGB) @ linear) / _WHITE
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
 
 
 def scatter_figure(
@@ -35,7 +97,7 @@ def scatter_figure(
     file_names: Sequence[str],
     *,
     colour_by: Literal["cluster", "confidence"] = "cluster",
-    height: int = 620,
+    height: int = 760,
     label_clusters: bool = True,
     dragmode: Literal["lasso", "select", "pan"] = "lasso",
 ) -> go.Figure:
@@ -57,8 +119,8 @@ def scatter_figure(
         for cluster, conf, fname in zip(lookup[position], confidence.tolist(), file_names, strict=True)
     ]
 
+    colours = cluster_colours(ids)
     if colour_by == "cluster":
-        colours = cluster_colours(ids)
         # Discrete colours as a step colour scale over the cluster's rank: compact numeric payload.
         k = len(ids)
         scale: list[list[float | str]] = []
@@ -113,7 +175,7 @@ def scatter_figure(
                 showarrow=False,
                 font={"size": 12, "color": "#1f1f1f"},
                 bgcolor="rgba(255,255,255,0.75)",
-                bordercolor=cluster_colours([cid])[cid],
+                bordercolor=colours[cid],
                 borderwidth=1,
                 borderpad=2,
             )
@@ -128,3 +190,23 @@ def scatter_figure(
         uirevision="map",
     )
     return fig
+
+
+def _distinct_palette() -> list[str]:
+    candidates = [c for c in qualitative.Alphabet if c.upper() not in _PALE_OR_GREY]
+    candidates += qualitative.Dark24 + qualitative.Light24
+    palette = list(KELLY)
+    avoid = [hex_to_lab(EXCLUDED_COLOUR)] + [hex_to_lab(c) for c in palette]
+    white = hex_to_lab("#FFFFFF")
+    for colour in candidates:
+        lab = hex_to_lab(colour)
+        if (
+            min(np.linalg.norm(lab - other) for other in avoid) >= MIN_DELTA_E
+            and np.linalg.norm(lab - white) >= 25
+        ):
+            palette.append(colour.upper())
+            avoid.append(lab)
+    return palette
+
+
+PALETTE: list[str] = _distinct_palette()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from turtle_core.names import markdown_text
-from turtle_ui.fmt import fmt_int
+from turtle_core.names import display_name, markdown_text
+from turtle_ui.fmt import fmt_int, middle_ellipsis
 
 if TYPE_CHECKING:
     from turtle_core.workspace.project import Project
@@ -31,6 +32,16 @@ def thumbnail_paths(project: Project | Snapshot, indices: Sequence[int]) -> list
             path = None
         paths.append(str(path) if path is not None else None)
     return paths
+
+
+def file_label(project: Project | Snapshot, index: int, max_chars: int = 22) -> None:
+    """The image's file name under its tile: shortened in the middle when long, the full path on hover."""
+    relative = display_name(project.images[index].path)
+    short = middle_ellipsis(Path(relative).name, max_chars)
+    st.markdown(
+        f'<div class="tile-name" title="{html.escape(relative, quote=True)}">{html.escape(short)}</div>',
+        unsafe_allow_html=True,
+    )
 
 
 def image_strip(project: Project | Snapshot, indices: Sequence[int], width: int = 64) -> None:
@@ -118,6 +129,7 @@ def gallery(
     paths = thumbnail_paths(project, shown)
     prefix = pick_prefix(scope)
     grid = st.columns(columns)
+    name_chars = max(12, 176 // columns)  # what fits one line of a tile (8 columns: 22 characters)
     for slot, (index, path) in enumerate(zip(shown, paths, strict=True)):
         with grid[slot % columns]:
             caption = captions[start + slot] if captions is not None else None
@@ -125,6 +137,7 @@ def gallery(
                 st.image(path, width="stretch")
             else:
                 st.caption(":material/warning: unreadable")
+            file_label(project, index, name_chars)
             if selectable:
                 st.checkbox(
                     markdown_text(caption) if caption else str(index),

@@ -8,21 +8,24 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 from turtle_core.names import display_name, markdown_text
+from turtle_core.progress import Progress
 from turtle_core.workspace.jobs import Job, JobManager, cuda_in_use
-from turtle_ui.fmt import fmt_duration, fmt_int
+from turtle_ui.fmt import fmt_duration, fmt_eta, fmt_int, fmt_rate, stage_unit
 
 if TYPE_CHECKING:
     from turtle_core.workspace.project import Project
 
+# What each engine stage does, in a curator's words.
 STAGE_LABELS = {
-    "scan": "Scanning images",
-    "embed": "Computing embeddings",
-    "turtle": "Running TURTLE",
-    "select": "Screening starts and comparing TURTLE runs",
-    "layout": "Computing the map layout",
-    "export": "Exporting",
-    "split": "Splitting the cluster",
+    "scan": "Looking through the folder's files",
+    "embed": "Turning each image into a feature vector (embedding)",
+    "turtle": "Training TURTLE",
+    "select": "Finding the categories: trying starts, training TURTLE, scoring the results",
+    "split": "Finding the parts of the cluster",
+    "layout": "Arranging the images on the map",
+    "export": "Writing the labeled dataset",
     "thumbnails": "Making thumbnails",
+    "finish": "Wrapping up: scoring the result and saving it",
 }
 
 
@@ -47,7 +50,31 @@ def submit_job(project: Project, kind: str, fn: Callable[[Any, Any], Any]) -> Jo
     """Start a background job of `project`; raises `JobConflict` when a running job of the project
     writes what this one writes (what each kind writes: `turtle_core.workspace.jobs.JOB_WRITES`)."""
     gpu = kind in GPU_KINDS and cuda_in_use()
-    return job_manager().submit(kind, fn, key=job_key(project, kind), scope=str(project.folder), gpu=gpu)
+    job = job_manager().submit(kind, fn, key=job_key(project, kind), scope=str(project.folder), gpu=gpu)
+    _watched().add(job.id)
+    return job
+
+
+def _watched() -> set[int]:
+    if "jobs_watched" not in st.session_state:
+        st.session_state.jobs_watched = set()
+    return st.session_state.jobs_watched
+
+
+def finished_news(job: Job[Any] | None) -> bool:
+    """True once, in this browser session, for a job that ended while the session was watching it (it
+    started it or saw it running). A reload or a second tab starts a new session: an earlier job's outcome
+    is not news there, so messages such as "Split into 3 clusters." do not come back on every reopen."""
+    if job is None:
+        return False
+    watched = _watched()
+    if job.running:
+        watched.add(job.id)
+        return False
+    if job.id in watched:
+        watched.discard(job.id)
+        return True
+    return False
 
 
 def busy_jobs(project: Project, kinds: Sequence[str] = ("scan", "discover", "split")) -> list[Job[Any]]:
@@ -56,18 +83,24 @@ def busy_jobs(project: Project, kinds: Sequence[str] = ("scan", "discover", "spl
     return [job for job in jobs if job is not None and job.running]
 
 
-def busy_notice(project: Project) -> bool:
-    """While discovery or a split rewrites the clusters: say so, show its progress (the page reruns when it
-    ends), and return True so the page disables its edits."""
-    jobs = busy_jobs(project, ("discover", "split"))
-    if jobs:
+def busy_notice(project: Project, *, show_split: bool = True) -> bool:
+    """While discovery rewrites the clusters: say so, show its progress (the page reruns when it ends),
+    and return True so the page disables its edits. A running split does not block editing (it applies
+    to the cluster as it is when the split ends); with `show_split` it gets a one-line note here."""
+    discovering = busy_jobs(project, ("discover",))
+    if discovering:
         st.warning(
             "The clusters are being recomputed; editing is paused until it finishes.",
             icon=":material/hourglass_top:",
         )
-        for job in jobs:
-            job_panel(job, "Discovery" if job.kind == "discover" else "Split", compact=True)
-    return bool(jobs)
+        for job in discovering:
+            job_panel(job, "Discovery", compact=True)
+    splitting = busy_jobs(project, ("split",))
+    if splitting and show_split:
+        for job in splitting:
+            finished_news(job)  # this session watches it: its outcome is announced here
+            job_panel(job, "Split", compact=True)
+    return bool(discovering)
 
 
 def job_panel(
@@ -101,9 +134,29 @@ def job_panel(
         st.fragment(draw, run_every=0.5)()
 
 
+def _detail(title: str, message: str) -> str:
+    """The progress message without a repeated title ("UMAP: UMAP: loading…" reads "UMAP: loading…")."""
+    message = message.strip()
+    prefix = f"{title}:"
+    return message[len(prefix) :].strip() if message.lower().startswith(prefix.lower()) else message
+
+
+def progress_caption(progress: Progress, elapsed_s: float) -> str:
+    """Rate in the stage's own unit · time left (never "0 s" while work remains) · elapsed · message."""
+    parts = []
+    if progress.total:
+        parts.append(fmt_rate(progress.rate, stage_unit(progress)))
+        parts.append(fmt_eta(progress))
+    parts.append(f"elapsed {fmt_duration(elapsed_s)}")
+    parts.append(progress.message)
+    return " · ".join(p for p in parts if p)
+
+
 def _draw_job_line(job: Job[Any], title: str) -> None:
     progress = job.progress
-    detail = progress.message if progress and progress.message else "starting"
+    detail = _detail(title, progress.message) if progress and progress.message else "starting"
+    if progress is not None and progress.total and not progress.remaining:
+        detail = f"{detail} · finishing…"
     text = f"{title}: {markdown_text(detail)} · {fmt_duration(job.elapsed_s)}"
     st.progress(progress.fraction if progress else 0.0, text=text)
 
@@ -121,18 +174,16 @@ def _draw_job(job: Job[Any], title: str, cancel_label: str) -> None:
                 job.cancel()
                 st.rerun(scope="fragment")
             if progress is not None and progress.total:
-                st.progress(progress.fraction, text=f"{fmt_int(progress.done)} / {fmt_int(progress.total)}")
-                parts = [f"{progress.rate:,.1f} images/s" if progress.rate else None]
-                parts.append(f"ETA {fmt_duration(progress.eta_s)}" if progress.eta_s is not None else None)
-                parts.append(f"elapsed {fmt_duration(job.elapsed_s)}")
-                parts.append(markdown_text(progress.message) if progress.message else None)
-                st.caption(" · ".join(p for p in parts if p))
-            else:
+                counts = f"{fmt_int(progress.done)} / {fmt_int(progress.total)} {stage_unit(progress)}"
+                st.progress(progress.fraction, text=counts)
+            else:  # an uncounted stage: wrapping up shows a full bar, anything else an empty one
+                wrapping_up = progress is not None and progress.stage == "finish"
                 st.progress(
-                    0.0,
+                    1.0 if wrapping_up else 0.0,
                     text=markdown_text(progress.message) if progress and progress.message else "Starting…",
                 )
-                st.caption(f"elapsed {fmt_duration(job.elapsed_s)}")
+            # Messages quote file and cluster names: shown as written, never interpreted.
+            st.caption(markdown_text(progress_caption(progress, job.elapsed_s)) if progress else "")
             earlier = [STAGE_LABELS.get(r.stage, r.stage.title()) for r in job.log[:-1]]
             if earlier:
                 st.caption("Done: " + " → ".join(dict.fromkeys(earlier)))

@@ -35,14 +35,64 @@ SESSION_DEFAULTS: dict[str, Any] = {
     "folder": None,  # the open project's image folder (str)
     "flash": None,  # (kind, message) shown once at the top of the next page run
     "edit_nonce": 0,  # bumped after every curation edit: resets selections keyed on it
+    "url_folder": None,  # the ?folder= of the URL as last seen, to tell a changed URL from a stale one
 }
 
 
 def init_session() -> None:
-    """Set session defaults once per session."""
+    """Set session defaults once per session; open the folder the URL names and keep the URL naming the
+    open folder, so a reload, a bookmark or a second tab opens the same project."""
     for key, value in SESSION_DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value
+    _follow_url()
+
+
+def _url_text(folder: str) -> str:
+    from turtle_core.names import escape_name
+
+    return escape_name(folder)  # a URL (like every text we write) carries undecodable bytes as \xNN
+
+
+def _follow_url() -> None:
+    from turtle_core.names import unescape_name
+
+    given = st.query_params.get("folder") or None
+    wanted = unescape_name(given) if given else None
+    if wanted != st.session_state.url_folder:  # a new session, or the URL was changed by hand
+        st.session_state.url_folder = wanted
+        if wanted and _normalised(wanted) != st.session_state.folder:
+            _open_from_url(wanted)
+    folder = st.session_state.folder
+    if folder and st.query_params.get("folder") != _url_text(folder):
+        st.query_params["folder"] = _url_text(folder)  # page links drop the query string: put it back
+        st.session_state.url_folder = folder
+    elif not folder and "folder" in st.query_params:
+        del st.query_params["folder"]
+        st.session_state.url_folder = None
+
+
+def _open_from_url(folder: str) -> None:
+    """The Project page's open path (scan when never scanned), with its messages, for a folder in the URL."""
+    from turtle_core.access import FolderNotAllowed
+    from turtle_core.workspace.project import ProjectError
+
+    try:
+        project = open_folder(folder)
+    except (ProjectError, FolderNotAllowed) as error:
+        flash("error", f"Could not open {folder} from the link: {error}")
+        return
+    if project.scan_result is None:
+        from turtle_ui import jobs as jobs_ui
+
+        jobs_ui.submit_job(
+            project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
+        )
+
+
+def _normalised(folder: str | os.PathLike[str]) -> str:
+    # One folder is one project, however it is named (a symlink, a trailing slash, `~`).
+    return os.path.realpath(os.path.expanduser(os.fspath(folder).strip()))
 
 
 def _open_project_uncached(folder: str) -> Project:
@@ -77,17 +127,20 @@ def open_folder(folder: str | os.PathLike[str]) -> Project:
 
     Raises the engine's `ProjectError` with a user-facing message when the folder is unusable, and
     `FolderNotAllowed` when the app is served to others and the folder is not in its allow-list."""
-    # One folder is one project, however it is named (a symlink, a trailing slash, `~`).
-    key = os.path.realpath(os.path.expanduser(os.fspath(folder).strip()))
+    key = _normalised(folder)
     folder_policy().check(key)
     project = _open_project(key)
     st.session_state.folder = key
     st.session_state.edit_nonce += 1
+    st.query_params["folder"] = _url_text(key)
+    st.session_state.url_folder = key
     return project
 
 
 def close_project() -> None:
     st.session_state.folder = None
+    st.query_params.pop("folder", None)
+    st.session_state.url_folder = None
 
 
 def current_project() -> Project | None:
@@ -101,7 +154,7 @@ def current_project() -> Project | None:
     try:
         return _open_project(folder)
     except Exception as error:  # the folder vanished or became unreadable since it was opened
-        st.session_state.folder = None
+        close_project()
         flash("error", f"Could not reopen {folder}: {error}")
         return None
 

@@ -20,7 +20,7 @@ from turtle_core.discovery.features import (
     effective_components,
 )
 from turtle_core.discovery.turtle import Turtle, _check_spaces, cpu_threads, resolve_device
-from turtle_core.progress import Progress, ProgressCallback, ProgressMeter, check_cancel
+from turtle_core.progress import Progress, ProgressCallback, ProgressMeter, check_cancel, count_text
 
 Criterion = Literal["kappa", "accuracy"]
 
@@ -355,18 +355,24 @@ def select_model(
                 for j, seed in enumerate(seeds)
             ]
 
-        # Progress counts TURTLE outer steps, so that its ETA holds for screening and full runs alike.
+        # Progress counts TURTLE outer steps of every run (screening and full), so that one bar with one
+        # rate and ETA covers the whole selection and never steps back.
         steps_per_point = [
             len(ks) * ((int(n_screen) * screen_steps if screens(point) else 0) + full_steps)
             + refined * (n_restarts - 1) * full_steps
             for point in points
         ]
-        meter = ProgressMeter("select", sum(steps_per_point), progress)
-        meter.report(force=True)
+        meter = ProgressMeter("select", sum(steps_per_point), progress, unit="steps")
+        meter.report(message="Preparing the features", force=True)
+        phase = {"message": ""}
 
         def forward(report: Progress) -> None:
-            if progress is not None:
-                progress(report)
+            # A run's own steps, shown on top of the runs already counted.
+            meter.report(message=phase["message"], extra=report.done, force=report.done == 0)
+
+        def for_what(k: int, index: int) -> str:
+            setting = f", setting {index + 1} of {len(points)}" if len(points) > 1 else ""
+            return f"for {k} categories{setting}"
 
         candidates: list[Candidate] = []
         screened: list[Candidate] = []
@@ -388,7 +394,7 @@ def select_model(
                 n_clusters=k,
                 preprocessing=preprocessing,
                 n_components=n_components,
-                progress=forward if progress is not None and steps is None else None,
+                progress=forward if progress is not None else None,
                 cancel=cancel,
                 **params,
             )
@@ -407,8 +413,12 @@ def select_model(
                 k, run_params, float(score), labels, details.accuracy, details.kappa, used
             )
 
-        def run(k: int, point: dict[str, Any], start: dict[str, Any]) -> None:
+        def run(k: int, index: int, start: dict[str, Any], which: str) -> None:
             nonlocal models
+            point = points[index]
+            phase["message"] = (
+                f"Training {which} {for_what(k, index)}: {count_text(full_steps)} steps, then a score"
+            )
             model, candidate = fit(k, point, start, None)
             candidates.append(candidate)
             # The best score only grows, so a run that falls out of the near-tie set can never win again.
@@ -416,19 +426,25 @@ def select_model(
             top = max(c.score for c in candidates)
             alive = {id(c) for c in candidates if c.score >= top - tolerance}
             models = {key: value for key, value in models.items() if key in alive}
-            meter.advance(full_steps, message=f"C={k}, start {start}: score {candidate.score:.3f}")
+            done_text = f"Trained {which} {for_what(k, index)}: score {candidate.score:.3f}"
+            meter.advance(full_steps, message=done_text)
 
-        def start_order(k: int, point: dict[str, Any]) -> list[dict[str, Any]]:
+        def start_order(k: int, index: int) -> list[dict[str, Any]]:
             """The starts of the full runs, best-screened first."""
+            point = points[index]
             options = starts(point)
             if not screens(point):
                 return options[:n_restarts]
             scored = []
             for j, start in enumerate(options):
+                phase["message"] = (
+                    f"Trying start {j + 1} of {len(options)} {for_what(k, index)}: "
+                    f"a short run of {count_text(screen_steps)} steps, then a score"
+                )
                 _, candidate = fit(k, point, start, screen_steps)
                 screened.append(candidate)
                 scored.append((candidate.score, -j))
-                meter.advance(screen_steps, message=f"C={k}: screening start {j + 1}/{len(options)}")
+                meter.advance(screen_steps, message=phase["message"])
             chosen = [options[-j] for _, j in sorted(scored, reverse=True)][:n_restarts]
             keep = {start_key(k, {**base, **point, **start}) for start in chosen}
             for key in [key for key in start_labels if key[0] == k and key not in keep]:
@@ -437,16 +453,18 @@ def select_model(
 
         orders: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for k in ks:
-            for index, point in enumerate(points):
-                orders[k, index] = start_order(k, point)
-                run(k, point, orders[k, index][0])
+            for index in range(len(points)):
+                orders[k, index] = start_order(k, index)
+                first = "the best-scoring start" if screens(points[index]) else "start 1"
+                run(k, index, orders[k, index][0], first)
         # Restarts only for the most promising numbers of clusters.
         by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}
         best_ks = sorted(ks, key=lambda k: by_k[k], reverse=True)[:refined]
         for k in best_ks:
-            for index, point in enumerate(points):
-                for start in orders[k, index][1:]:
-                    run(k, point, start)
+            for index in range(len(points)):
+                for number, start in enumerate(orders[k, index][1:], 2):
+                    run(k, index, start, f"start {number} of {len(orders[k, index])}")
+        meter.report(message="Comparing the runs and choosing the best", force=True)
     _set_agreements(candidates)
     best_candidate = _choose(candidates, tolerance)
     scores_by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}

@@ -11,7 +11,7 @@ import numpy as np
 from turtle_core.embedding.backbones import BackboneUnavailable
 from turtle_core.embedding.embed import embed_folder_images
 from turtle_core.ingest.scan import ImageRecord, SkippedFile
-from turtle_core.progress import ProgressCallback, check_cancel
+from turtle_core.progress import Progress, ProgressCallback, check_cancel
 from turtle_core.workspace.checks import checked_cluster_request, folder_labels, jsonable, rows_for
 from turtle_core.workspace.discovery_result import DiscoveryResult
 from turtle_core.workspace.errors import ProjectError
@@ -86,6 +86,9 @@ def compute_discovery(
     best = selection.best
     labels = np.asarray(best.labels_, dtype=np.int32)
     truth = folder_labels(images)
+    if progress is not None:  # confidence, k-means for reference and saving take a while on a busy CPU: say so
+        what = "scoring against the folder labels and k-means, then saving" if truth else "saving"
+        progress(Progress("finish", 0, 0, message=f"Discovery done: measuring confidence, {what}"))
     metrics = kmeans_metrics = None
     if truth is not None:
         metrics = evaluate(truth, labels)

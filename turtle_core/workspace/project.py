@@ -27,12 +27,11 @@ from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
 from turtle_core.progress import ProgressCallback, check_cancel
 from turtle_core.workspace.checks import (
     check_folder,
-    checked_cluster_request,
     folder_labels,
 )
 from turtle_core.workspace.curation import Curation
 from turtle_core.workspace.discovery_result import DiscoveryResult
-from turtle_core.workspace.edits import Edit, Split
+from turtle_core.workspace.edits import Edit
 from turtle_core.workspace.errors import CurationHasEdits, ProjectError, StaleEdit
 from turtle_core.workspace.propagate import RefineProposal, propose_refine
 from turtle_core.workspace.state import ProjectState, Snapshot
@@ -248,33 +247,21 @@ class Project:
             self._spaces = (discovery.discovery_id, spaces)
         return spaces
 
-    def split_cluster(self, cluster_id: int, n_parts: int | None = None) -> list[int]:
-        """Re-run discovery inside one cluster and split it (one undoable edit). `None`: choose 2..4.
+    def split_cluster(
+        self,
+        cluster_id: int,
+        n_parts: int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        effort: str | None = None,
+    ) -> list[int]:
+        """Re-run discovery inside one cluster and split it into parts "<name> 1", "<name> 2", … (one
+        undoable `Split` edit; see `workspace/split.py`). `None` parts: choose 2..4. Spends the quick effort
+        unless `effort` says otherwise."""
+        from turtle_core.workspace.split import split_cluster
 
-        The split is computed on a snapshot and applied as a `Split` edit: if a new discovery or an
-        edit of this cluster lands meanwhile, it raises `StaleEdit` and changes nothing."""
-        from turtle_core.discovery.effort import resolve_effort
-        from turtle_core.discovery.selection import select_model
-
-        snap = self._require_snapshot()
-        members = snap.curation.members(cluster_id)
-        if len(members) < 4:
-            raise ProjectError(
-                f"'{snap.curation.name_of(cluster_id)}' has {len(members)} images: too few to split."
-            )
-        request: int | tuple[int, int] = n_parts if n_parts else (2, min(4, len(members) // 2))
-        request = checked_cluster_request(request, len(members))
-        sub_spaces = [space[members] for space in self.spaces(snap.discovery)]
-        # The split spends the effort the discovery was run with.
-        chosen = resolve_effort(snap.discovery.params.get("effort"))
-        selection = select_model(sub_spaces, request, random_state=0, **chosen.select_kwargs())
-        edit = Split(
-            discovery_id=snap.discovery_id,
-            cluster_id=int(cluster_id),
-            members=snap.keys(members),
-            sub_labels=tuple(int(label) for label in selection.best.labels_),
-        )
-        return self.apply(edit)
+        return split_cluster(self, cluster_id, n_parts, effort=effort, progress=progress, cancel=cancel)
 
     def propose_refine(self, cancel: threading.Event | None = None) -> RefineProposal:
         """What propagating the curator's fixes would change (nothing is changed yet); see `propagate`."""
