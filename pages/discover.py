@@ -72,6 +72,34 @@ with st.container(border=True):
             if scan
             else f"Backbones: {backbones}"
         )
+        if scan is not None and n_images:
+            from turtle_core.discovery.estimate import (
+                default_device_kind,
+                estimate_discovery,
+                rounded_seconds,
+                uncached_counts,
+            )
+
+            pending = uncached_counts([r.content_hash for r in scan.images], project.backbones, project.checkpoints)
+            guess = estimate_discovery(
+                n_images,
+                project.backbones,
+                EFFORTS[effort],
+                request,
+                to_embed=pending,
+                device=(project.device or default_device_kind()).split(":")[0],
+            )
+            embed_part = (
+                f"embedding {fmt.fmt_int(max(pending.values()))} images {fmt.fmt_duration(guess.embed_s)}"
+                if guess.embed_s
+                else "embeddings cached"
+            )
+            st.caption(
+                f"Expected time: about {fmt.fmt_duration(rounded_seconds(guess.total_s))} "
+                f"({embed_part}, TURTLE {fmt.fmt_duration(guess.turtle_s)})",
+                help="From the image count, the backbones (and how many images they still have to embed) "
+                "and the effort, at rates measured on this machine; slower while other work shares it.",
+            )
 
     replaces_edits = project.curation is not None and project.curation.can_undo
     confirmed = True
