@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.constants import EXCLUDED
-from turtle_ui import edits, fmt, gallery, session
+from turtle_ui import edits, fmt, gallery, merge_view, session
 from turtle_ui import jobs as jobs_ui
 
 st.title("Clusters")
@@ -112,6 +112,9 @@ def overview() -> None:
                 st.caption("TURTLE runs again on this cluster's images only; the split is one undoable edit.")
         except ValueError as error:
             st.error(str(error), icon=":material/warning:")
+
+    if merge_view.section(project, curation, busy=bool(busy)):
+        return  # a cut of the merge tree is previewed: its groups replace the clusters below
 
     order = np.lexsort((-confidence, assign))  # by cluster, most confident first
     starts = np.searchsorted(assign[order], list(options))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from turtle_ui import edits, fmt, gallery, session
+from turtle_ui import edits, fmt, gallery, merge_view, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import scatter_figure
 
@@ -109,11 +109,16 @@ if xy.shape[0] != n:
 
 confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
 file_names = [record.path.rsplit("/", 1)[-1] for record in project.images]
+# While the Clusters page previews a cut of the merge tree, colour the map by its groups.
+map_labels = merge_view.view_labels(project, curation) or (
+    curation.assignments,
+    {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
+)
 figure = scatter_figure(
     xy,
-    curation.assignments,
+    map_labels[0],
     confidence,
-    {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
+    map_labels[1],
     file_names,
     colour_by="cluster" if colour_label == "Cluster" else "confidence",
     dragmode=TOOLS[tool],
