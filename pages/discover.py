@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_core.discovery.effort import DEFAULT_EFFORT, DEMO_EFFORT, EFFORTS
+from turtle_core.ingest.demo import MARKER as DEMO_MARKER
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 
@@ -20,6 +21,7 @@ n_images = len(scan.images) if scan is not None else 0
 n_labels = scan.summary()["folder_labels"] if scan is not None else 0
 job = jobs_ui.project_job(project, "discover")
 running = job is not None and job.running
+is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
 
 # ------------------------------------------------------------------------------------------ settings
 with st.container(border=True):
@@ -35,7 +37,7 @@ with st.container(border=True):
         effort = st.radio(
             "Effort",
             list(EFFORTS),
-            index=list(EFFORTS).index(DEFAULT_EFFORT),
+            index=list(EFFORTS).index(DEMO_EFFORT if is_demo and project.discovery is None else DEFAULT_EFFORT),
             format_func=str.capitalize,
             horizontal=True,
             key="effort",
@@ -133,6 +135,15 @@ if result is None or running:
     if result is None and not running:
         st.info("Choose the number of categories and press **Run discovery**.", icon=":material/lightbulb:")
     st.stop()
+
+# The map's UMAP starts as soon as there is a result, so it is ready (or nearly) when the map is opened.
+umap_job = jobs_ui.project_job(project, "umap")
+if project.cached_layout("umap") is None and (
+    umap_job is None or (not umap_job.running and umap_job.state != "failed")
+):
+    jobs_ui.submit_job(
+        project, "umap", lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel)
+    )
 
 st.subheader("Result")
 cols = st.columns(4)
