@@ -110,10 +110,12 @@ if xy.shape[0] != n:
 confidence = np.asarray(project.discovery.confidence, dtype=np.float32)
 file_names = [record.path.rsplit("/", 1)[-1] for record in project.images]
 # While the Clusters page previews a cut of the merge tree, colour the map by its groups.
-map_labels = merge_view.view_labels(project, curation) or (
-    curation.assignments,
-    {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
-)
+previewed = merge_view.view_labels(project, curation)
+if previewed is not None:
+    st.caption(
+        f"Colours show the {len(previewed[1])} categories previewed on the Clusters page (not applied yet)."
+    )
+map_labels = previewed or (curation.assignments, {cid: curation.name_of(cid) for cid in curation.cluster_ids()})
 figure = scatter_figure(
     xy,
     map_labels[0],

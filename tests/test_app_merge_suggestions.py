@@ -77,6 +77,7 @@ def test_slider_previews_the_cut_then_applies_it_as_one_undoable_merge(monkeypat
     at.switch_page("pages/map.py").run()
     assert not at.exception
     spec = at.get("plotly_chart")[0].proto.spec
+    assert "Colours show the 3 categories previewed on the Clusters page" in texts(at)
     assert "Cluster 0 + Cluster 1" in spec or "Cluster 1 + Cluster 0" in spec
     at.switch_page(PAGE).run()
     assert _slider(at).value == 3  # the preview is kept across pages
