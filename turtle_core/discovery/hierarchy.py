@@ -139,57 +139,53 @@ def merge_tree(
 def _agglomerate(
     ids: list[int], sizes: np.ndarray, centroids: np.ndarray, linkage: Linkage
 ) -> list[MergeStep]:
-    """Greedy agglomeration over clusters weighted by their sizes (a few hundred clusters at most)."""
+    """Greedy agglomeration over clusters weighted by their sizes, one distance row updated per merge."""
     if linkage not in ("ward", "average"):
         raise ValueError(f"unknown linkage {linkage!r}: use 'ward' or 'average'")
-    members: list[list[int]] = [[i] for i in range(len(ids))]
-    group_size = sizes.copy()
-    group_mean = centroids.copy()
-    unit = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), _EPS)
-    leaf_distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)  # cosine distance between cluster centroids
-    alive = list(range(len(ids)))
+    n = len(ids)
+    members: list[list[int]] = [[i] for i in range(n)]
+    size = sizes.astype(np.float64).copy()
+    mean = centroids.copy()
+    if linkage == "ward":
+        distance = np.stack([_ward_row(mean, size, i) for i in range(n)]) if n else np.zeros((0, 0))
+    else:
+        unit = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), _EPS)
+        distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)  # cosine distance between cluster centroids
+    np.fill_diagonal(distance, np.inf)
     steps: list[MergeStep] = []
-    while len(alive) > 1:
-        best = (np.inf, -1, -1)
-        for a_pos, a in enumerate(alive):
-            for b in alive[a_pos + 1 :]:
-                cost = _cost(a, b, members, group_size, group_mean, sizes, leaf_distance, linkage)
-                if cost < best[0]:
-                    best = (cost, a, b)
-        cost, a, b = best
+    for _ in range(n - 1):
+        a, b = sorted(np.unravel_index(int(np.argmin(distance)), distance.shape))
         steps.append(
             MergeStep(
                 left=tuple(ids[i] for i in _largest_first(members[a], sizes)),
                 right=tuple(ids[i] for i in _largest_first(members[b], sizes)),
-                height=float(cost),
+                height=float(distance[a, b]),
             )
         )
-        total = group_size[a] + group_size[b]
-        group_mean[a] = (group_size[a] * group_mean[a] + group_size[b] * group_mean[b]) / total
-        group_size[a] = total
+        total = size[a] + size[b]
+        if linkage == "ward":
+            mean[a] = (size[a] * mean[a] + size[b] * mean[b]) / total
+            size[a] = total
+            row = _ward_row(mean, size, a)
+        else:  # size-weighted mean of the pairwise centroid distances (Lance-Williams)
+            row = (size[a] * distance[a] + size[b] * distance[b]) / total
+            size[a] = total
+        dead = ~np.isfinite(distance[b]) | ~np.isfinite(distance[a])
+        row[dead] = np.inf
+        distance[a, :] = row
+        distance[:, a] = row
+        distance[b, :] = np.inf
+        distance[:, b] = np.inf
+        distance[a, a] = np.inf
         members[a] = members[a] + members[b]
-        alive.remove(b)
     return steps
 
 
-def _cost(
-    a: int,
-    b: int,
-    members: list[list[int]],
-    group_size: np.ndarray,
-    group_mean: np.ndarray,
-    sizes: np.ndarray,
-    leaf_distance: np.ndarray,
-    linkage: Linkage,
-) -> float:
-    if linkage == "ward":
-        na, nb = group_size[a], group_size[b]
-        diff = group_mean[a] - group_mean[b]
-        # Increase of the within-group sum of squares; its square root keeps heights in distance units.
-        return float(np.sqrt(2.0 * na * nb / (na + nb) * float(diff @ diff)))
-    ma, mb = members[a], members[b]
-    weights = np.outer(sizes[ma], sizes[mb])
-    return float((leaf_distance[np.ix_(ma, mb)] * weights).sum() / weights.sum())
+def _ward_row(mean: np.ndarray, size: np.ndarray, i: int) -> np.ndarray:
+    """Ward's merge cost of group i with every group: the increase of the within-group sum of squares,
+    as a square root so that heights are in distance units."""
+    diff = mean - mean[i]
+    return np.sqrt(2.0 * size * size[i] / (size + size[i]) * np.einsum("ij,ij->i", diff, diff))
 
 
 def _largest_first(rows: list[int], sizes: np.ndarray) -> list[int]:
