@@ -21,11 +21,14 @@ def _overclustered_blobs(n_classes: int, parts: int, seed: int = 0, dim: int = 3
     return features.astype(np.float32), truth, labels
 
 
+@pytest.mark.parametrize("geometry", ["whiten", "l2"])
 @pytest.mark.parametrize("linkage", ["ward", "average"])
 @pytest.mark.parametrize("n_classes", [3, 5, 8])
-def test_cut_at_true_count_recovers_the_classes_and_the_gap_finds_it(linkage: str, n_classes: int) -> None:
+def test_cut_at_true_count_recovers_the_classes_and_the_gap_finds_it(
+    linkage: str, geometry: str, n_classes: int
+) -> None:
     features, truth, labels = _overclustered_blobs(n_classes, parts=3, seed=n_classes)
-    tree = merge_tree([features], labels, linkage=linkage)
+    tree = merge_tree([features], labels, linkage=linkage, geometry=geometry)  # type: ignore[arg-type]
     assert tree.n_clusters == n_classes * 3
     assert len(tree.steps) == tree.n_clusters - 1
     assert hungarian_accuracy(truth, tree.relabel(labels, n_classes)) > 0.99
@@ -77,11 +80,13 @@ def test_centroids_weight_every_space_equally_and_check_shapes() -> None:
     assign = np.array([0, 0, 1, 1])
     big = np.array([[10.0, 0], [10.0, 0], [0, 10.0], [0, 10.0]])
     small = np.array([[1.0, 0], [1.0, 0], [1.0, 0], [1.0, 0]])
-    centroids = cluster_centroids([big, small], assign, [0, 1])
+    centroids = cluster_centroids([big, small], assign, [0, 1], geometry="l2")
     np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="do not match"):
         cluster_centroids([big[:3]], assign, [0, 1])
     with pytest.raises(ValueError, match="no images"):
         cluster_centroids([big], assign, [0, 7])
+    with pytest.raises(ValueError, match="unknown geometry"):
+        cluster_centroids([big], assign, [0, 1], geometry="pca")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown linkage"):
         merge_tree([big], assign, linkage="single")  # type: ignore[arg-type]
