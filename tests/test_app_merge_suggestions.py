@@ -14,8 +14,8 @@ PAGE = "pages/clusters.py"
 
 
 def _overclustered(tmp_path: Path) -> FakeProject:
-    """3 classes of 12 images discovered as 6 clusters: each class cut in two (clusters 2c and 2c+1)."""
-    project = FakeProject(tmp_path / "images")
+    """3 classes of 30 images discovered as 6 clusters: each class cut in two (clusters 2c and 2c+1)."""
+    project = FakeProject(tmp_path / "images", per_class=30)
     labels = (project._truth * 2 + np.arange(project._truth.size) % 2).astype(np.int32)
     project.curation = Curation.from_discovery(labels)
     return project
@@ -45,7 +45,7 @@ def test_suggestions_pair_alike_clusters_and_one_click_merges(monkeypatch, tmp_p
     at.button(key="merge_suggestion:0").click().run()
     assert not at.exception
     assert len(curation.cluster_ids()) == 5
-    assert sorted(curation.sizes().values()) == [6, 6, 6, 6, 12]
+    assert sorted(curation.sizes().values()) == [15, 15, 15, 15, 30]
     assert project.saves == 1
     assert (
         "Merged Cluster" in at.success[0].value
@@ -69,7 +69,7 @@ def test_slider_previews_the_cut_then_applies_it_as_one_undoable_merge(monkeypat
         assert any(
             f"Cluster {2 * c}" in str(m.value) and f"Cluster {2 * c + 1}" in str(m.value) for m in at.markdown
         )
-    assert page.count("24 images · 2 cluster(s)") == 0 and page.count("12 images · 2 cluster(s)") == 3
+    assert page.count("60 images · 2 cluster(s)") == 0 and page.count("30 images · 2 cluster(s)") == 3
     assert len(curation.cluster_ids()) == 6 and project.saves == 0  # a view, not an edit
     assert "**Cluster 0**" not in page  # the per-cluster cards give way to the groups
 
@@ -84,7 +84,7 @@ def test_slider_previews_the_cut_then_applies_it_as_one_undoable_merge(monkeypat
 
     at.button(key="apply_cut").click().run()
     assert not at.exception
-    assert sorted(curation.sizes().values()) == [12, 12, 12]
+    assert sorted(curation.sizes().values()) == [30, 30, 30]
     assert "Merged 6 clusters into 3 categories" in at.success[0].value
     at.switch_page("pages/map.py").run()
     assert "Cluster 0 + Cluster 1" not in at.get("plotly_chart")[0].proto.spec  # the preview ended

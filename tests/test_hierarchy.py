@@ -90,3 +90,12 @@ def test_centroids_weight_every_space_equally_and_check_shapes() -> None:
         cluster_centroids([big], assign, [0, 1], geometry="pca")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown linkage"):
         merge_tree([big], assign, linkage="single")  # type: ignore[arg-type]
+
+
+def test_whitened_spaces_computed_once_give_the_same_tree() -> None:
+    from turtle_core.discovery.hierarchy import whitened_spaces
+
+    features, _, labels = _overclustered_blobs(4, parts=2)
+    direct = merge_tree([features], labels, geometry="whiten")
+    reused = merge_tree(whitened_spaces([features], 8), labels, geometry="l2")
+    assert direct.steps == reused.steps

@@ -28,16 +28,27 @@ def _curation_key(curation: Curation) -> tuple[int, int]:
     return (id(curation), curation.version)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _tree(_project: Any, _curation: Any, folder: str, curation_key: tuple[int, int]) -> MergeTree | None:
-    from turtle_core.discovery.hierarchy import merge_tree
+@st.cache_resource(show_spinner="Comparing the clusters…", max_entries=2)
+def _features(_project: Any, folder: str, discovery_key: int) -> list[np.ndarray] | None:
+    """The discovery's features as TURTLE sees them (whitened): computed once per discovery."""
+    from turtle_core.discovery.hierarchy import whitened_spaces
     from turtle_core.workspace.project import ProjectError
 
     try:
         spaces = _project.spaces()
     except ProjectError:
         return None
-    return merge_tree(spaces, _curation.assignments)
+    return whitened_spaces(spaces, _project.discovery.n_clusters)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _tree(_project: Any, _curation: Any, folder: str, curation_key: tuple[int, int]) -> MergeTree | None:
+    from turtle_core.discovery.hierarchy import merge_tree
+
+    features = _features(_project, folder, id(_project.discovery))
+    if features is None:
+        return None
+    return merge_tree(features, _curation.assignments, geometry="l2")  # already whitened
 
 
 def current_tree(project: Project, curation: Curation) -> MergeTree | None:

@@ -138,6 +138,13 @@ def _whitened(X: np.ndarray, n_clusters: int) -> np.ndarray:
     return prepare_space(X, "whiten", n_components=axes)
 
 
+def whitened_spaces(spaces: Sequence[np.ndarray], n_clusters: int) -> list[np.ndarray]:
+    """Each space whitened as TURTLE's default preprocessing does: the slow part of a whitened tree
+    (a PCA per space), so a caller that builds trees after every edit computes it once and passes
+    the result with `geometry="l2"`."""
+    return [_whitened(np.asarray(X, dtype=np.float32), n_clusters) for X in spaces]
+
+
 def merge_tree(
     spaces: Sequence[np.ndarray],
     assignments: np.ndarray,
