@@ -20,8 +20,10 @@ from turtle_core.discovery.effort import Effort
 from turtle_core.paths import turtle_home
 
 RATES_FILE = "rates.json"
-# Lite0 end to end on the 2-core CPU with channels-last activations (benchmarks/first_hour.py).
-CPU_LITE0_IMAGES_PER_S = 22.0
+# Lite0 end to end on the idle 2-core CPU with the old NCHW layout was ~20 images/s; channels-last is
+# 1.7x that side by side (benchmarks/first_hour.py). The older figure is kept: an estimate that comes
+# out short is worse than one that comes out long, and the first run replaces it with this machine's rate.
+CPU_LITE0_IMAGES_PER_S = 20.0
 # Forward cost relative to EfficientNet-Lite0 at each model's input size (published GFLOPs): a first
 # guess for backbones not yet run on this machine, replaced by the measured rate after their first run.
 RELATIVE_COST: dict[str, float] = {
@@ -40,8 +42,9 @@ RELATIVE_COST: dict[str, float] = {
 }
 GPU_SPEEDUP = 40.0  # first guess on a GPU before a measured rate exists
 MODEL_LOAD_S = 3.0  # loading a small backbone's weights; large ones take longer (counted via RELATIVE_COST)
-# TURTLE outer step (forward, inner steps, backward) on the 2-core CPU at C=10, measured on the demo's
-# 2,000 images and on 10,000 (first_hour.py, discovery_quality.py); linear in the batch rows between.
+# TURTLE outer step (forward, inner steps, backward, with the screening's scores) on the 2-core CPU at
+# C=10: the demo's 2,000 images, standard effort 69 s for 22,800 steps; 10,000 images, 237 s
+# (benchmarks/README.md, discovery_quality.py); linear in the batch rows between.
 STEP_S_AT_2K = 0.0030
 STEP_S_AT_10K = 0.0104
 BATCH_CAP = 10_000
