@@ -47,8 +47,7 @@ EFFORTS: dict[str, Effort] = {
 }
 DEFAULT_EFFORT = "standard"
 # The demo's first run: on its 2,000 images quick effort matched standard's accuracy (0.758 against 0.743,
-# means of three seeds, benchmarks/README.md) in a tenth of the TURTLE time, so a new user sees a result
-# within two minutes of Try the demo (benchmarks/first_hour.py).
+# means of three seeds, benchmarks/README.md) in about a tenth of the TURTLE time (benchmarks/first_hour.py).
 DEMO_EFFORT = "quick"
 
 
