@@ -11,7 +11,7 @@ from turtle_core.names import display_name, markdown_text
 from turtle_core.workspace import edits as curation_edits
 from turtle_core.workspace.jobs import JobConflict
 from turtle_core.workspace.split import SPLIT_EFFORT
-from turtle_ui import edits, fmt, gallery, propagate, session
+from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 
 st.title("Clusters")
@@ -172,6 +172,9 @@ def overview() -> None:
                 )
         except ValueError as error:
             st.error(markdown_text(error), icon=":material/warning:")
+
+    if merge_view.section(project, curation, busy=bool(busy)):
+        return  # a cut of the merge tree is previewed: its groups replace the clusters below
 
     order = np.lexsort((-confidence, assign))  # by cluster, most confident first
     starts = np.searchsorted(assign[order], list(options))

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_core.discovery.effort import DEFAULT_EFFORT, DEMO_EFFORT, EFFORTS
+from turtle_core.ingest.demo import MARKER as DEMO_MARKER
 from turtle_core.names import display_name
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
@@ -25,6 +26,7 @@ scan_job = jobs_ui.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
 # Widgets are keyed by project: a second project never starts with the first one's settings.
 form = f"{project.folder}"
+is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
 
 # ------------------------------------------------------------------------------------------ settings
 with st.container(border=True):
@@ -40,7 +42,7 @@ with st.container(border=True):
         effort = st.radio(
             "Effort",
             list(EFFORTS),
-            index=list(EFFORTS).index(DEFAULT_EFFORT),
+            index=list(EFFORTS).index(DEMO_EFFORT if is_demo and project.discovery is None else DEFAULT_EFFORT),
             format_func=str.capitalize,
             horizontal=True,
             key=f"effort:{form}",
@@ -75,6 +77,34 @@ with st.container(border=True):
         st.caption(
             f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
         )
+        if scan is not None and n_images:
+            from turtle_core.discovery.estimate import (
+                default_device_kind,
+                estimate_discovery,
+                rounded_seconds,
+                uncached_counts,
+            )
+
+            pending = uncached_counts([r.content_hash for r in scan.images], project.backbones, project.checkpoints)
+            guess = estimate_discovery(
+                n_images,
+                project.backbones,
+                EFFORTS[effort],
+                request,
+                to_embed=pending,
+                device=(project.device or default_device_kind()).split(":")[0],
+            )
+            embed_part = (
+                f"embedding {fmt.fmt_int(max(pending.values()))} images {fmt.fmt_duration(guess.embed_s)}"
+                if guess.embed_s
+                else "embeddings cached"
+            )
+            st.caption(
+                f"Expected time: about {fmt.fmt_duration(rounded_seconds(guess.total_s))} "
+                f"({embed_part}, TURTLE {fmt.fmt_duration(guess.turtle_s)})",
+                help="From the image count, the backbones (and how many images they still have to embed) "
+                "and the effort, at rates measured on this machine; slower while other work shares it.",
+            )
 
     replaces_edits = project.has_curation_edits()
     confirmed = True
@@ -123,6 +153,15 @@ if result is None or running:
     if result is None and not running:
         st.info("Choose the number of categories and press **Run discovery**.", icon=":material/lightbulb:")
     st.stop()
+
+# The map's UMAP starts as soon as there is a result, so it is ready (or nearly) when the map is opened.
+umap_job = jobs_ui.project_job(project, "umap")
+if project.cached_layout("umap") is None and (
+    umap_job is None or (not umap_job.running and umap_job.state != "failed")
+):
+    jobs_ui.submit_job(
+        project, "umap", lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel)
+    )
 
 st.subheader("Result")
 cols = st.columns(4)

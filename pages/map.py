@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.names import markdown_text
-from turtle_ui import edits, fmt, gallery, propagate, session
+from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import scatter_figure
 
@@ -113,11 +113,18 @@ if xy.shape[0] != n:
 
 confidence = np.asarray(snap.confidence, dtype=np.float32)
 file_names = [record.path.rsplit("/", 1)[-1] for record in snap.images]
+# While the Clusters page previews a cut of the merge tree, colour the map by its groups.
+previewed = merge_view.view_labels(project, curation)
+if previewed is not None:
+    st.caption(
+        f"Colours show the {len(previewed[1])} categories previewed on the Clusters page (not applied yet)."
+    )
+map_labels = previewed or (curation.assignments, {cid: curation.name_of(cid) for cid in curation.cluster_ids()})
 figure = scatter_figure(
     xy,
-    curation.assignments,
+    map_labels[0],
     confidence,
-    {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
+    map_labels[1],
     file_names,
     colour_by="cluster" if colour_label == "Cluster" else "confidence",
     dragmode=TOOLS[tool],

@@ -41,6 +41,7 @@ class FakeProject:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backbones: list[str] = list(PRESETS["offline"])
         self.checkpoints: dict[str, str] = {}
+        self.device: str | None = None
         self.saves = 0
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []
@@ -196,6 +197,12 @@ class FakeProject:
             names=tuple(part_names(snap.curation, cluster_id, parts)),
         )
         return self.apply(edit)
+
+    def spaces(self) -> list[np.ndarray]:
+        """Features with one direction per class plus noise: clusters of one class are alike."""
+        rng = np.random.default_rng(2)
+        centres = rng.normal(size=(len(CLASSES), 16)) * 3
+        return [(centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)]
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2

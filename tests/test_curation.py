@@ -299,3 +299,32 @@ def test_history_is_bounded(monkeypatch) -> None:
         cur.rename(0, f"n{i}")
     assert len(cur.history()) == 5
     assert cur.history()[0] == "Renamed 'n2' to 'n3'"
+
+
+def test_merge_groups_is_one_undoable_edit(cur: Curation) -> None:
+    cur.move_to_new_cluster([9], "odd one")  # cluster 3
+    cur.exclude([8])  # remembers cluster 2
+    before = _state(cur)
+    kept = cur.merge_groups([[1, 2], [0, 3], [1]])
+    assert kept == [1, 0]
+    assert cur.cluster_ids() == [0, 1]
+    assert cur.sizes() == {0: 5, 1: 4}
+    assert cur.names == {0: "cats", 1: "Cluster 1"}
+    cur.restore([8])  # the excluded image comes back into its group's merged cluster
+    assert cur.assignments[8] == 1
+    cur.undo()
+    cur.undo()
+    assert _state(cur) == before
+    cur.redo()
+    assert cur.sizes() == {0: 5, 1: 4}
+    assert cur.assignments[8] == EXCLUDED
+
+
+def test_merge_groups_validation(cur: Curation) -> None:
+    with pytest.raises(ValueError, match="at least two"):
+        cur.merge_groups([[0], [1]])
+    with pytest.raises(ValueError, match="only one group"):
+        cur.merge_groups([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match="unknown cluster"):
+        cur.merge_groups([[0, 9]])
+    assert not cur.can_undo

@@ -248,7 +248,12 @@ def embed_folder_images(
     if weights:
         memo.put(weights, backbone.identity)
     cache = EmbeddingCache(base / backbone.identity)
-    return embed_images(root, records, backbone, cache=cache, progress=progress, cancel=cancel)
+    started = time.perf_counter()
+    result = embed_images(root, records, backbone, cache=cache, progress=progress, cancel=cancel)
+    from turtle_core.discovery.estimate import record_embedding_rate
+
+    record_embedding_rate(name, backbone.device.type, result.computed, time.perf_counter() - started)
+    return result
 
 
 def _all_cached(

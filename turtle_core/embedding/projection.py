@@ -60,6 +60,7 @@ def umap_layout(
     metric: str = "cosine",
     random_state: int | None = 42,
     pca_dims: int = 50,
+    n_epochs: int | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> np.ndarray:
     """UMAP to 2-D (N × 2 float32) after reducing to `pca_dims` with PCA (0 = no PCA).
@@ -83,6 +84,7 @@ def umap_layout(
         metric=metric,
         random_state=random_state,
         n_jobs=1 if random_state is not None else -1,
+        n_epochs=n_epochs,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs/random_state notices, disconnected-graph hints

@@ -94,6 +94,43 @@ class Curation(CurationView):
         )
         return target
 
+    def merge_groups(self, groups: Sequence[Sequence[int]]) -> list[int]:
+        """Merge several groups of clusters as one undoable edit (a cut of the merge tree): each group
+        goes into its first cluster, which keeps its id and name. Returns the ids kept per merged group."""
+        into: dict[int, int] = {}
+        targets: list[int] = []
+        for group in groups:
+            ids = list(dict.fromkeys(self._check_cluster(c) for c in group))
+            if len(ids) < 2:
+                continue
+            if any(c in into or c in targets for c in ids):
+                raise ValueError("a cluster can be in only one group of a merge")
+            targets.append(ids[0])
+            into.update({c: ids[0] for c in ids[1:]})
+        if not into:
+            raise ValueError("choose at least two different clusters to merge")
+        others = np.asarray(list(into), np.int32)
+        excluded_rows = (self._assign == EXCLUDED) & np.isin(self._before, others)
+        all_rows = np.flatnonzero(np.isin(self._assign, others) | excluded_rows)
+        new_assign = self._assign[all_rows].copy()
+        new_before = self._before[all_rows].copy()
+        for source, target in into.items():
+            new_assign[new_assign == source] = target
+            new_before[(self._assign[all_rows] == EXCLUDED) & (new_before == source)] = target
+        n_before = len(into) + len(targets)
+        self._commit(
+            f"Merged {n_before} clusters into {len(targets)}: "
+            + "; ".join(
+                f"{_q(self.name_of(t))} took " + ", ".join(_q(self.name_of(c)) for c, d in into.items() if d == t)
+                for t in targets
+            ),
+            all_rows,
+            new_assign=new_assign,
+            new_before=new_before,
+            names={int(c): None for c in others},
+        )
+        return targets
+
     def move(self, indices: Sequence[int] | np.ndarray, cluster_id: int) -> int:
         """Move images into an existing cluster; returns how many changed cluster."""
         rows = self._check_indices(indices)

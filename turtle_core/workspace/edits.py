@@ -166,3 +166,13 @@ class Relabel(Edit):
         return curation.relabel(
             rows_of(self.images), np.asarray(self.cluster_ids), np.asarray(self.confidence), self.description
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeGroups(Edit):
+    """A cut of the merge tree: several groups of clusters merged as one step."""
+
+    groups: tuple[tuple[int, ...], ...]
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> list[int]:
+        return curation.merge_groups([list(group) for group in self.groups])

@@ -1,0 +1,65 @@
+"""The discovery time estimate shown before Run: rates, effort, cached embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from turtle_core.discovery.effort import EFFORTS
+from turtle_core.discovery.estimate import (
+    CPU_LITE0_IMAGES_PER_S,
+    embedding_rate,
+    estimate_discovery,
+    record_embedding_rate,
+    rounded_seconds,
+    turtle_seconds,
+    uncached_counts,
+)
+
+
+def test_turtle_time_follows_the_effort_and_the_range() -> None:
+    quick, standard = EFFORTS["quick"], EFFORTS["standard"]
+    assert turtle_seconds(2000, 10, standard) > 5 * turtle_seconds(2000, 10, quick)
+    assert turtle_seconds(10_000, 10, standard) > turtle_seconds(2000, 10, standard)
+    # batches stop growing at 10,000 rows: only the label-free scores grow beyond
+    assert turtle_seconds(50_000, 10, standard) < 1.2 * turtle_seconds(10_000, 10, standard)
+    assert turtle_seconds(2000, (5, 15), standard) > 5 * turtle_seconds(2000, 10, standard)
+    assert turtle_seconds(2000, 100, standard) > 5 * turtle_seconds(2000, 10, standard)
+
+
+def test_embedding_dominates_until_cached_and_measured_rates_replace_the_defaults() -> None:
+    effort = EFFORTS["quick"]
+    cold = estimate_discovery(2000, ["effnet-lite0"], effort, 10)
+    assert cold.to_embed == {"effnet-lite0": 2000}
+    assert cold.embed_s == pytest.approx(2000 / CPU_LITE0_IMAGES_PER_S, rel=0.1)
+    cached = estimate_discovery(2000, ["effnet-lite0"], effort, 10, to_embed={"effnet-lite0": 0})
+    assert cached.embed_s == 0 and cached.turtle_s == cold.turtle_s
+    assert embedding_rate("effnet-lite0") == (CPU_LITE0_IMAGES_PER_S, False)
+    assert embedding_rate("clip-vit-l14")[0] < embedding_rate("clip-vit-b32")[0] < CPU_LITE0_IMAGES_PER_S
+
+    record_embedding_rate("effnet-lite0", "cpu", images=10, seconds=1.0)  # too few images to say
+    assert embedding_rate("effnet-lite0")[1] is False
+    record_embedding_rate("effnet-lite0", "cpu", images=500, seconds=10.0)
+    assert embedding_rate("effnet-lite0") == (50.0, True)
+    assert estimate_discovery(2000, ["effnet-lite0"], effort, 10).embed_s < cold.embed_s
+
+
+def test_uncached_counts_read_the_cache_without_loading_weights() -> None:
+    from turtle_core.embedding.backbones import weights_fingerprint
+    from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.embedding.embed import IDENTITY_MEMO, IdentityMemo
+    from turtle_core.paths import embedding_cache_dir
+
+    assert uncached_counts(["a", "b", "b"], ["effnet-lite0"]) == {"effnet-lite0": 2}  # never loaded
+    weights = weights_fingerprint("effnet-lite0")
+    assert weights, "the offline backbone's weights ship with the app"
+    IdentityMemo(embedding_cache_dir() / IDENTITY_MEMO).put(weights, "effnet-lite0-test")
+    EmbeddingCache(embedding_cache_dir() / "effnet-lite0-test").add(["a"], np.ones((1, 4), np.float32))
+    assert uncached_counts(["a", "b", "b"], ["effnet-lite0"]) == {"effnet-lite0": 1}
+
+
+def test_rounded_seconds_never_rounds_down() -> None:
+    assert rounded_seconds(61) == 65
+    assert rounded_seconds(119) == 120
+    assert rounded_seconds(121) == 150
+    assert rounded_seconds(1900) == 2100

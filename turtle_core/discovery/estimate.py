@@ -1,0 +1,174 @@
+"""How long a discovery will take, said before it starts: from the image count, the backbones (and how
+many images each still has to embed) and the effort.
+
+Rates come from measurements: the images/s a backbone reached on this machine in its last embedding
+run (saved in `$TURTLE_HOME/rates.json` by `record_embedding_rate`), else the 2-core CPU rates measured
+by `benchmarks/first_hour.py`. TURTLE's time follows the effort's number of outer steps, at a per-step
+cost measured on that machine for 2,000 and 10,000 images (batches are capped at 10,000 rows, so the
+step cost stops growing there). An estimate, not a promise: a machine shared with other work is slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from turtle_core.atomic import atomic_write_json, read_json
+from turtle_core.discovery.effort import Effort
+from turtle_core.paths import turtle_home
+
+RATES_FILE = "rates.json"
+# Lite0 end to end on the idle 2-core CPU with the old NCHW layout was ~20 images/s; channels-last is
+# 1.7x that side by side (benchmarks/first_hour.py). The older figure is kept: an estimate that comes
+# out short is worse than one that comes out long, and the first run replaces it with this machine's rate.
+CPU_LITE0_IMAGES_PER_S = 20.0
+# Forward cost relative to EfficientNet-Lite0 at each model's input size (published GFLOPs): a first
+# guess for backbones not yet run on this machine, replaced by the measured rate after their first run.
+RELATIVE_COST: dict[str, float] = {
+    "effnet-lite0": 1.0,
+    "effnet-lite1": 1.5,
+    "effnet-lite2": 2.2,
+    "effnet-lite3": 3.5,
+    "effnet-lite4": 6.5,
+    "clip-vit-b32": 11.0,
+    "dinov2-vit-s14": 14.0,
+    "clip-vit-b16": 44.0,
+    "dinov2-vit-b14": 55.0,
+    "clip-vit-l14": 200.0,
+    "dinov2-vit-l14": 195.0,
+    "dinov2-vit-g14": 730.0,
+}
+GPU_SPEEDUP = 40.0  # first guess on a GPU before a measured rate exists
+MODEL_LOAD_S = 3.0  # loading a small backbone's weights; large ones take longer (counted via RELATIVE_COST)
+# TURTLE outer step (forward, inner steps, backward, with the screening's scores) on the 2-core CPU at
+# C=10: the demo's 2,000 images, standard effort 69 s for 22,800 steps; 10,000 images, 237 s
+# (benchmarks/README.md, discovery_quality.py); linear in the batch rows between.
+STEP_S_AT_2K = 0.0030
+STEP_S_AT_10K = 0.0104
+BATCH_CAP = 10_000
+SCREEN_STEPS = 300  # selection.SCREEN_STEPS (not imported: that module imports torch)
+SCORE_S_PER_ROW = 2e-5  # one label-free score (10-fold linear probes), per image
+
+
+@dataclass(frozen=True)
+class DiscoveryEstimate:
+    """Seconds a discovery is expected to take, by part."""
+
+    embed_s: float
+    turtle_s: float
+    to_embed: dict[str, int]  # backbone -> images it still has to compute
+
+    @property
+    def total_s(self) -> float:
+        return self.embed_s + self.turtle_s
+
+
+def embedding_rate(name: str, device: str = "cpu") -> tuple[float, bool]:
+    """Images/s of backbone `name` on `device` ("cpu" or "cuda") and whether it was measured here."""
+    measured = _read_rates().get(f"{name}@{device}")
+    if isinstance(measured, int | float) and measured > 0:
+        return float(measured), True
+    base = CPU_LITE0_IMAGES_PER_S / RELATIVE_COST.get(name, 50.0)
+    return (base * GPU_SPEEDUP if device == "cuda" else base), False
+
+
+def record_embedding_rate(name: str, device: str, images: int, seconds: float) -> None:
+    """Remember the images/s a backbone reached (runs of fewer than 64 images say too little)."""
+    if images < 64 or seconds <= 0:
+        return
+    rates = _read_rates()
+    rates[f"{name}@{device}"] = round(images / seconds, 2)
+    with contextlib.suppress(OSError):  # an estimate is not worth failing a discovery for
+        atomic_write_json(turtle_home() / RATES_FILE, rates)
+
+
+def turtle_seconds(n_images: int, n_clusters: int | tuple[int, int], effort: Effort) -> float:
+    """TURTLE's expected time for `effort` at one C or a range (lo, hi), as `select_model` spends it."""
+    if isinstance(n_clusters, tuple):
+        ks = list(range(int(n_clusters[0]), int(n_clusters[1]) + 1))
+    else:
+        ks = [int(n_clusters)]
+    full = effort.outer_steps
+    screen = max(1, min(SCREEN_STEPS, full // 5))
+    refined = min(2, len(ks))
+    rows = min(max(n_images, 1), BATCH_CAP)
+    step_at_10 = STEP_S_AT_2K + (rows - 2000) * (STEP_S_AT_10K - STEP_S_AT_2K) / 8000
+    step_at_10 = max(step_at_10, 0.0005)
+    score_s = SCORE_S_PER_ROW * min(n_images, 20_000)
+    total = 0.0
+    for k in ks:
+        step = step_at_10 * max(1.0, k / 10) ** 0.85  # measured: C=100 costs ~7x C=10 per step
+        runs = 1 + (effort.n_restarts - 1 if k in ks[:refined] else 0)
+        total += effort.n_screen * (screen * step + score_s) + runs * (full * step + score_s)
+    return total
+
+
+def estimate_discovery(
+    n_images: int,
+    backbones: Sequence[str],
+    effort: Effort,
+    n_clusters: int | tuple[int, int],
+    *,
+    to_embed: Mapping[str, int] | None = None,
+    device: str = "cpu",
+) -> DiscoveryEstimate:
+    """Expected seconds for a discovery of `n_images` images. `to_embed`: images each backbone still
+    has to compute (default: all of them; 0 when its embeddings are all cached)."""
+    pending = {name: int((to_embed or {}).get(name, n_images)) for name in backbones}
+    embed_s = 0.0
+    for name, count in pending.items():
+        if count > 0:
+            rate, _ = embedding_rate(name, device)
+            embed_s += count / rate + MODEL_LOAD_S * max(1.0, RELATIVE_COST.get(name, 50.0) / 20)
+    return DiscoveryEstimate(embed_s, turtle_seconds(n_images, n_clusters, effort), pending)
+
+
+def rounded_seconds(seconds: float) -> float:
+    """Round an estimate up to a figure that does not pretend precision (5 s, 30 s or 5 min steps)."""
+    step = 5 if seconds < 120 else 30 if seconds < 1800 else 300
+    return float(-(-int(seconds) // step) * step)
+
+
+def _read_rates() -> dict[str, object]:
+    try:
+        data = read_json(turtle_home() / RATES_FILE)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def uncached_counts(
+    records_hashes: Sequence[str], backbones: Sequence[str], checkpoints: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """How many distinct images each backbone still has to embed, from the embedding cache, without
+    loading any weights (a backbone never loaded here counts every image)."""
+    from turtle_core.embedding.backbones import weights_fingerprint
+    from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.embedding.embed import IDENTITY_MEMO, IdentityMemo
+    from turtle_core.paths import embedding_cache_dir
+
+    unique = list(dict.fromkeys(records_hashes))
+    base = embedding_cache_dir()
+    memo = IdentityMemo(base / IDENTITY_MEMO)
+    counts: dict[str, int] = {}
+    for name in backbones:
+        try:
+            weights = weights_fingerprint(name, (checkpoints or {}).get(name))
+        except Exception:  # an unavailable backbone: the Project page says why
+            weights = None
+        identity = memo.get(weights) if weights else None
+        if identity is None or not unique or not os.path.isdir(base / identity):
+            counts[name] = len(unique)
+            continue
+        cache = EmbeddingCache(base / identity)
+        counts[name] = sum(1 for key in unique if key not in cache)
+    return counts
+
+
+def default_device_kind() -> str:
+    """ "cuda" when discovery will run on a GPU by default, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
