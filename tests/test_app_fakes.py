@@ -37,6 +37,7 @@ class FakeProject:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backbones: list[str] = list(PRESETS["offline"])
         self.checkpoints: dict[str, str] = {}
+        self.ray_address: str | None = None
         self.saves = 0
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []

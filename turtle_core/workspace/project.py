@@ -20,7 +20,7 @@ from turtle_core.atomic import atomic_write_bytes, atomic_write_json, read_json
 from turtle_core.constants import EXCLUDED
 from turtle_core.embedding.backbones import PRESETS, Availability, BackboneUnavailable, check_availability
 from turtle_core.embedding.cache import EmbeddingCache
-from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.embedding.ray_embed import RayUnavailable, embed_backbone_images
 from turtle_core.ingest.scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
 from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
 from turtle_core.progress import ProgressCallback, check_cancel
@@ -116,6 +116,7 @@ class Project:
         self.backbones: list[str] = list(DEFAULT_BACKBONES)
         self.checkpoints: dict[str, str] = {}
         self.device: str | None = None
+        self.ray_address: str | None = None  # embed on this Ray cluster ("local": a local instance)
         self.scan_result: ScanResult | None = None
         self.discovery: DiscoveryResult | None = None
         self.curation: Curation | None = None
@@ -178,12 +179,16 @@ class Project:
         return result
 
     def embed(
-        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+        self,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        ray_address: str | None = None,
     ) -> tuple[list[ImageRecord], list[np.ndarray], list[str], list[SkippedFile]]:
         """Embed every scanned image with each chosen backbone (cached by content).
 
         Returns the images usable in every space, one feature matrix per backbone (rows aligned to
         those images), the backbones' cache identities, and the images that failed to decode.
+        With `ray_address` (default: `self.ray_address`) the missing vectors are computed on Ray.
         """
         if self.scan_result is None:
             self.scan(progress, cancel)
@@ -198,16 +203,17 @@ class Project:
         for name in self.backbones:
             check_cancel(cancel)
             try:
-                result = embed_folder_images(
+                result = embed_backbone_images(
                     self.folder,
                     records,
                     name,
                     self.checkpoints.get(name),
                     device=self.device,
+                    ray_address=ray_address or self.ray_address,
                     progress=progress,
                     cancel=cancel,
                 )
-            except BackboneUnavailable as error:
+            except (BackboneUnavailable, RayUnavailable) as error:
                 raise ProjectError(str(error)) from error
             per_backbone.append((result.vectors, result.ok))
             identities.append(result.identity)
