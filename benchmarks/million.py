@@ -8,6 +8,8 @@ Features are drawn from a Gaussian mixture with known classes and stored through
 embedding cache (`EmbeddingCache.add`, under made-up content hashes); the project's folder is empty.
 Each phase runs in its own process, so its peak memory (`ru_maxrss`) is its own:
   build     generate the features and write them to the cache; an empty project folder
+  standin   instead of discover, when it does not fit the time: the mixture's classes saved as
+            the discovery, so that the phases after it can be measured (marked in the JSON)
   discover  read the features back from the cache, the quick discovery (`select_model` with the
             quick effort), save the result and the curation (what `Project.run_discovery` does after
             scan and embedding)
@@ -138,6 +140,43 @@ def discover(work: Path, n: int, classes: int) -> dict:
     }
 
 
+def standin(work: Path, n: int, classes: int) -> dict:
+    """Instead of `discover` when a discovery at this size does not fit the time: the mixture's own
+    classes saved as the discovery (confidence drawn at random), so that the phases after it (open,
+    map, gallery, edit) can be measured. The JSON marks it."""
+    from turtle_core.atomic import atomic_write_bytes
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import DiscoveryResult, Project
+
+    start = time.perf_counter()
+    labels = truth_of(n, classes).astype(np.int32)
+    confidence = np.random.default_rng(2).uniform(0.3, 1.0, size=n).astype(np.float32)
+    probabilities = np.zeros((n, classes), dtype=np.float32)
+    probabilities[np.arange(n), labels] = confidence
+    project = Project.open(work / "images")
+    result = DiscoveryResult(
+        images=_records(n, classes),
+        labels=labels,
+        probabilities=probabilities,
+        confidence=confidence,
+        n_clusters=classes,
+        score=0.0,
+        scores_by_k={classes: 0.0},
+        params={"effort": "stand-in: the mixture's classes, no discovery ran"},
+        backbones=["synthetic"],
+        identities=[IDENTITY],
+        seconds=0.0,
+    )
+    atomic_write_bytes(project.workdir / "discovery.npz", result.to_bytes())
+    project.discovery = result
+    project.curation = Curation.from_discovery(labels)
+    project.save_curation()
+    return {
+        "seconds": time.perf_counter() - start,
+        "labels": "the mixture's classes (stand-in, not a discovery)",
+    }
+
+
 def open_project(work: Path) -> dict:
     from turtle_core.workspace.project import Project
 
@@ -243,6 +282,7 @@ def run_phase(args: argparse.Namespace) -> None:
     out = {
         "build": lambda: build(work, args.n, args.dim, args.classes),
         "discover": lambda: discover(work, args.n, args.classes),
+        "standin": lambda: standin(work, args.n, args.classes),
         "open": lambda: open_project(work),
         "map": lambda: map_view(work),
         "umap": lambda: umap_view(work),
