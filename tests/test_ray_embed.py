@@ -150,6 +150,12 @@ def test_import_error_becomes_the_install_hint(monkeypatch: pytest.MonkeyPatch) 
         ray_embed.embed_folder_images_ray(".", [], BACKBONE, address="local")
 
 
+def test_nothing_to_embed_needs_no_cluster() -> None:
+    pytest.importorskip("ray")
+    result = ray_embed.embed_folder_images_ray(".", [], BACKBONE, address="127.0.0.1:9")
+    assert result.vectors.shape[0] == 0 and result.computed == 0 and not result.failed
+
+
 def test_discover_hands_the_address_to_the_ray_path(
     make_image_tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -195,6 +195,8 @@ def embed_folder_images_ray(
     failures: dict[str, str] = {}
     computed = 0
     writer = _CacheWriter(cache)
+    if not todo:  # nothing to send (no images at all): no cluster needed
+        return _assemble(records, vectors_by_hash, failures, identity, cache.dim or 0, from_cache, 0)
     with ray_session(address) as ray:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # progress goes to our own callback instead
