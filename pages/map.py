@@ -5,10 +5,37 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from turtle_core.embedding.projection import density_sample, points_in_selection
 from turtle_core.names import markdown_text
-from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
+from turtle_ui import edits, figures, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
-from turtle_ui.figures import scatter_figure
+from turtle_ui.figures import density_figure, density_grid, scatter_figure
+
+
+class FileNames:
+    """File names of the images, looked up only for the rows drawn or shown."""
+
+    def __init__(self, images: list) -> None:
+        self.images = images
+
+    def __getitem__(self, index: int) -> str:
+        return self.images[int(index)].path.rsplit("/", 1)[-1]
+
+
+def selection_in_density_map(xy: np.ndarray, chosen: dict, sample: np.ndarray) -> np.ndarray:
+    """Every image inside the drawn boxes and lassos (all points, not only the drawn sample), or the
+    clicked sampled point; remembered per shape so reruns do not test a million points again."""
+    boxes, lassos = list(chosen.get("box") or []), list(chosen.get("lasso") or [])
+    if not boxes and not lassos:
+        clicked = [p.get("point_index") for p in chosen.get("points") or [] if p.get("curve_number") == 1]
+        return np.unique(sample[np.asarray([i for i in clicked if i is not None], dtype=np.int64)])
+    key = repr((xy.shape, float(xy[:, 0].sum()), boxes, lassos))
+    memo = st.session_state.setdefault("map_shape_memo", {})
+    if key not in memo:
+        memo.clear()
+        memo[key] = points_in_selection(xy, boxes, lassos)
+    return memo[key]
+
 
 st.title("Map")
 st.caption(
@@ -112,7 +139,7 @@ if xy.shape[0] != n:
     st.stop()
 
 confidence = np.asarray(snap.confidence, dtype=np.float32)
-file_names = [record.path.rsplit("/", 1)[-1] for record in snap.images]
+file_names = FileNames(snap.images)
 # While the Clusters page previews a cut of the merge tree, colour the map by its groups.
 previewed = merge_view.view_labels(project, curation)
 if previewed is not None:
@@ -120,15 +147,34 @@ if previewed is not None:
         f"Colours show the {len(previewed[1])} categories previewed on the Clusters page (not applied yet)."
     )
 map_labels = previewed or (curation.assignments, {cid: curation.name_of(cid) for cid in curation.cluster_ids()})
-figure = scatter_figure(
-    xy,
-    map_labels[0],
-    confidence,
-    map_labels[1],
-    file_names,
-    colour_by="cluster" if colour_label == "Cluster" else "confidence",
-    dragmode=TOOLS[tool],
-)
+colour_by = "cluster" if colour_label == "Cluster" else "confidence"
+dense = n > figures.DENSITY_ABOVE  # too many points for the browser: a density map under a sample
+if dense:
+    sample = density_sample(n, figures.DENSITY_SAMPLE)
+    grid_key = (str(project.folder), xy.shape, float(xy[:, 0].sum()), float(xy[:, 1].sum()))
+    if st.session_state.get("map_grid_key") != grid_key:  # computed once per layout
+        st.session_state["map_grid"] = density_grid(xy)
+        st.session_state["map_grid_key"] = grid_key
+    figure = density_figure(
+        st.session_state["map_grid"],
+        xy[sample],
+        map_labels[0][sample],
+        confidence[sample],
+        map_labels[1],
+        [file_names[i] for i in sample],
+        colour_by=colour_by,
+        dragmode=TOOLS[tool],
+    )
+else:
+    figure = scatter_figure(
+        xy,
+        map_labels[0],
+        confidence,
+        map_labels[1],
+        [file_names[i] for i in range(n)],
+        colour_by=colour_by,
+        dragmode=TOOLS[tool],
+    )
 
 map_col, side_col = st.columns([7, 4], gap="medium")
 with map_col:
@@ -144,8 +190,12 @@ with map_col:
     )
 
 # Key access works for Streamlit's selection state and for a plain dict (AppTest seeds one).
-point_indices = ((event or {}).get("selection") or {}).get("point_indices") or []
-selected = np.unique(np.asarray(point_indices, dtype=np.int64))
+chosen = (event or {}).get("selection") or {}
+if dense:
+    selected = selection_in_density_map(xy, chosen, sample)
+else:
+    point_indices = chosen.get("point_indices") or []
+    selected = np.unique(np.asarray(point_indices, dtype=np.int64))
 selected = selected[(selected >= 0) & (selected < n)]
 
 with side_col:

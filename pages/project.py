@@ -193,5 +193,18 @@ for availability in project.availability():
                     project.set_backbones(project.backbones, checkpoints)
                     st.rerun()
 
+from turtle_core.embedding.ray_embed import ray_installed  # noqa: E402
+
+if ray_installed():
+    address = st.text_input(
+        "Ray cluster address",
+        value=project.ray_address or "",
+        placeholder="empty: this machine · host:port · local",
+        key=f"ray-address:{project.folder}",
+        help="Embed the images on a Ray cluster (the folder must be at the same path on every node); "
+        "the vectors land in this machine's embedding cache. `local` starts Ray on this machine.",
+    )
+    project.ray_address = address.strip() or None
+
 if all(a.status == "present" for a in project.availability()) and scan is not None and scan.images:
     st.page_link(session.DISCOVER_PAGE, label="Next: discover categories", icon=":material/arrow_forward:")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh machine: a .venv with everything the app needs.
 #   bash scripts/setup.sh          app dependencies
-#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, Playwright) and Debian's Chromium
+#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, Playwright), Ray and Debian's Chromium
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,15 @@ if [[ ! -f "$stamp" ]]; then
   .venv/bin/pip install --upgrade --quiet pip
   .venv/bin/pip install --quiet -r "$requirements"
   touch "$stamp"
+fi
+
+if ((dev)); then
+  # Ray is optional for users (requirements-ray.txt); the tests embed on a local two-node Ray cluster.
+  ray_stamp=".venv/.installed-ray-$(sha1sum < requirements-ray.txt | cut -c1-12)"
+  if [[ ! -f "$ray_stamp" ]]; then
+    .venv/bin/pip install --quiet -r requirements-ray.txt
+    touch "$ray_stamp"
+  fi
 fi
 
 if ((dev)) && [[ ! -x /usr/bin/chromium ]]; then

@@ -42,6 +42,7 @@ class FakeProject:
         self.backbones: list[str] = list(PRESETS["offline"])
         self.checkpoints: dict[str, str] = {}
         self.device: str | None = None
+        self.ray_address: str | None = None
         self.saves = 0
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []

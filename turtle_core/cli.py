@@ -1,4 +1,5 @@
-"""Command line: `python -m turtle_core discover FOLDER --clusters 10 --out labels.csv`."""
+"""Command line: `python -m turtle_core discover FOLDER --clusters 10 --out labels.csv`;
+`python -m turtle_core embed FOLDER [--ray ADDRESS]` only fills the embedding cache."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from turtle_core.progress import Cancelled, Progress
 if TYPE_CHECKING:
     from turtle_core.workspace.project import DiscoveryResult, Project
 
+RAY_HELP = "embed on this Ray cluster (host:port, ray://host:port, auto) or `local` (a local Ray instance)"
 STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "step", "layout": "pt"}
 
 
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the folder's curation even when it holds edits made in the app (they are lost)",
     )
     discover.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    discover.add_argument("--ray", metavar="ADDRESS", default=None, help=RAY_HELP)
+
+    embed = commands.add_parser("embed", help="scan a folder and embed its images into the cache")
+    _add_embed_arguments(embed, list(BACKBONES), list(PRESETS))
 
     commands.add_parser("backbones", help="list backbones and whether their weights are available")
 
@@ -117,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "backbones":
         return _list_backbones()
+    if args.command == "embed":
+        return _embed(args)
     if args.command == "demo":
         from turtle_core.ingest.demo import default_demo_dir, write_demo_folder
 
@@ -144,6 +152,8 @@ def _discover(args: argparse.Namespace) -> int:
     from turtle_core.embedding.backbones import PRESETS
     from turtle_core.workspace.project import CurationHasEdits, Project, ProjectError
 
+    if not _ray_ready(args.ray):
+        return 2
     try:
         checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
     except ValueError as error:
@@ -155,6 +165,7 @@ def _discover(args: argparse.Namespace) -> int:
     try:
         project = Project.open(args.folder)
         project.device = args.device
+        project.ray_address = args.ray
         project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
         result = project.run_discovery(
             args.clusters, progress=progress, effort=args.effort, replace_edits=args.replace_curation
@@ -242,3 +253,90 @@ def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:
 
 def _format_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.3f}" for name, value in metrics.items())
+
+
+# ------------------------------------------------------------------------------------ embed
+
+
+def _add_embed_arguments(embed: argparse.ArgumentParser, backbones: list[str], presets: list[str]) -> None:
+    embed.add_argument("folder", help="folder of images (read only; never modified)")
+    choice = embed.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--preset", choices=sorted(presets), default=None, help="backbone preset (default: offline)"
+    )
+    choice.add_argument("--backbones", default=None, help=f"comma-separated, from: {', '.join(backbones)}")
+    embed.add_argument(
+        "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="local weights for a backbone"
+    )
+    embed.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    embed.add_argument("--ray", metavar="ADDRESS", default=None, help=RAY_HELP)
+    embed.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def _ray_ready(address: str | None) -> bool:
+    """False (after saying how to install it) when --ray was given but Ray is not installed."""
+    from turtle_core.embedding.ray_embed import INSTALL_HINT, ray_installed
+
+    if address and not ray_installed():
+        print(f"error: --ray {address}: {INSTALL_HINT}", file=sys.stderr)
+        return False
+    return True
+
+
+def _embed(args: argparse.Namespace) -> int:
+    """Scan FOLDER and embed every usable image with each backbone; report per backbone how many
+    came from the cache and how many were computed, and every file that failed and why."""
+    from turtle_core.embedding.backbones import PRESETS, BackboneUnavailable
+    from turtle_core.embedding.ray_embed import RayUnavailable, embed_backbone_images
+    from turtle_core.workspace.project import Project, ProjectError
+
+    if not _ray_ready(args.ray):
+        return 2
+    try:
+        checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    names = args.backbones.split(",") if args.backbones else list(PRESETS[args.preset or "offline"])
+    progress = TerminalProgress(enabled=not args.quiet)
+    project: Project | None = None
+    lines: list[str] = []
+    failed: dict[str, str] = {}
+    try:
+        project = Project.open(args.folder)
+        project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
+        images = project.scan(progress).images
+        for name in project.backbones if images else []:
+            result = embed_backbone_images(
+                project.folder,
+                images,
+                name,
+                project.checkpoints.get(name),
+                device=args.device,
+                ray_address=args.ray,
+                progress=progress,
+            )
+            failed.update({item.path: item.reason for item in result.failed})
+            where = " on Ray" if args.ray else ""
+            lines.append(
+                f"{name}: {int(result.ok.sum())} of {len(images)} images embedded ({result.from_cache} "
+                f"from the cache, {result.computed} computed{where}, {len(result.failed)} failed); "
+                f"cache {result.identity}"
+            )
+    except (ProjectError, BackboneUnavailable, RayUnavailable) as error:
+        progress.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (Cancelled, KeyboardInterrupt):
+        progress.close()
+        print("cancelled; every batch embedded so far is in the cache", file=sys.stderr)
+        return 130
+    progress.close()
+    for path, reason in _scan_skips(project) + sorted(failed.items()):
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    for line in lines:
+        print(line)
+    if not images:
+        print(f"error: no usable images in {project.folder}", file=sys.stderr)
+        return 1
+    return 0

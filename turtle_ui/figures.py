@@ -22,6 +22,8 @@ KELLY = [
 ]  # fmt: skip
 _PALE_OR_GREY = {"#565656", "#E2E2E2", "#F7E1A0", "#16FF32", "#1CFFCE", "#FBE426", "#F8A19F", "#DEA0FD"}
 MIN_DELTA_E = 20.0
+DENSITY_ABOVE = 50_000  # points; above, the map is a density view (WebGL cannot draw a million in a browser)
+DENSITY_SAMPLE = 20_000  # points drawn (and clickable) on top of the density view
 
 
 def cluster_colours(cluster_ids: Sequence[int]) -> dict[int, str]:
@@ -210,3 +212,51 @@ def _distinct_palette() -> list[str]:
 
 
 PALETTE: list[str] = _distinct_palette()
+
+
+def density_grid(xy: np.ndarray, bins: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point counts on a `bins` × `bins` grid over the layout: (counts[y, x], x centres, y centres)."""
+    counts, x_edges, y_edges = np.histogram2d(xy[:, 0], xy[:, 1], bins=bins)
+    return counts.T, (x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2
+
+
+def density_figure(
+    grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+    xy_sample: np.ndarray,
+    assignments: np.ndarray,
+    confidence: np.ndarray,
+    names: Mapping[int, str],
+    file_names: Sequence[str],
+    *,
+    colour_by: Literal["cluster", "confidence"] = "cluster",
+    height: int = 620,
+    dragmode: Literal["lasso", "select", "pan"] = "lasso",
+) -> go.Figure:
+    """A map too big to draw point by point: a heatmap of every point's density (log scale) under
+    the sampled points (`xy_sample` with their cluster, confidence and file name), which can be
+    lassoed as usual; the page then selects every point inside the shape, not only the drawn ones.
+    The sampled points are trace 1 (the heatmap is trace 0)."""
+    counts, x_centres, y_centres = grid
+    heat = go.Heatmap(
+        z=np.where(counts > 0, np.log10(np.maximum(counts, 1)) + 0.3, np.nan).astype(np.float32),
+        x=x_centres.astype(np.float32),
+        y=y_centres.astype(np.float32),
+        colorscale="Greys",
+        showscale=False,
+        hoverinfo="skip",
+        opacity=0.6,
+    )
+    points = scatter_figure(
+        xy_sample,
+        assignments,
+        confidence,
+        names,
+        file_names,
+        colour_by=colour_by,
+        height=height,
+        dragmode=dragmode,
+    )
+    for trace in points.data:
+        trace.marker.size = 3
+        trace.marker.opacity = 0.7
+    return go.Figure(data=[heat, *points.data], layout=points.layout)

@@ -69,6 +69,11 @@ def umap_layout(
     n = data.shape[0]
     if n < MIN_UMAP_POINTS:
         return _pca(data, 2)
+    if n > UMAP_FIT_ROWS:  # a million rows: fit on a sample, transform the rest
+        return sampled_umap_layout(
+            data, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
+            random_state=random_state, pca_dims=pca_dims, progress=progress,
+        )  # fmt: skip
     if pca_dims and data.shape[1] > pca_dims:
         data = _pca(data, min(pca_dims, n - 1), iterated_power=4)
     if progress is not None:
@@ -186,3 +191,118 @@ def _pca(data: np.ndarray, n_components: int, iterated_power: int = 3) -> np.nda
         pca = PCA(n_components=k, svd_solver=solver)
     out[:, :k] = pca.fit_transform(data.astype(np.float64) if solver == "full" else data)
     return out
+
+
+# ------------------------------------------------------------------ big maps (hundreds of thousands of points)
+UMAP_FIT_ROWS = 50_000  # above this, UMAP is fitted on a sample of this size and `transform`s the rest
+TRANSFORM_CHUNK = 50_000
+
+
+def sampled_umap_layout(
+    X: np.ndarray,
+    *,
+    fit_rows: int = UMAP_FIT_ROWS,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    metric: str = "cosine",
+    random_state: int | None = 42,
+    pca_dims: int = 50,
+    progress: Callable[[Progress], None] | None = None,
+) -> np.ndarray:
+    """UMAP for many rows: PCA and UMAP are fitted on `fit_rows` random rows, every other row is
+    projected with them (`transform`, in chunks). Up to `fit_rows` rows this is `umap_layout`."""
+    data = _as_matrix(X)
+    n = data.shape[0]
+    if n <= fit_rows:
+        return umap_layout(
+            data,
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            metric=metric,
+            random_state=random_state,
+            pca_dims=pca_dims,
+            progress=progress,
+        )
+    rng = np.random.default_rng(0 if random_state is None else random_state)
+    fit = np.sort(rng.choice(n, size=fit_rows, replace=False))
+    mean, axes = _pca_axes(data[fit], pca_dims)
+    if progress is not None:
+        progress(Progress("layout", 0, n, message="UMAP: loading the library"))
+    import umap
+
+    if progress is not None:
+        progress(Progress("layout", 0, n, message=f"UMAP: fitting on {fit_rows:,} sampled points"))
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        random_state=random_state,
+        n_jobs=1 if random_state is not None else -1,
+    )
+    out = np.zeros((n, 2), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out[fit] = reducer.fit_transform((data[fit] - mean) @ axes)
+        rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
+        for start in range(0, len(rest), TRANSFORM_CHUNK):
+            rows = rest[start : start + TRANSFORM_CHUNK]
+            out[rows] = reducer.transform((data[rows] - mean) @ axes)
+            if progress is not None:
+                done = fit_rows + start + len(rows)
+                progress(Progress("layout", done, n, message="UMAP: placing the other points"))
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _pca_axes(sample: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and top `dims` principal axes (D × dims, float32) of `sample`; identity when D <= dims."""
+    mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+    d = sample.shape[1]
+    if not dims or d <= dims:
+        return mean, np.eye(d, dtype=np.float32)
+    from sklearn.utils.extmath import randomized_svd
+
+    _, _, vt = randomized_svd(sample - mean, n_components=dims, n_iter=4, random_state=0)
+    return mean, np.ascontiguousarray(vt.T, dtype=np.float32)
+
+
+def density_sample(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Sorted row ids of a fixed random sample of `size` of `n` points (all when n <= size): the
+    points drawn on top of a density map, the same on every rerun."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def points_in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Row ids of the points of `xy` (N × 2) inside `polygon` (M × 2 vertices, closed implicitly),
+    by the even-odd rule; vectorised over points, one pass per edge, bounding box first."""
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(poly) < 3:
+        return np.empty(0, dtype=np.int64)
+    x, y = xy[:, 0], xy[:, 1]
+    low, high = poly.min(axis=0), poly.max(axis=0)
+    candidates = np.flatnonzero((x >= low[0]) & (x <= high[0]) & (y >= low[1]) & (y <= high[1]))
+    px, py = x[candidates].astype(np.float64), y[candidates].astype(np.float64)
+    inside = np.zeros(len(candidates), dtype=bool)
+    for (x1, y1), (x2, y2) in zip(poly, np.roll(poly, -1, axis=0), strict=True):
+        if y1 == y2:
+            continue
+        crosses = (y1 > py) != (y2 > py)
+        x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (px < x_at)
+    return candidates[inside]
+
+
+def points_in_selection(xy: np.ndarray, boxes: Sequence[dict], lassos: Sequence[dict]) -> np.ndarray:
+    """Row ids of every point inside any selection shape, as Streamlit's Plotly selection state
+    reports them: boxes `{"x": [x0, x1], "y": [y0, y1]}`, lassos `{"x": [...], "y": [...]}`."""
+    found: list[np.ndarray] = []
+    for box in boxes:
+        (x0, x1), (y0, y1) = sorted(box["x"][:2]), sorted(box["y"][:2])
+        found.append(
+            np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+        )
+    for lasso in lassos:
+        found.append(points_in_polygon(xy, np.column_stack([lasso["x"], lasso["y"]])))
+    return np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)

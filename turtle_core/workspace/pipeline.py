@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from turtle_core.embedding.backbones import BackboneUnavailable
-from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.embedding.ray_embed import RayUnavailable, embed_backbone_images
 from turtle_core.ingest.scan import ImageRecord, SkippedFile
 from turtle_core.progress import Progress, ProgressCallback, check_cancel
 from turtle_core.workspace.checks import checked_cluster_request, folder_labels, jsonable, rows_for
@@ -22,9 +22,14 @@ if TYPE_CHECKING:
 
 
 def embed_project(
-    project: Project, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+    project: Project,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    ray_address: str | None = None,
 ) -> tuple[list[ImageRecord], list[np.ndarray], list[str], list[SkippedFile]]:
-    """Embed every scanned image with each chosen backbone (cached by content).
+    """Embed every scanned image with each chosen backbone (cached by content; the missing vectors on the
+    Ray cluster at `ray_address` when given).
 
     Returns the images usable in every space, one feature matrix per backbone (rows aligned to
     those images), the backbones' cache identities, and the images that failed to decode.
@@ -42,16 +47,17 @@ def embed_project(
     for name in project.backbones:
         check_cancel(cancel)
         try:
-            result = embed_folder_images(
+            result = embed_backbone_images(
                 project.folder,
                 records,
                 name,
                 project.checkpoints.get(name),
                 device=project.device,
+                ray_address=ray_address,
                 progress=progress,
                 cancel=cancel,
             )
-        except BackboneUnavailable as error:
+        except (BackboneUnavailable, RayUnavailable) as error:
             raise ProjectError(str(error)) from error
         per_backbone.append((result.vectors, result.ok))
         identities.append(result.identity)

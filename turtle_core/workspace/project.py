@@ -73,6 +73,7 @@ class Project:
         self.backbones: list[str] = list(DEFAULT_BACKBONES)
         self.checkpoints: dict[str, str] = {}
         self.device: str | None = None
+        self.ray_address: str | None = None  # embed on this Ray cluster ("local": a local instance)
         self.scan_result: ScanResult | None = None
         self._spaces: tuple[str, list[np.ndarray]] | None = None  # (discovery id, feature matrices)
         self._spaces_lock = threading.Lock()
@@ -146,16 +147,20 @@ class Project:
         return result
 
     def embed(
-        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+        self,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        ray_address: str | None = None,
     ) -> tuple[list[ImageRecord], list[np.ndarray], list[str], list[SkippedFile]]:
         """Embed every scanned image with each chosen backbone (cached by content).
 
         Returns the images usable in every space, one feature matrix per backbone (rows aligned to
         those images), the backbones' cache identities, and the images that failed to decode.
+        With `ray_address` (default: `self.ray_address`) the missing vectors are computed on Ray.
         """
         from turtle_core.workspace.pipeline import embed_project
 
-        return embed_project(self, progress, cancel)
+        return embed_project(self, progress, cancel, ray_address=ray_address or self.ray_address)
 
     def run_discovery(
         self,

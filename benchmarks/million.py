@@ -1,0 +1,343 @@
+"""A project of N images' features (default 1,000,000 × 1,280) without image files: how the
+engine and the map hold up.
+
+    nice -n 10 .venv/bin/python benchmarks/million.py --n 100000
+    nice -n 10 .venv/bin/python benchmarks/million.py --n 1000000 --phases build,open,discover,map,gallery,edit
+
+Features are drawn from a Gaussian mixture with known classes and stored through the real
+embedding cache (`EmbeddingCache.add`, under made-up content hashes); the project's folder is empty.
+Each phase runs in its own process, so its peak memory (`ru_maxrss`) is its own:
+  build     generate the features and write them to the cache; an empty project folder
+  standin   instead of discover, when it does not fit the time: the mixture's classes saved as
+            the discovery, so that the phases after it can be measured (marked in the JSON)
+  discover  read the features back from the cache, the quick discovery (`select_model` with the
+            quick effort), save the result and the curation (what `Project.run_discovery` does after
+            scan and embedding)
+  open      `Project.open` with that discovery and curation saved
+  map       the map's first view: the PCA layout of all rows (features read from the cache), the
+            density grid and the figure of the sample; then the same view again (layout cached)
+  umap      the UMAP layout (fit on 50,000 sampled rows, `transform` for the rest; slow on 2 cores)
+  gallery   one cluster's gallery page: its members sorted by confidence, 50 per page
+  edit      an edit's rerun: move 1,000 images to a new cluster, save the curation atomically,
+            rebuild the map figure
+Writes benchmarks/results/million-n<N>.json (merging phases run separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+IDENTITY = "synthetic-mixture"
+CHUNK = 50_000
+PHASES = ["build", "discover", "open", "map", "gallery", "edit"]
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def hashes(n: int) -> list[str]:
+    return [f"{i:040x}" for i in range(n)]
+
+
+def truth_of(n: int, classes: int) -> np.ndarray:
+    return np.random.default_rng(1).integers(0, classes, size=n)
+
+
+def build(work: Path, n: int, dim: int, classes: int) -> dict:
+    from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.paths import embedding_cache_dir
+
+    rng = np.random.default_rng(0)
+    # Classes in a random 32-dimensional subspace plus isotropic noise: separable, not trivially.
+    centres = (rng.normal(size=(classes, 32)) @ rng.normal(size=(32, dim)) / 32**0.5 * 1.2).astype(np.float32)
+    truth = truth_of(n, classes)
+    keys = hashes(n)
+    cache = EmbeddingCache(embedding_cache_dir() / IDENTITY)
+    start = time.perf_counter()
+    for lo in range(0, n, CHUNK):
+        hi = min(n, lo + CHUNK)
+        block = centres[truth[lo:hi]] + rng.normal(size=(hi - lo, dim)).astype(np.float32)
+        cache.add(keys[lo:hi], np.maximum(block, 0))  # non-negative, like pooled CNN features
+    cache.compact()
+    (work / "images").mkdir(parents=True, exist_ok=True)
+    return {"seconds": time.perf_counter() - start, "cache_bytes": _size(embedding_cache_dir() / IDENTITY)}
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def _records(n: int, classes: int) -> list:
+    from turtle_core.ingest.scan import ImageRecord
+
+    truth = truth_of(n, classes)
+    return [
+        ImageRecord(f"class{c:03d}/{i:07d}.jpg", 50_000, 0, key, 640, 480, f"class{c:03d}")
+        for i, (c, key) in enumerate(zip(truth.tolist(), hashes(n), strict=True))
+    ]
+
+
+def discover(work: Path, n: int, classes: int) -> dict:
+    from turtle_core.atomic import atomic_write_bytes
+    from turtle_core.discovery.effort import EFFORTS
+    from turtle_core.discovery.metrics import evaluate
+    from turtle_core.discovery.selection import select_model
+    from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.paths import embedding_cache_dir
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import DiscoveryResult, Project
+
+    start = time.perf_counter()
+    records = _records(n, classes)
+    found, features = EmbeddingCache(embedding_cache_dir() / IDENTITY).lookup(
+        [r.content_hash for r in records]
+    )
+    assert found.all()
+    read_s = time.perf_counter() - start
+    selection = select_model([features], classes, random_state=0, **EFFORTS["quick"].select_kwargs())
+    best = selection.best
+    labels = np.asarray(best.labels_, dtype=np.int32)
+    seconds = time.perf_counter() - start
+    project = Project.open(work / "images")
+    result = DiscoveryResult(
+        images=records,
+        labels=labels,
+        probabilities=np.asarray(best.probabilities_, dtype=np.float32),
+        confidence=np.asarray(best.confidence_, dtype=np.float32),
+        n_clusters=classes,
+        score=float(max(c.score for c in selection.candidates)),
+        scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
+        params={"effort": "quick"},
+        backbones=["synthetic"],
+        identities=[IDENTITY],
+        seconds=seconds,
+    )
+    atomic_write_bytes(project.workdir / "discovery.npz", result.to_bytes())
+    project.discovery = result
+    project.curation = Curation.from_discovery(labels)
+    project.save_curation()
+    quality = evaluate(truth_of(n, classes), labels)
+    return {
+        "seconds": seconds,
+        "read_features_s": read_s,
+        "save_s": time.perf_counter() - start - seconds,
+        **quality,
+    }
+
+
+def standin(work: Path, n: int, classes: int) -> dict:
+    """Instead of `discover` when a discovery at this size does not fit the time: the mixture's own
+    classes saved as the discovery (confidence drawn at random), so that the phases after it (open,
+    map, gallery, edit) can be measured. The JSON marks it."""
+    from turtle_core.atomic import atomic_write_bytes
+    from turtle_core.workspace.curation import Curation
+    from turtle_core.workspace.project import DiscoveryResult, Project
+
+    start = time.perf_counter()
+    labels = truth_of(n, classes).astype(np.int32)
+    confidence = np.random.default_rng(2).uniform(0.3, 1.0, size=n).astype(np.float32)
+    probabilities = np.zeros((n, classes), dtype=np.float32)
+    probabilities[np.arange(n), labels] = confidence
+    project = Project.open(work / "images")
+    result = DiscoveryResult(
+        images=_records(n, classes),
+        labels=labels,
+        probabilities=probabilities,
+        confidence=confidence,
+        n_clusters=classes,
+        score=0.0,
+        scores_by_k={classes: 0.0},
+        params={"effort": "stand-in: the mixture's classes, no discovery ran"},
+        backbones=["synthetic"],
+        identities=[IDENTITY],
+        seconds=0.0,
+    )
+    atomic_write_bytes(project.workdir / "discovery.npz", result.to_bytes())
+    project.discovery = result
+    project.curation = Curation.from_discovery(labels)
+    project.save_curation()
+    return {
+        "seconds": time.perf_counter() - start,
+        "labels": "the mixture's classes (stand-in, not a discovery)",
+    }
+
+
+def open_project(work: Path) -> dict:
+    from turtle_core.workspace.project import Project
+
+    start = time.perf_counter()
+    project = Project.open(work / "images")
+    assert project.discovery is not None and project.curation is not None
+    return {"seconds": time.perf_counter() - start, "images": len(project.images)}
+
+
+def _figure(project, xy: np.ndarray) -> tuple[int, float]:
+    from turtle_core.embedding.projection import density_sample
+    from turtle_ui import figures
+
+    start = time.perf_counter()
+    n = len(xy)
+    sample = density_sample(n, figures.DENSITY_SAMPLE)
+    grid = figures.density_grid(xy)
+    curation = project.curation
+    fig = figures.density_figure(
+        grid,
+        xy[sample],
+        curation.assignments[sample],
+        np.asarray(project.discovery.confidence)[sample],
+        {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
+        [project.images[i].path.rsplit("/", 1)[-1] for i in sample],
+    )
+    payload = len(fig.to_json())
+    return payload, time.perf_counter() - start
+
+
+def map_view(work: Path) -> dict:
+    import plotly.graph_objects  # noqa: F401 - the app has it loaded already
+
+    from turtle_core.workspace.project import Project
+
+    project = Project.open(work / "images")
+    start = time.perf_counter()
+    xy = project.layout("pca")
+    layout_s = time.perf_counter() - start
+    payload, figure_s = _figure(project, xy)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    again = project.cached_layout("pca")
+    assert again is not None
+    _, figure_again_s = _figure(project, again)
+    return {
+        "first_view_s": first,
+        "layout_s": layout_s,
+        "figure_s": figure_s,
+        "figure_json_bytes": payload,
+        "cached_view_s": time.perf_counter() - start,
+        "cached_figure_s": figure_again_s,
+    }
+
+
+def umap_view(work: Path) -> dict:
+    from turtle_core.workspace.project import Project
+
+    project = Project.open(work / "images")
+    start = time.perf_counter()
+    xy = project.layout("umap")
+    return {"seconds": time.perf_counter() - start, "rows": len(xy)}
+
+
+def gallery(work: Path) -> dict:
+    from turtle_core.workspace.project import Project
+
+    project = Project.open(work / "images")
+    curation = project.curation
+    confidence = np.asarray(project.discovery.confidence)
+    biggest = max(curation.sizes().items(), key=lambda item: item[1])[0]
+    start = time.perf_counter()
+    members = curation.members(biggest)
+    order = members[np.argsort(confidence[members], kind="stable")]
+    page = [project.images[i].path for i in order[:50]]
+    return {"seconds": time.perf_counter() - start, "cluster_size": len(members), "page": len(page)}
+
+
+def edit(work: Path) -> dict:
+    import plotly.graph_objects  # noqa: F401 - the app has it loaded already
+
+    from turtle_core.workspace.project import Project
+
+    project = Project.open(work / "images")
+    xy = project.cached_layout("pca")
+    start = time.perf_counter()
+    chosen = np.arange(0, len(project.images), max(1, len(project.images) // 1_000))[:1_000]
+    project.curation.move_to_new_cluster(chosen, "benchmark picks")
+    project.save_curation()
+    saved = time.perf_counter() - start
+    if xy is not None:
+        _figure(project, xy)
+    return {
+        "seconds": time.perf_counter() - start,
+        "edit_and_save_s": saved,
+        "figure_rebuilt": xy is not None,
+    }
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    work = Path(args.work)
+    os.environ["TURTLE_HOME"] = str(work / "home")
+    out = {
+        "build": lambda: build(work, args.n, args.dim, args.classes),
+        "discover": lambda: discover(work, args.n, args.classes),
+        "standin": lambda: standin(work, args.n, args.classes),
+        "open": lambda: open_project(work),
+        "map": lambda: map_view(work),
+        "umap": lambda: umap_view(work),
+        "gallery": lambda: gallery(work),
+        "edit": lambda: edit(work),
+    }[args.phase]()
+    out["peak_rss_gib"] = peak_rss_gib()
+    print(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--classes", type=int, default=20)
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--work", default=None, help="working folder (default: /tmp/million-n<N>)")
+    parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work = args.work or f"/tmp/million-n{args.n}"
+    if args.phase:
+        run_phase(args)
+        return
+    path = RESULTS / f"million-n{args.n}.json"
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        payload = {}
+    payload.update(
+        {
+            "n": args.n,
+            "dim": args.dim,
+            "classes": args.classes,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores and "
+            f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB shared with other agents",
+        }
+    )
+    phases = payload.setdefault("phases", {})
+    for phase in args.phases.split(","):
+        command = [sys.executable, __file__, "--phase", phase, "--n", str(args.n), "--dim", str(args.dim)]
+        command += ["--classes", str(args.classes), "--work", args.work]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            phases[phase] = {"failed": done.stderr.strip().splitlines()[-1:]}
+        else:
+            phases[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        phases[phase]["process_s"] = time.perf_counter() - started
+        phases[phase]["load_average"] = os.getloadavg()[0]
+        print(phase, json.dumps(phases[phase]), flush=True)
+        from turtle_core.atomic import atomic_write_json
+
+        atomic_write_json(path, payload)
+
+
+if __name__ == "__main__":
+    main()
