@@ -279,3 +279,16 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
             assert not notices or "another discovery" in notices[0]
     print(f"kill test: {runs} SIGKILLed editor runs, every reopen consistent")
     assert runs >= 8
+
+
+def test_temp_files_of_a_killed_writer_are_cleaned_up_when_old(folder: Path) -> None:
+    state = _state(folder)
+    state.install_discovery(synthetic_discovery(image_names(10)))
+    workdir = project_dir(folder)
+    old, fresh = workdir / ".curation.npz.abc123.tmp", workdir / ".curation.npz.def456.tmp"
+    old.write_bytes(b"half a file")
+    fresh.write_bytes(b"a write in progress")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    _state(folder)
+    assert not old.exists() and fresh.exists()
+    assert (workdir / "curation.npz").exists()

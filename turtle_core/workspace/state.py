@@ -86,6 +86,7 @@ class ProjectState:
     def load(self) -> None:
         """Read the discovery and its curation from disk (recovering from damaged files)."""
         with self.store.lock():
+            self.store.remove_stale_temp_files()
             self._load_locked()
 
     def sync(self) -> None:

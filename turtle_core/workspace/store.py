@@ -168,6 +168,20 @@ class ProjectStore:
         curation.save(self.curation_path, discovery.image_key(), discovery.discovery_id)
 
     # ----------------------------------------------------------------- helpers
+    def remove_stale_temp_files(self, older_than_s: float = 600.0) -> int:
+        """Delete temp files that a killed writer left behind (`.<name>.<random>.tmp`, see
+        `turtle_core.atomic`); recent ones may belong to a write in progress and are kept."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for leftover in self.workdir.glob(".*.tmp"):
+            try:
+                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
     def signature(self, path: Path) -> FileSignature:
         """Changes whenever `path` is replaced (atomic writes give it a new inode)."""
         try:
