@@ -1,5 +1,6 @@
 """The whole curator loop in headless Chromium against `streamlit run app.py`, with the real engine:
-demo → discover → click a map point → lasso → move to a new cluster → rename → merge → undo → export.
+demo → discover → click a map point → lasso → move to a new cluster → rename → merge → undo →
+propagate the fixes (apply, undo) → export.
 
 Every interaction goes through `page.runs.act`, which waits for the app run that the interaction caused
 (read from Streamlit's websocket messages), not for a fixed pause: on a loaded 2-core machine a run can
@@ -23,6 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]  # ~2-7 min: real embedding
 
 DISCOVERY_TIMEOUT_MS = 420_000  # offline backbones + TURTLE on 200 images, 2 shared CPU cores
 EXPORT_TIMEOUT_MS = 120_000
+REFINE_TIMEOUT_MS = 120_000  # a probe on the checked images, in the background
 UMAP_TIMEOUT_MS = 300_000  # the first UMAP in a fresh environment compiles numba code (~20-60 s)
 
 
@@ -266,6 +268,18 @@ def step_clusters(page) -> None:
     page.get_by_text(re.compile("Undone: Merged")).wait_for()
     page.get_by_text("picked", exact=True).first.wait_for()
     screenshot(page, "08-clusters-undone")
+
+    # The images moved on the map are checked: propagate what they teach to the unchecked ones, see how
+    # many it would re-label, apply it, then undo it (the export below checks the state before it).
+    click(page, "Propagate my fixes")
+    page.get_by_text(re.compile(r"would re-label \d+ of \d+ unchecked images")).wait_for(
+        timeout=REFINE_TIMEOUT_MS
+    )
+    screenshot(page, "08b-clusters-propagate-proposal")
+    click(page, re.compile(r"^Apply$"))
+    page.get_by_text(re.compile(r"Propagated your fixes: \d+ image")).wait_for()
+    click(page, "Undo")
+    page.get_by_text(re.compile("Undone: Propagated the fixes")).wait_for()
 
     segment(page, "Gallery")
     screenshot(page, "09-clusters-gallery")
