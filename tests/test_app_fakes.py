@@ -199,11 +199,19 @@ class FakeProject:
         )
         return self.apply(edit)
 
-    def spaces(self) -> list[np.ndarray]:
+    def spaces(self, discovery: DiscoveryResult | None = None) -> list[np.ndarray]:
         """Features with one direction per class plus noise: clusters of one class are alike."""
         rng = np.random.default_rng(2)
         centres = rng.normal(size=(len(CLASSES), 16)) * 3
         return [(centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)]
+
+    def propose_refine(self, cancel=None):
+        from turtle_core.workspace.propagate import propose_refine
+
+        return propose_refine(self, cancel)  # the real proposal, on the fake's features
+
+    def refine(self) -> int:
+        return self.apply(self.propose_refine().edit)
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2
