@@ -55,10 +55,21 @@ def product_discovery(
     return np.asarray(best.labels_, dtype=np.int64), np.asarray(best.confidence_, dtype=np.float64)
 
 
+class NotCached(LookupError):
+    """With --cached-only, a start that was never computed for the current code and features."""
+
+
 class Suite:
     """Runs (cached) starts and curator simulations for one set's features."""
 
-    def __init__(self, name: str, data: dict[str, np.ndarray], features_digest: str, cache: RunCache) -> None:
+    def __init__(
+        self,
+        name: str,
+        data: dict[str, np.ndarray],
+        features_digest: str,
+        cache: RunCache,
+        cached_only: bool = False,
+    ) -> None:
         self.name = name
         self.features = np.asarray(data["features"], dtype=np.float32)
         self.truth = np.asarray(data["labels"], dtype=np.int64)
@@ -66,6 +77,7 @@ class Suite:
         self.features_digest = features_digest
         self.cache = cache
         self.engine = engine_digest()
+        self.cached_only = cached_only
 
     def start(self, kind: str, effort: str, seed: int) -> tuple[np.ndarray, np.ndarray, float, str]:
         """(labels, confidence, seconds, cache key) of the k-means or the product's discovery."""
@@ -82,6 +94,8 @@ class Suite:
         cached = self.cache.get_start(key)
         if cached is not None:
             return (*cached, key)
+        if self.cached_only:
+            raise NotCached(f"{self.name} {kind} {effort} seed {seed}")
         started = time.perf_counter()
         if kind == "kmeans":
             labels, confidence = methods.kmeans_start(self.features, self.n_classes, seed)
@@ -170,9 +184,10 @@ def run_set(
     efforts: list[str],
     seeds: list[int],
     cache: RunCache,
+    cached_only: bool = False,
 ) -> dict[str, Any]:
     path = features_dir / f"{name}.npz"
-    suite = Suite(name, load_features(path), digest_files([path]), cache)
+    suite = Suite(name, load_features(path), digest_files([path]), cache, cached_only)
     counts = np.bincount(suite.truth, minlength=suite.n_classes)
     entry: dict[str, Any] = {
         "n_images": int(suite.truth.size),
@@ -185,10 +200,15 @@ def run_set(
             runs = []
             for seed in seeds:
                 started = time.perf_counter()
-                runs.append(suite.run(method, effort, seed))
+                try:
+                    runs.append(suite.run(method, effort, seed))
+                except NotCached as missing:
+                    print(f"  not cached, skipped: {missing}", flush=True)
+                    continue
                 print(f"  {name} {row} seed {seed}: accuracy {runs[-1]['accuracy']:.3f} "
                       f"({time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
-            entry["methods"][row] = {"summary": aggregate(runs), "runs": runs}
+            if runs:
+                entry["methods"][row] = {"summary": aggregate(runs), "runs": runs}
     return entry
 
 
@@ -204,6 +224,11 @@ def main() -> None:
     parser.add_argument("--effort", default="standard,quick", help="efforts for the product's methods")
     parser.add_argument("--features", type=Path, default=FEATURES_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="compute no discovery: report the starts already cached for the current code (others skipped)",
+    )
     args = parser.parse_args()
     method_names = [m for m in args.methods.split(",") if m]
     unknown = [m for m in method_names if m not in METHODS + EXTRA_METHODS]
@@ -223,7 +248,9 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in names:
         print(f"{name}:", flush=True)
-        results[name] = run_set(name, args.features, method_names, efforts, seeds, cache)
+        results[name] = run_set(
+            name, args.features, method_names, efforts, seeds, cache, cached_only=args.cached_only
+        )
     wall = time.perf_counter() - started
     print_table(
         {

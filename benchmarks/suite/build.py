@@ -102,14 +102,14 @@ SETS: dict[str, SetSpec] = {
         SetSpec(
             "colour_crops",
             "crops of three colour photographs (histology, Hubble deep field, retina), 1200/500/250, 96×96",
-            "scikit-image 0.26.0 wheel's skimage/data (ihc.png, hubble_deep_field.jpg: public domain; "
-            "retina.jpg: CC BY; see skimage/data/README.txt and the scikit-image docs)",
+            "scikit-image 0.26.0 wheel's skimage/data: ihc.png (CMMI, no known copyright restrictions), "
+            "hubble_deep_field.jpg (NASA, public domain), retina.jpg (Wikimedia, CC0 1.0)",
             _colour_crops,
         ),
         SetSpec(
             "grey_textures",
             "crops of the brick, grass and gravel textures, 200 each, grey 96×96",
-            "scikit-image 0.26.0 wheel's skimage/data (brick, grass, gravel: CC0, from Pixabay/scikit-image)",
+            "scikit-image 0.26.0 wheel's skimage/data: brick.png, gravel.png (CC0Textures, CC0), grass.png (CC0)",
             _grey_textures,
         ),
     )
