@@ -123,6 +123,8 @@ class Suite:
         cached = self.cache.get_json(key)
         if cached is not None:
             return cached
+        if self.cached_only:
+            raise NotCached(f"{self.name} feedback with {refine_kind} refine, start {start_key}")
         timed = _Timed(refine)
         effort = curator.simulate_with_feedback(self.truth, labels, confidence, timed)
         result = {"effort": effort.to_dict(), "refine_seconds": timed.seconds / max(1, timed.calls)}
