@@ -125,11 +125,9 @@ def test_click_on_one_point_shows_the_image_and_exclude(monkeypatch, tmp_path: P
 
 
 @pytest.mark.parametrize("n", [50_000])
-def test_figure_builds_fast_at_50k_points(n: int) -> None:
-    import time
-
+def test_figure_at_50k_points_is_one_compact_trace(n: int) -> None:
+    # Its build time is measured by benchmarks/app_speed.py, not asserted here (the machines are noisy).
     rng = np.random.default_rng(0)
-    started = time.perf_counter()
     fig = scatter_figure(
         rng.normal(size=(n, 2)),
         rng.integers(0, 20, n).astype(np.int32),
@@ -139,5 +137,4 @@ def test_figure_builds_fast_at_50k_points(n: int) -> None:
     )
     payload = fig.to_json()
     assert len(fig.data) == 1
-    assert time.perf_counter() - started < 10  # generous: 2 shared CPU cores; the benchmark measures it
     assert len(payload) < 8_000_000
