@@ -8,7 +8,7 @@ import streamlit as st
 
 from turtle_core.discovery.effort import DEFAULT_EFFORT, DEMO_EFFORT, EFFORTS
 from turtle_core.ingest.demo import MARKER as DEMO_MARKER
-from turtle_core.names import display_name
+from turtle_core.names import display_name, escape_name
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 
@@ -25,7 +25,7 @@ running = job is not None and job.running
 scan_job = jobs_ui.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
 # Widgets are keyed by project: a second project never starts with the first one's settings.
-form = f"{project.folder}"
+form = escape_name(project.folder)  # widget keys must be valid UTF-8
 is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
 
 # ------------------------------------------------------------------------------------------ settings

@@ -200,7 +200,7 @@ if ray_installed():
         "Ray cluster address",
         value=project.ray_address or "",
         placeholder="empty: this machine · host:port · local",
-        key=f"ray-address:{project.folder}",
+        key=f"ray-address:{escape_name(project.folder)}",
         help="Embed the images on a Ray cluster (the folder must be at the same path on every node); "
         "the vectors land in this machine's embedding cache. `local` starts Ray on this machine.",
     )

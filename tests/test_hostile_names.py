@@ -297,7 +297,7 @@ def test_every_page_shows_hostile_names_without_crashing(monkeypatch, hostile_ro
     _every_text_is_valid(at)
     for raw in (HOSTILE_FILES[0], HOSTILE_FILES[6], HOSTILE_FILES[9]):
         index = project.index_of(raw)
-        key = f"map:{at.session_state['edit_nonce']}"
+        key = f"map:{project.discovery.discovery_id[:12]}:{at.session_state['edit_nonce']}"
         at.session_state[key] = {"selection": {"points": [], "point_indices": [index], "box": []}}
         at.run()
         _every_text_is_valid(at)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from turtle_core.names import display_name, markdown_text
+from turtle_core.names import display_name, escape_name, markdown_text
 from turtle_core.workspace import edits
 from turtle_ui import gallery, session
 from turtle_ui.fmt import fmt_int
@@ -59,7 +59,7 @@ def current_tree(project: Project, curation: Curation) -> MergeTree | None:
     """The merge tree of the current clusters (cached until the next edit); None below 3 clusters."""
     if len(curation.cluster_ids()) < 3:
         return None
-    return _tree(project, curation, str(project.folder), _curation_key(project, curation))
+    return _tree(project, curation, escape_name(project.folder), _curation_key(project, curation))
 
 
 def previewed_count(project: Project, curation: Curation) -> int | None:
@@ -104,7 +104,7 @@ def section(project: Project, curation: Curation, *, busy: bool) -> bool:
             return False
         n_clusters = tree.n_clusters
         suggested = tree.suggested_n_groups()
-        widget_key = f"merge_view_n:{project.folder}:{curation.version}"
+        widget_key = f"merge_view_n:{escape_name(project.folder)}:{curation.version}"
         if widget_key not in st.session_state:
             st.session_state[widget_key] = previewed_count(project, curation) or n_clusters
         n = st.slider(

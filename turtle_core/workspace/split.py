@@ -95,7 +95,7 @@ def split_cluster(
     check_cancel(cancel)
     now = project.snapshot()
     if now is None or now.discovery_id != snap.discovery_id:
-        raise SplitError("discovery was run again during the split; the split was not applied.")
+        raise StaleEdit("discovery was run again during the split; the split was not applied.")
     if cluster_id not in now.curation.cluster_ids():
         raise SplitError(f"'{name}' no longer exists (merged or emptied meanwhile); nothing was split.")
     current = now.curation.members(cluster_id)
@@ -113,10 +113,7 @@ def split_cluster(
         sub_labels=tuple(int(label) for label in sub_labels),
         names=tuple(part_names(now.curation, cluster_id, n_found)),
     )
-    try:
-        return project.apply(edit)
-    except StaleEdit as error:
-        raise SplitError(str(error)) from None
+    return project.apply(edit)  # StaleEdit (nothing changed) if the cluster changed at the last moment
 
 
 def apply_parts(curation: Curation, cluster_id: int, sub_labels: np.ndarray | Sequence[int]) -> list[int]:
