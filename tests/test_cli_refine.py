@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-
-
-def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TURTLE_HOME": str(home), "TURTLE_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "turtle_core", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+from test_cli import _run
 
 
 def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -> None:

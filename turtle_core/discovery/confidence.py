@@ -136,6 +136,33 @@ def heldout_probe_margin(Z: np.ndarray, labels: np.ndarray, folds: int = PROBE_F
     return margin
 
 
+def confidence_and_atypicality(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | Sequence[int],
+    *,
+    num_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both per-image scores from one pass over the features: `label_confidence` and `atypicality`."""
+    labels = np.asarray(labels).ravel()
+    confidence = np.ones(labels.size, np.float32)
+    score = np.zeros(labels.size, np.float32)
+    active = np.flatnonzero(labels >= 0)
+    if active.size < 3:
+        return confidence, score
+    lab = labels[active]
+    several = np.unique(lab).size >= 2
+    with cpu_threads(num_threads, torch.device("cpu")):
+        Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
+        margin, own = centroid_margin(Z, lab)
+        same, closeness = neighbour_stats(Z, lab)
+        probe = heldout_probe_margin(Z, lab) if several else None
+    if probe is not None:
+        ranks = (percentile_rank(margin) + percentile_rank(same) + percentile_rank(probe)) / 3
+        confidence[active] = percentile_rank(ranks)
+    score[active] = (_robust_z(1.0 - own, lab) + _robust_z(1.0 - closeness, np.zeros_like(lab))) / 2
+    return confidence, score
+
+
 def label_confidence(
     spaces: Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray | Sequence[int],
@@ -144,20 +171,7 @@ def label_confidence(
 ) -> np.ndarray:
     """Per image, in [0, 1]: the mean percentile rank of its centroid margin, neighbour agreement and held-out
     probe margin (see the module docstring). Excluded rows (label < 0) get 1.0 and take no part."""
-    labels = np.asarray(labels).ravel()
-    confidence = np.ones(labels.size, np.float32)
-    active = np.flatnonzero(labels >= 0)
-    if np.unique(labels[active]).size < 2 or active.size < 3:
-        return confidence
-    with cpu_threads(num_threads, torch.device("cpu")):
-        Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
-        lab = labels[active]
-        margin, _ = centroid_margin(Z, lab)
-        same, _ = neighbour_stats(Z, lab)
-        probe = heldout_probe_margin(Z, lab)
-    score = (percentile_rank(margin) + percentile_rank(same) + percentile_rank(probe)) / 3
-    confidence[active] = percentile_rank(score)
-    return confidence
+    return confidence_and_atypicality(spaces, labels, num_threads=num_threads)[0]
 
 
 def atypicality(
@@ -168,21 +182,7 @@ def atypicality(
 ) -> np.ndarray:
     """Per image, how badly it fits its own cluster (robust z-score; > `ATYPICAL_Z`: fits no category).
     Excluded rows (label < 0) get 0."""
-    labels = np.asarray(labels).ravel()
-    score = np.zeros(labels.size, np.float32)
-    active = np.flatnonzero(labels >= 0)
-    if active.size < 3:
-        return score
-    with cpu_threads(num_threads, torch.device("cpu")):
-        Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
-        lab = labels[active]
-        _, own = centroid_margin(Z, lab)
-        _, closeness = neighbour_stats(Z, lab)
-    distance = 1.0 - own
-    isolation = 1.0 - closeness
-    z = _robust_z(distance, lab) + _robust_z(isolation, np.zeros_like(lab))
-    score[active] = z / 2
-    return score
+    return confidence_and_atypicality(spaces, labels, num_threads=num_threads)[1]
 
 
 def _robust_z(values: np.ndarray, groups: np.ndarray) -> np.ndarray:

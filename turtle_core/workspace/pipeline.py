@@ -78,7 +78,7 @@ def compute_discovery(
     cancel: threading.Event | None,
 ) -> tuple[DiscoveryResult, list[np.ndarray]]:
     """Scan, embed and run TURTLE's model selection; the result and its feature matrices (not saved)."""
-    from turtle_core.discovery.confidence import atypicality, label_confidence
+    from turtle_core.discovery.confidence import confidence_and_atypicality
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
     from turtle_core.discovery.selection import select_model
 
@@ -92,9 +92,12 @@ def compute_discovery(
     best = selection.best
     labels = np.asarray(best.labels_, dtype=np.int32)
     truth = folder_labels(images)
-    if progress is not None:  # confidence, k-means for reference and saving take a while on a busy CPU: say so
+    if (
+        progress is not None
+    ):  # confidence, k-means for reference and saving take a while on a busy CPU: say so
         what = "scoring against the folder labels and k-means, then saving" if truth else "saving"
         progress(Progress("finish", 0, 0, message=f"Discovery done: measuring confidence, {what}"))
+    confidence, strangeness = confidence_and_atypicality(spaces, labels)
     metrics = kmeans_metrics = None
     if truth is not None:
         metrics = evaluate(truth, labels)
@@ -104,8 +107,8 @@ def compute_discovery(
         labels=labels,
         probabilities=np.asarray(best.probabilities_, dtype=np.float32),
         # TURTLE's own softmax is saturated; this one orders the review queue (discovery/confidence.py).
-        confidence=label_confidence(spaces, labels),
-        atypicality=atypicality(spaces, labels),
+        confidence=confidence,
+        atypicality=strangeness,
         n_clusters=int(selection.best_n_clusters),
         score=float(max(candidate.score for candidate in selection.candidates)),
         scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
