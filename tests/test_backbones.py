@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from turtle_core.embedding import backbones
+from turtle_core.embedding import availability, backbones
 from turtle_core.embedding.backbones import (
     BACKBONES,
     PRESETS,
@@ -68,7 +68,7 @@ def test_absent_clip_offline_is_missing_with_guidance_fast(
 def test_network_probe_is_bounded_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TURTLE_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(backbones, "_network_state", None)
+    monkeypatch.setattr(availability, "_network_state", None)
     calls: list[float] = []
 
     def hanging_connect(address: tuple[str, int], timeout: float) -> None:
@@ -76,7 +76,7 @@ def test_network_probe_is_bounded_and_cached(monkeypatch: pytest.MonkeyPatch) ->
         time.sleep(5)
         raise OSError("unreachable")
 
-    monkeypatch.setattr(backbones.socket, "create_connection", hanging_connect)
+    monkeypatch.setattr(availability.socket, "create_connection", hanging_connect)
     start = time.perf_counter()
     assert backbones.network_allowed() is False
     assert backbones.network_allowed() is False

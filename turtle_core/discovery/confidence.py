@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from turtle_core.constants import ATYPICAL_Z  # noqa: F401 (re-exported: the threshold the score is read against)
-from turtle_core.discovery.turtle import _check_spaces, cpu_threads
+from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
 PROBE_FOLDS = 5

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from turtle_core.discovery.turtle import _check_spaces, cpu_threads
+from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 # Inverse L2 strength per training row, as scikit-learn's C (the anchor probe of curator-effort.md uses 0.1).
 PROBE_C = 0.1
