@@ -148,25 +148,36 @@ def _list_backbones() -> int:
     return 0
 
 
-def _discover(args: argparse.Namespace) -> int:
+def _backbone_choice(args: argparse.Namespace) -> tuple[list[str], dict[str, str]] | None:
+    """The backbones and checkpoints `discover`/`embed` were asked for; None (usage error, said) when the
+    flags are unusable or `--ray` names a cluster without Ray installed."""
     from turtle_core.embedding.backbones import PRESETS
-    from turtle_core.workspace.project import CurationHasEdits, Project, ProjectError
 
     if not _ray_ready(args.ray):
-        return 2
+        return None
     try:
         checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return None
     names = args.backbones.split(",") if args.backbones else list(PRESETS[args.preset or "offline"])
+    return [name.strip() for name in names if name.strip()], checkpoints
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from turtle_core.workspace.project import CurationHasEdits, Project, ProjectError
+
+    choice = _backbone_choice(args)
+    if choice is None:
+        return 2
+    names, checkpoints = choice
     progress = TerminalProgress(enabled=not args.quiet)
     project: Project | None = None
     try:
         project = Project.open(args.folder)
         project.device = args.device
         project.ray_address = args.ray
-        project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
+        project.set_backbones(names, checkpoints)
         result = project.run_discovery(
             args.clusters, progress=progress, effort=args.effort, replace_edits=args.replace_curation
         )
@@ -286,25 +297,21 @@ def _ray_ready(address: str | None) -> bool:
 def _embed(args: argparse.Namespace) -> int:
     """Scan FOLDER and embed every usable image with each backbone; report per backbone how many
     came from the cache and how many were computed, and every file that failed and why."""
-    from turtle_core.embedding.backbones import PRESETS, BackboneUnavailable
+    from turtle_core.embedding.backbones import BackboneUnavailable
     from turtle_core.embedding.ray_embed import RayUnavailable, embed_backbone_images
     from turtle_core.workspace.project import Project, ProjectError
 
-    if not _ray_ready(args.ray):
+    choice = _backbone_choice(args)
+    if choice is None:
         return 2
-    try:
-        checkpoints = dict(_split_checkpoint(item) for item in args.checkpoint)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    names = args.backbones.split(",") if args.backbones else list(PRESETS[args.preset or "offline"])
+    names, checkpoints = choice
     progress = TerminalProgress(enabled=not args.quiet)
     project: Project | None = None
     lines: list[str] = []
     failed: dict[str, str] = {}
     try:
         project = Project.open(args.folder)
-        project.set_backbones([name.strip() for name in names if name.strip()], checkpoints)
+        project.set_backbones(names, checkpoints)
         images = project.scan(progress).images
         for name in project.backbones if images else []:
             result = embed_backbone_images(
