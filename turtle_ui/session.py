@@ -233,15 +233,6 @@ def show_flash() -> None:
     {"success": st.success, "error": st.error, "warning": st.warning}.get(kind, st.info)(message)
 
 
-def edited(project: Project, message: str) -> None:
-    """Deprecated (edits go through `apply_edit`): after editing `project.curation` in place, save,
-    reset selections, tell the user, rerun the whole app."""
-    project.save_curation()
-    st.session_state.edit_nonce += 1
-    flash("success", message)
-    st.rerun()
-
-
 def palette_css() -> None:
     """Load the app's small stylesheet (compact galleries, tighter headers)."""
     css = Path(__file__).resolve().parent.parent / "assets" / "app.css"

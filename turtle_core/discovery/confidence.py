@@ -15,7 +15,7 @@ image of the folder, 1 the surest, so cluster means spread instead of all readin
 
 `atypicality` is the separate "fits no category" score (the open-set idea behind MCM/UEO): a robust z-score
 of the image's distance to its own cluster centre among that cluster's members, combined with how far its
-nearest neighbours are. Images above `ATYPICAL_Z` are shown in the review queue as their own group.
+nearest neighbours are. Images above `turtle_core.constants.ATYPICAL_Z` are shown in the review queue as their own group.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from turtle_core.constants import ATYPICAL_Z  # noqa: F401 (re-exported: the threshold the score is read against)
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
@@ -180,7 +179,7 @@ def atypicality(
     *,
     num_threads: int | None = None,
 ) -> np.ndarray:
-    """Per image, how badly it fits its own cluster (robust z-score; > `ATYPICAL_Z`: fits no category).
+    """Per image, how badly it fits its own cluster (robust z-score; above `constants.ATYPICAL_Z`: fits no category).
     Excluded rows (label < 0) get 0."""
     return confidence_and_atypicality(spaces, labels, num_threads=num_threads)[1]
 
