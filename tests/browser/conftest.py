@@ -11,6 +11,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -259,6 +260,17 @@ def save_failure(page, runs: AppRuns | None, server: AppServer | None, name: str
     (SCREENSHOTS / f"FAILED-{name}.log").write_text(run_report(page, runs, server, f"failed step: {name}"))
     # CI keeps only the terminal output: pytest shows this under "Captured stderr" of the failed test.
     print(run_report(page, runs, server, f"failed step: {name}", last=300), file=sys.stderr)
+
+
+@contextmanager
+def step(page, server, name: str) -> Iterator[None]:
+    """Run one step of a browser test; on failure save FAILED-<name>.png and .log for the CI artifacts."""
+    page.runs.note(f"== step {name}")
+    try:
+        yield
+    except BaseException:
+        save_failure(page, page.runs, server, name)
+        raise
 
 
 def run_report(

@@ -12,12 +12,10 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import IDLE, save_failure, screenshot, settle
+from conftest import IDLE, screenshot, settle, step
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]  # ~2-7 min: real embedding of 200 images
@@ -26,17 +24,6 @@ DISCOVERY_TIMEOUT_MS = 420_000  # offline backbones + TURTLE on 200 images, 2 sh
 EXPORT_TIMEOUT_MS = 120_000
 REFINE_TIMEOUT_MS = 120_000  # a probe on the checked images, in the background
 UMAP_TIMEOUT_MS = 300_000  # the first UMAP in a fresh environment compiles numba code (~20-60 s)
-
-
-@contextmanager
-def step(page, server, name: str) -> Iterator[None]:
-    """Run one step of the loop; on failure save FAILED-<name>.png and .log for the CI artifacts."""
-    page.runs.note(f"== step {name}")
-    try:
-        yield
-    except BaseException:
-        save_failure(page, page.runs, server, name)
-        raise
 
 
 def act(page, action, what: str, timeout_ms: float = 60_000) -> None:

@@ -9,28 +9,16 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import IDLE, save_failure, screenshot, settle
+from conftest import IDLE, screenshot, settle, step
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SPLIT_TIMEOUT_MS = 180_000  # a quick split of 40 images on 2 shared CPU cores
 CANCEL_TIMEOUT_MS = 240_000
-
-
-@contextmanager
-def step(page, server, name: str) -> Iterator[None]:
-    page.runs.note(f"== step {name}")
-    try:
-        yield
-    except BaseException:
-        save_failure(page, page.runs, server, name)
-        raise
 
 
 @pytest.fixture(scope="module")
