@@ -44,16 +44,14 @@ NOT_AVAILABLE = "not available (turtle_core.discovery.refine.refine_labels missi
 def product_discovery(
     features: np.ndarray, n_clusters: int, effort: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly what `Project.run_discovery` does for one space: `select_model` with the effort's
-    settings, the chosen run's `labels_` and `confidence_`. Repoint here when the engine changes."""
+    """Exactly what `Project.run_discovery` does for one space: `discover` with the effort (TURTLE's
+    selection, then the stability choice against k-means), and the confidence of the kept labels."""
     from turtle_core.discovery.confidence import label_confidence
+    from turtle_core.discovery.discover import discover
     from turtle_core.discovery.effort import resolve_effort
-    from turtle_core.discovery.selection import select_model
 
-    chosen = resolve_effort(effort)
-    selection = select_model([features], n_clusters, random_state=seed, **chosen.select_kwargs())
-    labels = np.asarray(selection.best.labels_, dtype=np.int64)
-    return labels, np.asarray(label_confidence([features], labels), dtype=np.float64)
+    found = discover([features], n_clusters, resolve_effort(effort), random_state=seed)
+    return found.labels, np.asarray(label_confidence([features], found.labels), dtype=np.float64)
 
 
 class NotCached(LookupError):

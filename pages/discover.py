@@ -173,6 +173,7 @@ cols[2].metric(
     help="How well a linear classifier trained on half the data predicts the clusters of the other half; higher is better.",
 )
 cols[3].metric("Time", fmt.fmt_duration(result.seconds))
+st.caption(fmt.partition_note(result.params))
 
 if result.metrics:
     st.markdown("**Agreement with folder labels**")

@@ -35,6 +35,9 @@ def test_real_engine_loop(monkeypatch: pytest.MonkeyPatch, make_image_tree, tmp_
     assert not at.exception
     assert "Categories: 3" in texts(at) and "Images: 18" in texts(at)
     assert "Accuracy:" in texts(at)  # folder labels exist, so the result is scored
+    kept = project.discovery.params["method"]
+    assert kept in ("turtle", "kmeans")
+    assert f"Partition: {'TURTLE' if kept == 'turtle' else 'k-means'}" in texts(at)
     assert project.curation is not None and project.curation.n_images == 18
 
     at.session_state["map_layout"] = "PCA"  # UMAP is covered by the engine's own tests

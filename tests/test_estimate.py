@@ -19,10 +19,11 @@ from turtle_core.discovery.estimate import (
 
 def test_turtle_time_follows_the_effort_and_the_range() -> None:
     quick, standard = EFFORTS["quick"], EFFORTS["standard"]
-    assert turtle_seconds(2000, 10, standard) > 5 * turtle_seconds(2000, 10, quick)
+    # both pay the same k-means runs of the stability choice; TURTLE's own part differs ~5x
+    assert turtle_seconds(2000, 10, standard) > 2.5 * turtle_seconds(2000, 10, quick)
     assert turtle_seconds(10_000, 10, standard) > turtle_seconds(2000, 10, standard)
-    # batches stop growing at 10,000 rows: only the label-free scores grow beyond
-    assert turtle_seconds(50_000, 10, standard) < 1.2 * turtle_seconds(10_000, 10, standard)
+    # batches stop growing at 10,000 rows, the label-free scores and the k-means sample at 20,000
+    assert turtle_seconds(50_000, 10, standard) < 1.05 * turtle_seconds(20_000, 10, standard)
     assert turtle_seconds(2000, (5, 15), standard) > 5 * turtle_seconds(2000, 10, standard)
     assert turtle_seconds(2000, 100, standard) > 5 * turtle_seconds(2000, 10, standard)
 

@@ -20,3 +20,10 @@ EXCLUDED: int = -1  # cluster id of images a curator excluded
 
 # "Fits no category": an image whose atypicality (discovery/confidence.py) exceeds this robust z-score.
 ATYPICAL_Z: float = 3.5
+
+# The stability choice between TURTLE's and k-means' partitions (discovery/stability.py): k-means runs
+# compared, k-means++ starts per run, and the rows k-means is fitted on beyond which it uses a sample.
+STABILITY_TURTLE_RUNS: int = 3  # independent quick TURTLE selections compared
+STABILITY_KMEANS_RUNS: int = 3
+STABILITY_KMEANS_INITS: int = 10
+STABILITY_KMEANS_SAMPLE_ROWS: int = 20_000

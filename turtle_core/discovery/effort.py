@@ -35,14 +35,14 @@ EFFORTS: dict[str, Effort] = {
         1000,
         1,
         6,
-        "6 starts screened, the best trained for 1,000 steps: a tenth of the time, a rougher first look",
+        "6 starts screened, the best trained for 1,000 steps; three such runs compared with k-means",
     ),
     "standard": Effort(
         "standard",
         TURTLE_OUTER_STEPS,
         3,
         16,
-        "16 starts screened, the 3 best trained for the paper's 6,000 steps, the best of those kept",
+        "16 starts screened, the 3 best trained for the paper's 6,000 steps, the best kept; then compared with k-means",
     ),
 }
 DEFAULT_EFFORT = "standard"

@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from turtle_core.atomic import atomic_write_json, read_json
-from turtle_core.discovery.effort import Effort
+from turtle_core.constants import (
+    STABILITY_KMEANS_INITS,
+    STABILITY_KMEANS_RUNS,
+    STABILITY_KMEANS_SAMPLE_ROWS,
+    STABILITY_TURTLE_RUNS,
+)
+from turtle_core.discovery.effort import EFFORTS, Effort
 from turtle_core.paths import turtle_home
 
 RATES_FILE = "rates.json"
@@ -50,6 +56,9 @@ STEP_S_AT_10K = 0.0104
 BATCH_CAP = 10_000
 SCREEN_STEPS = 300  # selection.SCREEN_STEPS (not imported: that module imports torch)
 SCORE_S_PER_ROW = 2e-5  # one label-free score (10-fold linear probes), per image
+# One k-means start of the stability choice (discovery/stability.py), per image and cluster, on 1,280
+# dimensions: 1,797 rows × 10 clusters took 0.55 s per start on this CPU (idle), 1.4 s at load 5.
+KMEANS_START_S_PER_ROW_CLUSTER = 3e-5
 
 
 @dataclass(frozen=True)
@@ -84,12 +93,37 @@ def record_embedding_rate(name: str, device: str, images: int, seconds: float) -
         atomic_write_json(turtle_home() / RATES_FILE, rates)
 
 
-def turtle_seconds(n_images: int, n_clusters: int | tuple[int, int], effort: Effort) -> float:
-    """TURTLE's expected time for `effort` at one C or a range (lo, hi), as `select_model` spends it."""
+def _cluster_values(n_clusters: int | tuple[int, int]) -> list[int]:
     if isinstance(n_clusters, tuple):
-        ks = list(range(int(n_clusters[0]), int(n_clusters[1]) + 1))
-    else:
-        ks = [int(n_clusters)]
+        return list(range(int(n_clusters[0]), int(n_clusters[1]) + 1))
+    return [int(n_clusters)]
+
+
+def selection_steps(n_clusters: int | tuple[int, int], effort: Effort) -> int:
+    """TURTLE outer steps one `select_model` at `effort` trains (screening and full runs), as it counts them."""
+    ks = _cluster_values(n_clusters)
+    full = effort.outer_steps
+    screen = max(1, min(SCREEN_STEPS, full // 5))
+    screening = effort.n_screen * screen if effort.n_screen > effort.n_restarts and screen < full else 0
+    return len(ks) * (screening + full) + min(2, len(ks)) * (effort.n_restarts - 1) * full
+
+
+def discovery_plan(effort: Effort) -> list[Effort]:
+    """The selections `discovery.discover` runs: the effort's own, then quick ones for the stability
+    choice (the quick effort's own selection is the best of those)."""
+    quick = EFFORTS["quick"]
+    return ([effort] if effort != quick else []) + [quick] * STABILITY_TURTLE_RUNS
+
+
+def turtle_seconds(n_images: int, n_clusters: int | tuple[int, int], effort: Effort) -> float:
+    """The discovery's expected time for `effort` at one C or a range (lo, hi): TURTLE's selections as
+    `discovery.discover` runs them, and the k-means runs of the stability choice."""
+    ks = _cluster_values(n_clusters)
+    total = sum(_selection_seconds(n_images, ks, chosen) for chosen in discovery_plan(effort))
+    return total + _stability_seconds(n_images, ks[-1])
+
+
+def _selection_seconds(n_images: int, ks: list[int], effort: Effort) -> float:
     full = effort.outer_steps
     screen = max(1, min(SCREEN_STEPS, full // 5))
     refined = min(2, len(ks))
@@ -103,6 +137,13 @@ def turtle_seconds(n_images: int, n_clusters: int | tuple[int, int], effort: Eff
         runs = 1 + (effort.n_restarts - 1 if k in ks[:refined] else 0)
         total += effort.n_screen * (screen * step + score_s) + runs * (full * step + score_s)
     return total
+
+
+def _stability_seconds(n_images: int, n_clusters: int) -> float:
+    """The k-means runs of the stability choice."""
+    starts = STABILITY_KMEANS_RUNS * STABILITY_KMEANS_INITS
+    rows = min(n_images, STABILITY_KMEANS_SAMPLE_ROWS)
+    return starts * KMEANS_START_S_PER_ROW_CLUSTER * rows * n_clusters
 
 
 def estimate_discovery(

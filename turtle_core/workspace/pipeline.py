@@ -77,20 +77,19 @@ def compute_discovery(
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
 ) -> tuple[DiscoveryResult, list[np.ndarray]]:
-    """Scan, embed and run TURTLE's model selection; the result and its feature matrices (not saved)."""
+    """Scan, embed and discover (TURTLE's model selection, then the stability choice against k-means);
+    the result and its feature matrices (not saved)."""
     from turtle_core.discovery.confidence import confidence_and_atypicality
+    from turtle_core.discovery.discover import discover
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
-    from turtle_core.discovery.selection import select_model
 
     started = time.perf_counter()
     project.scan(progress, cancel)
     images, spaces, identities, failed = project.embed(progress, cancel)
     n_clusters = checked_cluster_request(n_clusters, len(images))
-    selection = select_model(
-        spaces, n_clusters, progress=progress, cancel=cancel, random_state=0, **chosen.select_kwargs()
-    )
-    best = selection.best
-    labels = np.asarray(best.labels_, dtype=np.int32)
+    found = discover(spaces, n_clusters, chosen, random_state=0, progress=progress, cancel=cancel)
+    selection = found.selection
+    labels = found.labels.astype(np.int32)
     truth = folder_labels(images)
     if (
         progress is not None
@@ -105,14 +104,14 @@ def compute_discovery(
     result = DiscoveryResult(
         images=images,
         labels=labels,
-        probabilities=np.asarray(best.probabilities_, dtype=np.float32),
+        probabilities=found.probabilities,
         # TURTLE's own softmax is saturated; this one orders the review queue (discovery/confidence.py).
         confidence=confidence,
         atypicality=strangeness,
         n_clusters=int(selection.best_n_clusters),
         score=float(max(candidate.score for candidate in selection.candidates)),
         scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
-        params=jsonable({**selection.best_params, "effort": chosen.name}),
+        params=jsonable({**found.params, "effort": chosen.name}),
         backbones=list(project.backbones),
         identities=identities,
         seconds=time.perf_counter() - started,

@@ -1,0 +1,81 @@
+"""The stability choice between TURTLE's and k-means' partitions (discovery/stability.py, discover.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from turtle_core.discovery.discover import discover
+from turtle_core.discovery.effort import EFFORTS
+from turtle_core.discovery.metrics import evaluate
+from turtle_core.discovery.stability import (
+    choose_partition,
+    joint_unit_rows,
+    kmeans_runs,
+    mean_pairwise_ari,
+    soft_assignment,
+)
+
+
+def _blobs(
+    sizes: list[int], dim: int = 32, spread: float = 0.15, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim))
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    return (centres[truth] + spread * rng.normal(size=(truth.size, dim))).astype(np.float32), truth
+
+
+def test_agreement_is_one_for_identical_runs_and_near_zero_for_random_ones() -> None:
+    labels = np.repeat(np.arange(4), 50)
+    assert mean_pairwise_ari([labels, labels, (labels + 1) % 4]) == 1.0
+    rng = np.random.default_rng(0)
+    assert abs(mean_pairwise_ari([rng.integers(0, 4, 200) for _ in range(3)])) < 0.05
+    assert np.isnan(mean_pairwise_ari([labels]))
+
+
+def test_soft_assignment_sums_to_one_and_prefers_the_nearest_centre() -> None:
+    distances = np.array([[0.1, 0.5, 2.0], [1.0, 0.2, 0.3], [0.4, 0.4, 0.1]])
+    probabilities = soft_assignment(distances)
+    assert np.allclose(probabilities.sum(1), 1.0, atol=1e-6)
+    assert probabilities.argmax(1).tolist() == [0, 1, 2]
+    assert probabilities.max() < 1.0  # soft, not one-hot
+
+
+def test_kmeans_is_kept_when_its_runs_agree_more_than_turtles() -> None:
+    X, truth = _blobs([300, 60, 20])
+    rng = np.random.default_rng(1)
+    unstable = [rng.integers(0, 3, truth.size) for _ in range(3)]  # runs that agree on nothing
+    choice = choose_partition([X], unstable, unstable[0], np.full((truth.size, 3), 1 / 3), random_state=0)
+    assert choice.method == "kmeans"
+    assert choice.kmeans_agreement > 0.95 and abs(choice.turtle_agreement) < 0.05
+    assert evaluate(truth, choice.labels)["accuracy"] == 1.0
+    best = min(kmeans_runs(joint_unit_rows([X]), 3, [0, 1, 2]), key=lambda run: run.inertia)
+    assert np.array_equal(choice.labels, best.labels)
+    assert choice.probabilities.shape == (truth.size, 3)
+
+
+def test_turtle_is_kept_when_its_runs_agree_at_least_as_much() -> None:
+    X, truth = _blobs([100, 100, 100])
+    choice = choose_partition([X], [truth, truth], truth, np.eye(3)[truth], random_state=0)
+    assert choice.method == "turtle" and np.array_equal(choice.labels, truth)
+    single = choose_partition([X], [truth], truth, np.eye(3)[truth])  # one run: nothing to compare
+    assert single.method == "turtle" and np.isnan(single.kmeans_agreement)
+
+
+def test_discover_finds_imbalanced_blobs_and_says_which_partition_it_kept() -> None:
+    X, truth = _blobs([400, 80, 40], dim=24, spread=0.2, seed=3)
+    found = discover([X], 3, EFFORTS["quick"], random_state=0)
+    assert evaluate(truth, found.labels)["accuracy"] >= 0.95
+    assert found.params["method"] in ("turtle", "kmeans")
+    assert found.probabilities.shape == (truth.size, 3)
+    assert np.array_equal(found.probabilities.argmax(1), found.labels)
+
+
+def test_kmeans_on_a_sample_assigns_every_row_to_its_nearest_centre() -> None:
+    X, truth = _blobs([600, 300, 100], seed=5)
+    data = joint_unit_rows([X])
+    sampled = kmeans_runs(data, 3, [0, 1], sample_rows=200)
+    for run in sampled:
+        assert run.labels.shape == truth.shape and run.distances.shape == (truth.size, 3)
+        assert np.array_equal(run.labels, run.distances.argmin(1))
+        assert evaluate(truth, run.labels)["accuracy"] == 1.0

@@ -1,0 +1,137 @@
+"""Which partition to trust: TURTLE's or plain k-means', decided without labels by how stable each is.
+
+TURTLE's entropy term favours clusters of equal size. On folders whose categories are balanced it finds
+them far better than k-means (digits: 0.83 against 0.60 accuracy); on imbalanced folders it splits the big
+categories and k-means wins (emoji 5:1, Animal-MNIST 10:1, colour crops 4.8:1). No geometric criterion
+told the two cases apart on the curator-effort suite (silhouette, Calinski-Harabasz and Davies-Bouldin
+always preferred k-means, neighbour agreement and modularity always TURTLE). Stability did (Lange et al.,
+"Stability-based validation of clustering solutions", 2004): the method whose independent runs agree
+with each other more is the one whose partition reflects the data rather than its own bias. TURTLE's
+runs are the selection's full runs (different k-means starts); k-means' are `KMEANS_RUNS` seeds of
+k-means with 10 inits each. Numbers in benchmarks/README.md ("Stability choice").
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from turtle_core.constants import STABILITY_KMEANS_INITS, STABILITY_KMEANS_RUNS, STABILITY_KMEANS_SAMPLE_ROWS
+from turtle_core.discovery.runtime import _check_spaces
+from turtle_core.progress import check_cancel
+
+# Beyond KMEANS_SAMPLE_ROWS rows k-means is fitted on one fixed random sample and every row assigned to
+# the nearest centre: its 30 fits would otherwise outgrow TURTLE's own time (whose batches stop at 10,000).
+KMEANS_RUNS = STABILITY_KMEANS_RUNS
+KMEANS_INITS = STABILITY_KMEANS_INITS
+KMEANS_SAMPLE_ROWS = STABILITY_KMEANS_SAMPLE_ROWS
+
+Method = Literal["turtle", "kmeans"]
+
+
+@dataclass
+class PartitionChoice:
+    """The partition kept (`labels`, soft `probabilities`), which method made it, and both agreements
+    (mean pairwise adjusted Rand index of each method's runs; NaN where a method had a single run)."""
+
+    method: Method
+    labels: np.ndarray = field(repr=False)
+    probabilities: np.ndarray = field(repr=False)
+    turtle_agreement: float
+    kmeans_agreement: float
+
+
+def mean_pairwise_ari(labelings: Sequence[np.ndarray]) -> float:
+    """Mean adjusted Rand index over every pair of labelings (NaN for fewer than two)."""
+    from turtle_core.discovery.metrics import ari
+
+    pairs = list(itertools.combinations(labelings, 2))
+    return float(np.mean([ari(a, b) for a, b in pairs])) if pairs else float("nan")
+
+
+def joint_unit_rows(spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
+    """Every space's rows L2-normalised, concatenated, each space weighing alike (k-means' input)."""
+    blocks = []
+    for X in _check_spaces(spaces):
+        block = np.asarray(X, dtype=np.float32)
+        blocks.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
+    return np.hstack(blocks) / np.float32(np.sqrt(len(blocks)))
+
+
+@dataclass
+class KMeansRun:
+    labels: np.ndarray
+    inertia: float
+    distances: np.ndarray  # N × C squared distances to the centres
+
+
+def kmeans_runs(
+    data: np.ndarray,
+    n_clusters: int,
+    seeds: Sequence[int],
+    cancel: threading.Event | None = None,
+    sample_rows: int = KMEANS_SAMPLE_ROWS,
+) -> list[KMeansRun]:
+    """k-means (best of `KMEANS_INITS` k-means++ starts) once per seed; fitted on one fixed sample of
+    `sample_rows` rows when there are more (inertias then compare on that sample), every row assigned."""
+    from sklearn.cluster import KMeans
+
+    fit_rows = data
+    if data.shape[0] > sample_rows:
+        fit_rows = data[np.sort(np.random.default_rng(0).choice(data.shape[0], sample_rows, replace=False))]
+    runs = []
+    for seed in seeds:
+        check_cancel(cancel)
+        model = KMeans(n_clusters=n_clusters, n_init=KMEANS_INITS, random_state=int(seed)).fit(fit_rows)
+        distances = model.transform(data) ** 2
+        runs.append(KMeansRun(distances.argmin(1).astype(np.int64), float(model.inertia_), distances))
+    return runs
+
+
+def soft_assignment(squared_distances: np.ndarray) -> np.ndarray:
+    """Probabilities from squared centre distances: a softmax whose scale is the median gap between the
+    nearest and the second-nearest centre (so a typical row is about 73 % sure of its cluster)."""
+    d = np.asarray(squared_distances, dtype=np.float64)
+    if d.shape[1] < 2:
+        return np.ones_like(d, dtype=np.float32)
+    ordered = np.sort(d, axis=1)
+    scale = max(float(np.median(ordered[:, 1] - ordered[:, 0])), 1e-12)
+    logits = -(d - ordered[:, :1]) / scale
+    weights = np.exp(logits)
+    return (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+
+
+def choose_partition(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    turtle_runs: Sequence[np.ndarray],
+    turtle_labels: np.ndarray,
+    turtle_probabilities: np.ndarray,
+    *,
+    random_state: int = 0,
+    cancel: threading.Event | None = None,
+) -> PartitionChoice:
+    """TURTLE's chosen run, unless k-means' runs agree with each other more than TURTLE's full runs
+    (`turtle_runs`, at least two) do: then the lowest-inertia k-means run, at TURTLE's number of clusters."""
+    turtle_agreement = mean_pairwise_ari(turtle_runs)
+    n_clusters = int(turtle_probabilities.shape[1])
+    keep_turtle = PartitionChoice(
+        "turtle", np.asarray(turtle_labels), np.asarray(turtle_probabilities), turtle_agreement, float("nan")
+    )
+    if len(turtle_runs) < 2 or n_clusters < 2:
+        return keep_turtle
+    seeds = [int(random_state) + i for i in range(KMEANS_RUNS)]
+    runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel)
+    kmeans_agreement = mean_pairwise_ari([run.labels for run in runs])
+    keep_turtle.kmeans_agreement = kmeans_agreement
+    if not kmeans_agreement > turtle_agreement:
+        return keep_turtle
+    best = min(runs, key=lambda run: run.inertia)
+    return PartitionChoice(
+        "kmeans", best.labels, soft_assignment(best.distances), turtle_agreement, kmeans_agreement
+    )
