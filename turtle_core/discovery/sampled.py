@@ -30,19 +30,23 @@ CHUNK_ROWS = 65_536  # rows per streamed block (65,536 × 1,280 float32 = 335 MB
 NEIGHBOUR_REFERENCE_ROWS = 10_000
 
 
-def discovery_sample(n_rows: int, sample_rows: int = SAMPLE_ROWS, seed: int = 0) -> np.ndarray | None:
+def discovery_sample(n_rows: int, sample_rows: int | None = None, seed: int = 0) -> np.ndarray | None:
     """Sorted row ids of the fixed random sample a discovery of `n_rows` images is fitted on, or None
-    when there are at most `sample_rows` images (then every row is used, exactly as before)."""
+    when there are at most `sample_rows` (default `SAMPLE_ROWS`) images (then every row is used,
+    exactly as before)."""
+    sample_rows = SAMPLE_ROWS if sample_rows is None else int(sample_rows)
     if n_rows <= sample_rows:
         return None
     return np.sort(np.random.default_rng(seed).choice(n_rows, size=sample_rows, replace=False))
 
 
-def chunks(n_rows: int, size: int = CHUNK_ROWS) -> list[slice]:
+def chunks(n_rows: int, size: int | None = None) -> list[slice]:
+    """Consecutive row blocks of `size` (default `CHUNK_ROWS`) covering `n_rows` rows."""
+    size = CHUNK_ROWS if size is None else int(size)
     return [slice(lo, min(n_rows, lo + size)) for lo in range(0, n_rows, size)]
 
 
-def predict_proba_chunked(model, spaces: Sequence[np.ndarray], chunk: int = CHUNK_ROWS) -> np.ndarray:
+def predict_proba_chunked(model, spaces: Sequence[np.ndarray], chunk: int | None = None) -> np.ndarray:
     """`model.predict_proba(spaces)` (a fitted `Turtle`), computed chunk by chunk: N × C float32."""
     arrays = _check_spaces(spaces)
     n = arrays[0].shape[0]
@@ -59,7 +63,7 @@ def kmeans_baseline_sampled(
     *,
     random_state: int | None = 0,
     n_init: int = 10,
-    chunk: int = CHUNK_ROWS,
+    chunk: int | None = None,
 ) -> np.ndarray:
     """`metrics.kmeans_baseline` (rows L2-normalised per space, concatenated) fitted on the `sample`
     rows; every row is then assigned to its nearest centre, chunk by chunk."""
@@ -94,7 +98,7 @@ def _joint_blocks(blocks: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def joint_space_sampled(
-    spaces: Sequence[np.ndarray], sample: np.ndarray, dims: int, chunk: int = CHUNK_ROWS
+    spaces: Sequence[np.ndarray], sample: np.ndarray, dims: int, chunk: int | None = None
 ) -> np.ndarray:
     """`confidence._joint_space` with its centre and PCA axes fitted on the `sample` rows, every row
     projected chunk by chunk (N × dims float32; never a full-width copy of all rows)."""

@@ -122,7 +122,7 @@ def discover_features(
 
     started = time.perf_counter()
     n_clusters = checked_cluster_request(n_clusters, len(images))
-    sample = big.discovery_sample(len(images), big.SAMPLE_ROWS if sample_rows is None else sample_rows)
+    sample = big.discovery_sample(len(images), sample_rows)
     fit_spaces = spaces if sample is None else [X[sample] for X in spaces]
     if sample is not None and progress is not None:
         progress(
