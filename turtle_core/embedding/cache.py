@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import threading
 import time
@@ -32,6 +33,16 @@ class _Chunk:
     keys: list[str]
     array: np.memmap
     checksum: str
+
+
+def _release(array: np.ndarray) -> None:
+    """Unmap the file pages a read-only memory map has touched from this process's resident set (the
+    kernel keeps them in its page cache): reading a million rows otherwise leaves the 5 GB file
+    counted in the process's memory next to the copy that was made of it."""
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            handle.madvise(mmap.MADV_DONTNEED)
 
 
 def _file_checksum(path: Path) -> str:
@@ -120,6 +131,7 @@ class EmbeddingCache:
                 array = self._chunks[name].array
                 for lo in range(0, len(chunk_rows), _LOOKUP_BLOCK):
                     out[out_rows[lo : lo + _LOOKUP_BLOCK]] = array[chunk_rows[lo : lo + _LOOKUP_BLOCK]]
+                    _release(array)
         # A non-finite vector (NaN/inf, e.g. cached by an older version from fp16 autocast) is a miss:
         # it is computed again instead of failing every discovery that uses it.
         finite = np.ones(out.shape[0], dtype=bool)
