@@ -212,6 +212,8 @@ def map_view(work: Path) -> dict:
     from turtle_core.workspace.project import Project
 
     project = Project.open(work / "images")
+    for old in project.store.layouts_dir.glob("layout-pca-*.npy"):  # a first view: no layout saved yet
+        old.unlink()
     start = time.perf_counter()
     project.spaces()  # reading the features back from the embedding cache (I/O), timed on its own
     read_s = time.perf_counter() - start
