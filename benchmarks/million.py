@@ -102,7 +102,6 @@ def discover(work: Path, n: int, classes: int) -> dict:
     from turtle_core.discovery.metrics import evaluate
     from turtle_core.embedding.cache import EmbeddingCache
     from turtle_core.paths import embedding_cache_dir
-    from turtle_core.progress import Progress
     from turtle_core.workspace.pipeline import discover_features
     from turtle_core.workspace.project import Project
 
@@ -113,17 +112,37 @@ def discover(work: Path, n: int, classes: int) -> dict:
     )
     assert found.all()
     read_s = time.perf_counter() - start
-    marks: list[tuple[str, float]] = [("select_model", time.perf_counter())]
+    stages: dict[str, float] = {}
+    patched = []
 
-    def progress(report: Progress) -> None:  # when each of the discovery's closing stages began
-        if report.stage == "finish" and report.message != marks[-1][0]:
-            marks.append((report.message, time.perf_counter()))
+    def timed(module, name: str, stage: str) -> None:  # time the discovery's steps where they are looked up
+        original = getattr(module, name)
 
-    result = discover_features(
-        records, [features], [IDENTITY], classes, EFFORTS["quick"], progress, backbones=["synthetic"]
-    )
-    marks.append(("end", time.perf_counter()))
-    stages = {name: round(marks[i + 1][1] - at, 2) for i, (name, at) in enumerate(marks[:-1])}
+        def wrapper(*args, **kwargs):
+            begun = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                stages[stage] = round(stages.get(stage, 0.0) + time.perf_counter() - begun, 2)
+
+        setattr(module, name, wrapper)
+        patched.append((module, name, original))
+
+    from turtle_core.discovery import confidence, metrics, sampled, selection
+
+    timed(selection, "select_model", "select_model")
+    timed(sampled, "predict_proba_chunked", "assign_every_row")
+    timed(sampled, "confidence_and_atypicality_sampled", "confidence")
+    timed(confidence, "confidence_and_atypicality", "confidence")
+    timed(sampled, "kmeans_baseline_sampled", "kmeans_reference")
+    timed(metrics, "kmeans_baseline", "kmeans_reference")
+    try:
+        result = discover_features(
+            records, [features], [IDENTITY], classes, EFFORTS["quick"], backbones=["synthetic"]
+        )
+    finally:
+        for module, name, original in patched:
+            setattr(module, name, original)
     labels = result.labels
     seconds = time.perf_counter() - start
     print(json.dumps({"stages_s": stages, "seconds": seconds}), file=sys.stderr, flush=True)

@@ -160,8 +160,6 @@ def discover_features(
     metrics = kmeans_metrics = None
     if truth is not None:
         check_cancel(cancel)
-        if progress is not None:
-            progress(Progress("finish", 0, 0, message="Clustering with k-means too, for reference"))
         metrics = evaluate(truth, labels)
         if sample is None:
             reference = kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
