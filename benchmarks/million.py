@@ -10,16 +10,18 @@ Each phase runs in its own process, so its peak memory (`ru_maxrss`) is its own:
   build     generate the features and write them to the cache; an empty project folder
   standin   instead of discover, when it does not fit the time: the mixture's classes saved as
             the discovery, so that the phases after it can be measured (marked in the JSON)
-  discover  read the features back from the cache, the quick discovery (`select_model` with the
-            quick effort), save the result and the curation (what `Project.run_discovery` does after
-            scan and embedding)
+  discover  read the features back from the cache, the quick discovery through the product's path
+            (`pipeline.discover_features`: above 50,000 rows fitted on a 50,000-row sample, every row
+            assigned and scored in chunks; confidence; the k-means reference), save the result and
+            the curation (what `Project.run_discovery` does after scan and embedding)
   open      `Project.open` with that discovery and curation saved
-  map       the map's first view: the PCA layout of all rows (features read from the cache), the
-            density grid and the figure of the sample; then the same view again (layout cached)
+  map       the map's first view: the features read from the cache (timed apart), the PCA layout
+            (fitted on 50,000 sampled rows, every row projected in chunks), the density grid and the
+            figure of the sample; then the same view again (layout cached)
   umap      the UMAP layout (fit on 50,000 sampled rows, `transform` for the rest; slow on 2 cores)
   gallery   one cluster's gallery page: its members sorted by confidence, 50 per page
   edit      an edit's rerun: move 1,000 images to a new cluster, save the curation atomically,
-            rebuild the map figure
+            rebuild the map figure (the density grid, kept per layout by the page, is not rebuilt)
 Writes benchmarks/results/million-n<N>.json (merging phases run separately).
 """
 
@@ -93,14 +95,15 @@ def _records(n: int, classes: int) -> list:
 
 
 def discover(work: Path, n: int, classes: int) -> dict:
-    from turtle_core.atomic import atomic_write_bytes
+    """The product's discovery on the cached features: `pipeline.discover_features` (what
+    `Project.run_discovery` runs after scan and embedding: selection, every image assigned, confidence,
+    the k-means reference against the folder labels), then the result and curation saved."""
     from turtle_core.discovery.effort import EFFORTS
     from turtle_core.discovery.metrics import evaluate
-    from turtle_core.discovery.selection import select_model
     from turtle_core.embedding.cache import EmbeddingCache
     from turtle_core.paths import embedding_cache_dir
-    from turtle_core.workspace.curation import Curation
-    from turtle_core.workspace.project import DiscoveryResult, Project
+    from turtle_core.workspace.pipeline import discover_features
+    from turtle_core.workspace.project import Project
 
     start = time.perf_counter()
     records = _records(n, classes)
@@ -109,33 +112,53 @@ def discover(work: Path, n: int, classes: int) -> dict:
     )
     assert found.all()
     read_s = time.perf_counter() - start
-    selection = select_model([features], classes, random_state=0, **EFFORTS["quick"].select_kwargs())
-    best = selection.best
-    labels = np.asarray(best.labels_, dtype=np.int32)
+    stages: dict[str, float] = {}
+    patched = []
+
+    def timed(module, name: str, stage: str) -> None:  # time the discovery's steps where they are looked up
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            begun = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                stages[stage] = round(stages.get(stage, 0.0) + time.perf_counter() - begun, 2)
+
+        setattr(module, name, wrapper)
+        patched.append((module, name, original))
+
+    from turtle_core.discovery import confidence, metrics, sampled, selection
+
+    timed(selection, "select_model", "select_model")
+    timed(sampled, "predict_proba_chunked", "assign_every_row")
+    timed(sampled, "confidence_and_atypicality_sampled", "confidence")
+    timed(confidence, "confidence_and_atypicality", "confidence")
+    timed(sampled, "kmeans_baseline_sampled", "kmeans_reference")
+    if n <= sampled.SAMPLE_ROWS:  # all rows; above, the TURTLE starts call it too (inside select_model)
+        timed(metrics, "kmeans_baseline", "kmeans_reference")
+    try:
+        result = discover_features(
+            records, [features], [IDENTITY], classes, EFFORTS["quick"], backbones=["synthetic"]
+        )
+    finally:
+        for module, name, original in patched:
+            setattr(module, name, original)
+    labels = result.labels
     seconds = time.perf_counter() - start
-    project = Project.open(work / "images")
-    result = DiscoveryResult(
-        images=records,
-        labels=labels,
-        probabilities=np.asarray(best.probabilities_, dtype=np.float32),
-        confidence=np.asarray(best.confidence_, dtype=np.float32),
-        n_clusters=classes,
-        score=float(max(c.score for c in selection.candidates)),
-        scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
-        params={"effort": "quick"},
-        backbones=["synthetic"],
-        identities=[IDENTITY],
-        seconds=seconds,
-    )
-    atomic_write_bytes(project.workdir / "discovery.npz", result.to_bytes())
-    project.discovery = result
-    project.curation = Curation.from_discovery(labels)
-    project.save_curation()
+    print(json.dumps({"stages_s": stages, "seconds": seconds}), file=sys.stderr, flush=True)
+    Project.open(work / "images").state.install_discovery(result)  # discovery and its fresh curation
     quality = evaluate(truth_of(n, classes), labels)
     return {
         "seconds": seconds,
         "read_features_s": read_s,
+        "discover_s": result.seconds,
+        "stages_s": stages,
+        "fit_sample": result.params.get("fit_sample"),
         "save_s": time.perf_counter() - start - seconds,
+        "kmeans_reference": result.kmeans_metrics,
+        "confidence_finite": bool(np.isfinite(result.confidence).all()),
+        "every_row_labelled": bool((labels >= 0).all() and labels.size == n),
         **quality,
     }
 
@@ -144,8 +167,6 @@ def standin(work: Path, n: int, classes: int) -> dict:
     """Instead of `discover` when a discovery at this size does not fit the time: the mixture's own
     classes saved as the discovery (confidence drawn at random), so that the phases after it (open,
     map, gallery, edit) can be measured. The JSON marks it."""
-    from turtle_core.atomic import atomic_write_bytes
-    from turtle_core.workspace.curation import Curation
     from turtle_core.workspace.project import DiscoveryResult, Project
 
     start = time.perf_counter()
@@ -167,10 +188,7 @@ def standin(work: Path, n: int, classes: int) -> dict:
         identities=[IDENTITY],
         seconds=0.0,
     )
-    atomic_write_bytes(project.workdir / "discovery.npz", result.to_bytes())
-    project.discovery = result
-    project.curation = Curation.from_discovery(labels)
-    project.save_curation()
+    project.state.install_discovery(result)
     return {
         "seconds": time.perf_counter() - start,
         "labels": "the mixture's classes (stand-in, not a discovery)",
@@ -186,14 +204,15 @@ def open_project(work: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "images": len(project.images)}
 
 
-def _figure(project, xy: np.ndarray) -> tuple[int, float]:
+def _figure(project, xy: np.ndarray, grid=None) -> tuple[int, float]:
+    """The map page's figure; `grid` given: the density grid the page keeps per layout in its session."""
     from turtle_core.embedding.projection import density_sample
     from turtle_ui import figures
 
     start = time.perf_counter()
     n = len(xy)
     sample = density_sample(n, figures.DENSITY_SAMPLE)
-    grid = figures.density_grid(xy)
+    grid = figures.density_grid(xy) if grid is None else grid
     curation = project.curation
     fig = figures.density_figure(
         grid,
@@ -213,9 +232,13 @@ def map_view(work: Path) -> dict:
     from turtle_core.workspace.project import Project
 
     project = Project.open(work / "images")
+    for old in project.store.layouts_dir.glob("layout-pca-*.npy"):  # a first view: no layout saved yet
+        old.unlink()
     start = time.perf_counter()
+    project.spaces()  # reading the features back from the embedding cache (I/O), timed on its own
+    read_s = time.perf_counter() - start
     xy = project.layout("pca")
-    layout_s = time.perf_counter() - start
+    layout_s = time.perf_counter() - start - read_s
     payload, figure_s = _figure(project, xy)
     first = time.perf_counter() - start
     start = time.perf_counter()
@@ -224,6 +247,7 @@ def map_view(work: Path) -> dict:
     _, figure_again_s = _figure(project, again)
     return {
         "first_view_s": first,
+        "read_features_s": read_s,
         "layout_s": layout_s,
         "figure_s": figure_s,
         "figure_json_bytes": payload,
@@ -256,22 +280,35 @@ def gallery(work: Path) -> dict:
 
 
 def edit(work: Path) -> dict:
+    """What the map page does when the curator moves 1,000 images to a new cluster: the edit through
+    `Project.apply` (lock, check, edit, atomic save), then the rerun's snapshot and map figure."""
     import plotly.graph_objects  # noqa: F401 - the app has it loaded already
 
+    from turtle_core.workspace.edits import MoveToNewCluster
     from turtle_core.workspace.project import Project
+    from turtle_ui import figures
 
     project = Project.open(work / "images")
     xy = project.cached_layout("pca")
+    grid = figures.density_grid(xy) if xy is not None else None  # the page keeps it per layout
+    snap = project.snapshot()
     start = time.perf_counter()
-    chosen = np.arange(0, len(project.images), max(1, len(project.images) // 1_000))[:1_000]
-    project.curation.move_to_new_cluster(chosen, "benchmark picks")
-    project.save_curation()
+    chosen = np.arange(0, len(snap.images), max(1, len(snap.images) // 1_000))[:1_000]
+    project.apply(
+        MoveToNewCluster(discovery_id=snap.discovery_id, images=snap.keys(chosen), name="benchmark picks")
+    )
     saved = time.perf_counter() - start
+    project.snapshot()  # the rerun's own copy of the curation
+    snapshot_s = time.perf_counter() - start - saved
+    payload = figure_s = None
     if xy is not None:
-        _figure(project, xy)
+        payload, figure_s = _figure(project, xy, grid)
     return {
         "seconds": time.perf_counter() - start,
         "edit_and_save_s": saved,
+        "snapshot_s": snapshot_s,
+        "figure_s": figure_s,
+        "figure_json_bytes": payload,
         "figure_rebuilt": xy is not None,
     }
 

@@ -79,3 +79,14 @@ def test_kmeans_on_a_sample_assigns_every_row_to_its_nearest_centre() -> None:
         assert run.labels.shape == truth.shape and run.distances.shape == (truth.size, 3)
         assert np.array_equal(run.labels, run.distances.argmin(1))
         assert evaluate(truth, run.labels)["accuracy"] == 1.0
+
+
+def test_the_kmeans_partition_labels_new_rows_like_its_own() -> None:
+    X, truth = _blobs([300, 60, 20], seed=7)
+    rng = np.random.default_rng(2)
+    unstable = [rng.integers(0, 3, truth.size) for _ in range(3)]
+    choice = choose_partition([X], unstable, unstable[0], np.full((truth.size, 3), 1 / 3))
+    assert choice.method == "kmeans" and choice.centroids is not None
+    again = choice.centroids.predict_proba([X])
+    assert np.allclose(again, choice.probabilities, atol=1e-4)
+    assert np.array_equal(again.argmax(1), choice.labels)

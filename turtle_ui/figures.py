@@ -109,16 +109,38 @@ def scatter_figure(
     `dragmode` is the initial tool; Streamlit lets a click select a point only with "pan"."""
     assignments = np.asarray(assignments)
     n = len(assignments)
-    ids = sorted({int(c) for c in np.unique(assignments)})
     marker_size = 7 if n <= 2_000 else 5 if n <= 20_000 else 3
+    trace, ids, name_of, colours = _points_trace(
+        xy, assignments, confidence, names, file_names, colour_by, marker_size, 0.85
+    )
+    annotations = (
+        _cluster_annotations(xy, assignments, ids, name_of, colours)
+        if label_clusters and colour_by == "cluster" and len(ids) <= 60
+        else []
+    )
+    return go.Figure(data=[trace], layout=_map_layout(height, dragmode, annotations))
+
+
+def _points_trace(
+    xy: np.ndarray,
+    assignments: np.ndarray,
+    confidence: np.ndarray,
+    names: Mapping[int, str],
+    file_names: Sequence[str],
+    colour_by: str,
+    marker_size: int,
+    opacity: float,
+) -> tuple[go.Scattergl, list[int], dict[int, str], dict[int, str]]:
+    """The points' WebGL trace, and the cluster ids, names and colours it uses."""
+    ids = sorted({int(c) for c in np.unique(assignments)})
     name_of = {cid: names.get(cid, "Excluded" if cid < 0 else f"Cluster {cid}") for cid in ids}
     # Per-point hover text: the only per-point strings we send; everything numeric travels as typed arrays.
     # Names go through html_text: Plotly reads its HTML subset (<b>, <br>, entities) in hover text.
-    lookup = np.array([html_text(name_of[c]) for c in ids], dtype=object)
+    lookup = [f"<b>{html_text(name_of[c])}</b> · " for c in ids]
     position = np.searchsorted(np.asarray(ids), assignments)
     hover = [
-        f"<b>{cluster}</b> · {conf:.2f}<br>{html_text(fname)}"
-        for cluster, conf, fname in zip(lookup[position], confidence.tolist(), file_names, strict=True)
+        f"{lookup[p]}{conf:.2f}<br>{html_text(fname)}"
+        for p, conf, fname in zip(position.tolist(), np.asarray(confidence).tolist(), file_names, strict=True)
     ]
 
     colours = cluster_colours(ids)
@@ -136,11 +158,11 @@ def scatter_figure(
             "cmax": k - 0.5,
             "showscale": False,
             "size": marker_size,
-            "opacity": 0.85,
+            "opacity": opacity,
         }
         # With a single cluster the scale collapses; fall back to its one colour.
         if k == 1:
-            marker = {"color": colours[ids[0]], "size": marker_size, "opacity": 0.85}
+            marker = {"color": colours[ids[0]], "size": marker_size, "opacity": opacity}
     else:
         marker = {
             "color": np.asarray(confidence, dtype=np.float32),
@@ -150,48 +172,65 @@ def scatter_figure(
             "showscale": True,
             "colorbar": {"title": {"text": "confidence"}, "thickness": 12},
             "size": marker_size,
-            "opacity": 0.85,
+            "opacity": opacity,
         }
+    trace = go.Scattergl(
+        x=np.asarray(xy[:, 0], dtype=np.float32),
+        y=np.asarray(xy[:, 1], dtype=np.float32),
+        mode="markers",
+        marker=marker,
+        text=hover,
+        hovertemplate="%{text}<extra></extra>",
+        showlegend=False,
+    )
+    return trace, ids, name_of, colours
 
-    fig = go.Figure(
-        go.Scattergl(
-            x=np.asarray(xy[:, 0], dtype=np.float32),
-            y=np.asarray(xy[:, 1], dtype=np.float32),
-            mode="markers",
-            marker=marker,
-            text=hover,
-            hovertemplate="%{text}<extra></extra>",
-            showlegend=False,
+
+def _cluster_annotations(
+    xy: np.ndarray,
+    assignments: np.ndarray,
+    ids: Sequence[int],
+    name_of: Mapping[int, str],
+    colours: Mapping[int, str],
+) -> list[dict]:
+    """Cluster names at their members' medians, as plain dicts set in one go (`add_annotation` one by
+    one re-validates every annotation before it: a third of a big map's build time)."""
+    order = np.argsort(assignments, kind="stable")
+    sorted_ids = assignments[order]
+    annotations = []
+    for cid in ids:
+        if cid < 0:
+            continue
+        lo, hi = np.searchsorted(sorted_ids, [cid, cid + 1])
+        members = order[lo:hi]
+        annotations.append(
+            {
+                "x": float(np.median(xy[members, 0])),
+                "y": float(np.median(xy[members, 1])),
+                "text": html_text(name_of[cid]),
+                "showarrow": False,
+                "font": {"size": 12, "color": "#1f1f1f"},
+                "bgcolor": "rgba(255,255,255,0.75)",
+                "bordercolor": colours[cid],
+                "borderwidth": 1,
+                "borderpad": 2,
+            }
         )
-    )
-    if label_clusters and colour_by == "cluster" and len(ids) <= 60:
-        for cid in ids:
-            if cid < 0:
-                continue
-            members = assignments == cid
-            cx, cy = np.median(xy[members, 0]), np.median(xy[members, 1])
-            fig.add_annotation(
-                x=float(cx),
-                y=float(cy),
-                text=html_text(name_of[cid]),
-                showarrow=False,
-                font={"size": 12, "color": "#1f1f1f"},
-                bgcolor="rgba(255,255,255,0.75)",
-                bordercolor=colours[cid],
-                borderwidth=1,
-                borderpad=2,
-            )
-    fig.update_layout(
-        height=height,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        dragmode=dragmode,
-        xaxis={"visible": False},
-        yaxis={"visible": False, "scaleanchor": "x"},
-        hovermode="closest",
-        plot_bgcolor="white",
-        uirevision="map",
-    )
-    return fig
+    return annotations
+
+
+def _map_layout(height: int, dragmode: str, annotations: list[dict]) -> dict:
+    return {
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+        "dragmode": dragmode,
+        "xaxis": {"visible": False},
+        "yaxis": {"visible": False, "scaleanchor": "x"},
+        "hovermode": "closest",
+        "plot_bgcolor": "white",
+        "uirevision": "map",
+        "annotations": annotations,
+    }
 
 
 def _distinct_palette() -> list[str]:
@@ -246,17 +285,13 @@ def density_figure(
         hoverinfo="skip",
         opacity=0.6,
     )
-    points = scatter_figure(
-        xy_sample,
-        assignments,
-        confidence,
-        names,
-        file_names,
-        colour_by=colour_by,
-        height=height,
-        dragmode=dragmode,
+    assignments = np.asarray(assignments)
+    trace, ids, name_of, colours = _points_trace(
+        xy_sample, assignments, confidence, names, file_names, colour_by, 3, 0.7
     )
-    for trace in points.data:
-        trace.marker.size = 3
-        trace.marker.opacity = 0.7
-    return go.Figure(data=[heat, *points.data], layout=points.layout)
+    annotations = (
+        _cluster_annotations(xy_sample, assignments, ids, name_of, colours)
+        if colour_by == "cluster" and len(ids) <= 60
+        else []
+    )
+    return go.Figure(data=[heat, trace], layout=_map_layout(height, dragmode, annotations))

@@ -36,6 +36,13 @@ class Discovery:
     def probabilities(self) -> np.ndarray:
         return np.asarray(self.choice.probabilities, dtype=np.float32)
 
+    def partition_model(self) -> Any:
+        """What labels new rows as the kept partition does: TURTLE's chosen model or k-means' centroids
+        (both with `predict_proba(spaces)` and `n_clusters`)."""
+        if self.choice.method == "kmeans" and self.choice.centroids is not None:
+            return self.choice.centroids
+        return self.selection.best
+
     @property
     def n_clusters(self) -> int:
         return int(self.selection.best_n_clusters)

@@ -132,10 +132,29 @@ def cluster_centroids(
 
 
 def _whitened(X: np.ndarray, n_clusters: int) -> np.ndarray:
-    from turtle_core.discovery.features import DEFAULT_N_COMPONENTS, effective_components, prepare_space
+    from turtle_core.discovery.features import (
+        DEFAULT_N_COMPONENTS,
+        SpacePreprocessor,
+        effective_components,
+        prepare_space,
+    )
+    from turtle_core.discovery.sampled import chunks, discovery_sample
 
     axes = effective_components(DEFAULT_N_COMPONENTS, X.shape[0], n_clusters)
-    return prepare_space(X, "whiten", n_components=axes)
+    sample = discovery_sample(X.shape[0])
+    if sample is None:
+        return prepare_space(X, "whiten", n_components=axes)
+    # Many rows: the whitening is fitted on the discovery's sample and applied chunk by chunk, so the
+    # centred copies of all rows (twice 5 GB at a million × 1,280) are never built.
+    fitted = SpacePreprocessor("whiten", axes).fit(X[sample])
+    out = None
+    for rows in chunks(X.shape[0]):
+        block = fitted.transform(X[rows])
+        if out is None:
+            out = np.empty((X.shape[0], block.shape[1]), dtype=np.float32)
+        out[rows] = block
+    assert out is not None
+    return out
 
 
 def whitened_spaces(spaces: Sequence[np.ndarray], n_clusters: int) -> list[np.ndarray]:

@@ -45,6 +45,9 @@ class PartitionChoice:
     probabilities: np.ndarray = field(repr=False)
     turtle_agreement: float
     kmeans_agreement: float
+    centroids: CentroidModel | None = field(
+        default=None, repr=False
+    )  # the k-means partition's, to assign new rows
 
 
 def mean_pairwise_ari(labelings: Sequence[np.ndarray]) -> float:
@@ -69,6 +72,28 @@ class KMeansRun:
     labels: np.ndarray
     inertia: float
     distances: np.ndarray  # N × C squared distances to the centres
+    centres: np.ndarray
+
+
+@dataclass
+class CentroidModel:
+    """A k-means partition as a model: any rows' probabilities from their distances to the centres."""
+
+    centres: np.ndarray
+    scale: float
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.centres.shape[0])
+
+    def predict_proba(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
+        Z = joint_unit_rows(spaces)
+        squared = (
+            (Z * Z).sum(1, keepdims=True)
+            - 2 * Z @ self.centres.T
+            + (self.centres * self.centres).sum(1)[None, :]
+        )
+        return soft_assignment(np.maximum(squared, 0.0), self.scale)
 
 
 def kmeans_runs(
@@ -90,18 +115,31 @@ def kmeans_runs(
         check_cancel(cancel)
         model = KMeans(n_clusters=n_clusters, n_init=KMEANS_INITS, random_state=int(seed)).fit(fit_rows)
         distances = model.transform(data) ** 2
-        runs.append(KMeansRun(distances.argmin(1).astype(np.int64), float(model.inertia_), distances))
+        runs.append(
+            KMeansRun(
+                distances.argmin(1).astype(np.int64),
+                float(model.inertia_),
+                distances,
+                model.cluster_centers_.astype(np.float32),
+            )
+        )
     return runs
 
 
-def soft_assignment(squared_distances: np.ndarray) -> np.ndarray:
+def assignment_scale(squared_distances: np.ndarray) -> float:
+    """The median gap between the nearest and the second-nearest centre (`soft_assignment`'s scale)."""
+    d = np.sort(np.asarray(squared_distances, dtype=np.float64), axis=1)
+    return max(float(np.median(d[:, 1] - d[:, 0])), 1e-12) if d.shape[1] >= 2 else 1.0
+
+
+def soft_assignment(squared_distances: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Probabilities from squared centre distances: a softmax whose scale is the median gap between the
     nearest and the second-nearest centre (so a typical row is about 73 % sure of its cluster)."""
     d = np.asarray(squared_distances, dtype=np.float64)
     if d.shape[1] < 2:
         return np.ones_like(d, dtype=np.float32)
     ordered = np.sort(d, axis=1)
-    scale = max(float(np.median(ordered[:, 1] - ordered[:, 0])), 1e-12)
+    scale = assignment_scale(d) if scale is None else float(scale)
     logits = -(d - ordered[:, :1]) / scale
     weights = np.exp(logits)
     return (weights / weights.sum(1, keepdims=True)).astype(np.float32)
@@ -132,6 +170,12 @@ def choose_partition(
     if not kmeans_agreement > turtle_agreement:
         return keep_turtle
     best = min(runs, key=lambda run: run.inertia)
+    scale = assignment_scale(best.distances)
     return PartitionChoice(
-        "kmeans", best.labels, soft_assignment(best.distances), turtle_agreement, kmeans_agreement
+        "kmeans",
+        best.labels,
+        soft_assignment(best.distances, scale),
+        turtle_agreement,
+        kmeans_agreement,
+        CentroidModel(best.centres, scale),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ import numpy as np
 from turtle_core.atomic import atomic_write_json, fsync_dir, read_json
 
 MANIFEST_VERSION = 1
+_LOOKUP_BLOCK = 65_536  # rows copied at a time by `lookup`
 STALE_AFTER_S = 3600.0  # unmanifested files younger than this may belong to a writer still at work
 
 
@@ -31,6 +33,16 @@ class _Chunk:
     keys: list[str]
     array: np.memmap
     checksum: str
+
+
+def _release(array: np.ndarray) -> None:
+    """Unmap the file pages a read-only memory map has touched from this process's resident set (the
+    kernel keeps them in its page cache): reading a million rows otherwise leaves the 5 GB file
+    counted in the process's memory next to the copy that was made of it."""
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            handle.madvise(mmap.MADV_DONTNEED)
 
 
 def _file_checksum(path: Path) -> str:
@@ -115,10 +127,16 @@ class EmbeddingCache:
                 out_rows.append(out_row)
                 out_row += 1
             for name, (chunk_rows, out_rows) in by_chunk.items():
-                out[out_rows] = self._chunks[name].array[chunk_rows]
+                # In blocks: a million-row lookup must not hold a second full copy of the vectors.
+                array = self._chunks[name].array
+                for lo in range(0, len(chunk_rows), _LOOKUP_BLOCK):
+                    out[out_rows[lo : lo + _LOOKUP_BLOCK]] = array[chunk_rows[lo : lo + _LOOKUP_BLOCK]]
+                    _release(array)
         # A non-finite vector (NaN/inf, e.g. cached by an older version from fp16 autocast) is a miss:
         # it is computed again instead of failing every discovery that uses it.
-        finite = np.isfinite(out).all(axis=1)
+        finite = np.ones(out.shape[0], dtype=bool)
+        for lo in range(0, out.shape[0], _LOOKUP_BLOCK):
+            finite[lo : lo + _LOOKUP_BLOCK] = np.isfinite(out[lo : lo + _LOOKUP_BLOCK]).all(axis=1)
         if not finite.all():
             found[np.flatnonzero(found)[~finite]] = False
             out = out[finite]

@@ -52,6 +52,45 @@ def pca_layout(X: np.ndarray) -> np.ndarray:
     return _pca(_as_matrix(X), 2)
 
 
+def pca_layout_spaces(
+    spaces: Sequence[np.ndarray], *, fit_rows: int | None = None, chunk: int | None = None
+) -> np.ndarray:
+    """`pca_layout(concat_spaces(spaces))` for any number of rows. Up to `fit_rows` (default
+    `PCA_FIT_ROWS`) rows it is exactly that; above, the PCA is fitted on a fixed random sample of
+    `fit_rows` rows and every row is projected in chunks of `chunk` rows, so the normalised,
+    concatenated copy of all rows (5 GB at a million × 1,280) is never built."""
+    fit_rows = PCA_FIT_ROWS if fit_rows is None else int(fit_rows)
+    blocks = [np.asarray(X) for X in spaces]
+    n = blocks[0].shape[0] if blocks else 0
+    if n <= fit_rows:
+        return pca_layout(concat_spaces(blocks))
+    return _pca_fit_project(blocks, density_sample(n, fit_rows), chunk or TRANSFORM_CHUNK)
+
+
+def _pca_fit_project(blocks: Sequence[np.ndarray], fit: np.ndarray, chunk: int) -> np.ndarray:
+    """Two principal axes fitted on the rows `fit` of `concat_spaces(blocks)`; all rows projected on
+    them, `chunk` rows at a time."""
+    from sklearn.decomposition import PCA
+
+    sample = _as_matrix(concat_spaces([X[fit] for X in blocks]))
+    n, d = blocks[0].shape[0], sample.shape[1]
+    out = np.zeros((n, 2), dtype=np.float32)
+    k = min(2, d, max(len(fit) - 1, 0))
+    if k == 0:
+        return out
+    if min(sample.shape) > 4 * k + 10:
+        pca = PCA(n_components=k, svd_solver="randomized", iterated_power=3, random_state=0).fit(sample)
+    else:
+        pca = PCA(n_components=k, svd_solver="full").fit(sample.astype(np.float64))
+    del sample
+    mean = pca.mean_.astype(np.float32)
+    axes = np.ascontiguousarray(pca.components_.T, dtype=np.float32)  # d × k
+    for lo in range(0, n, chunk):
+        block = _as_matrix(concat_spaces([X[lo : lo + chunk] for X in blocks]))
+        out[lo : lo + chunk, :k] = (block - mean) @ axes
+    return out
+
+
 def umap_layout(
     X: np.ndarray,
     *,
@@ -151,6 +190,30 @@ class LayoutCache:
         atomic_save_npy(self.path_for(key, method, **params), layout)
         return layout
 
+    def get_or_compute_spaces(
+        self,
+        key: str,
+        spaces: Sequence[np.ndarray],
+        method: LayoutMethod,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        **params: Any,
+    ) -> np.ndarray:
+        """`get_or_compute` from the embedding spaces themselves: the PCA layout is fitted on a sample
+        and projected in chunks when there are many rows (`pca_layout_spaces`); UMAP gets
+        `concat_spaces(spaces)`."""
+        settings = _settings(method, params)
+        n_rows = len(spaces[0]) if spaces else 0
+        hit = self.cached(key, method, n_rows=n_rows, **params)
+        if hit is not None:
+            return hit
+        if method == "pca":
+            layout = pca_layout_spaces(spaces)
+        else:
+            layout = umap_layout(concat_spaces(spaces), progress=progress, **settings)
+        atomic_save_npy(self.path_for(key, method, **params), layout)
+        return layout
+
 
 def _settings(method: str, params: dict[str, Any]) -> dict[str, Any]:
     if method == "pca":
@@ -194,6 +257,7 @@ def _pca(data: np.ndarray, n_components: int, iterated_power: int = 3) -> np.nda
 
 
 # ------------------------------------------------------------------ big maps (hundreds of thousands of points)
+PCA_FIT_ROWS = 50_000  # above this, the PCA map is fitted on a sample of this size and projects the rest
 UMAP_FIT_ROWS = 50_000  # above this, UMAP is fitted on a sample of this size and `transform`s the rest
 TRANSFORM_CHUNK = 50_000
 

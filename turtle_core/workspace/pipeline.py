@@ -77,46 +77,112 @@ def compute_discovery(
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
 ) -> tuple[DiscoveryResult, list[np.ndarray]]:
-    """Scan, embed and discover (TURTLE's model selection, then the stability choice against k-means);
-    the result and its feature matrices (not saved)."""
+    """Scan, embed and discover (`discover_features`); the result and its feature matrices (not saved)."""
+    started = time.perf_counter()
+    project.scan(progress, cancel)
+    images, spaces, identities, failed = project.embed(progress, cancel)
+    result = discover_features(
+        images,
+        spaces,
+        identities,
+        n_clusters,
+        chosen,
+        progress,
+        cancel,
+        backbones=list(project.backbones),
+        failed=failed,
+    )
+    result.seconds = time.perf_counter() - started
+    return result, spaces
+
+
+def discover_features(
+    images: list[ImageRecord],
+    spaces: list[np.ndarray],
+    identities: list[str],
+    n_clusters: int | tuple[int, int],
+    chosen: Effort,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    backbones: list[str],
+    failed: list[SkippedFile] | None = None,
+    sample_rows: int | None = None,
+) -> DiscoveryResult:
+    """The discovery on embedded images (TURTLE's model selection, then the stability choice against
+    k-means, `discovery/discover.py`), their confidence, and the reference scores.
+
+    Above `sample_rows` images (default `discovery.sampled.SAMPLE_ROWS`) the selection, the k-means
+    reference and the confidence's fitted parts run on a fixed random sample of that many rows, and
+    every image is assigned and scored in chunks (`discovery/sampled.py`); up to it, on every row.
+    """
+    from turtle_core.discovery import sampled as big
     from turtle_core.discovery.confidence import confidence_and_atypicality
     from turtle_core.discovery.discover import discover
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
 
     started = time.perf_counter()
-    project.scan(progress, cancel)
-    images, spaces, identities, failed = project.embed(progress, cancel)
     n_clusters = checked_cluster_request(n_clusters, len(images))
-    found = discover(spaces, n_clusters, chosen, random_state=0, progress=progress, cancel=cancel)
+    sample = big.discovery_sample(len(images), sample_rows)
+    fit_spaces = spaces if sample is None else [X[sample] for X in spaces]
+    if sample is not None and progress is not None:
+        progress(
+            Progress(
+                "select",
+                0,
+                0,
+                message=f"{len(images):,} images: the categories are learned on {sample.size:,} of them",
+            )
+        )
+    found = discover(fit_spaces, n_clusters, chosen, random_state=0, progress=progress, cancel=cancel)
+    del fit_spaces
     selection = found.selection
-    labels = found.labels.astype(np.int32)
+    if sample is None:
+        probabilities = found.probabilities
+    else:
+        check_cancel(cancel)
+        if progress is not None:
+            progress(Progress("finish", 0, 0, message=f"Assigning all {len(images):,} images"))
+        probabilities = big.predict_proba_chunked(found.partition_model(), spaces)
+    labels = np.asarray(probabilities.argmax(1) if sample is not None else found.labels, dtype=np.int32)
     truth = folder_labels(images)
     if (
         progress is not None
     ):  # confidence, k-means for reference and saving take a while on a busy CPU: say so
         what = "scoring against the folder labels and k-means, then saving" if truth else "saving"
         progress(Progress("finish", 0, 0, message=f"Discovery done: measuring confidence, {what}"))
-    confidence, strangeness = confidence_and_atypicality(spaces, labels)
+    check_cancel(cancel)
+    if sample is None:
+        confidence, strangeness = confidence_and_atypicality(spaces, labels)
+    else:
+        confidence, strangeness = big.confidence_and_atypicality_sampled(spaces, labels, sample)
     metrics = kmeans_metrics = None
     if truth is not None:
+        check_cancel(cancel)
         metrics = evaluate(truth, labels)
-        kmeans_metrics = evaluate(truth, kmeans_baseline(spaces, selection.best_n_clusters, random_state=0))
-    result = DiscoveryResult(
+        if sample is None:
+            reference = kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
+        else:
+            reference = big.kmeans_baseline_sampled(spaces, selection.best_n_clusters, sample, random_state=0)
+        kmeans_metrics = evaluate(truth, reference)
+    params = {**found.params, "effort": chosen.name}
+    if sample is not None:
+        params["fit_sample"] = int(sample.size)
+    return DiscoveryResult(
         images=images,
         labels=labels,
-        probabilities=found.probabilities,
+        probabilities=probabilities,
         # TURTLE's own softmax is saturated; this one orders the review queue (discovery/confidence.py).
         confidence=confidence,
         atypicality=strangeness,
         n_clusters=int(selection.best_n_clusters),
         score=float(max(candidate.score for candidate in selection.candidates)),
         scores_by_k={int(k): float(v) for k, v in selection.scores_by_k.items()},
-        params=jsonable({**found.params, "effort": chosen.name}),
-        backbones=list(project.backbones),
+        params=jsonable(params),
+        backbones=backbones,
         identities=identities,
         seconds=time.perf_counter() - started,
-        failed=failed,
+        failed=list(failed or []),
         metrics=metrics,
         kmeans_metrics=kmeans_metrics,
     )
-    return result, spaces

@@ -283,15 +283,15 @@ class Project:
         cancel: threading.Event | None = None,
     ) -> np.ndarray:
         """2-D map of the images (cached on disk, keyed by the images and embedding identities)."""
-        from turtle_core.embedding.projection import LayoutCache, concat_spaces
+        from turtle_core.embedding.projection import LayoutCache
 
         discovery = self._require_discovery()
         cached = LayoutCache(self.store.layouts_dir).cached(_layout_key(discovery), method)
         if cached is not None:
             return cached
         check_cancel(cancel)
-        return LayoutCache(self.store.layouts_dir).get_or_compute(
-            _layout_key(discovery), concat_spaces(self.spaces(discovery)), method, progress=progress
+        return LayoutCache(self.store.layouts_dir).get_or_compute_spaces(
+            _layout_key(discovery), self.spaces(discovery), method, progress=progress
         )
 
     def cached_layout(self, method: Literal["pca", "umap"]) -> np.ndarray | None:

@@ -1,0 +1,223 @@
+"""Discovery for folders of hundreds of thousands to millions of images: fit on a fixed-size random
+sample, then assign and score every image in streamed chunks.
+
+TURTLE's heads are linear, so the model chosen on a sample labels every other image the same way it
+labels the sample (`predict_proba` in chunks). What grew with the number of images (the k-means starts,
+the preprocessing's covariance, the k-means reference, the confidence's PCA and probes) is fitted on
+the sample; what every image needs (its cluster, its confidence and atypicality) is computed chunk by
+chunk against what the sample learned, so memory holds the features once plus chunk-sized buffers.
+
+Up to `SAMPLE_ROWS` images nothing here applies: `discovery_sample` returns None and the callers run
+the exact, all-rows code (identical results on small folders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from turtle_core.discovery.runtime import _check_spaces, cpu_threads
+
+# Above this many images discovery is fitted on a random sample of this size (TURTLE's batch is 10,000
+# rows and its generalisation score already probes at most 20,000, so a 50,000-row sample loses
+# little; at 100,000 mixture rows the sampled discovery still reaches accuracy 1.0, benchmarks/README.md).
+SAMPLE_ROWS = 50_000
+CHUNK_ROWS = 65_536  # rows per streamed block (65,536 × 1,280 float32 = 335 MB)
+# Neighbours are searched among this many sampled rows (the exact path uses 20,000 above 20,000 rows;
+# the share of same-cluster neighbours is a local average that a smaller reference still estimates).
+NEIGHBOUR_REFERENCE_ROWS = 10_000
+# k-means++ starts of the k-means reference on the sample (the exact path keeps 10): 10 starts on
+# 50,000 × 1,280 took 149 s at load 6.7, as long as the whole TURTLE selection; the reference only
+# compares, it labels nothing.
+REFERENCE_KMEANS_INITS = 3
+
+
+def discovery_sample(n_rows: int, sample_rows: int | None = None, seed: int = 0) -> np.ndarray | None:
+    """Sorted row ids of the fixed random sample a discovery of `n_rows` images is fitted on, or None
+    when there are at most `sample_rows` (default `SAMPLE_ROWS`) images (then every row is used,
+    exactly as before)."""
+    sample_rows = SAMPLE_ROWS if sample_rows is None else int(sample_rows)
+    if n_rows <= sample_rows:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=sample_rows, replace=False))
+
+
+def chunks(n_rows: int, size: int | None = None) -> list[slice]:
+    """Consecutive row blocks of `size` (default `CHUNK_ROWS`) covering `n_rows` rows."""
+    size = CHUNK_ROWS if size is None else int(size)
+    return [slice(lo, min(n_rows, lo + size)) for lo in range(0, n_rows, size)]
+
+
+def predict_proba_chunked(model, spaces: Sequence[np.ndarray], chunk: int | None = None) -> np.ndarray:
+    """`model.predict_proba(spaces)` (a fitted `Turtle`), computed chunk by chunk: N × C float32."""
+    arrays = _check_spaces(spaces)
+    n = arrays[0].shape[0]
+    out = np.empty((n, int(model.n_clusters)), dtype=np.float32)
+    for rows in chunks(n, chunk):
+        out[rows] = model.predict_proba([X[rows] for X in arrays])
+    return out
+
+
+def kmeans_baseline_sampled(
+    spaces: Sequence[np.ndarray],
+    n_clusters: int,
+    sample: np.ndarray,
+    *,
+    random_state: int | None = 0,
+    n_init: int = REFERENCE_KMEANS_INITS,
+    chunk: int | None = None,
+) -> np.ndarray:
+    """`metrics.kmeans_baseline` (rows L2-normalised per space, concatenated) fitted on the `sample`
+    rows with `n_init` k-means++ starts; every row is then assigned to its nearest centre, chunk by chunk."""
+    from sklearn.cluster import KMeans
+
+    arrays = _check_spaces(spaces)
+    model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
+    model.fit(_normalised_concat([X[sample] for X in arrays]))
+    labels = np.empty(arrays[0].shape[0], dtype=np.int64)
+    for rows in chunks(labels.size, chunk):
+        labels[rows] = model.predict(_normalised_concat([X[rows] for X in arrays]))
+    return labels
+
+
+def _normalised_concat(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    parts = []
+    for X in blocks:
+        X = np.asarray(X, dtype=np.float32)
+        parts.append(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+
+# ------------------------------------------------------------------ confidence and atypicality
+def _joint_blocks(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """`confidence._joint_space`'s rows before centring: unit rows per space, concatenated, / sqrt(K)."""
+    parts = []
+    for X in blocks:
+        X = np.asarray(X, dtype=np.float32)
+        parts.append(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
+    Z = np.hstack(parts) if len(parts) > 1 else parts[0]
+    return Z / np.float32(np.sqrt(len(parts)))
+
+
+def joint_space_sampled(
+    spaces: Sequence[np.ndarray], sample: np.ndarray, dims: int, chunk: int | None = None
+) -> np.ndarray:
+    """`confidence._joint_space` with its centre and PCA axes fitted on the `sample` rows, every row
+    projected chunk by chunk (N × dims float32; never a full-width copy of all rows)."""
+    arrays = _check_spaces(spaces)
+    S = _joint_blocks([X[sample] for X in arrays])
+    mean = S.mean(0, dtype=np.float64).astype(np.float32)
+    T = torch.from_numpy(np.ascontiguousarray(S - mean))
+    d = min(dims, *T.shape)
+    _, _, V = torch.pca_lowrank(T, q=d, center=False, niter=3)
+    axes = V[:, :d].contiguous()
+    del S, T
+    n = arrays[0].shape[0]
+    out = np.empty((n, d), dtype=np.float32)
+    for rows in chunks(n, chunk):
+        block = _joint_blocks([X[rows] for X in arrays]) - mean
+        out[rows] = (torch.from_numpy(np.ascontiguousarray(block)) @ axes).numpy()
+    return out
+
+
+def heldout_probe_margin_sampled(
+    Z: np.ndarray, labels: np.ndarray, sample: np.ndarray, folds: int
+) -> np.ndarray:
+    """`confidence.heldout_probe_margin` with the probes trained on sampled rows only: every row gets a
+    fold; the probe of fold f learns from the sampled rows outside f and scores every row of f (so a
+    sampled row is held out as in the exact version, and an unsampled row is never trained on)."""
+    from turtle_core.discovery.refine import FeatureProbe
+
+    classes, inverse = np.unique(labels, return_inverse=True)
+    margin = np.zeros(labels.size, np.float32)
+    if classes.size < 2:
+        return margin + 1.0
+    probe = FeatureProbe([Z])
+    fold = np.random.default_rng(0).integers(0, folds, labels.size)
+    in_sample = np.zeros(labels.size, dtype=bool)
+    in_sample[sample] = True
+    for f in range(folds):
+        train = np.flatnonzero(in_sample & (fold != f))
+        test = fold == f
+        if not test.any() or train.size == 0:
+            continue
+        P = probe.fit_predict(train, inverse[train], np.ones(train.size), classes.size)[test]
+        rows = np.arange(P.shape[0])
+        own = P[rows, inverse[test]].copy()
+        P[rows, inverse[test]] = -1.0
+        margin[test] = own - P.max(1)
+    return margin
+
+
+def confidence_and_atypicality_sampled(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | Sequence[int],
+    sample: np.ndarray,
+    *,
+    num_threads: int | None = None,
+    reference_rows: int = NEIGHBOUR_REFERENCE_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`confidence.confidence_and_atypicality` for many rows: the joint space's PCA and the held-out
+    probes are fitted on the `sample` rows, neighbours are searched among `reference_rows` of them;
+    every row is scored (margin, neighbours, probe, atypicality) as in the exact version."""
+    from turtle_core.discovery import confidence as conf
+
+    labels = np.asarray(labels).ravel()
+    confidence = np.ones(labels.size, np.float32)
+    score = np.zeros(labels.size, np.float32)
+    active = np.flatnonzero(labels >= 0)
+    if active.size < 3:
+        return confidence, score
+    arrays = _check_spaces(spaces)
+    if active.size < labels.size:  # excluded rows take no part: work on the active rows' sample
+        arrays = [X[active] for X in arrays]
+        position = np.full(labels.size, -1)
+        position[active] = np.arange(active.size)
+        sample = position[sample]
+        sample = sample[sample >= 0]
+    lab = labels[active]
+    several = np.unique(lab).size >= 2
+    with cpu_threads(num_threads, torch.device("cpu")):
+        Z = joint_space_sampled(arrays, sample, conf.PCA_DIMS)
+        margin, own = conf.centroid_margin(Z, lab)
+        reference = sample
+        if reference.size > reference_rows:
+            reference = np.sort(np.random.default_rng(1).choice(sample, reference_rows, replace=False))
+        same, closeness = neighbour_stats_against(Z, lab, reference)
+        probe = heldout_probe_margin_sampled(Z, lab, sample, conf.PROBE_FOLDS) if several else None
+    if probe is not None:
+        ranks = (conf.percentile_rank(margin) + conf.percentile_rank(same) + conf.percentile_rank(probe)) / 3
+        confidence[active] = conf.percentile_rank(ranks)
+    score[active] = (conf._robust_z(1.0 - own, lab) + conf._robust_z(1.0 - closeness, np.zeros_like(lab))) / 2
+    return confidence, score
+
+
+def neighbour_stats_against(
+    Z: np.ndarray, labels: np.ndarray, reference: np.ndarray, k: int | None = None, block: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """`confidence.neighbour_stats` with a given reference set (sorted row ids): the share of each
+    row's `k` nearest reference rows (cosine, itself excluded) in its cluster, and their mean similarity."""
+    from turtle_core.discovery import confidence as conf
+
+    k = conf.N_NEIGHBOURS if k is None else k
+    n = Z.shape[0]
+    R = torch.from_numpy(np.ascontiguousarray(conf._unit(Z[reference])))
+    k = max(1, min(k, reference.size - 1))
+    same = np.empty(n, np.float32)
+    closeness = np.empty(n, np.float32)
+    ref_labels = labels[reference]
+    position = np.full(n, -1)
+    position[reference] = np.arange(reference.size)
+    for start in range(0, n, block):
+        rows = slice(start, min(n, start + block))
+        U = torch.from_numpy(np.ascontiguousarray(conf._unit(Z[rows])))
+        S = U @ R.T
+        mine = position[rows]
+        inside = np.flatnonzero(mine >= 0)
+        S[torch.from_numpy(inside), torch.from_numpy(mine[inside])] = -2.0  # not its own neighbour
+        sims, idx = S.topk(k, dim=1)
+        same[rows] = (ref_labels[idx.numpy()] == labels[rows, None]).mean(1)
+        closeness[rows] = sims.mean(1).numpy()
+    return same, closeness
