@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
@@ -39,11 +40,7 @@ _BLOCK = 2048
 
 def _joint_space(spaces: Sequence[np.ndarray | torch.Tensor], dims: int = PCA_DIMS) -> np.ndarray:
     """L2-normalised rows of every space, concatenated (spaces weigh alike), centred, PCA to `dims`."""
-    parts = []
-    for X in _check_spaces(spaces):
-        X = np.asarray(X, dtype=np.float32)
-        parts.append(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
-    Z = np.hstack(parts) / np.sqrt(len(parts))
+    Z = joint_unit_rows(spaces)
     Z = Z - Z.mean(0, dtype=np.float64).astype(np.float32)
     T = torch.from_numpy(np.ascontiguousarray(Z))
     d = min(dims, *T.shape)
@@ -112,8 +109,11 @@ def neighbour_stats(
     return same, closeness
 
 
-def heldout_probe_margin(Z: np.ndarray, labels: np.ndarray, folds: int = PROBE_FOLDS) -> np.ndarray:
-    """k-fold: a probe trained on the other folds; its probability of the row's cluster minus the best other."""
+def heldout_probe_margin(
+    Z: np.ndarray, labels: np.ndarray, folds: int = PROBE_FOLDS, trainable: np.ndarray | None = None
+) -> np.ndarray:
+    """k-fold: a probe trained on the other folds; its probability of the row's cluster minus the best other.
+    With `trainable` (a row mask), only those rows are trained on; every row is still scored."""
     from turtle_core.discovery.refine import FeatureProbe
 
     classes, inverse = np.unique(labels, return_inverse=True)
@@ -123,9 +123,9 @@ def heldout_probe_margin(Z: np.ndarray, labels: np.ndarray, folds: int = PROBE_F
     probe = FeatureProbe([Z])
     fold = np.random.default_rng(0).integers(0, folds, labels.size)
     for f in range(folds):
-        train = np.flatnonzero(fold != f)
+        train = np.flatnonzero((fold != f) if trainable is None else (trainable & (fold != f)))
         test = fold == f
-        if not test.any():
+        if not test.any() or train.size == 0:
             continue
         P = probe.fit_predict(train, inverse[train], np.ones(train.size), classes.size)[test]
         rows = np.arange(P.shape[0])

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 # Above this many images discovery is fitted on a random sample of this size (TURTLE's batch is 10,000
@@ -75,39 +76,21 @@ def kmeans_baseline_sampled(
 
     arrays = _check_spaces(spaces)
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
-    model.fit(_normalised_concat([X[sample] for X in arrays]))
+    model.fit(joint_unit_rows([X[sample] for X in arrays]))
     labels = np.empty(arrays[0].shape[0], dtype=np.int64)
     for rows in chunks(labels.size, chunk):
-        labels[rows] = model.predict(_normalised_concat([X[rows] for X in arrays]))
+        labels[rows] = model.predict(joint_unit_rows([X[rows] for X in arrays]))
     return labels
 
 
-def _normalised_concat(blocks: Sequence[np.ndarray]) -> np.ndarray:
-    parts = []
-    for X in blocks:
-        X = np.asarray(X, dtype=np.float32)
-        parts.append(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
-    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-
-
 # ------------------------------------------------------------------ confidence and atypicality
-def _joint_blocks(blocks: Sequence[np.ndarray]) -> np.ndarray:
-    """`confidence._joint_space`'s rows before centring: unit rows per space, concatenated, / sqrt(K)."""
-    parts = []
-    for X in blocks:
-        X = np.asarray(X, dtype=np.float32)
-        parts.append(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
-    Z = np.hstack(parts) if len(parts) > 1 else parts[0]
-    return Z / np.float32(np.sqrt(len(parts)))
-
-
 def joint_space_sampled(
     spaces: Sequence[np.ndarray], sample: np.ndarray, dims: int, chunk: int | None = None
 ) -> np.ndarray:
     """`confidence._joint_space` with its centre and PCA axes fitted on the `sample` rows, every row
     projected chunk by chunk (N × dims float32; never a full-width copy of all rows)."""
     arrays = _check_spaces(spaces)
-    S = _joint_blocks([X[sample] for X in arrays])
+    S = joint_unit_rows([X[sample] for X in arrays])
     mean = S.mean(0, dtype=np.float64).astype(np.float32)
     T = torch.from_numpy(np.ascontiguousarray(S - mean))
     d = min(dims, *T.shape)
@@ -117,38 +100,9 @@ def joint_space_sampled(
     n = arrays[0].shape[0]
     out = np.empty((n, d), dtype=np.float32)
     for rows in chunks(n, chunk):
-        block = _joint_blocks([X[rows] for X in arrays]) - mean
+        block = joint_unit_rows([X[rows] for X in arrays]) - mean
         out[rows] = (torch.from_numpy(np.ascontiguousarray(block)) @ axes).numpy()
     return out
-
-
-def heldout_probe_margin_sampled(
-    Z: np.ndarray, labels: np.ndarray, sample: np.ndarray, folds: int
-) -> np.ndarray:
-    """`confidence.heldout_probe_margin` with the probes trained on sampled rows only: every row gets a
-    fold; the probe of fold f learns from the sampled rows outside f and scores every row of f (so a
-    sampled row is held out as in the exact version, and an unsampled row is never trained on)."""
-    from turtle_core.discovery.refine import FeatureProbe
-
-    classes, inverse = np.unique(labels, return_inverse=True)
-    margin = np.zeros(labels.size, np.float32)
-    if classes.size < 2:
-        return margin + 1.0
-    probe = FeatureProbe([Z])
-    fold = np.random.default_rng(0).integers(0, folds, labels.size)
-    in_sample = np.zeros(labels.size, dtype=bool)
-    in_sample[sample] = True
-    for f in range(folds):
-        train = np.flatnonzero(in_sample & (fold != f))
-        test = fold == f
-        if not test.any() or train.size == 0:
-            continue
-        P = probe.fit_predict(train, inverse[train], np.ones(train.size), classes.size)[test]
-        rows = np.arange(P.shape[0])
-        own = P[rows, inverse[test]].copy()
-        P[rows, inverse[test]] = -1.0
-        margin[test] = own - P.max(1)
-    return margin
 
 
 def confidence_and_atypicality_sampled(
@@ -186,7 +140,9 @@ def confidence_and_atypicality_sampled(
         if reference.size > reference_rows:
             reference = np.sort(np.random.default_rng(1).choice(sample, reference_rows, replace=False))
         same, closeness = neighbour_stats_against(Z, lab, reference)
-        probe = heldout_probe_margin_sampled(Z, lab, sample, conf.PROBE_FOLDS) if several else None
+        trainable = np.zeros(lab.size, dtype=bool)
+        trainable[sample] = True  # an unsampled row is scored, never trained on
+        probe = conf.heldout_probe_margin(Z, lab, trainable=trainable) if several else None
     if probe is not None:
         ranks = (conf.percentile_rank(margin) + conf.percentile_rank(same) + conf.percentile_rank(probe)) / 3
         confidence[active] = conf.percentile_rank(ranks)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from turtle_core.constants import STABILITY_KMEANS_INITS, STABILITY_KMEANS_RUNS, STABILITY_KMEANS_SAMPLE_ROWS
-from turtle_core.discovery.runtime import _check_spaces
+from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.progress import check_cancel
 
 # Beyond KMEANS_SAMPLE_ROWS rows k-means is fitted on one fixed random sample and every row assigned to
@@ -56,15 +56,6 @@ def mean_pairwise_ari(labelings: Sequence[np.ndarray]) -> float:
 
     pairs = list(itertools.combinations(labelings, 2))
     return float(np.mean([ari(a, b) for a, b in pairs])) if pairs else float("nan")
-
-
-def joint_unit_rows(spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
-    """Every space's rows L2-normalised, concatenated, each space weighing alike (k-means' input)."""
-    blocks = []
-    for X in _check_spaces(spaces):
-        block = np.asarray(X, dtype=np.float32)
-        blocks.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
-    return np.hstack(blocks) / np.float32(np.sqrt(len(blocks)))
 
 
 @dataclass
