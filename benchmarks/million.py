@@ -128,9 +128,10 @@ def discover(work: Path, n: int, classes: int) -> dict:
         setattr(module, name, wrapper)
         patched.append((module, name, original))
 
-    from turtle_core.discovery import confidence, metrics, sampled, selection
+    from turtle_core.discovery import confidence, metrics, sampled, selection, stability
 
-    timed(selection, "select_model", "select_model")
+    timed(selection, "select_model", "select_model")  # every selection of `discover` (three, quick)
+    timed(stability, "choose_partition", "stability_choice")  # its k-means runs
     timed(sampled, "predict_proba_chunked", "assign_every_row")
     timed(sampled, "confidence_and_atypicality_sampled", "confidence")
     timed(confidence, "confidence_and_atypicality", "confidence")
