@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from turtle_core.discovery.describe import partition_note
 from turtle_core.discovery.effort import DEFAULT_EFFORT, DEMO_EFFORT, EFFORTS
 from turtle_core.ingest.demo import MARKER as DEMO_MARKER
 from turtle_core.names import display_name, escape_name
@@ -26,6 +27,7 @@ scan_job = jobs_ui.project_job(project, "scan")
 scanning = scan_job is not None and scan_job.running
 # Widgets are keyed by project: a second project never starts with the first one's settings.
 form = escape_name(project.folder)  # widget keys must be valid UTF-8
+PARTITION_LABELS = {"auto": "Automatic", "turtle": "TURTLE", "kmeans": "k-means"}
 is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
 
 # ------------------------------------------------------------------------------------------ settings
@@ -48,6 +50,17 @@ with st.container(border=True):
             key=f"effort:{form}",
             persist_state="session",
             help="  \n".join(f"**{e.name.capitalize()}**: {e.summary}." for e in EFFORTS.values()),
+        )
+        partition = st.radio(
+            "Partition",
+            list(PARTITION_LABELS),
+            format_func=PARTITION_LABELS.get,
+            horizontal=True,
+            key=f"partition:{form}",
+            persist_state="session",
+            help="**Automatic**: TURTLE's or k-means' categories, whichever independent runs agree on more "
+            "(TURTLE favours equal-sized categories; k-means holds up better when some are much larger). "
+            "**TURTLE** or **k-means**: keep that one; TURTLE alone skips the comparison's extra runs.",
         )
     default_k = n_labels if n_labels >= 2 else 10
     with value_col:
@@ -93,6 +106,7 @@ with st.container(border=True):
                 request,
                 to_embed=pending,
                 device=(project.device or default_device_kind()).split(":")[0],
+                partition=partition,
             )
             embed_part = (
                 f"embedding {fmt.fmt_int(max(pending.values()))} images {fmt.fmt_duration(guess.embed_s)}"
@@ -138,7 +152,7 @@ with st.container(border=True):
                 project,
                 "discover",
                 lambda progress, cancel: project.run_discovery(
-                    request, progress=progress, cancel=cancel, effort=effort
+                    request, progress=progress, cancel=cancel, effort=effort, partition=partition
                 ),
             )
         except JobConflict as error:
@@ -173,7 +187,7 @@ cols[2].metric(
     help="How well a linear classifier trained on half the data predicts the clusters of the other half; higher is better.",
 )
 cols[3].metric("Time", fmt.fmt_duration(result.seconds))
-st.caption(fmt.partition_note(result.params))
+st.caption(partition_note(result.params))
 
 if result.metrics:
     st.markdown("**Agreement with folder labels**")

@@ -51,6 +51,18 @@ def test_quick_effort_is_passed_to_the_engine(monkeypatch, tmp_path) -> None:
     at.button(key="run_discovery").click().run()
     wait_for_job(at, project, "discover")
     assert project.discover_efforts == ["quick"]
+    assert project.discover_partitions == ["auto"]  # the stability choice unless the curator picks one
+
+
+def test_a_forced_partition_is_passed_to_the_engine(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    at = open_app(monkeypatch, project, PAGE)
+    radio = at.radio(key=f"partition:{project.folder}")
+    assert radio.value == "auto" and list(radio.options) == ["Automatic", "TURTLE", "k-means"]
+    radio.set_value("turtle").run()
+    at.button(key="run_discovery").click().run()
+    wait_for_job(at, project, "discover")
+    assert project.discover_partitions == ["turtle"]
 
 
 def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path) -> None:
@@ -80,7 +92,7 @@ def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path)
 def test_failure_is_reported_without_crashing_the_page(monkeypatch, tmp_path) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
 
-    def broken(n_clusters, progress=None, cancel=None, effort=None):
+    def broken(n_clusters, progress=None, cancel=None, effort=None, partition="auto"):
         raise ValueError("Backbone effnet-lite0 is missing: install its wheel.")
 
     project.run_discovery = broken

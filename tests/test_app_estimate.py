@@ -44,3 +44,12 @@ def test_the_demo_starts_with_the_demo_effort(monkeypatch, tmp_path: Path) -> No
     at = open_app(monkeypatch, project, PAGE)
     assert not at.exception
     assert at.radio(key=f"effort:{project.folder}").value == "quick"
+
+
+def test_keeping_turtle_without_the_comparison_shortens_the_expected_time(monkeypatch, tmp_path: Path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    at = open_app(monkeypatch, project, PAGE)
+    automatic = _expected(at)
+    at.radio(key=f"partition:{project.folder}").set_value("turtle").run()
+    assert not at.exception
+    assert _expected(at) != automatic

@@ -46,6 +46,7 @@ class FakeProject:
         self.saves = 0
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []
+        self.discover_partitions: list[str] = []
         self.split_calls: list[tuple[int, int | None]] = []
         self.split_gate: threading.Event | None = None  # set by tests to hold a split "running"
         self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
@@ -94,10 +95,17 @@ class FakeProject:
         return self.scan_result
 
     def run_discovery(
-        self, n_clusters: int | tuple[int, int], progress=None, cancel=None, *, effort: str | None = None
+        self,
+        n_clusters: int | tuple[int, int],
+        progress=None,
+        cancel=None,
+        *,
+        effort: str | None = None,
+        partition: str = "auto",
     ) -> DiscoveryResult:
         self.discover_calls.append(n_clusters)
         self.discover_efforts.append(effort)
+        self.discover_partitions.append(partition)
         n = len(self._records)
         if progress:
             progress(Progress("scan", n, n))

@@ -90,3 +90,13 @@ def test_the_kmeans_partition_labels_new_rows_like_its_own() -> None:
     again = choice.centroids.predict_proba([X])
     assert np.allclose(again, choice.probabilities, atol=1e-4)
     assert np.array_equal(again.argmax(1), choice.labels)
+
+
+def test_a_forced_partition_skips_the_comparison() -> None:
+    X, truth = _blobs([200, 100, 50], dim=16, seed=9)
+    turtle = discover([X], 3, EFFORTS["quick"], partition="turtle")
+    assert turtle.params["method"] == "turtle" and turtle.params["kmeans_agreement"] is None
+    assert len(turtle.choice.labels) == truth.size
+    kmeans = discover([X], 3, EFFORTS["quick"], partition="kmeans")
+    assert kmeans.params["method"] == "kmeans" and kmeans.params["partition"] == "kmeans"
+    assert evaluate(truth, kmeans.labels)["accuracy"] == 1.0

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_EFFORT,
         help="; ".join(f"{e.name}: {e.summary}" for e in EFFORTS.values()) + f" (default: {DEFAULT_EFFORT})",
     )
+    discover.add_argument(
+        "--partition",
+        choices=["auto", "turtle", "kmeans"],
+        default="auto",
+        help="auto (default): keep TURTLE's or k-means' partition, whichever independent runs agree on more; "
+        "turtle or kmeans: keep that one (turtle skips the comparison's extra runs)",
+    )
     discover.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     discover.add_argument(
         "--replace-curation",
@@ -165,6 +172,7 @@ def _backbone_choice(args: argparse.Namespace) -> tuple[list[str], dict[str, str
 
 
 def _discover(args: argparse.Namespace) -> int:
+    from turtle_core.discovery.describe import partition_note
     from turtle_core.workspace.project import CurationHasEdits, Project, ProjectError
 
     choice = _backbone_choice(args)
@@ -179,7 +187,11 @@ def _discover(args: argparse.Namespace) -> int:
         project.ray_address = args.ray
         project.set_backbones(names, checkpoints)
         result = project.run_discovery(
-            args.clusters, progress=progress, effort=args.effort, replace_edits=args.replace_curation
+            args.clusters,
+            progress=progress,
+            effort=args.effort,
+            replace_edits=args.replace_curation,
+            partition=args.partition,
         )
     except CurationHasEdits as error:
         progress.close()
@@ -208,6 +220,7 @@ def _discover(args: argparse.Namespace) -> int:
         f"(generalisation score {result.score:.3f}) in {result.seconds:.1f} s; wrote {out}",
         file=sys.stderr,
     )
+    print(partition_note(result.params), file=sys.stderr)
     if result.metrics:
         print("against folder labels: " + _format_metrics(result.metrics), file=sys.stderr)
     return 0

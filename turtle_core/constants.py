@@ -23,6 +23,7 @@ ATYPICAL_Z: float = 3.5
 
 # The stability choice between TURTLE's and k-means' partitions (discovery/stability.py): k-means runs
 # compared, k-means++ starts per run, and the rows k-means is fitted on beyond which it uses a sample.
+PARTITIONS: tuple[str, ...] = ("auto", "turtle", "kmeans")  # auto: the stability choice; else forced
 STABILITY_TURTLE_RUNS: int = 3  # independent quick TURTLE selections compared
 STABILITY_KMEANS_RUNS: int = 3
 STABILITY_KMEANS_INITS: int = 10

@@ -27,6 +27,7 @@ class Discovery:
 
     selection: SelectionResult = field(repr=False)
     choice: PartitionChoice = field(repr=False)
+    partition: str = "auto"  # what was asked: the stability choice, or a forced method
 
     @property
     def labels(self) -> np.ndarray:
@@ -53,6 +54,7 @@ class Discovery:
         return {
             **self.selection.best_params,
             "method": self.choice.method,
+            "partition": self.partition,
             "turtle_agreement": _rounded(self.choice.turtle_agreement),
             "kmeans_agreement": _rounded(self.choice.kmeans_agreement),
         }
@@ -70,6 +72,7 @@ def discover(
     random_state: int = 0,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    partition: str = "auto",
 ) -> Discovery:
     """TURTLE's selection at `effort`, then `choose_partition` against k-means at its number of clusters.
 
@@ -78,11 +81,15 @@ def discover(
     own selection and these beside it. The agreement *within* one selection (its full runs start from
     the best-screened starts, which look alike) did not tell the cases apart: on digits it chose
     k-means' 0.64 over TURTLE's 0.83.
+    `partition="turtle"` or `"kmeans"` skips the comparison (one selection at `effort`) and keeps that method.
     """
     quick = EFFORTS["quick"]
     seeds = [int(random_state) + i for i in range(STABILITY_TURTLE_RUNS)]
-    plan = [(effort, int(random_state))] if effort != quick else []
-    plan += [(quick, seed) for seed in seeds]
+    if partition == "auto":
+        plan = [(effort, int(random_state))] if effort != quick else []
+        plan += [(quick, seed) for seed in seeds]
+    else:
+        plan = [(effort, int(random_state))]
     steps = [selection_steps(n_clusters, chosen) for chosen, _ in plan]
     selections: list[SelectionResult] = []
     for index, (chosen, seed) in enumerate(plan):
@@ -96,9 +103,9 @@ def discover(
                 **chosen.select_kwargs(),
             )
         )
-    quick_runs = selections if effort == quick else selections[1:]
+    quick_runs = selections if effort == quick or partition != "auto" else selections[1:]
     kept = max(quick_runs, key=_best_score) if effort == quick else selections[0]
-    if progress is not None:
+    if progress is not None and partition != "turtle":
         message = "Comparing with k-means: which partition do independent runs agree on more?"
         progress(Progress("stability", 0, 0, message=message))
     choice = choose_partition(
@@ -108,8 +115,9 @@ def discover(
         kept.best.probabilities_,
         random_state=random_state,
         cancel=cancel,
+        keep=partition,
     )
-    return Discovery(kept, choice)
+    return Discovery(kept, choice, partition)
 
 
 def _best_score(selection: SelectionResult) -> float:

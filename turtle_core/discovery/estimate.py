@@ -108,19 +108,23 @@ def selection_steps(n_clusters: int | tuple[int, int], effort: Effort) -> int:
     return len(ks) * (screening + full) + min(2, len(ks)) * (effort.n_restarts - 1) * full
 
 
-def discovery_plan(effort: Effort) -> list[Effort]:
+def discovery_plan(effort: Effort, partition: str = "auto") -> list[Effort]:
     """The selections `discovery.discover` runs: the effort's own, then quick ones for the stability
-    choice (the quick effort's own selection is the best of those)."""
+    choice (the quick effort's own selection is the best of those); one when a partition is forced."""
     quick = EFFORTS["quick"]
+    if partition != "auto":
+        return [effort]
     return ([effort] if effort != quick else []) + [quick] * STABILITY_TURTLE_RUNS
 
 
-def turtle_seconds(n_images: int, n_clusters: int | tuple[int, int], effort: Effort) -> float:
+def turtle_seconds(
+    n_images: int, n_clusters: int | tuple[int, int], effort: Effort, partition: str = "auto"
+) -> float:
     """The discovery's expected time for `effort` at one C or a range (lo, hi): TURTLE's selections as
-    `discovery.discover` runs them, and the k-means runs of the stability choice."""
+    `discovery.discover` runs them, and the k-means runs of the stability choice (none for "turtle")."""
     ks = _cluster_values(n_clusters)
-    total = sum(_selection_seconds(n_images, ks, chosen) for chosen in discovery_plan(effort))
-    return total + _stability_seconds(n_images, ks[-1])
+    total = sum(_selection_seconds(n_images, ks, chosen) for chosen in discovery_plan(effort, partition))
+    return total + (0.0 if partition == "turtle" else _stability_seconds(n_images, ks[-1]))
 
 
 def _selection_seconds(n_images: int, ks: list[int], effort: Effort) -> float:
@@ -154,6 +158,7 @@ def estimate_discovery(
     *,
     to_embed: Mapping[str, int] | None = None,
     device: str = "cpu",
+    partition: str = "auto",
 ) -> DiscoveryEstimate:
     """Expected seconds for a discovery of `n_images` images. `to_embed`: images each backbone still
     has to compute (default: all of them; 0 when its embeddings are all cached)."""
@@ -163,7 +168,7 @@ def estimate_discovery(
         if count > 0:
             rate, _ = embedding_rate(name, device)
             embed_s += count / rate + MODEL_LOAD_S * max(1.0, RELATIVE_COST.get(name, 50.0) / 20)
-    return DiscoveryEstimate(embed_s, turtle_seconds(n_images, n_clusters, effort), pending)
+    return DiscoveryEstimate(embed_s, turtle_seconds(n_images, n_clusters, effort, partition), pending)
 
 
 def rounded_seconds(seconds: float) -> float:

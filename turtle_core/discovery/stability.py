@@ -22,7 +22,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from turtle_core.constants import STABILITY_KMEANS_INITS, STABILITY_KMEANS_RUNS, STABILITY_KMEANS_SAMPLE_ROWS
+from turtle_core.constants import (
+    PARTITIONS,
+    STABILITY_KMEANS_INITS,
+    STABILITY_KMEANS_RUNS,
+    STABILITY_KMEANS_SAMPLE_ROWS,
+)
 from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.progress import check_cancel
 
@@ -144,21 +149,25 @@ def choose_partition(
     *,
     random_state: int = 0,
     cancel: threading.Event | None = None,
+    keep: str = "auto",
 ) -> PartitionChoice:
-    """TURTLE's chosen run, unless k-means' runs agree with each other more than TURTLE's full runs
-    (`turtle_runs`, at least two) do: then the lowest-inertia k-means run, at TURTLE's number of clusters."""
+    """TURTLE's chosen run, unless k-means' runs agree with each other more than TURTLE's runs
+    (`turtle_runs`, at least two) do: then the lowest-inertia k-means run, at TURTLE's number of clusters.
+    `keep="turtle"` or `"kmeans"` forces that method (the curator's override; TURTLE's needs no k-means run)."""
+    if keep not in PARTITIONS:
+        raise ValueError(f"keep must be one of {', '.join(PARTITIONS)}; got {keep!r}")
     turtle_agreement = mean_pairwise_ari(turtle_runs)
     n_clusters = int(turtle_probabilities.shape[1])
     keep_turtle = PartitionChoice(
         "turtle", np.asarray(turtle_labels), np.asarray(turtle_probabilities), turtle_agreement, float("nan")
     )
-    if len(turtle_runs) < 2 or n_clusters < 2:
+    if keep == "turtle" or n_clusters < 2 or (keep == "auto" and len(turtle_runs) < 2):
         return keep_turtle
     seeds = [int(random_state) + i for i in range(KMEANS_RUNS)]
     runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel)
     kmeans_agreement = mean_pairwise_ari([run.labels for run in runs])
     keep_turtle.kmeans_agreement = kmeans_agreement
-    if not kmeans_agreement > turtle_agreement:
+    if keep == "auto" and not kmeans_agreement > turtle_agreement:
         return keep_turtle
     best = min(runs, key=lambda run: run.inertia)
     scale = assignment_scale(best.distances)

@@ -76,6 +76,7 @@ def compute_discovery(
     chosen: Effort,
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
+    partition: str = "auto",
 ) -> tuple[DiscoveryResult, list[np.ndarray]]:
     """Scan, embed and discover (`discover_features`); the result and its feature matrices (not saved)."""
     started = time.perf_counter()
@@ -91,6 +92,7 @@ def compute_discovery(
         cancel,
         backbones=list(project.backbones),
         failed=failed,
+        partition=partition,
     )
     result.seconds = time.perf_counter() - started
     return result, spaces
@@ -108,6 +110,7 @@ def discover_features(
     backbones: list[str],
     failed: list[SkippedFile] | None = None,
     sample_rows: int | None = None,
+    partition: str = "auto",
 ) -> DiscoveryResult:
     """The discovery on embedded images (TURTLE's model selection, then the stability choice against
     k-means, `discovery/discover.py`), their confidence, and the reference scores.
@@ -134,7 +137,9 @@ def discover_features(
                 message=f"{len(images):,} images: the categories are learned on {sample.size:,} of them",
             )
         )
-    found = discover(fit_spaces, n_clusters, chosen, random_state=0, progress=progress, cancel=cancel)
+    found = discover(
+        fit_spaces, n_clusters, chosen, random_state=0, progress=progress, cancel=cancel, partition=partition
+    )
     del fit_spaces
     selection = found.selection
     if sample is None:

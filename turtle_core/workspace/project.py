@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from turtle_core.atomic import atomic_write_json, read_json
-from turtle_core.constants import EXCLUDED
+from turtle_core.constants import EXCLUDED, PARTITIONS
 from turtle_core.embedding.backbones import PRESETS, Availability, check_availability
 from turtle_core.embedding.cache import EmbeddingCache
 from turtle_core.ingest.scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
@@ -170,12 +170,14 @@ class Project:
         *,
         effort: str | None = None,
         replace_edits: bool = True,
+        partition: str = "auto",
     ) -> DiscoveryResult:
         """Scan, embed and discover categories; the result replaces the curation.
 
         `effort` names one of `turtle_core.discovery.effort.EFFORTS` ("quick", "standard"; default
         standard). With `replace_edits=False` a curation holding edits is never replaced: the run
         stops with `CurationHasEdits` before any work, or before saving if edits appeared meanwhile.
+        `partition`: "auto" (the stability choice between TURTLE and k-means), "turtle" or "kmeans".
         """
         from turtle_core.discovery.effort import resolve_effort
 
@@ -183,6 +185,8 @@ class Project:
             chosen = resolve_effort(effort)
         except ValueError as error:
             raise ProjectError(str(error)) from error
+        if partition not in PARTITIONS:
+            raise ProjectError(f"partition must be one of {', '.join(PARTITIONS)}; got {partition!r}")
         if not replace_edits:
             self.state.sync()
             if self.state.has_edits():
@@ -191,7 +195,7 @@ class Project:
                 raise CurationHasEdits(edits_message(self.state.curation))
         from turtle_core.workspace.pipeline import compute_discovery
 
-        result, spaces = compute_discovery(self, n_clusters, chosen, progress, cancel)
+        result, spaces = compute_discovery(self, n_clusters, chosen, progress, cancel, partition)
         check_cancel(cancel)
         self.state.install_discovery(result, replace_edits=replace_edits)
         with self._spaces_lock:
