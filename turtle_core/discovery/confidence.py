@@ -84,28 +84,37 @@ def centroid_margin(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
 def neighbour_stats(
     Z: np.ndarray, labels: np.ndarray, k: int = N_NEIGHBOURS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Share of each row's `k` nearest neighbours (cosine) in its own cluster, and their mean similarity."""
-    U = torch.from_numpy(np.ascontiguousarray(_unit(Z)))
-    n = U.shape[0]
+    """Share of each row's `k` nearest neighbours (cosine) in its own cluster, and their mean similarity;
+    beyond `_NEIGHBOUR_REFERENCE_ROWS` rows the neighbours are looked up among a fixed random sample."""
+    n = Z.shape[0]
     reference = np.arange(n)
     if n > _NEIGHBOUR_REFERENCE_ROWS:
         reference = np.sort(np.random.default_rng(0).choice(n, _NEIGHBOUR_REFERENCE_ROWS, replace=False))
-    R = U[torch.from_numpy(reference)]
+    return neighbour_stats_against(Z, labels, reference, k)
+
+
+def neighbour_stats_against(
+    Z: np.ndarray, labels: np.ndarray, reference: np.ndarray, k: int = N_NEIGHBOURS, block: int = _BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
+    """`neighbour_stats` with a given reference set (sorted row ids): the share of each row's `k` nearest
+    reference rows (cosine, itself excluded) in its cluster, and their mean similarity."""
+    n = Z.shape[0]
+    R = torch.from_numpy(np.ascontiguousarray(_unit(Z[reference])))
     k = max(1, min(k, reference.size - 1))
     same = np.empty(n, np.float32)
     closeness = np.empty(n, np.float32)
     ref_labels = labels[reference]
     position = np.full(n, -1)
     position[reference] = np.arange(reference.size)
-    for start in range(0, n, _BLOCK):
-        block = slice(start, min(n, start + _BLOCK))
-        S = U[block] @ R.T
-        mine = position[block]
+    for start in range(0, n, block):
+        rows = slice(start, min(n, start + block))
+        S = torch.from_numpy(np.ascontiguousarray(_unit(Z[rows]))) @ R.T
+        mine = position[rows]
         inside = np.flatnonzero(mine >= 0)
         S[torch.from_numpy(inside), torch.from_numpy(mine[inside])] = -2.0  # not its own neighbour
         sims, idx = S.topk(k, dim=1)
-        same[block] = (ref_labels[idx.numpy()] == labels[block, None]).mean(1)
-        closeness[block] = sims.mean(1).numpy()
+        same[rows] = (ref_labels[idx.numpy()] == labels[rows, None]).mean(1)
+        closeness[rows] = sims.mean(1).numpy()
     return same, closeness
 
 
@@ -143,18 +152,36 @@ def confidence_and_atypicality(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both per-image scores from one pass over the features: `label_confidence` and `atypicality`."""
     labels = np.asarray(labels).ravel()
-    confidence = np.ones(labels.size, np.float32)
-    score = np.zeros(labels.size, np.float32)
     active = np.flatnonzero(labels >= 0)
     if active.size < 3:
-        return confidence, score
+        return unscored(labels.size)
     lab = labels[active]
-    several = np.unique(lab).size >= 2
     with cpu_threads(num_threads, torch.device("cpu")):
         Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
         margin, own = centroid_margin(Z, lab)
         same, closeness = neighbour_stats(Z, lab)
-        probe = heldout_probe_margin(Z, lab) if several else None
+        probe = heldout_probe_margin(Z, lab) if np.unique(lab).size >= 2 else None
+    return combine_cues(labels.size, active, lab, margin, own, same, closeness, probe)
+
+
+def unscored(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence 1 and atypicality 0 for every row (too few active rows to say anything)."""
+    return np.ones(n_rows, np.float32), np.zeros(n_rows, np.float32)
+
+
+def combine_cues(
+    n_rows: int,
+    active: np.ndarray,
+    lab: np.ndarray,
+    margin: np.ndarray,
+    own: np.ndarray,
+    same: np.ndarray,
+    closeness: np.ndarray,
+    probe: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The active rows' confidence (the three cues' mean percentile rank, ranked again; 1 with a single
+    cluster) and atypicality (robust z of the distance to the own centre and of the neighbours' distance)."""
+    confidence, score = unscored(n_rows)
     if probe is not None:
         ranks = (percentile_rank(margin) + percentile_rank(same) + percentile_rank(probe)) / 3
         confidence[active] = percentile_rank(ranks)

@@ -119,11 +119,9 @@ def confidence_and_atypicality_sampled(
     from turtle_core.discovery import confidence as conf
 
     labels = np.asarray(labels).ravel()
-    confidence = np.ones(labels.size, np.float32)
-    score = np.zeros(labels.size, np.float32)
     active = np.flatnonzero(labels >= 0)
     if active.size < 3:
-        return confidence, score
+        return conf.unscored(labels.size)
     arrays = _check_spaces(spaces)
     if active.size < labels.size:  # excluded rows take no part: work on the active rows' sample
         arrays = [X[active] for X in arrays]
@@ -132,48 +130,15 @@ def confidence_and_atypicality_sampled(
         sample = position[sample]
         sample = sample[sample >= 0]
     lab = labels[active]
-    several = np.unique(lab).size >= 2
     with cpu_threads(num_threads, torch.device("cpu")):
         Z = joint_space_sampled(arrays, sample, conf.PCA_DIMS)
         margin, own = conf.centroid_margin(Z, lab)
         reference = sample
         if reference.size > reference_rows:
             reference = np.sort(np.random.default_rng(1).choice(sample, reference_rows, replace=False))
-        same, closeness = neighbour_stats_against(Z, lab, reference)
+        same, closeness = conf.neighbour_stats_against(Z, lab, reference)
         trainable = np.zeros(lab.size, dtype=bool)
         trainable[sample] = True  # an unsampled row is scored, never trained on
+        several = np.unique(lab).size >= 2
         probe = conf.heldout_probe_margin(Z, lab, trainable=trainable) if several else None
-    if probe is not None:
-        ranks = (conf.percentile_rank(margin) + conf.percentile_rank(same) + conf.percentile_rank(probe)) / 3
-        confidence[active] = conf.percentile_rank(ranks)
-    score[active] = (conf._robust_z(1.0 - own, lab) + conf._robust_z(1.0 - closeness, np.zeros_like(lab))) / 2
-    return confidence, score
-
-
-def neighbour_stats_against(
-    Z: np.ndarray, labels: np.ndarray, reference: np.ndarray, k: int | None = None, block: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
-    """`confidence.neighbour_stats` with a given reference set (sorted row ids): the share of each
-    row's `k` nearest reference rows (cosine, itself excluded) in its cluster, and their mean similarity."""
-    from turtle_core.discovery import confidence as conf
-
-    k = conf.N_NEIGHBOURS if k is None else k
-    n = Z.shape[0]
-    R = torch.from_numpy(np.ascontiguousarray(conf._unit(Z[reference])))
-    k = max(1, min(k, reference.size - 1))
-    same = np.empty(n, np.float32)
-    closeness = np.empty(n, np.float32)
-    ref_labels = labels[reference]
-    position = np.full(n, -1)
-    position[reference] = np.arange(reference.size)
-    for start in range(0, n, block):
-        rows = slice(start, min(n, start + block))
-        U = torch.from_numpy(np.ascontiguousarray(conf._unit(Z[rows])))
-        S = U @ R.T
-        mine = position[rows]
-        inside = np.flatnonzero(mine >= 0)
-        S[torch.from_numpy(inside), torch.from_numpy(mine[inside])] = -2.0  # not its own neighbour
-        sims, idx = S.topk(k, dim=1)
-        same[rows] = (ref_labels[idx.numpy()] == labels[rows, None]).mean(1)
-        closeness[rows] = sims.mean(1).numpy()
-    return same, closeness
+    return conf.combine_cues(labels.size, active, lab, margin, own, same, closeness, probe)
