@@ -92,16 +92,3 @@ def middle_ellipsis(text: str, max_chars: int = 22) -> str:
     tail = keep - head
     return f"{text[:head]}…{text[-tail:]}" if tail else f"{text[:head]}…"
 
-
-def partition_note(params: dict) -> str:
-    """Which partition the discovery kept, TURTLE's or k-means', and why (empty for older results)."""
-    method = params.get("method")
-    if method not in ("turtle", "kmeans"):
-        return ""
-    turtle, kmeans = params.get("turtle_agreement"), params.get("kmeans_agreement")
-    if not isinstance(turtle, (int, float)) or not isinstance(kmeans, (int, float)):
-        return "Partition: TURTLE's."
-    why = f"(runs agree {max(turtle, kmeans):.2f} against {min(turtle, kmeans):.2f})"
-    if method == "kmeans":
-        return f"Partition: k-means', which was more stable than TURTLE's on this folder {why}."
-    return f"Partition: TURTLE's, which was more stable than k-means' on this folder {why}."
