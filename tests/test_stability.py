@@ -100,3 +100,15 @@ def test_a_forced_partition_skips_the_comparison() -> None:
     kmeans = discover([X], 3, EFFORTS["quick"], partition="kmeans")
     assert kmeans.params["method"] == "kmeans" and kmeans.params["partition"] == "kmeans"
     assert evaluate(truth, kmeans.labels)["accuracy"] == 1.0
+
+
+def test_the_partition_note_says_what_was_kept_and_why() -> None:
+    from turtle_core.discovery.describe import partition_note
+
+    chose = {"method": "kmeans", "partition": "auto", "turtle_agreement": 0.61, "kmeans_agreement": 0.73}
+    assert partition_note(chose) == (
+        "Partition: k-means', which was more stable than TURTLE's on this folder (runs agree 0.73 against 0.61)."
+    )
+    assert partition_note({"method": "turtle", "partition": "turtle"}) == "Partition: TURTLE's, as you asked."
+    assert partition_note({"method": "kmeans", "partition": "kmeans"}) == "Partition: k-means', as you asked."
+    assert partition_note({}) == ""  # a discovery saved before the choice existed
