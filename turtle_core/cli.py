@@ -72,6 +72,7 @@ def parse_clusters(text: str) -> int | tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from turtle_core.constants import PARTITIONS
     from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
     from turtle_core.embedding.backbones import BACKBONES, PRESETS
 
@@ -79,19 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     discover = commands.add_parser("discover", help="discover categories in a folder of images")
-    discover.add_argument("folder", help="folder of images (read only; never modified)")
+    _add_embed_arguments(discover, list(BACKBONES), list(PRESETS))
     discover.add_argument(
         "--clusters", "-k", type=parse_clusters, required=True, help="a number (10) or a range (5-30)"
     )
     discover.add_argument("--out", "-o", required=True, help="CSV to write: path,cluster,confidence")
-    choice = discover.add_mutually_exclusive_group()
-    choice.add_argument(
-        "--preset", choices=sorted(PRESETS), default=None, help="backbone preset (default: offline)"
-    )
-    choice.add_argument("--backbones", default=None, help=f"comma-separated, from: {', '.join(BACKBONES)}")
-    discover.add_argument(
-        "--checkpoint", action="append", default=[], metavar="NAME=PATH", help="local weights for a backbone"
-    )
     discover.add_argument(
         "--effort",
         choices=list(EFFORTS),
@@ -100,19 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     discover.add_argument(
         "--partition",
-        choices=["auto", "turtle", "kmeans"],
+        choices=list(PARTITIONS),
         default="auto",
         help="auto (default): keep TURTLE's or k-means' partition, whichever independent runs agree on more; "
         "turtle or kmeans: keep that one (turtle skips the comparison's extra runs)",
     )
-    discover.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     discover.add_argument(
         "--replace-curation",
         action="store_true",
         help="replace the folder's curation even when it holds edits made in the app (they are lost)",
     )
-    discover.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
-    discover.add_argument("--ray", metavar="ADDRESS", default=None, help=RAY_HELP)
 
     embed = commands.add_parser("embed", help="scan a folder and embed its images into the cache")
     _add_embed_arguments(embed, list(BACKBONES), list(PRESETS))
@@ -283,6 +273,7 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 
 
 def _add_embed_arguments(embed: argparse.ArgumentParser, backbones: list[str], presets: list[str]) -> None:
+    """The folder and how to embed it: shared by `embed` and `discover`."""
     embed.add_argument("folder", help="folder of images (read only; never modified)")
     choice = embed.add_mutually_exclusive_group()
     choice.add_argument(
