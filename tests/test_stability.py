@@ -112,3 +112,15 @@ def test_the_partition_note_says_what_was_kept_and_why() -> None:
     assert partition_note({"method": "turtle", "partition": "turtle"}) == "Partition: TURTLE's, as you asked."
     assert partition_note({"method": "kmeans", "partition": "kmeans"}) == "Partition: k-means', as you asked."
     assert partition_note({}) == ""  # a discovery saved before the choice existed
+
+
+def test_the_comparison_s_first_kmeans_run_is_the_kmeans_reference() -> None:
+    from turtle_core.discovery.metrics import kmeans_baseline
+
+    X, truth = _blobs([150, 90, 60], dim=16, seed=11)
+    labels = truth.copy()
+    choice = choose_partition([X], [labels, labels], labels, np.eye(3)[labels], random_state=0)
+    assert choice.kmeans_reference is not None
+    assert np.array_equal(choice.kmeans_reference, kmeans_baseline([X], 3, random_state=0))
+    forced = choose_partition([X], [labels], labels, np.eye(3)[labels], keep="turtle")
+    assert forced.kmeans_reference is None  # no k-means ran: the discovery computes its own reference

@@ -50,9 +50,11 @@ class PartitionChoice:
     probabilities: np.ndarray = field(repr=False)
     turtle_agreement: float
     kmeans_agreement: float
-    centroids: CentroidModel | None = field(
-        default=None, repr=False
-    )  # the k-means partition's, to assign new rows
+    # The kept k-means partition's centroids, to assign rows it was not fitted on.
+    centroids: CentroidModel | None = field(default=None, repr=False)
+    # The k-means run at seed `random_state` when it was fitted on every row: what `metrics.kmeans_baseline`
+    # gives at that seed (10 starts, L2-normalised spaces), so a discovery need not run it again.
+    kmeans_reference: np.ndarray | None = field(default=None, repr=False)
 
 
 def mean_pairwise_ari(labelings: Sequence[np.ndarray]) -> float:
@@ -166,7 +168,9 @@ def choose_partition(
     seeds = [int(random_state) + i for i in range(KMEANS_RUNS)]
     runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel)
     kmeans_agreement = mean_pairwise_ari([run.labels for run in runs])
+    reference = runs[0].labels if len(turtle_labels) <= KMEANS_SAMPLE_ROWS else None
     keep_turtle.kmeans_agreement = kmeans_agreement
+    keep_turtle.kmeans_reference = reference
     if keep == "auto" and not kmeans_agreement > turtle_agreement:
         return keep_turtle
     best = min(runs, key=lambda run: run.inertia)
@@ -178,4 +182,5 @@ def choose_partition(
         turtle_agreement,
         kmeans_agreement,
         CentroidModel(best.centres, scale),
+        reference,
     )

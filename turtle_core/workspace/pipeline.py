@@ -166,7 +166,9 @@ def discover_features(
         check_cancel(cancel)
         metrics = evaluate(truth, labels)
         if sample is None:
-            reference = kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
+            reference = found.choice.kmeans_reference  # the stability choice's run at seed 0, when it ran
+            if reference is None:
+                reference = kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
         else:
             reference = big.kmeans_baseline_sampled(spaces, selection.best_n_clusters, sample, random_state=0)
         kmeans_metrics = evaluate(truth, reference)
