@@ -35,6 +35,16 @@ def project(tmp_path: Path, one_cpu_thread) -> tuple[Project, np.ndarray]:
     return opened, truth
 
 
+def _move_three_of_class_2(opened: Project, truth: np.ndarray):
+    """The curator's first fix: three images of class 2 (discovered inside cluster 1) to a new cluster "c2"."""
+    snap = opened.snapshot()
+    class2 = np.flatnonzero(truth == 2)
+    opened.apply(
+        edits.MoveToNewCluster(discovery_id=snap.discovery_id, images=snap.keys(class2[:3]), name="c2")
+    )
+    return snap, class2
+
+
 def test_nothing_checked_yet_says_what_to_do(project) -> None:
     opened, _ = project
     with pytest.raises(ProjectError, match="confirm or move some images"):
@@ -43,11 +53,7 @@ def test_nothing_checked_yet_says_what_to_do(project) -> None:
 
 def test_fixes_propagate_in_one_undoable_edit(project) -> None:
     opened, truth = project
-    snap = opened.snapshot()
-    class2 = np.flatnonzero(truth == 2)
-    opened.apply(
-        edits.MoveToNewCluster(discovery_id=snap.discovery_id, images=snap.keys(class2[:3]), name="c2")
-    )
+    snap, class2 = _move_three_of_class_2(opened, truth)
     opened.apply(edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0, 1, 2, 3, 4, 60, 61, 62, 63, 64])))
     # The curator also made one odd decision: refine must leave it as it is.
     opened.apply(edits.Move(discovery_id=snap.discovery_id, images=snap.keys([5]), cluster_id=1))
@@ -84,11 +90,7 @@ def test_fixes_propagate_in_one_undoable_edit(project) -> None:
 
 def test_refine_skips_images_checked_after_the_proposal(project) -> None:
     opened, truth = project
-    snap = opened.snapshot()
-    class2 = np.flatnonzero(truth == 2)
-    opened.apply(
-        edits.MoveToNewCluster(discovery_id=snap.discovery_id, images=snap.keys(class2[:3]), name="c2")
-    )
+    snap, class2 = _move_three_of_class_2(opened, truth)
     proposal = opened.propose_refine()
     late = class2[10]
     opened.apply(
