@@ -1,17 +1,18 @@
 """How sure the tool is of each image's cluster, and which images fit no cluster at all.
 
 TURTLE's own softmax is saturated (0.98-1.00 for nearly every image), so it cannot order a review queue.
-`label_confidence` instead asks three label-free questions of the backbones' features, each answered as a
-percentile rank among all images, and averages the ranks:
+`label_confidence` is the image's centroid margin: how much farther (Euclidean, in the backbones' joint
+PCA space) the nearest other cluster's centre is than its own cluster's centre, as a percentile rank among
+all images. 0 is the least sure image of the folder, 1 the surest, so cluster means spread instead of all
+reading 0.98-1.00.
 
-- margin: how much closer (cosine) the image is to its own cluster's centre than to the next cluster's;
-- neighbours: what share of its nearest neighbours carry the same cluster;
-- held-out probe: how much a linear probe trained on the *other* images prefers its cluster (k-fold).
-
-They catch different mistakes (boundary images, islands inside another cluster, images that only a global
-linear view places elsewhere), and their average ranked wrong labels more consistently across the suite's
-sets than any one of them (benchmarks/README.md). The result spreads over [0, 1]: 0 is the least sure
-image of the folder, 1 the surest, so cluster means spread instead of all reading 0.98-1.00.
+Why this and not more: the review queue is also where the curator's first fixes come from, and those
+fixes are what "Propagate my fixes" learns from. On the curator-effort suite a mean rank of three cues
+(a cosine margin, the share of same-cluster neighbours and a held-out probe's margin) found wrong labels
+a little better on some sets (AUROC on digits 0.82 against 0.75) but its least-sure images taught the
+refine's probe far less: with feedback, emoji needed 9.7 actions per 100 images against 5.0, and every
+other set except glyphs needed more too (benchmarks/README.md, "The queue that teaches"). A distance, not a
+cosine: cluster centres of different spread matter (emoji 6.9 with the cosine margin).
 
 `atypicality` is the separate "fits no category" score (the open-set idea behind MCM/UEO): a robust z-score
 of the image's distance to its own cluster centre among that cluster's members, combined with how far its
@@ -29,8 +30,6 @@ from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
-PROBE_FOLDS = 5
-PROBE_C = 0.1
 PCA_DIMS = 128
 # Beyond this many rows the neighbours are looked up among a fixed random sample (the share of
 # same-cluster neighbours is a local average, which a 20k-row sample estimates well).
@@ -66,19 +65,24 @@ def percentile_rank(values: np.ndarray) -> np.ndarray:
 
 
 def centroid_margin(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine similarity to the own cluster's centre minus that to the nearest other centre; and the
-    similarity to the own centre."""
-    U = _unit(Z)
+    """Euclidean distance to the nearest other cluster's centre minus that to the own centre (centres:
+    the clusters' means in Z); and the cosine similarity to the own centre (for atypicality)."""
     classes, inverse = np.unique(labels, return_inverse=True)
-    centres = np.zeros((classes.size, U.shape[1]), np.float64)
-    np.add.at(centres, inverse, U)
-    S = U @ _unit(centres).astype(np.float32).T
-    rows = np.arange(U.shape[0])
-    own = S[rows, inverse].copy()
+    counts = np.bincount(inverse, minlength=classes.size).astype(np.float64)
+    sums = np.zeros((classes.size, Z.shape[1]), np.float64)
+    np.add.at(sums, inverse, Z)
+    centres = (sums / counts[:, None]).astype(np.float32)
+    rows = np.arange(Z.shape[0])
+    own = np.einsum("ij,ij->i", _unit(Z), _unit(centres)[inverse])
     if classes.size == 1:
         return np.ones_like(own), own
-    S[rows, inverse] = -np.inf
-    return own - S.max(1), own
+    squared = (
+        np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * (Z @ centres.T) + np.einsum("ij,ij->i", centres, centres)
+    )
+    distances = np.sqrt(np.maximum(squared, 0.0))
+    own_distance = distances[rows, inverse].copy()
+    distances[rows, inverse] = np.inf
+    return distances.min(1) - own_distance, own
 
 
 def neighbour_stats(
@@ -118,32 +122,6 @@ def neighbour_stats_against(
     return same, closeness
 
 
-def heldout_probe_margin(
-    Z: np.ndarray, labels: np.ndarray, folds: int = PROBE_FOLDS, trainable: np.ndarray | None = None
-) -> np.ndarray:
-    """k-fold: a probe trained on the other folds; its probability of the row's cluster minus the best other.
-    With `trainable` (a row mask), only those rows are trained on; every row is still scored."""
-    from turtle_core.discovery.refine import FeatureProbe
-
-    classes, inverse = np.unique(labels, return_inverse=True)
-    margin = np.zeros(labels.size, np.float32)
-    if classes.size < 2:
-        return margin + 1.0
-    probe = FeatureProbe([Z])
-    fold = np.random.default_rng(0).integers(0, folds, labels.size)
-    for f in range(folds):
-        train = np.flatnonzero((fold != f) if trainable is None else (trainable & (fold != f)))
-        test = fold == f
-        if not test.any() or train.size == 0:
-            continue
-        P = probe.fit_predict(train, inverse[train], np.ones(train.size), classes.size)[test]
-        rows = np.arange(P.shape[0])
-        own = P[rows, inverse[test]].copy()
-        P[rows, inverse[test]] = -1.0
-        margin[test] = own - P.max(1)
-    return margin
-
-
 def confidence_and_atypicality(
     spaces: Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray | Sequence[int],
@@ -159,9 +137,8 @@ def confidence_and_atypicality(
     with cpu_threads(num_threads, torch.device("cpu")):
         Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
         margin, own = centroid_margin(Z, lab)
-        same, closeness = neighbour_stats(Z, lab)
-        probe = heldout_probe_margin(Z, lab) if np.unique(lab).size >= 2 else None
-    return combine_cues(labels.size, active, lab, margin, own, same, closeness, probe)
+        _, closeness = neighbour_stats(Z, lab)
+    return combine_scores(labels.size, active, lab, margin, own, closeness)
 
 
 def unscored(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,22 +146,19 @@ def unscored(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ones(n_rows, np.float32), np.zeros(n_rows, np.float32)
 
 
-def combine_cues(
+def combine_scores(
     n_rows: int,
     active: np.ndarray,
     lab: np.ndarray,
     margin: np.ndarray,
     own: np.ndarray,
-    same: np.ndarray,
     closeness: np.ndarray,
-    probe: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The active rows' confidence (the three cues' mean percentile rank, ranked again; 1 with a single
-    cluster) and atypicality (robust z of the distance to the own centre and of the neighbours' distance)."""
+    """The active rows' confidence (the centroid margin's percentile rank; 1 with a single cluster) and
+    atypicality (robust z of the distance to the own centre and of the neighbours' distance)."""
     confidence, score = unscored(n_rows)
-    if probe is not None:
-        ranks = (percentile_rank(margin) + percentile_rank(same) + percentile_rank(probe)) / 3
-        confidence[active] = percentile_rank(ranks)
+    if np.unique(lab).size >= 2:
+        confidence[active] = percentile_rank(margin)
     score[active] = (_robust_z(1.0 - own, lab) + _robust_z(1.0 - closeness, np.zeros_like(lab))) / 2
     return confidence, score
 
@@ -195,8 +169,8 @@ def label_confidence(
     *,
     num_threads: int | None = None,
 ) -> np.ndarray:
-    """Per image, in [0, 1]: the mean percentile rank of its centroid margin, neighbour agreement and held-out
-    probe margin (see the module docstring). Excluded rows (label < 0) get 1.0 and take no part."""
+    """Per image, in [0, 1]: the percentile rank of its centroid margin (see the module docstring).
+    Excluded rows (label < 0) get 1.0 and take no part."""
     return confidence_and_atypicality(spaces, labels, num_threads=num_threads)[0]
 
 

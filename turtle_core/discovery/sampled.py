@@ -3,7 +3,7 @@ sample, then assign and score every image in streamed chunks.
 
 TURTLE's heads are linear, so the model chosen on a sample labels every other image the same way it
 labels the sample (`predict_proba` in chunks). What grew with the number of images (the k-means starts,
-the preprocessing's covariance, the k-means reference, the confidence's PCA and probes) is fitted on
+the preprocessing's covariance, the k-means reference, the confidence's PCA) is fitted on
 the sample; what every image needs (its cluster, its confidence and atypicality) is computed chunk by
 chunk against what the sample learned, so memory holds the features once plus chunk-sized buffers.
 
@@ -113,9 +113,9 @@ def confidence_and_atypicality_sampled(
     num_threads: int | None = None,
     reference_rows: int = NEIGHBOUR_REFERENCE_ROWS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`confidence.confidence_and_atypicality` for many rows: the joint space's PCA and the held-out
-    probes are fitted on the `sample` rows, neighbours are searched among `reference_rows` of them;
-    every row is scored (margin, neighbours, probe, atypicality) as in the exact version."""
+    """`confidence.confidence_and_atypicality` for many rows: the joint space's PCA is fitted on the
+    `sample` rows, neighbours are searched among `reference_rows` of them; every row is scored (margin,
+    atypicality) as in the exact version."""
     from turtle_core.discovery import confidence as conf
 
     labels = np.asarray(labels).ravel()
@@ -136,9 +136,5 @@ def confidence_and_atypicality_sampled(
         reference = sample
         if reference.size > reference_rows:
             reference = np.sort(np.random.default_rng(1).choice(sample, reference_rows, replace=False))
-        same, closeness = conf.neighbour_stats_against(Z, lab, reference)
-        trainable = np.zeros(lab.size, dtype=bool)
-        trainable[sample] = True  # an unsampled row is scored, never trained on
-        several = np.unique(lab).size >= 2
-        probe = conf.heldout_probe_margin(Z, lab, trainable=trainable) if several else None
-    return conf.combine_cues(labels.size, active, lab, margin, own, same, closeness, probe)
+        _, closeness = conf.neighbour_stats_against(Z, lab, reference)
+    return conf.combine_scores(labels.size, active, lab, margin, own, closeness)
