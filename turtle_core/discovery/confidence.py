@@ -42,9 +42,18 @@ def _joint_space(spaces: Sequence[np.ndarray | torch.Tensor], dims: int = PCA_DI
     Z = joint_unit_rows(spaces)
     Z = Z - Z.mean(0, dtype=np.float64).astype(np.float32)
     T = torch.from_numpy(np.ascontiguousarray(Z))
+    return (T @ pca_axes(T, dims)).numpy()
+
+
+def pca_axes(T: torch.Tensor, dims: int) -> torch.Tensor:
+    """The top `min(dims, *T.shape)` principal axes of the (centred) rows of `T`, as columns. Seeded: the
+    randomised PCA otherwise moves the review queue's order a little from one run to the next (1 of the
+    31 least-sure emoji images differed between two calls)."""
     d = min(dims, *T.shape)
-    _, _, V = torch.pca_lowrank(T, q=d, center=False, niter=3)
-    return (T @ V[:, :d]).numpy()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _, _, V = torch.pca_lowrank(T, q=d, center=False, niter=3)
+    return V[:, :d].contiguous()
 
 
 def _unit(Z: np.ndarray) -> np.ndarray:

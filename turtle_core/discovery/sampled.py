@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from turtle_core.discovery.confidence import pca_axes
 from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
@@ -93,9 +94,8 @@ def joint_space_sampled(
     S = joint_unit_rows([X[sample] for X in arrays])
     mean = S.mean(0, dtype=np.float64).astype(np.float32)
     T = torch.from_numpy(np.ascontiguousarray(S - mean))
-    d = min(dims, *T.shape)
-    _, _, V = torch.pca_lowrank(T, q=d, center=False, niter=3)
-    axes = V[:, :d].contiguous()
+    axes = pca_axes(T, dims)
+    d = axes.shape[1]
     del S, T
     n = arrays[0].shape[0]
     out = np.empty((n, d), dtype=np.float32)
