@@ -22,6 +22,8 @@ Each phase runs in its own process, so its peak memory (`ru_maxrss`) is its own:
   gallery   one cluster's gallery page: its members sorted by confidence, 50 per page
   edit      an edit's rerun: move 1,000 images to a new cluster, save the curation atomically,
             rebuild the map figure (the density grid, kept per layout by the page, is not rebuilt)
+  refine    "Propagate my fixes": confirm 2,000 images spread over the folder, the proposal (probe on
+            every checked image, every unchecked one scored) and applying it (the state keeps both)
 Writes benchmarks/results/million-n<N>.json (merging phases run separately).
 """
 
@@ -45,7 +47,7 @@ import numpy as np  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 IDENTITY = "synthetic-mixture"
 CHUNK = 50_000
-PHASES = ["build", "discover", "open", "map", "gallery", "edit"]
+PHASES = ["build", "discover", "open", "map", "gallery", "edit", "refine"]
 
 
 def peak_rss_gib() -> float:
@@ -314,6 +316,31 @@ def edit(work: Path) -> dict:
     }
 
 
+def refine(work: Path) -> dict:
+    """"Propagate my fixes": the curator confirms 2,000 images spread over the folder, then the proposal
+    (a probe trained on every checked image, every unchecked image re-labelled and scored) and applying
+    it as one undoable edit."""
+    from turtle_core.workspace.edits import Confirm
+    from turtle_core.workspace.project import Project
+
+    project = Project.open(work / "images")
+    snap = project.snapshot()
+    chosen = np.arange(0, len(snap.images), max(1, len(snap.images) // 2_000))[:2_000]
+    project.apply(Confirm(discovery_id=snap.discovery_id, images=snap.keys(chosen)))
+    start = time.perf_counter()
+    proposal = project.propose_refine()
+    propose_s = time.perf_counter() - start
+    project.apply(proposal.edit)
+    return {
+        "seconds": time.perf_counter() - start,
+        "propose_s": propose_s,
+        "apply_s": time.perf_counter() - start - propose_s,
+        "checked": proposal.n_checked,
+        "unchecked": proposal.n_unchecked,
+        "changed": proposal.n_changed,
+    }
+
+
 def run_phase(args: argparse.Namespace) -> None:
     work = Path(args.work)
     os.environ["TURTLE_HOME"] = str(work / "home")
@@ -326,6 +353,7 @@ def run_phase(args: argparse.Namespace) -> None:
         "umap": lambda: umap_view(work),
         "gallery": lambda: gallery(work),
         "edit": lambda: edit(work),
+        "refine": lambda: refine(work),
     }[args.phase]()
     out["peak_rss_gib"] = peak_rss_gib()
     print(json.dumps(out))

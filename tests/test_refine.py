@@ -78,3 +78,41 @@ def test_bad_lengths_are_refused() -> None:
     X, truth = _blobs(20, 2)
     with pytest.raises(ValueError, match="one entry per row"):
         refine_labels([X], truth[:-1], np.ones(truth.size, bool))
+
+
+def test_probe_scores_in_chunks_without_a_standardised_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standardisation folded into the weights, row chunk by row chunk, equals scoring a standardised copy."""
+    import torch
+
+    import turtle_core.discovery.sampled as sampled
+
+    rng = np.random.default_rng(4)
+    spaces = [
+        rng.normal(3.0, 2.0, size=(300, 12)).astype(np.float32),
+        rng.normal(size=(300, 5)).astype(np.float32),
+    ]
+    monkeypatch.setattr(sampled, "CHUNK_ROWS", 64)
+    probe = FeatureProbe(spaces)
+    W = torch.from_numpy(rng.normal(size=(17, 3)).astype(np.float32))
+    b = torch.from_numpy(rng.normal(size=3).astype(np.float32))
+    standardised = np.hstack([(X - X.mean(0)) / X.std(0) for X in spaces])
+    expected = torch.softmax(torch.from_numpy(standardised) @ W + b, dim=1).numpy()
+    assert np.allclose(probe.predict(W, b), expected, atol=1e-5)
+
+
+def test_probe_on_a_subset_of_rows_equals_the_copied_rows() -> None:
+    """`FeatureProbe(spaces, rows=...)` (what the app passes: the active images) without copying them."""
+    X, truth = _blobs(100, 3, seed=5)
+    labels = truth.copy()
+    labels[::9] = (labels[::9] + 1) % 3
+    rows = np.flatnonzero(np.arange(truth.size) % 7 != 0)  # every seventh image excluded
+    known = np.zeros(rows.size, bool)
+    known[::5] = True
+    picked = labels[rows].copy()
+    picked[known] = truth[rows][known]
+
+    subset = refine_labels(FeatureProbe([X], rows=rows), picked, known)
+    copied = refine_labels([X[rows]], picked, known)
+
+    assert np.array_equal(subset.labels, copied.labels)
+    assert np.allclose(subset.probabilities, copied.probabilities, atol=1e-5)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
+from turtle_core.discovery.sampled import chunks
 
 # Inverse L2 strength per training row, as scikit-learn's C (the anchor probe of curator-effort.md uses 0.1).
 PROBE_C = 0.1
@@ -44,29 +45,53 @@ class RefineResult:
 
 
 class FeatureProbe:
-    """Standardised, concatenated feature spaces, prepared once and reused across refine rounds."""
+    """The backbones' feature spaces, each standardised (mean and spread over `rows`), concatenated; prepared
+    once and reused across refine rounds. Nothing the size of the features is copied: the standardisation
+    is folded into the probe's weights and every row is scored in chunks (a million 1,280-d images took
+    20.5 GiB at peak when the standardised copy was materialised, `benchmarks/million.py --phases refine`).
+    `rows` (default: all) picks the rows the probe works on; its positions are what `fit_predict` takes."""
 
-    def __init__(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> None:
-        arrays = _check_spaces(spaces)
-        parts = []
-        for X in arrays:
-            X = np.asarray(X, dtype=np.float32)
-            if not np.isfinite(X).all():
-                raise ValueError("feature space contains NaN or infinite values")
-            mean = X.mean(0, dtype=np.float64).astype(np.float32)
-            std = X.std(0, dtype=np.float64).astype(np.float32)
-            parts.append((X - mean) / np.maximum(std, 1e-6))
-        self.features = torch.from_numpy(np.ascontiguousarray(np.hstack(parts), dtype=np.float32))
+    def __init__(self, spaces: Sequence[np.ndarray | torch.Tensor], rows: np.ndarray | None = None) -> None:
+        self.arrays = [np.asarray(X) for X in _check_spaces(spaces)]
+        n = self.arrays[0].shape[0]
+        self.rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.means: list[np.ndarray] = []
+        self.scales: list[np.ndarray] = []
+        for X in self.arrays:
+            total = np.zeros(X.shape[1])
+            squares = np.zeros(X.shape[1])
+            for block in chunks(self.rows.size):
+                values = self._gather(X, block).astype(np.float64)
+                if not np.isfinite(values).all():
+                    raise ValueError("feature space contains NaN or infinite values")
+                total += values.sum(0)
+                squares += np.square(values).sum(0)
+            mean = total / max(1, self.rows.size)
+            spread = np.sqrt(np.maximum(squares / max(1, self.rows.size) - np.square(mean), 0.0))
+            self.means.append(mean.astype(np.float32))
+            self.scales.append(np.maximum(spread, 1e-6).astype(np.float32))
 
     @property
     def n_rows(self) -> int:
-        return int(self.features.shape[0])
+        return int(self.rows.size)
+
+    def _gather(self, X: np.ndarray, positions: slice | np.ndarray) -> np.ndarray:
+        return np.asarray(X[self.rows[positions]], dtype=np.float32)
+
+    def standardised(self, positions: slice | np.ndarray) -> torch.Tensor:
+        """The standardised, concatenated features of the rows at `positions` (a training-sized copy)."""
+        parts = [
+            (self._gather(X, positions) - mean) / scale
+            for X, mean, scale in zip(self.arrays, self.means, self.scales, strict=True)
+        ]
+        return torch.from_numpy(np.ascontiguousarray(np.hstack(parts), dtype=np.float32))
 
     def fit_predict(
         self, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray, n_classes: int
     ) -> np.ndarray:
-        """Class probabilities (N × n_classes) of a weighted multinomial logistic regression fitted on `rows`."""
-        X = self.features[torch.from_numpy(rows)]
+        """Class probabilities (n_rows × n_classes) of a weighted multinomial logistic regression fitted on
+        the rows at positions `rows`."""
+        X = self.standardised(rows)
         y = torch.from_numpy(targets.astype(np.int64))
         w = torch.from_numpy(weights.astype(np.float32))
         n, d = X.shape
@@ -86,8 +111,27 @@ class FeatureProbe:
 
         with torch.enable_grad():
             optimizer.step(closure)
+        return self.predict(W.detach(), b.detach())
+
+    def predict(self, W: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+        """softmax(standardised @ W + b) for every row (W: one block of rows per space, in order), chunk by
+        chunk, with the standardisation folded
+        into per-space weights (raw rows @ W/scale, minus mean/scale @ W)."""
+        blocks, offset = [], 0
+        bias = b.clone()
+        for mean, scale in zip(self.means, self.scales, strict=True):
+            block = W[offset : offset + mean.size] / torch.from_numpy(scale)[:, None]
+            bias -= torch.from_numpy(mean) @ block
+            blocks.append(block)
+            offset += mean.size
+        out = np.empty((self.n_rows, W.shape[1]), dtype=np.float32)
         with torch.no_grad():
-            return torch.softmax(self.features @ W + b, dim=1).numpy()
+            for positions in chunks(self.n_rows):
+                logits = bias.clone()
+                for X, block in zip(self.arrays, blocks, strict=True):
+                    logits = logits + torch.from_numpy(self._gather(X, positions)) @ block
+                out[positions] = torch.softmax(logits, dim=1).numpy()
+        return out
 
 
 def refine_labels(

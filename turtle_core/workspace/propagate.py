@@ -36,7 +36,7 @@ class RefineProposal:
 
 def propose_refine(project: Project, cancel: threading.Event | None = None) -> RefineProposal:
     """Learn from the checked images (moved, new-cluster or confirmed) and propose a cluster for every other one."""
-    from turtle_core.discovery.refine import refine_labels
+    from turtle_core.discovery.refine import FeatureProbe, refine_labels
 
     snap = project.snapshot()
     if snap is None:
@@ -49,9 +49,9 @@ def propose_refine(project: Project, cancel: threading.Event | None = None) -> R
         raise ProjectError(
             "Nothing to learn from yet: confirm or move some images first (the review queue is a good start)."
         )
-    spaces = [np.asarray(space)[active] for space in project.spaces(snap.discovery)]
+    probe = FeatureProbe(project.spaces(snap.discovery), rows=active)  # no copy of the features
     check_cancel(cancel)
-    result = refine_labels(spaces, assign[active], checked)
+    result = refine_labels(probe, assign[active], checked)
     check_cancel(cancel)
     rows = active[~checked]
     targets = result.labels[~checked]
