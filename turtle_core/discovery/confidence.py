@@ -31,8 +31,8 @@ from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
 PCA_DIMS = 128
-# Beyond this many rows the neighbours are looked up among a fixed random sample (the share of
-# same-cluster neighbours is a local average, which a 20k-row sample estimates well).
+# Beyond this many rows the neighbours are looked up among a fixed random sample (atypicality uses
+# their mean similarity, a local average, which a 20k-row sample estimates well).
 _NEIGHBOUR_REFERENCE_ROWS = 20_000
 _BLOCK = 2048
 
