@@ -94,29 +94,25 @@ def centroid_margin(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     return distances.min(1) - own_distance, own
 
 
-def neighbour_stats(
-    Z: np.ndarray, labels: np.ndarray, k: int = N_NEIGHBOURS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Share of each row's `k` nearest neighbours (cosine) in its own cluster, and their mean similarity;
-    beyond `_NEIGHBOUR_REFERENCE_ROWS` rows the neighbours are looked up among a fixed random sample."""
+def neighbour_closeness(Z: np.ndarray, k: int = N_NEIGHBOURS) -> np.ndarray:
+    """Mean cosine similarity of each row's `k` nearest neighbours; beyond `_NEIGHBOUR_REFERENCE_ROWS` rows
+    the neighbours are looked up among a fixed random sample."""
     n = Z.shape[0]
     reference = np.arange(n)
     if n > _NEIGHBOUR_REFERENCE_ROWS:
         reference = np.sort(np.random.default_rng(0).choice(n, _NEIGHBOUR_REFERENCE_ROWS, replace=False))
-    return neighbour_stats_against(Z, labels, reference, k)
+    return neighbour_closeness_against(Z, reference, k)
 
 
-def neighbour_stats_against(
-    Z: np.ndarray, labels: np.ndarray, reference: np.ndarray, k: int = N_NEIGHBOURS, block: int = _BLOCK
-) -> tuple[np.ndarray, np.ndarray]:
-    """`neighbour_stats` with a given reference set (sorted row ids): the share of each row's `k` nearest
-    reference rows (cosine, itself excluded) in its cluster, and their mean similarity."""
+def neighbour_closeness_against(
+    Z: np.ndarray, reference: np.ndarray, k: int = N_NEIGHBOURS, block: int = _BLOCK
+) -> np.ndarray:
+    """`neighbour_closeness` with a given reference set (sorted row ids): the mean cosine similarity of
+    each row's `k` nearest reference rows (itself excluded)."""
     n = Z.shape[0]
     R = torch.from_numpy(np.ascontiguousarray(_unit(Z[reference])))
     k = max(1, min(k, reference.size - 1))
-    same = np.empty(n, np.float32)
     closeness = np.empty(n, np.float32)
-    ref_labels = labels[reference]
     position = np.full(n, -1)
     position[reference] = np.arange(reference.size)
     for start in range(0, n, block):
@@ -125,10 +121,8 @@ def neighbour_stats_against(
         mine = position[rows]
         inside = np.flatnonzero(mine >= 0)
         S[torch.from_numpy(inside), torch.from_numpy(mine[inside])] = -2.0  # not its own neighbour
-        sims, idx = S.topk(k, dim=1)
-        same[rows] = (ref_labels[idx.numpy()] == labels[rows, None]).mean(1)
-        closeness[rows] = sims.mean(1).numpy()
-    return same, closeness
+        closeness[rows] = S.topk(k, dim=1).values.mean(1).numpy()
+    return closeness
 
 
 def confidence_and_atypicality(
@@ -146,7 +140,7 @@ def confidence_and_atypicality(
     with cpu_threads(num_threads, torch.device("cpu")):
         Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
         margin, own = centroid_margin(Z, lab)
-        _, closeness = neighbour_stats(Z, lab)
+        closeness = neighbour_closeness(Z)
     return combine_scores(labels.size, active, lab, margin, own, closeness)
 
 

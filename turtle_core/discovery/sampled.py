@@ -136,5 +136,5 @@ def confidence_and_atypicality_sampled(
         reference = sample
         if reference.size > reference_rows:
             reference = np.sort(np.random.default_rng(1).choice(sample, reference_rows, replace=False))
-        _, closeness = conf.neighbour_stats_against(Z, lab, reference)
+        closeness = conf.neighbour_closeness_against(Z, reference)
     return conf.combine_scores(labels.size, active, lab, margin, own, closeness)
