@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from turtle_core.discovery.features import joint_unit_rows
+from turtle_core.discovery.features import joint_unit_rows, squared_distances
 from turtle_core.discovery.runtime import _check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
@@ -85,10 +85,7 @@ def centroid_margin(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     own = np.einsum("ij,ij->i", _unit(Z), _unit(centres)[inverse])
     if classes.size == 1:
         return np.ones_like(own), own
-    squared = (
-        np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * (Z @ centres.T) + np.einsum("ij,ij->i", centres, centres)
-    )
-    distances = np.sqrt(np.maximum(squared, 0.0))
+    distances = np.sqrt(squared_distances(Z, centres))
     own_distance = distances[rows, inverse].copy()
     distances[rows, inverse] = np.inf
     return distances.min(1) - own_distance, own

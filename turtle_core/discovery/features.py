@@ -168,3 +168,11 @@ def joint_unit_rows(spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
         block = np.asarray(X, dtype=np.float32)
         blocks.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
     return np.hstack(blocks) / np.float32(np.sqrt(len(blocks)))
+
+
+def squared_distances(Z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (N × C, clipped at 0) from every row of `Z` to every centre."""
+    squared = (
+        np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * (Z @ centres.T) + np.einsum("ij,ij->i", centres, centres)
+    )
+    return np.maximum(squared, 0.0)

@@ -28,7 +28,7 @@ from turtle_core.constants import (
     STABILITY_KMEANS_RUNS,
     STABILITY_KMEANS_SAMPLE_ROWS,
 )
-from turtle_core.discovery.features import joint_unit_rows
+from turtle_core.discovery.features import joint_unit_rows, squared_distances
 from turtle_core.progress import check_cancel
 
 # Beyond KMEANS_SAMPLE_ROWS rows k-means is fitted on one fixed random sample and every row assigned to
@@ -85,13 +85,7 @@ class CentroidModel:
         return int(self.centres.shape[0])
 
     def predict_proba(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
-        Z = joint_unit_rows(spaces)
-        squared = (
-            (Z * Z).sum(1, keepdims=True)
-            - 2 * Z @ self.centres.T
-            + (self.centres * self.centres).sum(1)[None, :]
-        )
-        return soft_assignment(np.maximum(squared, 0.0), self.scale)
+        return soft_assignment(squared_distances(joint_unit_rows(spaces), self.centres), self.scale)
 
 
 def kmeans_runs(
