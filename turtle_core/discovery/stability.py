@@ -7,8 +7,8 @@ told the two cases apart on the curator-effort suite (silhouette, Calinski-Harab
 always preferred k-means, neighbour agreement and modularity always TURTLE). Stability did (Lange et al.,
 "Stability-based validation of clustering solutions", 2004): the method whose independent runs agree
 with each other more is the one whose partition reflects the data rather than its own bias. TURTLE's
-runs are the selection's full runs (different k-means starts); k-means' are `KMEANS_RUNS` seeds of
-k-means with 10 inits each. Numbers in benchmarks/README.md ("Stability choice").
+runs are independent quick selections (`discovery.discover`); k-means' are `STABILITY_KMEANS_RUNS` seeds
+of k-means with `STABILITY_KMEANS_INITS` starts each. Numbers in benchmarks/README.md ("Stability choice").
 """
 
 from __future__ import annotations
@@ -30,12 +30,6 @@ from turtle_core.constants import (
 )
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
 from turtle_core.progress import check_cancel
-
-# Beyond KMEANS_SAMPLE_ROWS rows k-means is fitted on one fixed random sample and every row assigned to
-# the nearest centre: its 30 fits would otherwise outgrow TURTLE's own time (whose batches stop at 10,000).
-KMEANS_RUNS = STABILITY_KMEANS_RUNS
-KMEANS_INITS = STABILITY_KMEANS_INITS
-KMEANS_SAMPLE_ROWS = STABILITY_KMEANS_SAMPLE_ROWS
 
 Method = Literal["turtle", "kmeans"]
 
@@ -93,10 +87,11 @@ def kmeans_runs(
     n_clusters: int,
     seeds: Sequence[int],
     cancel: threading.Event | None = None,
-    sample_rows: int = KMEANS_SAMPLE_ROWS,
+    sample_rows: int = STABILITY_KMEANS_SAMPLE_ROWS,
 ) -> list[KMeansRun]:
-    """k-means (best of `KMEANS_INITS` k-means++ starts) once per seed; fitted on one fixed sample of
-    `sample_rows` rows when there are more (inertias then compare on that sample), every row assigned."""
+    """k-means (best of `STABILITY_KMEANS_INITS` k-means++ starts) once per seed; fitted on one fixed
+    sample of `sample_rows` rows when there are more (inertias then compare on that sample), every row
+    assigned: its 30 fits would otherwise outgrow TURTLE's own time (whose batches stop at 10,000)."""
     from sklearn.cluster import KMeans
 
     fit_rows = data
@@ -105,7 +100,8 @@ def kmeans_runs(
     runs = []
     for seed in seeds:
         check_cancel(cancel)
-        model = KMeans(n_clusters=n_clusters, n_init=KMEANS_INITS, random_state=int(seed)).fit(fit_rows)
+        model = KMeans(n_clusters=n_clusters, n_init=STABILITY_KMEANS_INITS, random_state=int(seed))
+        model.fit(fit_rows)
         distances = model.transform(data) ** 2
         runs.append(
             KMeansRun(
@@ -159,10 +155,10 @@ def choose_partition(
     )
     if keep == "turtle" or n_clusters < 2 or (keep == "auto" and len(turtle_runs) < 2):
         return keep_turtle
-    seeds = [int(random_state) + i for i in range(KMEANS_RUNS)]
+    seeds = [int(random_state) + i for i in range(STABILITY_KMEANS_RUNS)]
     runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel)
     kmeans_agreement = mean_pairwise_ari([run.labels for run in runs])
-    reference = runs[0].labels if len(turtle_labels) <= KMEANS_SAMPLE_ROWS else None
+    reference = runs[0].labels if len(turtle_labels) <= STABILITY_KMEANS_SAMPLE_ROWS else None
     keep_turtle.kmeans_agreement = kmeans_agreement
     keep_turtle.kmeans_reference = reference
     if keep == "auto" and not kmeans_agreement > turtle_agreement:
