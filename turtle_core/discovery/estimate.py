@@ -103,7 +103,7 @@ def selection_steps(n_clusters: int | tuple[int, int], effort: Effort) -> int:
     """TURTLE outer steps one `select_model` at `effort` trains (screening and full runs), as it counts them."""
     ks = _cluster_values(n_clusters)
     full = effort.outer_steps
-    screen = max(1, min(SCREEN_STEPS, full // 5))
+    screen = _screen_steps(effort)
     screening = effort.n_screen * screen if effort.n_screen > effort.n_restarts and screen < full else 0
     return len(ks) * (screening + full) + min(2, len(ks)) * (effort.n_restarts - 1) * full
 
@@ -127,9 +127,14 @@ def turtle_seconds(
     return total + (0.0 if partition == "turtle" else _stability_seconds(n_images, ks[-1]))
 
 
+def _screen_steps(effort: Effort) -> int:
+    """Steps of one screening run, as `select_model` sets them."""
+    return max(1, min(SCREEN_STEPS, effort.outer_steps // 5))
+
+
 def _selection_seconds(n_images: int, ks: list[int], effort: Effort) -> float:
     full = effort.outer_steps
-    screen = max(1, min(SCREEN_STEPS, full // 5))
+    screen = _screen_steps(effort)
     refined = min(2, len(ks))
     rows = min(max(n_images, 1), BATCH_CAP)
     step_at_10 = STEP_S_AT_2K + (rows - 2000) * (STEP_S_AT_10K - STEP_S_AT_2K) / 8000
