@@ -62,8 +62,8 @@ def write_images(folder: Path, n: int) -> None:
 def synthetic_project(folder: Path):
     """Open `folder` with the real `Project`, scan it, and give it a synthetic discovery."""
     from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.operations.project import DiscoveryResult, Project
     from turtle_core.paths import embedding_cache_dir
-    from turtle_core.workspace.project import DiscoveryResult, Project
 
     project = Project.open(folder)
     scan_s, _ = timed(project.scan)

@@ -29,8 +29,8 @@ def main() -> None:
     from turtle_core.discovery.metrics import hungarian_accuracy
     from turtle_core.discovery.selection import select_model
     from turtle_core.ingest.demo import write_demo_folder
-    from turtle_core.workspace.project import Project
-    from turtle_core.workspace.split import split_request
+    from turtle_core.operations.project import Project
+    from turtle_core.operations.split import split_request
 
     project = Project.open(write_demo_folder(per_class=args.per_class))
     project.scan()

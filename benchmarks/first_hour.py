@@ -109,7 +109,7 @@ _UMAP_CHILD = """
 import json, sys, time, warnings
 started = time.perf_counter()
 import numpy as np
-from turtle_core.embedding.projection import concat_spaces, umap_layout
+from turtle_core.maps.layouts import concat_spaces, umap_layout
 X = concat_spaces([np.load(sys.argv[1])])
 params = json.loads(sys.argv[2])
 layout = umap_layout(X, **params)
@@ -151,8 +151,8 @@ def part_umap(features_dir: Path, repeats: int) -> dict[str, object]:
 def part_end_to_end(effort: str | None) -> dict[str, object]:
     from turtle_core.discovery.effort import DEMO_EFFORT
     from turtle_core.ingest.demo import write_demo_folder
+    from turtle_core.operations.project import Project
     from turtle_core.progress import Progress
-    from turtle_core.workspace.project import Project
 
     effort = effort or DEMO_EFFORT
     home = tempfile.mkdtemp(prefix="first-hour-")

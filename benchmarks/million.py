@@ -103,9 +103,9 @@ def discover(work: Path, n: int, classes: int) -> dict:
     from turtle_core.discovery.effort import EFFORTS
     from turtle_core.discovery.metrics import evaluate
     from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.operations.pipeline import discover_features
+    from turtle_core.operations.project import Project
     from turtle_core.paths import embedding_cache_dir
-    from turtle_core.workspace.pipeline import discover_features
-    from turtle_core.workspace.project import Project
 
     start = time.perf_counter()
     records = _records(n, classes)
@@ -170,7 +170,7 @@ def standin(work: Path, n: int, classes: int) -> dict:
     """Instead of `discover` when a discovery at this size does not fit the time: the mixture's own
     classes saved as the discovery (confidence drawn at random), so that the phases after it (open,
     map, gallery, edit) can be measured. The JSON marks it."""
-    from turtle_core.workspace.project import DiscoveryResult, Project
+    from turtle_core.operations.project import DiscoveryResult, Project
 
     start = time.perf_counter()
     labels = truth_of(n, classes).astype(np.int32)
@@ -199,7 +199,7 @@ def standin(work: Path, n: int, classes: int) -> dict:
 
 
 def open_project(work: Path) -> dict:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     start = time.perf_counter()
     project = Project.open(work / "images")
@@ -209,7 +209,7 @@ def open_project(work: Path) -> dict:
 
 def _figure(project, xy: np.ndarray, grid=None) -> tuple[int, float]:
     """The map page's figure; `grid` given: the density grid the page keeps per layout in its session."""
-    from turtle_core.embedding.projection import density_sample
+    from turtle_core.maps.layouts import density_sample
     from turtle_ui import figures
 
     start = time.perf_counter()
@@ -232,7 +232,7 @@ def _figure(project, xy: np.ndarray, grid=None) -> tuple[int, float]:
 def map_view(work: Path) -> dict:
     import plotly.graph_objects  # noqa: F401 - the app has it loaded already
 
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(work / "images")
     for old in project.store.layouts_dir.glob("layout-pca-*.npy"):  # a first view: no layout saved yet
@@ -260,7 +260,7 @@ def map_view(work: Path) -> dict:
 
 
 def umap_view(work: Path) -> dict:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(work / "images")
     start = time.perf_counter()
@@ -269,7 +269,7 @@ def umap_view(work: Path) -> dict:
 
 
 def gallery(work: Path) -> dict:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(work / "images")
     curation = project.curation
@@ -287,8 +287,8 @@ def edit(work: Path) -> dict:
     `Project.apply` (lock, check, edit, atomic save), then the rerun's snapshot and map figure."""
     import plotly.graph_objects  # noqa: F401 - the app has it loaded already
 
-    from turtle_core.workspace.edits import MoveToNewCluster
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
+    from turtle_core.state.edits import MoveToNewCluster
     from turtle_ui import figures
 
     project = Project.open(work / "images")
@@ -320,8 +320,8 @@ def refine(work: Path) -> dict:
     """"Propagate my fixes": the curator confirms 2,000 images spread over the folder, then the proposal
     (a probe trained on every checked image, every unchecked image re-labelled and scored) and applying
     it as one undoable edit."""
-    from turtle_core.workspace.edits import Confirm
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
+    from turtle_core.state.edits import Confirm
 
     project = Project.open(work / "images")
     snap = project.snapshot()

@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 from turtle_core.atomic import atomic_write_json  # noqa: E402
 from turtle_core.ingest.scan import ImageRecord  # noqa: E402
-from turtle_core.workspace.discovery_result import DiscoveryResult  # noqa: E402
-from turtle_core.workspace.edits import Move  # noqa: E402
-from turtle_core.workspace.state import ProjectState  # noqa: E402
-from turtle_core.workspace.store import ProjectStore  # noqa: E402
+from turtle_core.state.discovery_result import DiscoveryResult  # noqa: E402
+from turtle_core.state.edits import Move  # noqa: E402
+from turtle_core.state.project_state import ProjectState  # noqa: E402
+from turtle_core.state.store import ProjectStore  # noqa: E402
 
 REPEATS = 30
 

@@ -7,10 +7,10 @@ import streamlit as st
 
 from turtle_core.constants import ATYPICAL_Z, EXCLUDED
 from turtle_core.discovery.effort import EFFORTS
+from turtle_core.jobs import JobConflict
 from turtle_core.names import display_name, markdown_text
-from turtle_core.workspace import edits as curation_edits
-from turtle_core.workspace.jobs import JobConflict
-from turtle_core.workspace.split import SPLIT_EFFORT
+from turtle_core.operations.split import SPLIT_EFFORT
+from turtle_core.state import edits as curation_edits
 from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 

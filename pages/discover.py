@@ -145,7 +145,7 @@ with st.container(border=True):
         disabled=running or not confirmed or not project.backbones or no_images or scanning,
         key="run_discovery",
     ):
-        from turtle_core.workspace.jobs import JobConflict
+        from turtle_core.jobs import JobConflict
 
         try:
             jobs_ui.submit_job(

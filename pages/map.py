@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from turtle_core.embedding.projection import density_sample, points_in_selection
+from turtle_core.maps.layouts import density_sample
 from turtle_core.names import markdown_text
 from turtle_ui import edits, figures, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import density_figure, density_grid, scatter_figure
+from turtle_ui.selection import points_in_selection
 
 
 class FileNames:
@@ -124,7 +125,7 @@ if method_label == "UMAP":
 else:
     st.session_state[shown_key] = "pca"
 if xy is None:
-    from turtle_core.workspace.project import ProjectError
+    from turtle_core.operations.project import ProjectError
 
     try:
         xy = project.layout("pca")

@@ -19,8 +19,8 @@ session.show_flash()
 
 
 def _open(folder: str) -> None:
-    from turtle_core.access import FolderNotAllowed
-    from turtle_core.workspace.project import ProjectError
+    from turtle_core.operations.project import ProjectError
+    from turtle_ui.access import FolderNotAllowed
 
     if not folder.strip():
         st.error("Type the path of a folder of images.")
@@ -59,7 +59,7 @@ with demo_col, st.container(border=True):
     if st.button("Try the demo", icon=":material/pets:", key="demo"):
         _demo()
 
-from turtle_core.workspace.project import Project  # noqa: E402 - after the page header, so it draws at once
+from turtle_core.operations.project import Project  # noqa: E402 - after the page header, so it draws at once
 
 policy = session.folder_policy()
 if policy.allowed is not None:
@@ -86,7 +86,7 @@ scanning = scan_job is not None and scan_job.running
 if rescan_col.button(
     "Rescan", icon=":material/refresh:", disabled=scanning, help="Pick up added, changed or removed files"
 ):
-    from turtle_core.workspace.jobs import JobConflict
+    from turtle_core.jobs import JobConflict
 
     try:
         jobs_ui.submit_job(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from turtle_core.ingest.scan import ImageRecord
-from turtle_core.workspace.discovery_result import DiscoveryResult
+from turtle_core.state.discovery_result import DiscoveryResult
 
 
 def synthetic_discovery(
@@ -42,7 +42,7 @@ def image_names(n: int, prefix: str = "img") -> list[str]:
 
 def random_edit(snap, rng: random.Random):
     """One random edit a curator could make on `snap` (any kind, undo/redo included)."""
-    from turtle_core.workspace import edits
+    from turtle_core.state import edits
 
     ids = snap.curation.cluster_ids()
     n = snap.curation.n_images
@@ -67,8 +67,8 @@ def random_edit(snap, rng: random.Random):
 def editor_main(workdir: str, folder: str, seed: int) -> None:
     """Apply edits forever (now and then a new discovery), printing after each durable change:
     `edit <discovery id> <curation version>` or `discovery <discovery id> 0`."""
-    from turtle_core.workspace.state import ProjectState
-    from turtle_core.workspace.store import ProjectStore
+    from turtle_core.state.project_state import ProjectState
+    from turtle_core.state.store import ProjectStore
 
     rng = random.Random(seed)
     state = ProjectState(ProjectStore(Path(workdir)), Path(folder))

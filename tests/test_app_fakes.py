@@ -20,12 +20,12 @@ from streamlit.testing.v1 import AppTest
 
 from turtle_core.embedding.backbones import PRESETS, Availability
 from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile
+from turtle_core.operations.project import DiscoveryResult
 from turtle_core.progress import Progress, check_cancel
-from turtle_core.workspace.curation import Curation
-from turtle_core.workspace.edits import Edit, Split
-from turtle_core.workspace.project import DiscoveryResult
-from turtle_core.workspace.state import ProjectState, Snapshot
-from turtle_core.workspace.store import ProjectStore
+from turtle_core.state.curation import Curation
+from turtle_core.state.edits import Edit, Split
+from turtle_core.state.project_state import ProjectState, Snapshot
+from turtle_core.state.store import ProjectStore
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CLASSES = ("cats", "dogs", "owls")
@@ -181,7 +181,7 @@ class FakeProject:
     ) -> list[int]:
         """Progress in steps like the real split; the parts are applied to the cluster as it is at the end,
         as one `Split` edit named like the real one ("<name> 1", …)."""
-        from turtle_core.workspace.split import part_names
+        from turtle_core.operations.split import part_names
 
         self.split_calls.append((cluster_id, n_parts))
         total = 1000
@@ -214,7 +214,7 @@ class FakeProject:
         return [(centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)]
 
     def propose_refine(self, cancel=None):
-        from turtle_core.workspace.propagate import propose_refine
+        from turtle_core.operations.propagate import propose_refine
 
         return propose_refine(self, cancel)  # the real proposal, on the fake's features
 
@@ -337,7 +337,7 @@ def texts(at: Any) -> str:
 
 def test_fake_project_matches_the_facade(tmp_path: Path) -> None:
     fake_project = FakeProject(tmp_path / "images")
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     public = {name for name in dir(Project) if not name.startswith("_")}
     assert public - set(dir(fake_project)) <= {"open", "recent", "embed", "spaces", "ground_truth", "store"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from test_app_fakes import FakeProject, open_app, texts
 
-from turtle_core.workspace import edits
+from turtle_core.state import edits
 from turtle_ui import jobs as jobs_ui
 
 PAGE = "pages/clusters.py"

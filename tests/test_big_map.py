@@ -10,13 +10,9 @@ import plotly.graph_objects as go
 import pytest
 from test_app_fakes import FakeProject, open_app, texts
 
-from turtle_core.embedding.projection import (
-    density_sample,
-    points_in_polygon,
-    points_in_selection,
-    sampled_umap_layout,
-)
+from turtle_core.maps.layouts import density_sample, sampled_umap_layout
 from turtle_ui import figures
+from turtle_ui.selection import points_in_polygon, points_in_selection
 
 
 def _grid_points(step: float = 0.05) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from turtle_core.workspace.errors import StaleEdit
+from turtle_core.state.errors import StaleEdit
 
 
 def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -89,8 +89,8 @@ def test_discover_refuses_to_replace_a_curation_with_edits(
     """Defect 4: the CLI never replaces the app's curated work unasked, and the app notices when asked."""
     from state_helpers import synthetic_discovery
 
-    from turtle_core.workspace import edits
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
+    from turtle_core.state import edits
 
     root = make_image_tree({"a": 6, "b": 6, "c": 6})
     app = Project.open(root)  # the app's project object, in this process

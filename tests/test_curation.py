@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from turtle_core.constants import EXCLUDED
-from turtle_core.workspace import curation as curation_module
-from turtle_core.workspace.curation import Curation, CurationError, CurationMismatch, image_list_key
+from turtle_core.state import curation as curation_module
+from turtle_core.state.curation import Curation, CurationError, CurationMismatch, image_list_key
 
 
 def _state(c: Curation) -> tuple:

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from turtle_core.jobs import JobManager
 from turtle_core.progress import Progress, check_cancel
-from turtle_core.workspace.jobs import JobManager
 
 TIMEOUT = 10.0
 
@@ -136,7 +136,7 @@ def test_cancel_all_stops_every_running_job(n_jobs: int) -> None:
 
 def test_conflicting_jobs_of_one_project_are_refused_others_run() -> None:
     """A split while a discovery runs (both write the curation), or two discoveries, is refused."""
-    from turtle_core.workspace.jobs import JobConflict
+    from turtle_core.jobs import JobConflict
 
     manager = JobManager()
     release = threading.Event()

@@ -120,7 +120,7 @@ def test_a_real_selection_reports_one_monotone_bar_in_plain_words() -> None:
 def test_discovery_says_what_it_does_after_the_last_training_step(tmp_path) -> None:
     from test_project import _colour_tree
 
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(_colour_tree(tmp_path / "images"))
     project.set_backbones(["effnet-lite0"])

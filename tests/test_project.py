@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from turtle_core.constants import EXCLUDED
-from turtle_core.workspace.project import Project, ProjectError
+from turtle_core.operations.project import Project, ProjectError
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:

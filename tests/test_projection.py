@@ -12,7 +12,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from turtle_core.embedding import projection
-from turtle_core.embedding.projection import LayoutCache, concat_spaces, pca_layout, umap_layout
+from turtle_core.maps.layouts import LayoutCache, concat_spaces, pca_layout, umap_layout
 
 
 def _blobs(n: int = 300, dims: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,10 +10,10 @@ import pytest
 from state_helpers import image_names, synthetic_discovery
 
 from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.operations.project import Project
 from turtle_core.paths import embedding_cache_dir
-from turtle_core.workspace import edits
-from turtle_core.workspace.errors import ProjectError
-from turtle_core.workspace.project import Project
+from turtle_core.state import edits
+from turtle_core.state.errors import ProjectError
 
 
 @pytest.fixture

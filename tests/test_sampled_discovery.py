@@ -10,9 +10,9 @@ from turtle_core.discovery.effort import Effort
 from turtle_core.discovery.metrics import hungarian_accuracy
 from turtle_core.embedding import cache as cache_module
 from turtle_core.embedding.cache import EmbeddingCache
-from turtle_core.embedding.projection import _pca_fit_project, concat_spaces, pca_layout, pca_layout_spaces
 from turtle_core.ingest.scan import ImageRecord
-from turtle_core.workspace.pipeline import discover_features
+from turtle_core.maps.layouts import _pca_fit_project, concat_spaces, pca_layout, pca_layout_spaces
+from turtle_core.operations.pipeline import discover_features
 
 TINY = Effort("tiny", 200, 1, 2, "two starts screened, 200 steps: for tests")
 

@@ -15,7 +15,7 @@ import tomllib
 from streamlit import config as st_config
 from test_app_fakes import FakeProject, open_app, texts
 
-from turtle_core.access import ALLOWED_FOLDERS_ENV, demo_root, folder_policy, is_local_address
+from turtle_ui.access import ALLOWED_FOLDERS_ENV, demo_root, folder_policy, is_local_address
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}

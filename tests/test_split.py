@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from test_project import _colour_tree
 
+from turtle_core.operations.project import Project, ProjectError
+from turtle_core.operations.split import SplitError, apply_parts, part_names, split_request
 from turtle_core.progress import Cancelled, Progress
-from turtle_core.workspace.curation import Curation
-from turtle_core.workspace.project import Project, ProjectError
-from turtle_core.workspace.split import SplitError, apply_parts, part_names, split_request
+from turtle_core.state.curation import Curation
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 

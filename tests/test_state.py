@@ -20,11 +20,11 @@ from state_helpers import image_names, synthetic_discovery
 
 from turtle_core.constants import EXCLUDED
 from turtle_core.paths import project_dir
-from turtle_core.workspace import edits
-from turtle_core.workspace.curation_file import curation_from_bytes
-from turtle_core.workspace.errors import CurationHasEdits, StaleEdit
-from turtle_core.workspace.state import ProjectState
-from turtle_core.workspace.store import ProjectStore
+from turtle_core.state import edits
+from turtle_core.state.curation_file import curation_from_bytes
+from turtle_core.state.errors import CurationHasEdits, StaleEdit
+from turtle_core.state.project_state import ProjectState
+from turtle_core.state.store import ProjectStore
 
 HERE = Path(__file__).resolve().parent
 
@@ -122,7 +122,7 @@ def test_corrupt_curation_or_discovery_never_makes_a_project_unopenable(folder: 
 
     (workdir / "discovery.npz").write_bytes(damage)
     (workdir / "project.json").write_bytes(b"{ torn")
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(folder, reuse=False)
     assert project.discovery is None and project.curation is None
@@ -165,7 +165,7 @@ def test_another_process_discovery_is_noticed_and_never_overwritten(folder: Path
 
 def test_symlinked_folder_is_one_project(tmp_path: Path, folder: Path) -> None:
     """Defect 5: one folder through a symlink and through its real path is ONE project."""
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     link = tmp_path / "link"
     link.symlink_to(folder, target_is_directory=True)
@@ -178,7 +178,7 @@ def test_symlinked_folder_is_one_project(tmp_path: Path, folder: Path) -> None:
 def test_split_racing_a_discovery_changes_nothing(folder: Path, monkeypatch) -> None:
     """Defect 5: a split that finishes after a new discovery must not edit an orphaned curation."""
     from turtle_core.discovery import selection
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(folder, reuse=False)
     first = synthetic_discovery(image_names(40), n_clusters=2, params={"effort": "quick"})
@@ -217,7 +217,7 @@ def test_split_racing_a_discovery_changes_nothing(folder: Path, monkeypatch) -> 
 
 
 def test_split_applies_when_nothing_changed_meanwhile(folder: Path) -> None:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     project = Project.open(folder, reuse=False)
     discovery = synthetic_discovery(image_names(40), n_clusters=2, params={"effort": "quick"})

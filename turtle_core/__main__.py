@@ -1,5 +1,5 @@
 import sys
 
-from turtle_core.cli import main
+from turtle_core.cli.main import main
 
 sys.exit(main())

@@ -9,13 +9,13 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.names import markdown_text
-from turtle_core.workspace import edits
+from turtle_core.state import edits
 from turtle_ui.fmt import cluster_options
 from turtle_ui.session import apply_edit
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.project import Project
-    from turtle_core.workspace.state import Snapshot
+    from turtle_core.operations.project import Project
+    from turtle_core.state.project_state import Snapshot
 
 NEW_CLUSTER = -2  # select-box sentinel: "move to a new cluster"
 

@@ -9,7 +9,7 @@ from turtle_core.names import display_name
 
 if TYPE_CHECKING:
     from turtle_core.progress import Progress
-    from turtle_core.workspace.curation import Curation
+    from turtle_core.state.curation import Curation
 
 THIN_SPACE = (
     "\u202f"  # groups thousands: "22 800" (never a comma, which reads as a decimal mark in much of Europe)

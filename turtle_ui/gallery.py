@@ -16,8 +16,8 @@ from turtle_core.names import display_name, markdown_text
 from turtle_ui.fmt import fmt_int, middle_ellipsis
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.project import Project
-    from turtle_core.workspace.state import Snapshot
+    from turtle_core.operations.project import Project
+    from turtle_core.state.project_state import Snapshot
 
 # Galleries take a `Project` or, for one consistent view per run, its `Snapshot`: both have
 # `images`, `thumbnail(row)` and `image_path(row)`.

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
+from turtle_core.jobs import Job, JobManager, cuda_in_use
 from turtle_core.names import display_name, markdown_text
 from turtle_core.progress import Progress
-from turtle_core.workspace.jobs import Job, JobManager, cuda_in_use
 from turtle_ui.fmt import fmt_duration, fmt_eta, fmt_int, fmt_rate, stage_unit
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
 # What each engine stage does, in a curator's words.
 STAGE_LABELS = {
@@ -48,7 +48,7 @@ GPU_KINDS = ("discover", "split")  # jobs that train TURTLE (and embed) queue fo
 
 def submit_job(project: Project, kind: str, fn: Callable[[Any, Any], Any]) -> Job[Any]:
     """Start a background job of `project`; raises `JobConflict` when a running job of the project
-    writes what this one writes (what each kind writes: `turtle_core.workspace.jobs.JOB_WRITES`)."""
+    writes what this one writes (what each kind writes: `turtle_core.jobs.JOB_WRITES`)."""
     gpu = kind in GPU_KINDS and cuda_in_use()
     job = job_manager().submit(kind, fn, key=job_key(project, kind), scope=str(project.folder), gpu=gpu)
     _watched().add(job.id)

@@ -9,14 +9,14 @@ import numpy as np
 import streamlit as st
 
 from turtle_core.names import display_name, escape_name, markdown_text
-from turtle_core.workspace import edits
+from turtle_core.state import edits
 from turtle_ui import gallery, session
 from turtle_ui.fmt import fmt_int
 
 if TYPE_CHECKING:
     from turtle_core.discovery.hierarchy import MergeStep, MergeTree
-    from turtle_core.workspace.curation import Curation
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
+    from turtle_core.state.curation import Curation
 
 SUGGESTIONS = 5
 THUMBS_PER_SIDE = 4
@@ -36,7 +36,7 @@ def _curation_key(project: Project, curation: Curation) -> tuple[str, int]:
 def _features(_project: Any, folder: str, discovery_key: str) -> list[np.ndarray] | None:
     """The discovery's features as TURTLE sees them (whitened): computed once per discovery."""
     from turtle_core.discovery.hierarchy import whitened_spaces
-    from turtle_core.workspace.project import ProjectError
+    from turtle_core.operations.project import ProjectError
 
     try:
         spaces = _project.spaces()

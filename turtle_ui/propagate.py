@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from turtle_core.workspace import edits
-from turtle_core.workspace.jobs import JobConflict
+from turtle_core.jobs import JobConflict
+from turtle_core.state import edits
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.fmt import fmt_int
 from turtle_ui.session import apply_edit
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.project import Project
-    from turtle_core.workspace.propagate import RefineProposal
-    from turtle_core.workspace.state import Snapshot
+    from turtle_core.operations.project import Project
+    from turtle_core.operations.propagate import RefineProposal
+    from turtle_core.state.project_state import Snapshot
 
 JOB_KIND = "refine"
 

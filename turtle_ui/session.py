@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 
 if TYPE_CHECKING:
-    from turtle_core.access import FolderPolicy
-    from turtle_core.workspace.curation import Curation
-    from turtle_core.workspace.edits import Edit
-    from turtle_core.workspace.project import Project
-    from turtle_core.workspace.state import Snapshot
+    from turtle_core.operations.project import Project
+    from turtle_core.state.curation import Curation
+    from turtle_core.state.edits import Edit
+    from turtle_core.state.project_state import Snapshot
+    from turtle_ui.access import FolderPolicy
 
 PROJECT_PAGE = "pages/project.py"
 
@@ -74,8 +74,8 @@ def _follow_url() -> None:
 
 def _open_from_url(folder: str) -> None:
     """The Project page's open path (scan when never scanned), with its messages, for a folder in the URL."""
-    from turtle_core.access import FolderNotAllowed
-    from turtle_core.workspace.project import ProjectError
+    from turtle_core.operations.project import ProjectError
+    from turtle_ui.access import FolderNotAllowed
 
     try:
         project = open_folder(folder)
@@ -96,7 +96,7 @@ def _normalised(folder: str | os.PathLike[str]) -> str:
 
 
 def _open_project_uncached(folder: str) -> Project:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
     return Project.open(folder)
 
@@ -116,8 +116,8 @@ def _open_project(folder: str) -> Project:
 
 
 def folder_policy() -> FolderPolicy:
-    """The folders this app may open, for the address it is served on (see `turtle_core.access`)."""
-    from turtle_core.access import folder_policy as policy_for
+    """The folders this app may open, for the address it is served on (see `turtle_ui.access`)."""
+    from turtle_ui.access import folder_policy as policy_for
 
     return policy_for(st.get_option("server.address"))
 
@@ -198,7 +198,7 @@ def apply_edit(project: Project, edit: Edit, describe: Callable[[Any], str] | st
     """Apply a curation edit through `project.apply` (lock, discovery check, save, undo), then reset
     selections, say what happened and rerun. A bad edit shows its error; one made on clusters that
     were recomputed meanwhile changes nothing and says so."""
-    from turtle_core.workspace.errors import StaleEdit
+    from turtle_core.state.errors import StaleEdit
 
     try:
         result = project.apply(edit)

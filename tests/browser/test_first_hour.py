@@ -29,7 +29,7 @@ def prepared_folder(app_server, tmp_path_factory: pytest.TempPathFactory) -> Pat
     mp.setenv("TURTLE_HOME", str(app_server.home / "turtle_home"))
     try:
         from turtle_core.ingest.demo import write_demo_folder
-        from turtle_core.workspace.project import Project
+        from turtle_core.operations.project import Project
 
         project = Project.open(write_demo_folder(per_class=20))
         project.run_discovery(10, effort="quick")

@@ -15,11 +15,11 @@ import numpy as np
 
 from turtle_core.constants import EXCLUDED
 from turtle_core.progress import check_cancel
-from turtle_core.workspace.edits import Relabel
-from turtle_core.workspace.errors import ProjectError
+from turtle_core.state.edits import Relabel
+from turtle_core.state.errors import ProjectError
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
 
 @dataclass(frozen=True)

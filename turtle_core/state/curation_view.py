@@ -11,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from turtle_core.constants import EXCLUDED
-from turtle_core.workspace.history import Step
+from turtle_core.state.history import Step
 
 ViewT = TypeVar("ViewT", bound="CurationView")
 

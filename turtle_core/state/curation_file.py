@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from turtle_core.workspace.history import steps_from_arrays, steps_to_arrays
+from turtle_core.state.history import steps_from_arrays, steps_to_arrays
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.curation import Curation
+    from turtle_core.state.curation import Curation
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1 had no discovery id
@@ -90,7 +90,7 @@ def curation_from_bytes(
 ) -> Curation:
     """Read bytes written by `curation_to_bytes`. Raises `CurationError` for a corrupt file and
     `CurationMismatch` when it was made for other images or (format 2) another discovery."""
-    from turtle_core.workspace.curation import Curation
+    from turtle_core.state.curation import Curation
 
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as loaded:

@@ -11,14 +11,14 @@ import numpy as np
 from turtle_core.embedding.backbones import BackboneUnavailable
 from turtle_core.embedding.ray_embed import RayUnavailable, embed_backbone_images
 from turtle_core.ingest.scan import ImageRecord, SkippedFile
+from turtle_core.operations.checks import checked_cluster_request, folder_labels, jsonable, rows_for
 from turtle_core.progress import Progress, ProgressCallback, check_cancel
-from turtle_core.workspace.checks import checked_cluster_request, folder_labels, jsonable, rows_for
-from turtle_core.workspace.discovery_result import DiscoveryResult
-from turtle_core.workspace.errors import ProjectError
+from turtle_core.state.discovery_result import DiscoveryResult
+from turtle_core.state.errors import ProjectError
 
 if TYPE_CHECKING:
     from turtle_core.discovery.effort import Effort
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
 
 
 def embed_project(

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from turtle_core.ingest.scan import ImageRecord
-from turtle_core.workspace.curation import Curation
-from turtle_core.workspace.discovery_result import DiscoveryResult
-from turtle_core.workspace.edits import Edit, RowLookup
-from turtle_core.workspace.errors import CurationHasEdits, ProjectError, StaleEdit
-from turtle_core.workspace.store import FileSignature, ProjectStore
+from turtle_core.state.curation import Curation
+from turtle_core.state.discovery_result import DiscoveryResult
+from turtle_core.state.edits import Edit, RowLookup
+from turtle_core.state.errors import CurationHasEdits, ProjectError, StaleEdit
+from turtle_core.state.store import FileSignature, ProjectStore
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from turtle_core.ingest.scan import ImageRecord
-from turtle_core.workspace.errors import ProjectError
+from turtle_core.state.errors import ProjectError
 
 
 def check_folder(path: Path) -> None:

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from turtle_core.workspace.curation import Curation
-from turtle_core.workspace.errors import StaleEdit
+from turtle_core.state.curation import Curation
+from turtle_core.state.errors import StaleEdit
 
 EDIT_KINDS: dict[str, type[Edit]] = {}
 

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from turtle_core import cli_refine
+from turtle_core.cli import refine as cli_refine
 from turtle_core.progress import Cancelled, Progress
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.project import DiscoveryResult, Project
+    from turtle_core.operations.project import DiscoveryResult, Project
 
 RAY_HELP = "embed on this Ray cluster (host:port, ray://host:port, auto) or `local` (a local Ray instance)"
 STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "step", "layout": "pt"}
@@ -163,7 +163,7 @@ def _backbone_choice(args: argparse.Namespace) -> tuple[list[str], dict[str, str
 
 def _discover(args: argparse.Namespace) -> int:
     from turtle_core.discovery.describe import partition_note
-    from turtle_core.workspace.project import CurationHasEdits, Project, ProjectError
+    from turtle_core.operations.project import CurationHasEdits, Project, ProjectError
 
     choice = _backbone_choice(args)
     if choice is None:
@@ -303,7 +303,7 @@ def _embed(args: argparse.Namespace) -> int:
     came from the cache and how many were computed, and every file that failed and why."""
     from turtle_core.embedding.backbones import BackboneUnavailable
     from turtle_core.embedding.ray_embed import RayUnavailable, embed_backbone_images
-    from turtle_core.workspace.project import Project, ProjectError
+    from turtle_core.operations.project import Project, ProjectError
 
     choice = _backbone_choice(args)
     if choice is None:

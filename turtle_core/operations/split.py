@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from turtle_core.progress import Progress, ProgressCallback, check_cancel
-from turtle_core.workspace.edits import Split
-from turtle_core.workspace.errors import ProjectError, StaleEdit
+from turtle_core.state.edits import Split
+from turtle_core.state.errors import ProjectError, StaleEdit
 
 if TYPE_CHECKING:
-    from turtle_core.workspace.curation import Curation
-    from turtle_core.workspace.project import Project
+    from turtle_core.operations.project import Project
+    from turtle_core.state.curation import Curation
 
 # A split spends the quick effort (a few screened starts, one short full run per number of parts) on the
 # cluster's rows only: a fraction of a standard discovery (benchmarks/results/split_budget.json).

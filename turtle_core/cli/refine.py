@@ -62,10 +62,10 @@ def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
 
 def run(args: argparse.Namespace) -> int:
     from turtle_core.atomic import atomic_write_text
-    from turtle_core.cli import csv_text
+    from turtle_core.cli.main import csv_text
     from turtle_core.discovery.refine import refine_labels
     from turtle_core.names import display_name, escape_name
-    from turtle_core.workspace.project import Project, ProjectError
+    from turtle_core.operations.project import Project, ProjectError
 
     try:
         project = Project.open(args.folder)

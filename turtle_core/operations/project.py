@@ -23,19 +23,19 @@ from turtle_core.constants import EXCLUDED, PARTITIONS
 from turtle_core.embedding.backbones import PRESETS, Availability, check_availability
 from turtle_core.embedding.cache import EmbeddingCache
 from turtle_core.ingest.scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
-from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
-from turtle_core.progress import ProgressCallback, check_cancel
-from turtle_core.workspace.checks import (
+from turtle_core.operations.checks import (
     check_folder,
     folder_labels,
 )
-from turtle_core.workspace.curation import Curation
-from turtle_core.workspace.discovery_result import DiscoveryResult
-from turtle_core.workspace.edits import Edit
-from turtle_core.workspace.errors import CurationHasEdits, ProjectError, StaleEdit
-from turtle_core.workspace.propagate import RefineProposal, propose_refine
-from turtle_core.workspace.state import ProjectState, Snapshot
-from turtle_core.workspace.store import ProjectStore
+from turtle_core.operations.propagate import RefineProposal, propose_refine
+from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
+from turtle_core.progress import ProgressCallback, check_cancel
+from turtle_core.state.curation import Curation
+from turtle_core.state.discovery_result import DiscoveryResult
+from turtle_core.state.edits import Edit
+from turtle_core.state.errors import CurationHasEdits, ProjectError, StaleEdit
+from turtle_core.state.project_state import ProjectState, Snapshot
+from turtle_core.state.store import ProjectStore
 
 __all__ = [
     "CurationHasEdits",
@@ -158,7 +158,7 @@ class Project:
         those images), the backbones' cache identities, and the images that failed to decode.
         With `ray_address` (default: `self.ray_address`) the missing vectors are computed on Ray.
         """
-        from turtle_core.workspace.pipeline import embed_project
+        from turtle_core.operations.pipeline import embed_project
 
         return embed_project(self, progress, cancel, ray_address=ray_address or self.ray_address)
 
@@ -190,10 +190,10 @@ class Project:
         if not replace_edits:
             self.state.sync()
             if self.state.has_edits():
-                from turtle_core.workspace.state import edits_message
+                from turtle_core.state.project_state import edits_message
 
                 raise CurationHasEdits(edits_message(self.state.curation))
-        from turtle_core.workspace.pipeline import compute_discovery
+        from turtle_core.operations.pipeline import compute_discovery
 
         result, spaces = compute_discovery(self, n_clusters, chosen, progress, cancel, partition)
         check_cancel(cancel)
@@ -268,7 +268,7 @@ class Project:
         """Re-run discovery inside one cluster and split it into parts "<name> 1", "<name> 2", … (one
         undoable `Split` edit; see `workspace/split.py`). `None` parts: choose 2..4. Spends the quick effort
         unless `effort` says otherwise."""
-        from turtle_core.workspace.split import split_cluster
+        from turtle_core.operations.split import split_cluster
 
         return split_cluster(self, cluster_id, n_parts, effort=effort, progress=progress, cancel=cancel)
 
@@ -287,7 +287,7 @@ class Project:
         cancel: threading.Event | None = None,
     ) -> np.ndarray:
         """2-D map of the images (cached on disk, keyed by the images and embedding identities)."""
-        from turtle_core.embedding.projection import LayoutCache
+        from turtle_core.maps.layouts import LayoutCache
 
         discovery = self._require_discovery()
         cached = LayoutCache(self.store.layouts_dir).cached(_layout_key(discovery), method)
@@ -299,7 +299,7 @@ class Project:
         )
 
     def cached_layout(self, method: Literal["pca", "umap"]) -> np.ndarray | None:
-        from turtle_core.embedding.projection import LayoutCache
+        from turtle_core.maps.layouts import LayoutCache
 
         discovery = self.state.discovery
         if discovery is None:

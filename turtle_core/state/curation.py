@@ -15,7 +15,7 @@ import numpy as np
 
 from turtle_core.atomic import atomic_write_bytes
 from turtle_core.constants import EXCLUDED
-from turtle_core.workspace.curation_file import (
+from turtle_core.state.curation_file import (
     FORMAT_VERSION,
     CurationError,
     CurationMismatch,
@@ -23,8 +23,8 @@ from turtle_core.workspace.curation_file import (
     curation_to_bytes,
     image_list_key,
 )
-from turtle_core.workspace.curation_view import CurationView, _clean_name, _count, _q
-from turtle_core.workspace.history import Step
+from turtle_core.state.curation_view import CurationView, _clean_name, _count, _q
+from turtle_core.state.history import Step
 
 __all__ = [
     "FORMAT_VERSION",

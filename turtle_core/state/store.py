@@ -28,8 +28,8 @@ from typing import Any
 
 from turtle_core.atomic import atomic_write_bytes, atomic_write_json, read_json
 from turtle_core.ingest.scan import ScanResult
-from turtle_core.workspace.curation import Curation, CurationError
-from turtle_core.workspace.discovery_result import DiscoveryResult
+from turtle_core.state.curation import Curation, CurationError
+from turtle_core.state.discovery_result import DiscoveryResult
 
 try:  # POSIX; elsewhere only the in-process lock applies
     import fcntl
@@ -144,7 +144,7 @@ class ProjectStore:
         else:
             read_error = None
         if data is not None:
-            from turtle_core.workspace.curation_file import curation_from_bytes
+            from turtle_core.state.curation_file import curation_from_bytes
 
             try:
                 curation = curation_from_bytes(

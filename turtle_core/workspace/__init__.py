@@ -1,1 +1,0 @@
-"""A project's state: the Project facade, curation edits, background jobs."""
