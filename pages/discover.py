@@ -91,12 +91,8 @@ with st.container(border=True):
             f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
         )
         if scan is not None and n_images:
-            from turtle_core.discovery.estimate import (
-                default_device_kind,
-                estimate_discovery,
-                rounded_seconds,
-                uncached_counts,
-            )
+            from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
+            from turtle_core.embedding.rates import default_device_kind, uncached_counts
 
             pending = uncached_counts([r.content_hash for r in scan.images], project.backbones, project.checkpoints)
             guess = estimate_discovery(

@@ -29,10 +29,10 @@ def test_expected_time_follows_effort_and_cache(monkeypatch, tmp_path: Path) -> 
     assert quick != standard and "embedding 36 images" in quick
 
     # once every image's embedding is cached, only TURTLE's time is left
-    from turtle_core.discovery import estimate
+    from turtle_core.embedding import rates
 
     monkeypatch.setattr(
-        estimate, "uncached_counts", lambda hashes, names, checkpoints=None: dict.fromkeys(names, 0)
+        rates, "uncached_counts", lambda hashes, names, checkpoints=None: dict.fromkeys(names, 0)
     )
     at.run()
     assert "embeddings cached" in _expected(at)

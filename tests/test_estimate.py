@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 
 from turtle_core.discovery.effort import EFFORTS
-from turtle_core.discovery.estimate import (
+from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds, turtle_seconds
+from turtle_core.embedding.rates import (
     CPU_LITE0_IMAGES_PER_S,
     embedding_rate,
-    estimate_discovery,
     record_embedding_rate,
-    rounded_seconds,
-    turtle_seconds,
     uncached_counts,
 )
 
@@ -47,8 +45,7 @@ def test_embedding_dominates_until_cached_and_measured_rates_replace_the_default
 
 def test_uncached_counts_read_the_cache_without_loading_weights() -> None:
     from turtle_core.embedding.backbones import weights_fingerprint
-    from turtle_core.embedding.cache import EmbeddingCache
-    from turtle_core.embedding.embed import IDENTITY_MEMO, IdentityMemo
+    from turtle_core.embedding.cache import IDENTITY_MEMO, EmbeddingCache, IdentityMemo
     from turtle_core.paths import embedding_cache_dir
 
     assert uncached_counts(["a", "b", "b"], ["effnet-lite0"]) == {"effnet-lite0": 2}  # never loaded

@@ -10,12 +10,9 @@ step cost stops growing there). An estimate, not a promise: a machine shared wit
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from turtle_core.atomic import atomic_write_json, read_json
 from turtle_core.constants import (
     STABILITY_KMEANS_INITS,
     STABILITY_KMEANS_RUNS,
@@ -23,31 +20,8 @@ from turtle_core.constants import (
     STABILITY_TURTLE_RUNS,
 )
 from turtle_core.discovery.effort import EFFORTS, Effort
-from turtle_core.paths import turtle_home
+from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_rate
 
-RATES_FILE = "rates.json"
-# Lite0 end to end on the idle 2-core CPU with the old NCHW layout was ~20 images/s; channels-last is
-# 1.7x that side by side (benchmarks/first_hour.py). The older figure is kept: an estimate that comes
-# out short is worse than one that comes out long, and the first run replaces it with this machine's rate.
-CPU_LITE0_IMAGES_PER_S = 20.0
-# Forward cost relative to EfficientNet-Lite0 at each model's input size (published GFLOPs): a first
-# guess for backbones not yet run on this machine, replaced by the measured rate after their first run.
-RELATIVE_COST: dict[str, float] = {
-    "effnet-lite0": 1.0,
-    "effnet-lite1": 1.5,
-    "effnet-lite2": 2.2,
-    "effnet-lite3": 3.5,
-    "effnet-lite4": 6.5,
-    "clip-vit-b32": 11.0,
-    "dinov2-vit-s14": 14.0,
-    "clip-vit-b16": 44.0,
-    "dinov2-vit-b14": 55.0,
-    "clip-vit-l14": 200.0,
-    "dinov2-vit-l14": 195.0,
-    "dinov2-vit-g14": 730.0,
-}
-GPU_SPEEDUP = 40.0  # first guess on a GPU before a measured rate exists
-MODEL_LOAD_S = 3.0  # loading a small backbone's weights; large ones take longer (counted via RELATIVE_COST)
 # TURTLE outer step (forward, inner steps, backward, with the screening's scores) on the 2-core CPU at
 # C=10: the demo's 2,000 images, standard effort 69 s for 22,800 steps; 10,000 images, 237 s
 # (benchmarks/README.md, discovery_quality.py); linear in the batch rows between.
@@ -72,25 +46,6 @@ class DiscoveryEstimate:
     @property
     def total_s(self) -> float:
         return self.embed_s + self.turtle_s
-
-
-def embedding_rate(name: str, device: str = "cpu") -> tuple[float, bool]:
-    """Images/s of backbone `name` on `device` ("cpu" or "cuda") and whether it was measured here."""
-    measured = _read_rates().get(f"{name}@{device}")
-    if isinstance(measured, int | float) and measured > 0:
-        return float(measured), True
-    base = CPU_LITE0_IMAGES_PER_S / RELATIVE_COST.get(name, 50.0)
-    return (base * GPU_SPEEDUP if device == "cuda" else base), False
-
-
-def record_embedding_rate(name: str, device: str, images: int, seconds: float) -> None:
-    """Remember the images/s a backbone reached (runs of fewer than 64 images say too little)."""
-    if images < 64 or seconds <= 0:
-        return
-    rates = _read_rates()
-    rates[f"{name}@{device}"] = round(images / seconds, 2)
-    with contextlib.suppress(OSError):  # an estimate is not worth failing a discovery for
-        atomic_write_json(turtle_home() / RATES_FILE, rates)
 
 
 def _cluster_values(n_clusters: int | tuple[int, int]) -> list[int]:
@@ -180,46 +135,3 @@ def rounded_seconds(seconds: float) -> float:
     """Round an estimate up to a figure that does not pretend precision (5 s, 30 s or 5 min steps)."""
     step = 5 if seconds < 120 else 30 if seconds < 1800 else 300
     return float(-(-int(seconds) // step) * step)
-
-
-def _read_rates() -> dict[str, object]:
-    try:
-        data = read_json(turtle_home() / RATES_FILE)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def uncached_counts(
-    records_hashes: Sequence[str], backbones: Sequence[str], checkpoints: Mapping[str, str] | None = None
-) -> dict[str, int]:
-    """How many distinct images each backbone still has to embed, from the embedding cache, without
-    loading any weights (a backbone never loaded here counts every image)."""
-    from turtle_core.embedding.backbones import weights_fingerprint
-    from turtle_core.embedding.cache import EmbeddingCache
-    from turtle_core.embedding.embed import IDENTITY_MEMO, IdentityMemo
-    from turtle_core.paths import embedding_cache_dir
-
-    unique = list(dict.fromkeys(records_hashes))
-    base = embedding_cache_dir()
-    memo = IdentityMemo(base / IDENTITY_MEMO)
-    counts: dict[str, int] = {}
-    for name in backbones:
-        try:
-            weights = weights_fingerprint(name, (checkpoints or {}).get(name))
-        except Exception:  # an unavailable backbone: the Project page says why
-            weights = None
-        identity = memo.get(weights) if weights else None
-        if identity is None or not unique or not os.path.isdir(base / identity):
-            counts[name] = len(unique)
-            continue
-        cache = EmbeddingCache(base / identity)
-        counts[name] = sum(1 for key in unique if key not in cache)
-    return counts
-
-
-def default_device_kind() -> str:
-    """ "cuda" when discovery will run on a GPU by default, else "cpu"."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

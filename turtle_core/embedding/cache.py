@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import mmap
 import os
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from turtle_core.atomic import atomic_write_json, fsync_dir, read_json
+from turtle_core.ingest.scan import hash_bytes
 
 MANIFEST_VERSION = 1
 _LOOKUP_BLOCK = 65_536  # rows copied at a time by `lookup`
@@ -282,3 +284,37 @@ class EmbeddingCache:
                 path.unlink()
             except OSError:
                 pass
+
+
+IDENTITY_MEMO = "identities.json"
+
+
+class IdentityMemo:
+    """Which cache identity a backbone's weights had when last loaded, keyed by the fingerprints of
+    the weights' files (`weights_fingerprint`). Written atomically; unreadable means empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _key(weights: str) -> str:
+        return hash_bytes(weights.encode("utf-8", "surrogateescape"))
+
+    def get(self, weights: str) -> str | None:
+        found = self._read().get(self._key(weights))
+        return found if isinstance(found, str) else None
+
+    def put(self, weights: str, identity: str) -> None:
+        data = self._read()
+        if data.get(self._key(weights)) == identity:
+            return
+        data[self._key(weights)] = identity
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path, data)
