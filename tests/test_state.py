@@ -21,7 +21,7 @@ from state_helpers import image_names, synthetic_discovery
 from turtle_core.constants import EXCLUDED
 from turtle_core.paths import project_dir
 from turtle_core.state import edits
-from turtle_core.state.curation_file import curation_from_bytes
+from turtle_core.state.curation import Curation
 from turtle_core.state.errors import CurationHasEdits, StaleEdit
 from turtle_core.state.project_state import ProjectState
 from turtle_core.state.store import ProjectStore
@@ -104,7 +104,7 @@ def test_crash_between_discovery_and_curation_writes_never_pairs_them(folder: Pa
     assert "could not be used" in notice and "another discovery" in notice
     kept = list(project_dir(folder).glob("curation.npz.bad-*"))
     assert len(kept) == 1  # the curator's work is kept aside, not deleted
-    old_work = curation_from_bytes(kept[0].read_bytes())
+    old_work = Curation.from_bytes(kept[0].read_bytes())
     assert old_work.name_of(1) == "my work"
     assert reopened.take_notices() == []  # shown once
 
@@ -159,7 +159,7 @@ def test_another_process_discovery_is_noticed_and_never_overwritten(folder: Path
         app.apply(edits.Rename(discovery_id=seen.discovery_id, cluster_id=1, name="late"))
     assert app.discovery.discovery_id == new.discovery_id
     assert "replaced by a discovery saved elsewhere" in " ".join(app.take_notices())
-    on_disk = curation_from_bytes((project_dir(folder) / "curation.npz").read_bytes())
+    on_disk = Curation.from_bytes((project_dir(folder) / "curation.npz").read_bytes())
     assert not on_disk.can_undo and on_disk.name_of(0) == "Cluster 0"
 
 
@@ -266,7 +266,7 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
         assert reopened.discovery is not None and reopened.curation is not None
         curation_file = workdir / "curation.npz"
         if curation_file.exists():  # absent right after a mismatched one was set aside
-            on_disk = curation_from_bytes(
+            on_disk = Curation.from_bytes(
                 curation_file.read_bytes(), expected_discovery_id=reopened.discovery.discovery_id
             )  # raises CurationMismatch if the file names another discovery
             assert on_disk.version == reopened.curation.version

@@ -19,11 +19,12 @@ from turtle_core.state.curation_file import (
     FORMAT_VERSION,
     CurationError,
     CurationMismatch,
+    CurationRecord,
     curation_from_bytes,
     curation_to_bytes,
     image_list_key,
 )
-from turtle_core.state.curation_view import CurationView, _clean_name, _count, _q
+from turtle_core.state.curation_view import CurationView, clean_name, image_count, quoted
 from turtle_core.state.history import Step
 
 __all__ = [
@@ -56,12 +57,12 @@ class Curation(CurationView):
     def rename(self, cluster_id: int, name: str) -> str:
         """Give a cluster a new display name; returns the cleaned name."""
         cid = self._check_cluster(cluster_id)
-        new = _clean_name(name)
+        new = clean_name(name)
         old = self.name_of(cid)
         if new == old:
             return new
         self._check_name_free(new, ignore=(cid,))
-        self._commit(f"Renamed {_q(old)} to {_q(new)}", names={cid: new})
+        self._commit(f"Renamed {quoted(old)} to {quoted(new)}", names={cid: new})
         return new
 
     def merge(self, cluster_ids: Sequence[int], name: str | None = None) -> int:
@@ -71,7 +72,7 @@ class Curation(CurationView):
         if len(ids) < 2:
             raise ValueError("choose at least two different clusters to merge")
         target = ids[0]
-        new_name = _clean_name(name) if name is not None else self.name_of(target)
+        new_name = clean_name(name) if name is not None else self.name_of(target)
         self._check_name_free(new_name, ignore=ids)
         others = np.asarray(ids[1:], np.int32)
         rows = np.flatnonzero(np.isin(self._assign, others))
@@ -84,9 +85,9 @@ class Curation(CurationView):
         new_before[(self._assign[all_rows] == EXCLUDED) & np.isin(new_before, others)] = target
         names: dict[int, str | None] = {int(c): None for c in others}
         names[target] = new_name
-        old_names = ", ".join(_q(self.name_of(c)) for c in ids)
+        old_names = ", ".join(quoted(self.name_of(c)) for c in ids)
         self._commit(
-            f"Merged {old_names} into {_q(new_name)}",
+            f"Merged {old_names} into {quoted(new_name)}",
             all_rows,
             new_assign=new_assign,
             new_before=new_before,
@@ -121,7 +122,8 @@ class Curation(CurationView):
         self._commit(
             f"Merged {n_before} clusters into {len(targets)}: "
             + "; ".join(
-                f"{_q(self.name_of(t))} took " + ", ".join(_q(self.name_of(c)) for c, d in into.items() if d == t)
+                f"{quoted(self.name_of(t))} took "
+                + ", ".join(quoted(self.name_of(c)) for c, d in into.items() if d == t)
                 for t in targets
             ),
             all_rows,
@@ -139,7 +141,7 @@ class Curation(CurationView):
         if rows.size == 0:
             return 0
         self._commit(
-            f"Moved {_count(rows.size)} to {_q(self.name_of(cid))}",
+            f"Moved {image_count(rows.size)} to {quoted(self.name_of(cid))}",
             rows,
             new_assign=np.full(rows.size, cid, np.int32),
             new_touched=np.ones(rows.size, bool),
@@ -151,10 +153,10 @@ class Curation(CurationView):
         """Move images into a new cluster (id = largest id used so far + 1); returns its id."""
         rows = self._check_indices(indices)
         cid = self._next_id()
-        new_name = _clean_name(name) if name is not None else f"Cluster {cid}"
+        new_name = clean_name(name) if name is not None else f"Cluster {cid}"
         self._check_name_free(new_name)
         self._commit(
-            f"Moved {_count(rows.size)} to new cluster {_q(new_name)}",
+            f"Moved {image_count(rows.size)} to new cluster {quoted(new_name)}",
             rows,
             new_assign=np.full(rows.size, cid, np.int32),
             new_touched=np.ones(rows.size, bool),
@@ -171,7 +173,7 @@ class Curation(CurationView):
         if rows.size == 0:
             return 0
         self._commit(
-            f"Confirmed {_count(rows.size)}",
+            f"Confirmed {image_count(rows.size)}",
             rows,
             new_touched=np.ones(rows.size, bool),
             new_conf=np.ones(rows.size, np.float32),
@@ -210,7 +212,7 @@ class Curation(CurationView):
         if rows.size == 0:
             return 0
         self._commit(
-            f"Excluded {_count(rows.size)}",
+            f"Excluded {image_count(rows.size)}",
             rows,
             new_assign=np.full(rows.size, EXCLUDED, np.int32),
             new_touched=np.ones(rows.size, bool),
@@ -226,7 +228,7 @@ class Curation(CurationView):
         if rows.size == 0:
             return 0
         self._commit(
-            f"Restored {_count(rows.size)}",
+            f"Restored {image_count(rows.size)}",
             rows,
             new_assign=self._before[rows].copy(),
             new_touched=np.ones(rows.size, bool),
@@ -253,7 +255,7 @@ class Curation(CurationView):
         if names is not None:
             if len(names) != parts.size:
                 raise ValueError(f"split into {parts.size} parts needs {parts.size} names, got {len(names)}")
-            part_names = [_clean_name(n) for n in names]
+            part_names = [clean_name(n) for n in names]
         else:
             part_names = [self.name_of(cid)] + [f"Cluster {i}" for i in ids[1:]]
         if len({n for n in part_names}) != len(part_names):
@@ -263,7 +265,7 @@ class Curation(CurationView):
         new_assign = np.asarray(ids, np.int32)[inverse.ravel()]
         moved = new_assign != cid
         self._commit(
-            f"Split {_q(self.name_of(cid))} into " + ", ".join(_q(n) for n in part_names),
+            f"Split {quoted(self.name_of(cid))} into " + ", ".join(quoted(n) for n in part_names),
             rows[moved],
             new_assign=new_assign[moved],
             names=dict(zip(ids, part_names, strict=True)),
@@ -299,7 +301,7 @@ class Curation(CurationView):
 
         `image_key` (e.g. `image_list_key(paths)`) and `discovery_id` are checked by `load` so that a
         curation is never applied to a different list of images or another discovery."""
-        atomic_write_bytes(path, curation_to_bytes(self, image_key, discovery_id))
+        atomic_write_bytes(path, self.to_bytes(image_key, discovery_id))
 
     @classmethod
     def load(
@@ -318,13 +320,71 @@ class Curation(CurationView):
             raise
         except OSError as error:
             raise CurationError(f"curation file {path} is unreadable ({error}); it was not loaded") from error
-        return curation_from_bytes(
+        return cls.from_bytes(
             data,
             source=f"curation file {path}",
             expected_image_key=expected_image_key,
             expected_n_images=expected_n_images,
             expected_discovery_id=expected_discovery_id,
         )
+
+    def to_bytes(self, image_key: str = "", discovery_id: str | None = None) -> bytes:
+        """The curation file's bytes (see `curation_file`)."""
+        return curation_to_bytes(self.to_record(), image_key, discovery_id)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        source: str = "curation file",
+        expected_image_key: str | None = None,
+        expected_n_images: int | None = None,
+        expected_discovery_id: str | None = None,
+    ) -> Curation:
+        """Read bytes written by `to_bytes`. Raises `CurationError` for a corrupt file and
+        `CurationMismatch` when it was made for other images or (format 2) another discovery."""
+        record = curation_from_bytes(
+            data,
+            source=source,
+            expected_image_key=expected_image_key,
+            expected_n_images=expected_n_images,
+            expected_discovery_id=expected_discovery_id,
+        )
+        try:
+            return cls.from_record(record)
+        except (TypeError, ValueError, IndexError) as error:
+            raise CurationError(f"{source} is corrupt or unreadable ({error}); it was not loaded") from error
+
+    def to_record(self) -> CurationRecord:
+        """The state a curation file holds (arrays shared, not copied: serialise it at once)."""
+        return CurationRecord(
+            self._assign,
+            self._touched,
+            self._before,
+            self._confidence,
+            dict(self._names),
+            self.version,
+            list(self._undo),
+            list(self._redo),
+        )
+
+    @classmethod
+    def from_record(cls, record: CurationRecord) -> Curation:
+        """A curation holding `record`'s state (validated as the constructor does)."""
+        curation = cls(
+            record.assignments,
+            record.touched,
+            record.names,
+            before_exclusion=record.before_exclusion,
+            confidence=record.confidence,
+            version=record.version,
+        )
+        if curation.n_images != record.n_images:
+            raise ValueError("array length does not match the recorded number of images")
+        curation._undo = list(record.undo)
+        curation._redo = list(record.redo)
+        return curation
 
     def copy(self) -> Curation:
         """An independent copy (arrays and names copied; history steps, never mutated, shared)."""

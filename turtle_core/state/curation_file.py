@@ -13,14 +13,10 @@ import os
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from turtle_core.state.history import steps_from_arrays, steps_to_arrays
-
-if TYPE_CHECKING:
-    from turtle_core.state.curation import Curation
+from turtle_core.state.history import Step, steps_from_arrays, steps_to_arrays
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # format 1 had no discovery id
@@ -43,6 +39,25 @@ def image_list_key(paths: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class CurationRecord:
+    """Everything a curation file holds: the per-image arrays, the names, the version and the undo/redo
+    stacks (`Curation.to_record` / `Curation.from_record` convert)."""
+
+    assignments: np.ndarray
+    touched: np.ndarray
+    before_exclusion: np.ndarray
+    confidence: np.ndarray | None
+    names: dict[int, str]
+    version: int
+    undo: list[Step]
+    redo: list[Step]
+
+    @property
+    def n_images(self) -> int:
+        return int(self.assignments.shape[0])
+
+
 @dataclass(frozen=True)
 class CurationHeader:
     """What a curation file says it belongs to."""
@@ -53,25 +68,25 @@ class CurationHeader:
     discovery_id: str | None
 
 
-def curation_to_bytes(curation: Curation, image_key: str = "", discovery_id: str | None = None) -> bytes:
-    undo_meta, undo_arrays = steps_to_arrays("undo", curation._undo)
-    redo_meta, redo_arrays = steps_to_arrays("redo", curation._redo)
+def curation_to_bytes(record: CurationRecord, image_key: str = "", discovery_id: str | None = None) -> bytes:
+    undo_meta, undo_arrays = steps_to_arrays("undo", record.undo)
+    redo_meta, redo_arrays = steps_to_arrays("redo", record.redo)
     meta = {
         "format": FORMAT_VERSION,
-        "n_images": curation.n_images,
+        "n_images": record.n_images,
         "image_key": image_key,
         "discovery_id": discovery_id,
-        "version": curation.version,
-        "names": {str(k): v for k, v in curation._names.items()},
+        "version": record.version,
+        "names": {str(k): v for k, v in record.names.items()},
         "undo": undo_meta,
         "redo": redo_meta,
     }
     arrays: dict[str, np.ndarray] = {
         "meta": np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), np.uint8),
-        "assignments": curation._assign,
-        "touched": curation._touched,
-        "before_exclusion": curation._before,
-        "confidence": curation._confidence,
+        "assignments": record.assignments,
+        "touched": record.touched,
+        "before_exclusion": record.before_exclusion,
+        "confidence": record.confidence,
         **undo_arrays,
         **redo_arrays,
     }
@@ -87,11 +102,9 @@ def curation_from_bytes(
     expected_image_key: str | None = None,
     expected_n_images: int | None = None,
     expected_discovery_id: str | None = None,
-) -> Curation:
+) -> CurationRecord:
     """Read bytes written by `curation_to_bytes`. Raises `CurationError` for a corrupt file and
     `CurationMismatch` when it was made for other images or (format 2) another discovery."""
-    from turtle_core.state.curation import Curation
-
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
             arrays = {name: loaded[name] for name in loaded.files}
@@ -113,21 +126,19 @@ def curation_from_bytes(
     ):
         raise CurationMismatch("this curation was made from another discovery")
     try:
-        curation = Curation(
+        record = CurationRecord(
             arrays["assignments"],
             arrays["touched"],
+            arrays["before_exclusion"],
+            arrays.get("confidence"),  # absent before refine existed: the discovery's
             {int(k): v for k, v in meta["names"].items()},
-            before_exclusion=arrays["before_exclusion"],
-            confidence=arrays.get("confidence"),  # absent before refine existed: the discovery's
-            version=int(meta["version"]),
+            int(meta["version"]),
+            steps_from_arrays(meta["undo"], arrays, "undo", n),
+            steps_from_arrays(meta["redo"], arrays, "redo", n),
         )
-        if curation.n_images != n:
-            raise ValueError("array length does not match the recorded number of images")
-        curation._undo = steps_from_arrays(meta["undo"], arrays, "undo", n)
-        curation._redo = steps_from_arrays(meta["redo"], arrays, "redo", n)
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise CurationError(f"{source} is corrupt or unreadable ({error}); it was not loaded") from error
-    return curation
+    return record
 
 
 def _header(meta: dict) -> CurationHeader:

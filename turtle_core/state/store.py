@@ -144,10 +144,8 @@ class ProjectStore:
         else:
             read_error = None
         if data is not None:
-            from turtle_core.state.curation_file import curation_from_bytes
-
             try:
-                curation = curation_from_bytes(
+                curation = Curation.from_bytes(
                     data,
                     source="the saved curation",
                     expected_image_key=discovery.image_key(),
