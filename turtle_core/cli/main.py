@@ -4,58 +4,20 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from turtle_core.cli import refine as cli_refine
-from turtle_core.progress import Cancelled, Progress
+from turtle_core.cli.common import TerminalProgress, csv_text
+from turtle_core.progress import Cancelled
 
 if TYPE_CHECKING:
     from turtle_core.operations.project import DiscoveryResult, Project
 
 RAY_HELP = "embed on this Ray cluster (host:port, ray://host:port, auto) or `local` (a local Ray instance)"
-STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "step", "layout": "pt"}
-
-
-class TerminalProgress:
-    """One tqdm bar per stage on stderr; a new stage closes the previous bar."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self._bar = None
-        self._stage: str | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, progress: Progress) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        with self._lock:
-            if progress.stage != self._stage or self._bar is None or self._bar.total != progress.total:
-                self.close()
-                self._stage = progress.stage
-                self._bar = tqdm(
-                    total=progress.total,
-                    desc=f"{progress.stage:>6}",
-                    unit=STAGE_UNITS.get(progress.stage, "it"),
-                    file=sys.stderr,
-                    dynamic_ncols=True,
-                )
-            self._bar.n = progress.done
-            if progress.message:
-                self._bar.set_postfix_str(progress.message, refresh=False)
-            self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def parse_clusters(text: str) -> int | tuple[int, int]:
@@ -239,14 +201,6 @@ def _write_labels_csv(out: Path, result: DiscoveryResult) -> None:
         for record, label, confidence in zip(result.images, result.labels, result.confidence, strict=True)
     ]
     atomic_write_text(out, "path,cluster,confidence\n" + csv_text(rows))
-
-
-def csv_text(rows: list[list[object]]) -> str:
-    import io
-
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
 
 
 def _report_skipped(skipped: list[tuple[str, str]], out: Path) -> None:

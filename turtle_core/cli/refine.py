@@ -62,7 +62,7 @@ def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
 
 def run(args: argparse.Namespace) -> int:
     from turtle_core.atomic import atomic_write_text
-    from turtle_core.cli.main import csv_text
+    from turtle_core.cli.common import csv_text
     from turtle_core.discovery.refine import refine_labels
     from turtle_core.names import display_name, escape_name
     from turtle_core.operations.project import Project, ProjectError
