@@ -216,7 +216,10 @@ class FakeProject:
     def propose_refine(self, cancel=None):
         from turtle_core.operations.propagate import propose_refine
 
-        return propose_refine(self, cancel)  # the real proposal, on the fake's features
+        snap = self.snapshot()
+        return propose_refine(
+            snap, self.spaces(snap.discovery), cancel
+        )  # the real proposal, on the fake's features
 
     def refine(self) -> int:
         return self.apply(self.propose_refine().edit)

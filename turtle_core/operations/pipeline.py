@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,41 +20,40 @@ from turtle_core.state.errors import ProjectError
 
 if TYPE_CHECKING:
     from turtle_core.discovery.effort import Effort
-    from turtle_core.operations.project import Project
 
 
-def embed_project(
-    project: Project,
+def embed_records(
+    folder: Path,
+    records: Sequence[ImageRecord],
+    backbones: Sequence[str],
+    checkpoints: Mapping[str, str],
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     *,
+    device: str | None = None,
     ray_address: str | None = None,
 ) -> tuple[list[ImageRecord], list[np.ndarray], list[str], list[SkippedFile]]:
-    """Embed every scanned image with each chosen backbone (cached by content; the missing vectors on the
-    Ray cluster at `ray_address` when given).
+    """Embed the scanned `records` of `folder` with each backbone (cached by content; the missing vectors
+    on the Ray cluster at `ray_address` when given).
 
     Returns the images usable in every space, one feature matrix per backbone (rows aligned to
     those images), the backbones' cache identities, and the images that failed to decode.
     """
-    if project.scan_result is None:
-        project.scan(progress, cancel)
-    assert project.scan_result is not None
-    records = project.scan_result.images
     if not records:
-        raise ProjectError(f"No usable images in {project.folder}: nothing to discover.")
+        raise ProjectError(f"No usable images in {folder}: nothing to discover.")
     ok = np.ones(len(records), dtype=bool)
     per_backbone: list[tuple[np.ndarray, np.ndarray]] = []
     identities: list[str] = []
     failed: dict[str, SkippedFile] = {}
-    for name in project.backbones:
+    for name in backbones:
         check_cancel(cancel)
         try:
             result = embed_backbone_images(
-                project.folder,
-                records,
+                folder,
+                list(records),
                 name,
-                project.checkpoints.get(name),
-                device=project.device,
+                checkpoints.get(name),
+                device=device,
                 ray_address=ray_address,
                 progress=progress,
                 cancel=cancel,
@@ -68,34 +69,6 @@ def embed_project(
     spaces = [rows_for(vectors, mask, ok) for vectors, mask in per_backbone]
     usable = [record for record, keep in zip(records, ok, strict=True) if keep]
     return usable, spaces, identities, list(failed.values())
-
-
-def compute_discovery(
-    project: Project,
-    n_clusters: int | tuple[int, int],
-    chosen: Effort,
-    progress: ProgressCallback | None,
-    cancel: threading.Event | None,
-    partition: str = "auto",
-) -> tuple[DiscoveryResult, list[np.ndarray]]:
-    """Scan, embed and discover (`discover_features`); the result and its feature matrices (not saved)."""
-    started = time.perf_counter()
-    project.scan(progress, cancel)
-    images, spaces, identities, failed = project.embed(progress, cancel)
-    result = discover_features(
-        images,
-        spaces,
-        identities,
-        n_clusters,
-        chosen,
-        progress,
-        cancel,
-        backbones=list(project.backbones),
-        failed=failed,
-        partition=partition,
-    )
-    result.seconds = time.perf_counter() - started
-    return result, spaces
 
 
 def discover_features(

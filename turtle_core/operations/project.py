@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -158,9 +159,21 @@ class Project:
         those images), the backbones' cache identities, and the images that failed to decode.
         With `ray_address` (default: `self.ray_address`) the missing vectors are computed on Ray.
         """
-        from turtle_core.operations.pipeline import embed_project
+        from turtle_core.operations.pipeline import embed_records
 
-        return embed_project(self, progress, cancel, ray_address=ray_address or self.ray_address)
+        if self.scan_result is None:
+            self.scan(progress, cancel)
+        assert self.scan_result is not None
+        return embed_records(
+            self.folder,
+            self.scan_result.images,
+            self.backbones,
+            self.checkpoints,
+            progress,
+            cancel,
+            device=self.device,
+            ray_address=ray_address or self.ray_address,
+        )
 
     def run_discovery(
         self,
@@ -193,9 +206,24 @@ class Project:
                 from turtle_core.state.project_state import edits_message
 
                 raise CurationHasEdits(edits_message(self.state.curation))
-        from turtle_core.operations.pipeline import compute_discovery
+        from turtle_core.operations.pipeline import discover_features
 
-        result, spaces = compute_discovery(self, n_clusters, chosen, progress, cancel, partition)
+        started = time.perf_counter()
+        self.scan(progress, cancel)
+        images, spaces, identities, failed = self.embed(progress, cancel)
+        result = discover_features(
+            images,
+            spaces,
+            identities,
+            n_clusters,
+            chosen,
+            progress,
+            cancel,
+            backbones=list(self.backbones),
+            failed=failed,
+            partition=partition,
+        )
+        result.seconds = time.perf_counter() - started
         check_cancel(cancel)
         self.state.install_discovery(result, replace_edits=replace_edits)
         with self._spaces_lock:
@@ -268,17 +296,30 @@ class Project:
         """Re-run discovery inside one cluster and split it into parts "<name> 1", "<name> 2", … (one
         undoable `Split` edit; see `workspace/split.py`). `None` parts: choose 2..4. Spends the quick effort
         unless `effort` says otherwise."""
-        from turtle_core.operations.split import split_cluster
+        from turtle_core.operations.split import SplitError, split_cluster
 
-        return split_cluster(self, cluster_id, n_parts, effort=effort, progress=progress, cancel=cancel)
+        snap = self.snapshot()
+        if snap is None:
+            raise SplitError("run discovery first: there are no clusters to split yet.")
+        return split_cluster(
+            self.state,
+            snap,
+            self.spaces(snap.discovery),
+            cluster_id,
+            n_parts,
+            effort=effort,
+            progress=progress,
+            cancel=cancel,
+        )
 
     def propose_refine(self, cancel: threading.Event | None = None) -> RefineProposal:
         """What propagating the curator's fixes would change (nothing is changed yet); see `propagate`."""
-        return propose_refine(self, cancel)
+        snap = self._require_snapshot()
+        return propose_refine(snap, self.spaces(snap.discovery), cancel)
 
     def refine(self) -> int:
         """Re-label every unchecked image from the checked ones (one undoable edit); returns how many moved."""
-        return self.apply(propose_refine(self).edit)
+        return self.apply(self.propose_refine().edit)
 
     def layout(
         self,
@@ -404,7 +445,7 @@ class Project:
         self.scan_result = self.store.read_scan()
         self.state.load()
         if warning:
-            self.state._notices.append(warning)
+            self.state.add_notice(warning)
 
 
 def _layout_key(discovery: DiscoveryResult) -> str:

@@ -8,8 +8,8 @@ checked or excluded in the meantime.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +17,7 @@ from turtle_core.constants import EXCLUDED
 from turtle_core.progress import check_cancel
 from turtle_core.state.edits import Relabel
 from turtle_core.state.errors import ProjectError
-
-if TYPE_CHECKING:
-    from turtle_core.operations.project import Project
+from turtle_core.state.project_state import Snapshot
 
 
 @dataclass(frozen=True)
@@ -34,13 +32,13 @@ class RefineProposal:
     curation_version: int
 
 
-def propose_refine(project: Project, cancel: threading.Event | None = None) -> RefineProposal:
-    """Learn from the checked images (moved, new-cluster or confirmed) and propose a cluster for every other one."""
+def propose_refine(
+    snap: Snapshot, spaces: Sequence[np.ndarray], cancel: threading.Event | None = None
+) -> RefineProposal:
+    """Learn from the checked images (moved, new-cluster or confirmed) of `snap` and propose a cluster for
+    every other one; `spaces` are the feature matrices of `snap`'s discovery."""
     from turtle_core.discovery.refine import FeatureProbe, refine_labels
 
-    snap = project.snapshot()
-    if snap is None:
-        raise ProjectError("No discovery yet: run discovery first.")
     curation = snap.curation
     assign = np.asarray(curation.assignments)
     active = np.flatnonzero(assign != EXCLUDED)
@@ -49,7 +47,7 @@ def propose_refine(project: Project, cancel: threading.Event | None = None) -> R
         raise ProjectError(
             "Nothing to learn from yet: confirm or move some images first (the review queue is a good start)."
         )
-    probe = FeatureProbe(project.spaces(snap.discovery), rows=active)  # no copy of the features
+    probe = FeatureProbe(spaces, rows=active)  # no copy of the features
     check_cancel(cancel)
     result = refine_labels(probe, assign[active], checked)
     check_cancel(cancel)

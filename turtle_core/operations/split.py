@@ -9,17 +9,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from turtle_core.progress import Progress, ProgressCallback, check_cancel
+from turtle_core.state.curation import Curation
 from turtle_core.state.edits import Split
 from turtle_core.state.errors import ProjectError, StaleEdit
-
-if TYPE_CHECKING:
-    from turtle_core.operations.project import Project
-    from turtle_core.state.curation import Curation
+from turtle_core.state.project_state import ProjectState, Snapshot
 
 # A split spends the quick effort (a few screened starts, one short full run per number of parts) on the
 # cluster's rows only: a fraction of a standard discovery (benchmarks/results/split_budget.json).
@@ -59,7 +56,9 @@ def split_request(n_members: int, n_parts: int | None) -> int | tuple[int, int]:
 
 
 def split_cluster(
-    project: Project,
+    state: ProjectState,
+    snap: Snapshot,
+    spaces: Sequence[np.ndarray],
     cluster_id: int,
     n_parts: int | None = None,
     *,
@@ -68,14 +67,12 @@ def split_cluster(
     cancel: threading.Event | None = None,
 ) -> list[int]:
     """Find the parts of `cluster_id` with TURTLE and apply them as one undoable `Split` edit; returns the
-    parts' ids. Computed on a snapshot; if the cluster changes meanwhile, it is placed with the trained
-    model as it is then (a new discovery or a merged-away cluster changes nothing and says so)."""
+    parts' ids. Computed on `snap` (whose discovery's features are `spaces`); if the cluster changes
+    meanwhile, it is placed with the trained model as it is then (a new discovery or a merged-away cluster
+    changes nothing and says so)."""
     from turtle_core.discovery.effort import resolve_effort
     from turtle_core.discovery.selection import select_model
 
-    snap = project.snapshot()
-    if snap is None:
-        raise SplitError("run discovery first: there are no clusters to split yet.")
     name = snap.curation.name_of(cluster_id)
     members = snap.curation.members(cluster_id)
     try:
@@ -83,7 +80,6 @@ def split_cluster(
     except SplitError as error:
         raise SplitError(f"'{name}': {error}") from None
     chosen = resolve_effort(effort or SPLIT_EFFORT)
-    spaces = project.spaces(snap.discovery)
     selection = select_model(
         [space[members] for space in spaces],
         request,
@@ -93,7 +89,7 @@ def split_cluster(
         **chosen.select_kwargs(),
     )
     check_cancel(cancel)
-    now = project.snapshot()
+    now = state.snapshot()
     if now is None or now.discovery_id != snap.discovery_id:
         raise StaleEdit("discovery was run again during the split; the split was not applied.")
     if cluster_id not in now.curation.cluster_ids():
@@ -113,7 +109,7 @@ def split_cluster(
         sub_labels=tuple(int(label) for label in sub_labels),
         names=tuple(part_names(now.curation, cluster_id, n_found)),
     )
-    return project.apply(edit)  # StaleEdit (nothing changed) if the cluster changed at the last moment
+    return state.apply(edit)  # StaleEdit (nothing changed) if the cluster changed at the last moment
 
 
 def apply_parts(curation: Curation, cluster_id: int, sub_labels: np.ndarray | Sequence[int]) -> list[int]:

@@ -109,6 +109,11 @@ class ProjectState:
             notices, self._notices = self._notices, []
         return notices
 
+    def add_notice(self, notice: str) -> None:
+        """A warning to show once (see `take_notices`)."""
+        with self._notice_lock:
+            self._notices.append(notice)
+
     def has_edits(self) -> bool:
         """Whether the curation holds a curator's work (edits, or undone edits that can be redone)."""
         curation = self.curation
