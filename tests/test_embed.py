@@ -198,11 +198,11 @@ def test_changed_weights_file_is_loaded_again(
     import os
 
     import turtle_core.embedding.embed as embed_module
-    from turtle_core.embedding.backbones import _wheel_file
+    from turtle_core.embedding.backbones import wheel_file
     from turtle_core.embedding.embed import embed_folder_images
 
     checkpoint = tmp_path / "lite0.pth"
-    shutil.copy(_wheel_file(lite0.spec), checkpoint)
+    shutil.copy(wheel_file(lite0.spec), checkpoint)
     scan = scan_folder(folder)
     cache_root = tmp_path / "cache"
     first = embed_folder_images(folder, scan.images, "effnet-lite0", str(checkpoint), cache_root=cache_root)

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from turtle_core.discovery.features import PREPROCESSING_METHODS, SpacePreprocessor, prepare_space
 from turtle_core.discovery.metrics import hungarian_accuracy
-from turtle_core.discovery.turtle import Turtle, _Engine
+from turtle_core.discovery.turtle import Turtle, TurtleEngine
 from turtle_core.progress import Cancelled, Progress
 
 STEPS = 300
@@ -177,7 +177,7 @@ def test_bad_inputs_give_clear_errors(blobs: tuple[list[np.ndarray], np.ndarray]
 
 
 def _autograd_reference(
-    engine: _Engine, spaces: list[np.ndarray], steps: int, lr: float, inner_steps: int
+    engine: TurtleEngine, spaces: list[np.ndarray], steps: int, lr: float, inner_steps: int
 ) -> list:
     """The same outer steps written with autograd, nn-style parameters and torch.optim.Adam."""
     xs = [torch.from_numpy(X) for X in spaces]
@@ -217,7 +217,7 @@ def _autograd_reference(
 def test_hand_written_step_matches_autograd() -> None:
     rng = np.random.default_rng(0)
     spaces = [rng.normal(size=(200, 7)).astype(np.float32), rng.normal(size=(200, 5)).astype(np.float32)]
-    engine = _Engine(spaces, 4, 10.0, 3, 10_000, 1e-2, 1e-2, True, "fp32", torch.device("cpu"), seed=0)
+    engine = TurtleEngine(spaces, 4, 10.0, 3, 10_000, 1e-2, 1e-2, True, "fp32", torch.device("cpu"), seed=0)
     heads = _autograd_reference(engine, spaces, steps=4, lr=1e-2, inner_steps=3)
     with torch.no_grad():
         engine.prepare_chunk(4)
@@ -266,7 +266,7 @@ def test_row_major_layout_matches_column_major(full_batch: bool) -> None:
     batch = 300 if full_batch else 128
     heads = []
     for rows_major in (False, True):
-        engine = _Engine(
+        engine = TurtleEngine(
             spaces,
             3,
             10.0,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
-from turtle_core.discovery.runtime import _check_spaces, cpu_threads
+from turtle_core.discovery.runtime import check_spaces, cpu_threads
 
 N_NEIGHBOURS = 10
 PCA_DIMS = 128
@@ -135,7 +135,7 @@ def confidence_and_atypicality(
         return unscored(labels.size)
     lab = labels[active]
     with cpu_threads(num_threads, torch.device("cpu")):
-        Z = _joint_space([np.asarray(X)[active] for X in _check_spaces(spaces)])
+        Z = _joint_space([np.asarray(X)[active] for X in check_spaces(spaces)])
         margin, own = centroid_margin(Z, lab)
         closeness = neighbour_closeness(Z)
     return combine_scores(labels.size, active, lab, margin, own, closeness)

@@ -21,9 +21,9 @@ from turtle_core.discovery.runtime import cpu_threads, default_cpu_threads, reso
 
 LOG_EVERY = 100  # outer steps between logged losses (each log is a device-side copy, no sync)
 
-_CHECK_EVERY = 50  # outer steps between cancel checks / progress reports
+CHECK_EVERY = 50  # outer steps between cancel checks / progress reports
 
-_GRAPH_STEPS = 10  # outer steps captured in one CUDA graph
+GRAPH_STEPS = 10  # outer steps captured in one CUDA graph
 
 # PyTorch supports one graph capture at a time per process; fits in other threads wait for this lock
 # only while capturing (a few ms), and their eager work and replays run freely meanwhile because the
@@ -96,7 +96,7 @@ def _padded(d: int) -> int:
     return (d + 1 + 15) // 16 * 16
 
 
-class _Engine:
+class TurtleEngine:
     """Device-resident state and the hand-written TURTLE step.
 
     Layout: everything is "classes × batch" (C × B). Each space's features carry an extra constant-1

@@ -9,7 +9,7 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from turtle_core.discovery.runtime import _check_spaces
+from turtle_core.discovery.runtime import check_spaces
 
 PreprocessingMethod = Literal["none", "l2", "center_l2", "standardize", "pca", "whiten", "whiten_l2"]
 PREPROCESSING_METHODS: tuple[str, ...] = get_args(PreprocessingMethod)
@@ -164,7 +164,7 @@ def joint_unit_rows(spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
     """Every space's rows L2-normalised, concatenated, each space weighing alike (divided by the square
     root of the number of spaces): k-means' input and the confidence's joint space before its PCA."""
     blocks = []
-    for X in _check_spaces(spaces):
+    for X in check_spaces(spaces):
         block = np.asarray(X, dtype=np.float32)
         blocks.append(block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12))
     return np.hstack(blocks) / np.float32(np.sqrt(len(blocks)))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from turtle_core.discovery.runtime import _check_spaces, cpu_threads
+from turtle_core.discovery.runtime import check_spaces, cpu_threads
 from turtle_core.discovery.sampled import chunks
 
 # Inverse L2 strength per training row, as scikit-learn's C (the anchor probe of curator-effort.md uses 0.1).
@@ -52,7 +52,7 @@ class FeatureProbe:
     `rows` (default: all) picks the rows the probe works on; its positions are what `fit_predict` takes."""
 
     def __init__(self, spaces: Sequence[np.ndarray | torch.Tensor], rows: np.ndarray | None = None) -> None:
-        self.arrays = [np.asarray(X) for X in _check_spaces(spaces)]
+        self.arrays = [np.asarray(X) for X in check_spaces(spaces)]
         n = self.arrays[0].shape[0]
         self.rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         self.means: list[np.ndarray] = []

@@ -37,7 +37,7 @@ def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _check_spaces(
+def check_spaces(
     spaces: Sequence[np.ndarray | torch.Tensor] | np.ndarray | torch.Tensor,
 ) -> list[np.ndarray]:
     if isinstance(spaces, (np.ndarray, torch.Tensor)) and spaces.ndim == 2:

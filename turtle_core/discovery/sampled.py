@@ -20,7 +20,7 @@ import torch
 
 from turtle_core.discovery.confidence import pca_axes
 from turtle_core.discovery.features import joint_unit_rows
-from turtle_core.discovery.runtime import _check_spaces, cpu_threads
+from turtle_core.discovery.runtime import check_spaces, cpu_threads
 
 # Above this many images discovery is fitted on a random sample of this size (TURTLE's batch is 10,000
 # rows and its generalisation score already probes at most 20,000, so a 50,000-row sample loses
@@ -54,7 +54,7 @@ def chunks(n_rows: int, size: int | None = None) -> list[slice]:
 
 def predict_proba_chunked(model, spaces: Sequence[np.ndarray], chunk: int | None = None) -> np.ndarray:
     """`model.predict_proba(spaces)` (a fitted `Turtle`), computed chunk by chunk: N × C float32."""
-    arrays = _check_spaces(spaces)
+    arrays = check_spaces(spaces)
     n = arrays[0].shape[0]
     out = np.empty((n, int(model.n_clusters)), dtype=np.float32)
     for rows in chunks(n, chunk):
@@ -75,7 +75,7 @@ def kmeans_baseline_sampled(
     rows with `n_init` k-means++ starts; every row is then assigned to its nearest centre, chunk by chunk."""
     from sklearn.cluster import KMeans
 
-    arrays = _check_spaces(spaces)
+    arrays = check_spaces(spaces)
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
     model.fit(joint_unit_rows([X[sample] for X in arrays]))
     labels = np.empty(arrays[0].shape[0], dtype=np.int64)
@@ -90,7 +90,7 @@ def joint_space_sampled(
 ) -> np.ndarray:
     """`confidence._joint_space` with its centre and PCA axes fitted on the `sample` rows, every row
     projected chunk by chunk (N × dims float32; never a full-width copy of all rows)."""
-    arrays = _check_spaces(spaces)
+    arrays = check_spaces(spaces)
     S = joint_unit_rows([X[sample] for X in arrays])
     mean = S.mean(0, dtype=np.float64).astype(np.float32)
     T = torch.from_numpy(np.ascontiguousarray(S - mean))
@@ -122,7 +122,7 @@ def confidence_and_atypicality_sampled(
     active = np.flatnonzero(labels >= 0)
     if active.size < 3:
         return conf.unscored(labels.size)
-    arrays = _check_spaces(spaces)
+    arrays = check_spaces(spaces)
     if active.size < labels.size:  # excluded rows take no part: work on the active rows' sample
         arrays = [X[active] for X in arrays]
         position = np.full(labels.size, -1)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from turtle_core.discovery.runtime import _check_spaces, cpu_threads, resolve_device
+from turtle_core.discovery.runtime import check_spaces, cpu_threads, resolve_device
 
 _PROBE_MAX_ROWS = 20_000
 
@@ -94,7 +94,7 @@ def generalization_details(
     Every space is standardised (centred, one global scale); `l2` defaults to 1/N_train, the
     per-row equivalent of scikit-learn's default C = 1.
     """
-    arrays = _check_spaces(spaces)
+    arrays = check_spaces(spaces)
     y_raw = np.asarray(labels).ravel()
     n = arrays[0].shape[0]
     if y_raw.shape[0] != n:

@@ -24,7 +24,7 @@ from turtle_core.discovery.score import (  # noqa: F401 (re-exported: callers im
     generalization_details,
     generalization_score,
 )
-from turtle_core.discovery.turtle import Turtle, _check_spaces, cpu_threads, resolve_device
+from turtle_core.discovery.turtle import Turtle, check_spaces, cpu_threads, resolve_device
 from turtle_core.progress import Progress, ProgressCallback, ProgressMeter, check_cancel, count_text
 
 Criterion = Literal["kappa", "accuracy"]
@@ -187,7 +187,7 @@ def select_model(
     """
     if criterion not in ("kappa", "accuracy"):
         raise ValueError(f"criterion must be 'kappa' or 'accuracy', got {criterion!r}")
-    arrays = _check_spaces(spaces)
+    arrays = check_spaces(spaces)
     n_rows = arrays[0].shape[0]
     ks = _cluster_range(n_clusters, n_rows)
     points = _resolve_grid(grid)

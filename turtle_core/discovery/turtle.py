@@ -19,10 +19,10 @@ import torch
 
 from turtle_core.constants import TURTLE_BATCH_SIZE, TURTLE_GAMMA, TURTLE_INNER_STEPS, TURTLE_OUTER_STEPS
 from turtle_core.discovery.engine import (  # noqa: F401 (re-exported: callers import them from here)
-    _CHECK_EVERY,
-    _GRAPH_STEPS,
+    CHECK_EVERY,
+    GRAPH_STEPS,
     LOG_EVERY,
-    _Engine,
+    TurtleEngine,
     cluster_means,
     head_probabilities,
     kmeans_init_labels,
@@ -35,7 +35,7 @@ from turtle_core.discovery.features import (
     effective_components,
 )
 from turtle_core.discovery.runtime import (  # noqa: F401 (re-exported)
-    _check_spaces,
+    check_spaces,
     cpu_threads,
     default_cpu_threads,
     resolve_device,
@@ -157,7 +157,7 @@ class Turtle:
     def fit(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> Turtle:
         """Learn the task heads on K feature spaces (each N × d_k) and label the N rows."""
         started = time.perf_counter()
-        arrays = _check_spaces(spaces)
+        arrays = check_spaces(spaces)
         self._validate(arrays[0].shape[0])
         self._drawn_seed = None  # without a random_state every fit draws afresh
         check_cancel(self.cancel)
@@ -215,7 +215,7 @@ class Turtle:
             )
         seed = self._seed()
         with torch.no_grad(), cpu_threads(self.num_threads, device):
-            engine = _Engine(
+            engine = TurtleEngine(
                 features,
                 n_clusters=int(self.n_clusters),
                 gamma=self.gamma,
@@ -240,33 +240,33 @@ class Turtle:
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
-    def _train(self, engine: _Engine) -> list[dict[str, float]]:
+    def _train(self, engine: TurtleEngine) -> list[dict[str, float]]:
         total = int(self.outer_steps)
         meter = ProgressMeter("turtle", total, self.progress)
         meter.report(force=True)
         graph = None
-        if self.cuda_graph and engine.device.type == "cuda" and total >= 4 * _GRAPH_STEPS:
+        if self.cuda_graph and engine.device.type == "cuda" and total >= 4 * GRAPH_STEPS:
             try:
-                graph = engine.capture_graph(_GRAPH_STEPS)
+                graph = engine.capture_graph(GRAPH_STEPS)
             except Exception as error:  # capture is an optimisation: any failure means eager execution
                 graph = None
                 warnings.warn(
                     f"CUDA graph capture failed ({error}); running eagerly", RuntimeWarning, stacklevel=2
                 )
-        chunk = _GRAPH_STEPS if graph is not None else _CHECK_EVERY
+        chunk = GRAPH_STEPS if graph is not None else CHECK_EVERY
         logged: list[tuple[int, torch.Tensor]] = []
         done = 0
         while done < total:
             steps = min(chunk, total - done)
             engine.prepare_chunk(steps)
-            if graph is not None and steps == _GRAPH_STEPS:
+            if graph is not None and steps == GRAPH_STEPS:
                 graph.replay()
             else:
                 engine.run_chunk(steps)
             done += steps
             if done % LOG_EVERY == 0 or done == total:
                 logged.append((done, engine.loss.clone()))
-            if done % _CHECK_EVERY == 0 or done == total:
+            if done % CHECK_EVERY == 0 or done == total:
                 check_cancel(self.cancel)
                 meter.advance(done - meter.done)
         self.n_iter_ = done
@@ -285,7 +285,7 @@ class Turtle:
     def predict_proba(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
         """Soft labels τ(x) (N × C, rows sum to 1) for new rows in the same K spaces."""
         self._check_fitted()
-        arrays = _check_spaces(spaces)
+        arrays = check_spaces(spaces)
         if [X.shape[1] for X in arrays] != self.n_features_in_:
             raise ValueError(
                 f"expected spaces with {self.n_features_in_} dimensions, got {[X.shape[1] for X in arrays]}"

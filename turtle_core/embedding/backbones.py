@@ -6,9 +6,9 @@ from __future__ import annotations
 from turtle_core.embedding.availability import (
     Availability,
     BackboneUnavailable,
-    _wheel_file,
     check_availability,
     network_allowed,
+    wheel_file,
 )
 from turtle_core.embedding.loading import LoadedBackbone, load_backbone, make_preprocess, weights_fingerprint
 from turtle_core.embedding.registry import BACKBONES, PRESETS, BackboneSpec, Library, Status
@@ -22,7 +22,7 @@ __all__ = [
     "Library",
     "LoadedBackbone",
     "Status",
-    "_wheel_file",
+    "wheel_file",
     "check_availability",
     "load_backbone",
     "make_preprocess",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from turtle_core.embedding.backbones import LoadedBackbone, load_backbone, weights_fingerprint
-from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.embedding.cache import IDENTITY_MEMO, EmbeddingCache, IdentityMemo
 from turtle_core.ingest.scan import ImageRecord, SkippedFile, UnusableImage, decode_image, hash_bytes
 from turtle_core.paths import embedding_cache_dir
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
@@ -49,7 +48,7 @@ def default_num_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _prepare(
+def prepare_record(
     root: str, copies: list[ImageRecord], backbone: LoadedBackbone
 ) -> tuple[torch.Tensor | None, str]:
     """Read and preprocess the first copy of one content whose bytes still match the scan."""
@@ -122,7 +121,7 @@ def _encode_finite(backbone: LoadedBackbone, batch: torch.Tensor) -> tuple[np.nd
     return features, bad.tolist()
 
 
-class _CacheWriter:
+class CacheWriter:
     """Buffers computed vectors and writes them to the cache every few batches."""
 
     def __init__(self, cache: EmbeddingCache | None) -> None:
@@ -181,11 +180,11 @@ def embed_images(
     meter.report(message=f"{from_cache} found in the cache, {len(todo)} to compute", force=True)
     failures: dict[str, str] = {}
     computed = 0
-    writer = _CacheWriter(cache)
+    writer = CacheWriter(cache)
     workers = default_num_workers() if num_workers is None else max(0, num_workers)
 
     def work(key: str) -> tuple[torch.Tensor | None, str]:
-        return _prepare(root_str, copies[key], backbone)
+        return prepare_record(root_str, copies[key], backbone)
 
     try:
         with contextlib.closing(_prefetched(todo, max(1, batch_size), work, workers)) as batches:
@@ -216,7 +215,7 @@ def embed_images(
     if cache is not None:
         cache.maybe_compact()
 
-    return _assemble(
+    return assemble_embeddings(
         records, vectors_by_hash, failures, backbone.identity, backbone.spec.embed_dim, from_cache, computed
     )
 
@@ -241,7 +240,7 @@ def embed_folder_images(
     weights = weights_fingerprint(name, checkpoint)
     known = memo.get(weights) if weights else None
     if known is not None:
-        cached = _all_cached(records, EmbeddingCache(base / known), known, progress)
+        cached = all_cached(records, EmbeddingCache(base / known), known, progress)
         if cached is not None:
             return cached
     backbone = load_backbone(name, checkpoint, device=device)
@@ -250,13 +249,13 @@ def embed_folder_images(
     cache = EmbeddingCache(base / backbone.identity)
     started = time.perf_counter()
     result = embed_images(root, records, backbone, cache=cache, progress=progress, cancel=cancel)
-    from turtle_core.discovery.estimate import record_embedding_rate
+    from turtle_core.embedding.rates import record_embedding_rate
 
     record_embedding_rate(name, backbone.device.type, result.computed, time.perf_counter() - started)
     return result
 
 
-def _all_cached(
+def all_cached(
     records: Sequence[ImageRecord],
     cache: EmbeddingCache,
     identity: str,
@@ -274,10 +273,10 @@ def _all_cached(
         message=f"{len(records)} found in the cache, 0 to compute", force=True
     )
     dim = int(np.asarray(rows[0]).shape[0])
-    return _assemble(records, vectors_by_hash, {}, identity, dim, len(records), 0)
+    return assemble_embeddings(records, vectors_by_hash, {}, identity, dim, len(records), 0)
 
 
-def _assemble(
+def assemble_embeddings(
     records: Sequence[ImageRecord],
     vectors_by_hash: dict[str, np.ndarray],
     failures: dict[str, str],
@@ -301,39 +300,3 @@ def _assemble(
         if not good
     ]
     return Embeddings(vectors, ok, failed, identity, from_cache, computed)
-
-
-IDENTITY_MEMO = "identities.json"
-
-
-class IdentityMemo:
-    """Which cache identity a backbone's weights had when last loaded, keyed by the fingerprints of
-    the weights' files (`weights_fingerprint`). Written atomically; unreadable means empty."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _read(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    @staticmethod
-    def _key(weights: str) -> str:
-        return hash_bytes(weights.encode("utf-8", "surrogateescape"))
-
-    def get(self, weights: str) -> str | None:
-        found = self._read().get(self._key(weights))
-        return found if isinstance(found, str) else None
-
-    def put(self, weights: str, identity: str) -> None:
-        from turtle_core.atomic import atomic_write_json
-
-        data = self._read()
-        if data.get(self._key(weights)) == identity:
-            return
-        data[self._key(weights)] = identity
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path, data)

@@ -18,21 +18,21 @@ from PIL import Image
 
 from turtle_core.embedding.availability import (
     BackboneUnavailable,
-    _cached_hub_file,
-    _checkpoint_problem,
-    _get_spec,
-    _missing_detail,
-    _openai_cache_file,
-    _wheel_file,
+    cached_hub_file,
+    checkpoint_problem,
+    get_spec,
+    missing_detail,
     network_allowed,
+    openai_cache_file,
+    wheel_file,
 )
 from turtle_core.embedding.registry import (
-    _IMAGENET_MEAN,
-    _IMAGENET_STD,
-    _LITE_MEAN,
-    _LITE_STD,
-    _OPENAI_MEAN,
-    _OPENAI_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE_MEAN,
+    LITE_STD,
+    OPENAI_MEAN,
+    OPENAI_STD,
     BackboneSpec,
 )
 
@@ -126,7 +126,7 @@ def _explained(spec: BackboneSpec, source: str) -> Iterator[None]:
                 f"{spec.name}: the checkpoint could not be loaded into {spec.architecture} ({exc}). "
                 "Check that the file holds weights for this model."
             ) from exc
-        raise BackboneUnavailable(f"{_missing_detail(spec)} (Details: {exc})") from exc
+        raise BackboneUnavailable(f"{missing_detail(spec)} (Details: {exc})") from exc
 
 
 def _load_efficientnet_lite(
@@ -138,9 +138,9 @@ def _load_efficientnet_lite(
     if random_init:
         weights = f"random:{uuid.uuid4().hex}"
     else:
-        path = checkpoint or _wheel_file(spec)
+        path = checkpoint or wheel_file(spec)
         if path is None:
-            raise BackboneUnavailable(_missing_detail(spec))
+            raise BackboneUnavailable(missing_detail(spec))
         with _explained(spec, "checkpoint"):
             source = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(source, dict) and isinstance(source.get("state_dict"), dict):
@@ -174,7 +174,7 @@ def _load_timm(spec: BackboneSpec, checkpoint: str | None, random_init: bool) ->
     kwargs = {"num_classes": 0, "img_size": spec.input_size}
     if random_init:
         return timm.create_model(full_name, pretrained=False, **kwargs), f"random:{uuid.uuid4().hex}"
-    path = checkpoint or _cached_hub_file(spec)
+    path = checkpoint or cached_hub_file(spec)
     if path is not None:
         with _explained(spec, "checkpoint" if checkpoint else "cache"):
             model = timm.create_model(
@@ -182,10 +182,10 @@ def _load_timm(spec: BackboneSpec, checkpoint: str | None, random_init: bool) ->
             )
         return model, f"file:{_file_fingerprint(path)}"
     if not network_allowed():
-        raise BackboneUnavailable(_missing_detail(spec))
+        raise BackboneUnavailable(missing_detail(spec))
     with _explained(spec, "download"):
         model = timm.create_model(full_name, pretrained=True, **kwargs)
-    path = _cached_hub_file(spec)
+    path = cached_hub_file(spec)
     return model, f"file:{_file_fingerprint(path)}" if path else f"hub:{full_name}"
 
 
@@ -206,8 +206,8 @@ def _load_open_clip(
         return model.visual, "local-dir:" + ";".join(
             _file_fingerprint(str(p)) for p in files if str(p) != config
         )
-    path = checkpoint or _cached_hub_file(spec)
-    if path is None and (jit_file := _openai_cache_file(spec)):
+    path = checkpoint or cached_hub_file(spec)
+    if path is None and (jit_file := openai_cache_file(spec)):
         with _explained(spec, "cache"):
             model = open_clip.load_openai_model(jit_file, precision="fp32", device="cpu")
         return model.visual, f"file:{_file_fingerprint(jit_file)}"
@@ -216,12 +216,12 @@ def _load_open_clip(
             model = open_clip.create_model(spec.architecture, pretrained=path, force_quick_gelu=quick_gelu)
         return model.visual, f"file:{_file_fingerprint(path)}"
     if not network_allowed():
-        raise BackboneUnavailable(_missing_detail(spec))
+        raise BackboneUnavailable(missing_detail(spec))
     with _explained(spec, "download"):
         model = open_clip.create_model(
             spec.architecture, pretrained=spec.pretrained_tag, force_quick_gelu=quick_gelu
         )
-    path = _cached_hub_file(spec)
+    path = cached_hub_file(spec)
     return model.visual, f"file:{_file_fingerprint(path)}" if path else f"hub:{spec.pretrained_tag}"
 
 
@@ -229,9 +229,9 @@ def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:
     """What `load_backbone(name, checkpoint)` would read, without loading it: the backbone, its
     preprocessing, and the path, size and modification time of every local file its weights could
     come from. None when they would be downloaded (or the checkpoint is missing)."""
-    spec = _get_spec(name)
+    spec = get_spec(name)
     if checkpoint:
-        if _checkpoint_problem(checkpoint):
+        if checkpoint_problem(checkpoint):
             return None
         if checkpoint.startswith("local-dir:"):
             folder = Path(checkpoint.removeprefix("local-dir:"))
@@ -239,9 +239,9 @@ def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:
         else:
             files = [checkpoint]
     elif spec.library == "efficientnet_lite":
-        files = [path for path in [_wheel_file(spec)] if path]
+        files = [path for path in [wheel_file(spec)] if path]
     else:
-        files = [path for path in (_cached_hub_file(spec), _openai_cache_file(spec)) if path]
+        files = [path for path in (cached_hub_file(spec), openai_cache_file(spec)) if path]
     if not files:
         return None
     lines = [spec.name, spec.library, spec.architecture, str(spec.pretrained_tag), checkpoint or ""]
@@ -260,22 +260,22 @@ def load_backbone(
     """Build backbone `name` in eval mode on `device` (default: CUDA when available), with weights
     from `checkpoint`, the weights package, the download cache, or a download. `random_init`
     builds the real architecture with random weights (tests). Raises `BackboneUnavailable`."""
-    spec = _get_spec(name)
+    spec = get_spec(name)
     if checkpoint and not random_init:
-        problem = _checkpoint_problem(checkpoint)
+        problem = checkpoint_problem(checkpoint)
         if problem:
             raise BackboneUnavailable(f"{name}: {problem}.")
     if spec.library == "efficientnet_lite":
         model, weights = _load_efficientnet_lite(spec, checkpoint, random_init)
-        mean, std = _LITE_MEAN, _LITE_STD
+        mean, std = LITE_MEAN, LITE_STD
     elif spec.library == "timm":
         model, weights = _load_timm(spec, checkpoint, random_init)
-        mean, std = _IMAGENET_MEAN, _IMAGENET_STD
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
         model, weights = _load_open_clip(spec, checkpoint, random_init)
         cfg = getattr(model, "preprocess_cfg", None) or {}
-        mean = tuple(cfg.get("mean", _OPENAI_MEAN))
-        std = tuple(cfg.get("std", _OPENAI_STD))
+        mean = tuple(cfg.get("mean", OPENAI_MEAN))
+        std = tuple(cfg.get("std", OPENAI_STD))
     target = torch.device(device) if device is not None else _default_device()
     model = model.to(target).eval()
     channels_last = spec.library == "efficientnet_lite" and target.type == "cpu"

@@ -18,16 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.embedding.cache import IDENTITY_MEMO, EmbeddingCache, IdentityMemo
 from turtle_core.embedding.embed import (
-    IDENTITY_MEMO,
+    CacheWriter,
     Embeddings,
-    IdentityMemo,
-    _all_cached,
-    _assemble,
-    _CacheWriter,
-    _prepare,
+    all_cached,
+    assemble_embeddings,
     embed_folder_images,
+    prepare_record,
 )
 from turtle_core.ingest.scan import ImageRecord
 from turtle_core.paths import embedding_cache_dir
@@ -84,7 +82,7 @@ class BackboneActor:
         results = []
         for key, paths in zip(keys, batch["paths"], strict=True):
             copies = [ImageRecord(str(path), 0, 0, key, 0, 0, None) for path in str(paths).split("\n")]
-            results.append(_prepare(self.root, copies, self.backbone))
+            results.append(prepare_record(self.root, copies, self.backbone))
         dim = self.backbone.spec.embed_dim
         vectors = np.zeros((len(keys), dim), dtype=np.float32)
         good = [i for i, (tensor, _) in enumerate(results) if tensor is not None]
@@ -177,7 +175,7 @@ def embed_folder_images_ray(
     memo = IdentityMemo(base / IDENTITY_MEMO)
     identity = _backbone_identity(name, checkpoint, memo)
     cache = EmbeddingCache(base / identity)
-    everything = _all_cached(records, cache, identity, progress)
+    everything = all_cached(records, cache, identity, progress)
     if everything is not None:
         return everything
 
@@ -194,9 +192,9 @@ def embed_folder_images_ray(
 
     failures: dict[str, str] = {}
     computed = 0
-    writer = _CacheWriter(cache)
+    writer = CacheWriter(cache)
     if not todo:  # nothing to send (no images at all): no cluster needed
-        return _assemble(records, vectors_by_hash, failures, identity, cache.dim or 0, from_cache, 0)
+        return assemble_embeddings(records, vectors_by_hash, failures, identity, cache.dim or 0, from_cache, 0)
     with ray_session(address) as ray:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # progress goes to our own callback instead
@@ -239,13 +237,13 @@ def embed_folder_images_ray(
             writer.flush()
     cache.maybe_compact()
     dim = cache.dim or 0
-    return _assemble(records, vectors_by_hash, failures, identity, dim, from_cache, computed)
+    return assemble_embeddings(records, vectors_by_hash, failures, identity, dim, from_cache, computed)
 
 
 def _take_batch(
     batch: dict[str, np.ndarray],
     identity: str,
-    writer: _CacheWriter,
+    writer: CacheWriter,
     vectors_by_hash: dict[str, np.ndarray],
     failures: dict[str, str],
 ) -> int:

@@ -23,12 +23,12 @@ class BackboneSpec:
     description: str
 
 
-_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-_LITE_MEAN = (0.5, 0.5, 0.5)  # timm's pretrained_cfg for tf_efficientnet_lite*
-_LITE_STD = (0.5, 0.5, 0.5)
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_MEAN = (0.5, 0.5, 0.5)  # timm's pretrained_cfg for tf_efficientnet_lite*
+LITE_STD = (0.5, 0.5, 0.5)
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec

@@ -64,7 +64,7 @@ class CurationView:
         for cid in curation.cluster_ids():
             curation._names[cid] = f"Cluster {cid}"
         for cid, name in (names or {}).items():
-            curation._names[int(cid)] = _clean_name(name)
+            curation._names[int(cid)] = clean_name(name)
         return curation
 
     # ----------------------------------------------------------------- read-only views and queries
@@ -169,7 +169,7 @@ class CurationView:
         skip = set(ignore)
         for cid in self.cluster_ids():
             if cid not in skip and self.name_of(cid) == name:
-                raise ValueError(f"another cluster is already named {_q(name)}; merge them instead")
+                raise ValueError(f"another cluster is already named {quoted(name)}; merge them instead")
 
     def _next_id(self) -> int:
         used = [int(self._assign.max(initial=EXCLUDED)), int(self._before.max(initial=EXCLUDED))]
@@ -180,7 +180,7 @@ class CurationView:
         return max(used) + 1
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
     if not isinstance(name, str):
         raise ValueError(f"a cluster name must be text, got {type(name).__name__}")
     cleaned = " ".join(name.split())
@@ -189,11 +189,11 @@ def _clean_name(name: str) -> str:
     return cleaned
 
 
-def _q(name: str) -> str:
+def quoted(name: str) -> str:
     return f"'{name}'"
 
 
-def _count(n: int) -> str:
+def image_count(n: int) -> str:
     return f"{n} image" if n == 1 else f"{n} images"
 
 
