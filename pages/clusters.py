@@ -70,7 +70,7 @@ def overview() -> None:
     cols[0].metric("Clusters", len(sizes))
     cols[1].metric("Images", fmt.fmt_int(curation.n_images - n_excluded))
     cols[2].metric("Excluded", fmt.fmt_int(n_excluded))
-    cols[3].metric("Edited images", fmt.fmt_int(int(curation.touched.sum())))
+    cols[3].metric("Checked images", fmt.fmt_int(int(curation.checked.sum())))
     metrics = project.current_metrics(snap)
     if metrics:
         cols[4].metric(
@@ -234,7 +234,7 @@ def cluster_gallery() -> None:
 
 @st.fragment
 def review_queue() -> None:
-    unchecked = (assign != EXCLUDED) & ~np.asarray(curation.touched)
+    unchecked = (assign != EXCLUDED) & ~np.asarray(curation.checked)
     strangers = unchecked & (snap.discovery.atypicality_or_zeros() > ATYPICAL_Z)
     groups = ["Least sure first", f"Fits no category ({fmt.fmt_int(int(strangers.sum()))})"]
     group = st.segmented_control(

@@ -107,7 +107,7 @@ def test_gallery_selection_moves_images_to_a_new_cluster(monkeypatch, tmp_path: 
     new = [cid for cid in curation.cluster_ids() if curation.name_of(cid) == "unsure"]
     assert len(new) == 1
     assert sorted(curation.members(new[0]).tolist()) == sorted(picked)
-    assert curation.touched[picked].all()
+    assert curation.checked[picked].all()
     # Selections are reset after an edit.
     assert not any(b.value for b in _by_key(at, "checkbox", "pick:"))
 

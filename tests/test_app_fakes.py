@@ -252,7 +252,7 @@ class FakeProject:
             "labels": self.curation.labels_as_names(),
             "cluster_ids": self.curation.assignments.tolist(),
             "confidence": self.discovery.confidence.tolist(),
-            "touched": self.curation.touched.tolist(),
+            "checked": self.curation.checked.tolist(),
         }
 
     def manifest_frame(self) -> Any:

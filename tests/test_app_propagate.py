@@ -54,7 +54,7 @@ def test_propagate_proposes_applies_and_undoes(monkeypatch, tmp_path: Path) -> N
     after = project.snapshot().curation
     new_id = [c for c in after.cluster_ids() if after.name_of(c) == "twos"][0]
     assert (np.asarray(after.assignments)[wrong] == new_id).mean() >= 0.9
-    checked = np.asarray(before.touched)
+    checked = np.asarray(before.checked)
     assert np.array_equal(np.asarray(after.assignments)[checked], np.asarray(before.assignments)[checked])
     assert "Propagated your fixes" in at.success[0].value
 
@@ -75,6 +75,6 @@ def test_confirm_marks_ticked_images_checked(monkeypatch, tmp_path: Path) -> Non
     at.run()
     at.button(key="review:confirm").click().run()
     assert not at.exception
-    assert int(np.asarray(project.snapshot().curation.touched).sum()) == 2
+    assert int(np.asarray(project.snapshot().curation.checked).sum()) == 2
     assert "Confirmed 2 image(s)" in at.success[0].value
     assert "28 images to review" in texts(at)  # confirmed images leave the queue of unchecked ones

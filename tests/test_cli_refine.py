@@ -1,4 +1,4 @@
-"""`python -m turtle_core refine` round trip: discover, mark a few labels known, refine, read OUT back."""
+"""`python -m turtle_core refine` round trip: discover, mark a few labels checked, refine, read OUT back."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -
     # The curator checked three images of each class; every other row only carries a starting guess, and
     # one guess names a label ("purple") that no known row has: it must survive as a label.
     known = frame.groupby(truth).head(3).index
-    labels = pd.DataFrame({"path": frame["path"], "label": "red", "known": 0})
+    labels = pd.DataFrame({"path": frame["path"], "label": "red", "checked": 0})
     labels.loc[known, "label"] = truth[known]
-    labels.loc[known, "known"] = 1
+    labels.loc[known, "checked"] = 1
     purple = frame.index.difference(known)[:1]
     labels.loc[purple, "label"] = "purple"
     labels_csv = tmp_path / "in.csv"
@@ -36,13 +36,13 @@ def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -
     assert list(refined.columns) == ["path", "label", "confidence"]
     assert sorted(refined["path"]) == sorted(frame["path"])
     merged = refined.merge(labels, on="path", suffixes=("", "_given"))
-    known_rows = merged[merged["known"] == 1]
+    known_rows = merged[merged["checked"] == 1]
     assert (known_rows["label"] == known_rows["label_given"]).all()
     assert (known_rows["confidence"] == 1.0).all()
     assert set(refined["label"]) <= {"red", "green", "blue", "purple"}
-    unknown = merged[merged["known"] == 0]
+    unknown = merged[merged["checked"] == 0]
     assert (unknown["label"] == unknown["path"].str.split("/").str[0]).mean() >= 0.9
-    assert "known" in done.stderr and "re-labelled" in done.stderr
+    assert "checked" in done.stderr and "re-labelled" in done.stderr
 
 
 def test_refine_without_discovery_or_with_bad_labels_fails_cleanly(
@@ -56,3 +56,11 @@ def test_refine_without_discovery_or_with_bad_labels_fails_cleanly(
     )
     assert done.returncode == 1
     assert "no discovery yet" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_former_known_column_is_read_as_checked(tmp_path: Path) -> None:
+    from turtle_core.cli.refine import read_labels
+
+    labels = tmp_path / "old.csv"
+    labels.write_text("path,label,known\na.png,cat,1\nb.png,dog,0\n", encoding="utf-8")
+    assert read_labels(labels) == {"a.png": ("cat", True), "b.png": ("dog", False)}

@@ -13,7 +13,7 @@ from turtle_core.state.curation import Curation, CurationError, CurationMismatch
 
 
 def _state(c: Curation) -> tuple:
-    return (c.assignments.copy().tolist(), c.touched.copy().tolist(), c.names, c.labels_as_names())
+    return (c.assignments.copy().tolist(), c.checked.copy().tolist(), c.names, c.labels_as_names())
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_from_discovery_queries(cur: Curation) -> None:
     assert cur.names == {0: "cats", 1: "Cluster 1", 2: "Cluster 2"}
     assert cur.members(1).tolist() == [4, 5, 6]
     assert cur.labels_as_names()[:5] == ["cats"] * 4 + ["Cluster 1"]
-    assert not cur.touched.any()
+    assert not cur.checked.any()
     assert cur.version == 0
     assert not cur.can_undo and not cur.can_redo
     assert cur.assignments.dtype == np.int32
@@ -62,7 +62,7 @@ def test_merge_into_first_keeps_id_and_history(cur: Curation) -> None:
     assert cur.cluster_ids() == [0, 1]
     assert cur.members(0).tolist() == [0, 1, 2, 3, 7, 8, 9]
     assert cur.history() == ["Merged 'cats', 'Cluster 2' into 'cats'"]
-    assert not cur.touched.any()
+    assert not cur.checked.any()
     assert cur.undo()
     assert _state(cur) == before
     assert cur.merge([2, 1], name="pets") == 2
@@ -76,7 +76,7 @@ def test_merge_into_first_keeps_id_and_history(cur: Curation) -> None:
 def test_move_and_new_cluster(cur: Curation) -> None:
     assert cur.move([0, 1, 4], 2) == 3  # row 4 moves from cluster 1, rows 0-1 from cluster 0
     assert cur.members(2).tolist() == [0, 1, 4, 7, 8, 9]
-    assert cur.touched.tolist() == [True, True, False, False, True] + [False] * 5
+    assert cur.checked.tolist() == [True, True, False, False, True] + [False] * 5
     assert cur.move([0, 1], 2) == 0  # nothing changes: no new undo step
     assert len(cur.history()) == 1
     new_id = cur.move_to_new_cluster([2, 3], name="kittens")
@@ -104,7 +104,7 @@ def test_exclude_restore_goes_back_to_cluster_at_exclusion(cur: Curation) -> Non
     assert cur.exclude([0]) == 0
     assert cur.restore([4, 0, 9]) == 2  # row 9 is not excluded: ignored
     assert cur.assignments[[0, 4]].tolist() == [0, 2]
-    assert cur.touched[[0, 4]].all()
+    assert cur.checked[[0, 4]].all()
 
 
 def test_restore_after_merge_follows_the_merge(cur: Curation) -> None:
@@ -328,3 +328,26 @@ def test_merge_groups_validation(cur: Curation) -> None:
     with pytest.raises(ValueError, match="unknown cluster"):
         cur.merge_groups([[0, 9]])
     assert not cur.can_undo
+
+
+def test_a_file_from_before_checked_was_named_touched_still_loads(cur: Curation) -> None:
+    """Format 2 files call the checked flags `touched` (arrays and history columns): read as checked."""
+    import io
+    import json
+
+    cur.move([0, 7], 1)
+    cur.confirm([6])
+    with np.load(io.BytesIO(cur.to_bytes("key", "d1"))) as loaded:
+        arrays = {name.replace("checked", "touched"): loaded[name] for name in loaded.files}
+    meta = json.loads(arrays["meta"].tobytes().decode("ascii"))
+    meta["format"] = 2
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("ascii"), np.uint8)
+    assert "touched" in arrays and "undo_old_touched" in arrays
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+
+    old = Curation.from_bytes(buffer.getvalue(), expected_image_key="key", expected_discovery_id="d1")
+
+    assert old.checked.tolist() == cur.checked.tolist()
+    assert old.checked[[0, 7, 6]].all()
+    assert old.undo() and old.undo() and not old.checked.any()

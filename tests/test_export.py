@@ -69,7 +69,7 @@ def _columns(paths: list[str]) -> dict:
         "labels": labels,
         "cluster_ids": cluster_ids,
         "confidence": [0.5 + i / (2 * n) for i in range(n)],
-        "touched": [i % 2 == 0 for i in range(n)],
+        "checked": [i % 2 == 0 for i in range(n)],
     }
 
 
@@ -133,7 +133,7 @@ def test_export_tree_and_manifest_exact(source, tmp_path: Path, mode: str) -> No
         assert label == (cols["labels"][paths.index(p)] or "")
     assert manifest["cluster_id"].tolist() == cols["cluster_ids"]
     assert manifest["confidence"].tolist() == pytest.approx(cols["confidence"])
-    assert manifest["curated"].tolist() == cols["touched"]
+    assert manifest["checked"].tolist() == cols["checked"]
     assert manifest["excluded"].tolist() == [label is None for label in cols["labels"]]
 
     # Every exported file has the bytes of its source.

@@ -58,7 +58,7 @@ def test_fixes_propagate_in_one_undoable_edit(project) -> None:
     # The curator also made one odd decision: refine must leave it as it is.
     opened.apply(edits.Move(discovery_id=snap.discovery_id, images=snap.keys([5]), cluster_id=1))
     before = opened.snapshot()
-    checked = np.asarray(before.curation.touched)
+    checked = np.asarray(before.curation.checked)
 
     proposal = opened.propose_refine()
     assert proposal.n_checked == int(checked.sum()) == 14

@@ -1,8 +1,9 @@
 """`python -m turtle_core refine FOLDER --labels LABELS.csv --out OUT.csv`: propagate a curator's fixes.
 
-LABELS has `path,label,known` for the folder's images (paths relative to FOLDER, as our CSVs write them;
-`known` is 1 where a curator confirmed or fixed the label, 0 where it is only a starting point). Every usable
-image of the folder's last discovery gets a row in OUT (`path,label,confidence`); known rows keep their
+LABELS has `path,label,checked` for the folder's images (paths relative to FOLDER, as our CSVs write them;
+`checked` is 1 where a curator confirmed or fixed the label, 0 where it is only a starting point; the column's
+former name `known` is accepted). Every usable image of the folder's last discovery gets a row in OUT
+(`path,label,confidence`); checked rows keep their
 label. The embeddings come from the cache and the images from the last discovery: nothing is recomputed.
 """
 
@@ -27,12 +28,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "refine", help="re-label the images nobody checked, learning from the ones a curator checked"
     )
     refine.add_argument("folder", help="the folder of a previous `discover` (read only)")
-    refine.add_argument("--labels", "-l", required=True, help="CSV with path,label,known")
+    refine.add_argument("--labels", "-l", required=True, help="CSV with path,label,checked (the column `known` is read too)")
     refine.add_argument("--out", "-o", required=True, help="CSV to write: path,label,confidence")
 
 
 def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
-    """Relative image path (as the engine names it) → (label, known)."""
+    """Relative image path (as the engine names it) → (label, checked). The `checked` column is also read
+    under its former name `known`."""
     import pandas as pd
 
     from turtle_core.names import unescape_name
@@ -41,20 +43,22 @@ def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise LabelsFileError(f"cannot read {path}: {error}") from error
-    missing = {"path", "label", "known"} - set(frame.columns)
+    if "checked" not in frame.columns and "known" in frame.columns:
+        frame = frame.rename(columns={"known": "checked"})
+    missing = {"path", "label", "checked"} - set(frame.columns)
     if missing:
         raise LabelsFileError(
-            f"{path} lacks the column(s) {', '.join(sorted(missing))} (needs path,label,known)"
+            f"{path} lacks the column(s) {', '.join(sorted(missing))} (needs path,label,checked)"
         )
     rows: dict[str, tuple[str, bool]] = {}
-    for number, (image, label, known) in enumerate(
-        zip(frame["path"], frame["label"], frame["known"], strict=True), start=2
+    for number, (image, label, checked) in enumerate(
+        zip(frame["path"], frame["label"], frame["checked"], strict=True), start=2
     ):
-        flag = known.strip().lower()
+        flag = checked.strip().lower()
         if flag not in TRUE_WORDS | FALSE_WORDS:
-            raise LabelsFileError(f"{path}, line {number}: known must be 0 or 1, got {known!r}")
+            raise LabelsFileError(f"{path}, line {number}: checked must be 0 or 1, got {checked!r}")
         if flag in TRUE_WORDS and not label.strip():
-            raise LabelsFileError(f"{path}, line {number}: a known row needs a label")
+            raise LabelsFileError(f"{path}, line {number}: a checked row needs a label")
         if label.strip():
             rows[unescape_name(image)] = (label.strip(), flag in TRUE_WORDS)
     return rows
@@ -82,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
     curation = project.curation
     paths = [record.path for record in discovery.images]
     names: list[str] = []
-    known = np.zeros(len(paths), bool)
+    checked = np.zeros(len(paths), bool)
     defaulted = 0
     for row, image in enumerate(paths):
         if image in given:
             names.append(given[image][0])
-            known[row] = given[image][1]
+            checked[row] = given[image][1]
         else:  # not in LABELS: its current cluster's name is the starting point
             cluster = int(curation.assignments[row]) if curation is not None else int(discovery.labels[row])
             names.append(
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             defaulted += 1
     unknown_paths = sorted(set(given) - set(paths))
     classes, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
-    result = refine_labels(spaces, codes, known)
+    result = refine_labels(spaces, codes, checked)
     rows = [
         [escape_name(image), classes[code], f"{float(conf):.4f}"]
         for image, code, conf in zip(paths, result.labels, result.confidence, strict=True)
@@ -106,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out, "path,label,confidence\n" + csv_text(rows))
     changed = int((result.labels != codes).sum())
     print(
-        f"{len(paths)} images: {int(known.sum())} known, {changed} re-labelled, {len(classes)} labels; "
+        f"{len(paths)} images: {int(checked.sum())} checked, {changed} re-labelled, {len(classes)} labels; "
         f"wrote {display_name(out)}",
         file=sys.stderr,
     )

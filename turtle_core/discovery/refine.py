@@ -1,8 +1,8 @@
 """Fixes that propagate: re-assign every image the curator has not checked, learning from the ones they have.
 
-The curator's checked images ("known": confirmed or moved by hand) are the training set of a linear probe
+The curator's checked images (confirmed or moved by hand) are the training set of a linear probe
 in the backbones' feature spaces (each standardised, then concatenated); the probe labels every other
-image. Known images never change. A class that no known image carries yet (a named cluster nobody has
+image. Checked images never change. A class that no checked image carries yet (a named cluster nobody has
 checked) keeps its current members, so it cannot vanish just because nobody looked at it yet; it takes in
 no other image, and its members come first in the review queue (confidence 0).
 
@@ -31,7 +31,7 @@ _LBFGS_STEPS = 100
 
 @dataclass
 class RefineResult:
-    """New label per row (known rows unchanged), its confidence (1.0 on known rows), and the class
+    """New label per row (checked rows unchanged), its confidence (1.0 on checked rows), and the class
     probabilities over `classes` (the sorted distinct input labels)."""
 
     labels: np.ndarray
@@ -137,39 +137,39 @@ class FeatureProbe:
 def refine_labels(
     spaces: Sequence[np.ndarray | torch.Tensor] | FeatureProbe,
     labels: np.ndarray | Sequence[int],
-    known: np.ndarray | Sequence[bool],
+    checked: np.ndarray | Sequence[bool],
     *,
     random_state: int = 0,
     num_threads: int | None = None,
 ) -> RefineResult:
-    """Re-assign every row that is not `known`, learning from the known rows' `labels` (any integers).
+    """Re-assign every row that is not `checked`, learning from the checked rows' `labels` (any integers).
 
     `spaces` are the images' feature matrices (or a prepared `FeatureProbe`, to reuse across rounds).
-    Returns labels from the same set as the input; known rows keep theirs. Deterministic; `random_state`
+    Returns labels from the same set as the input; checked rows keep theirs. Deterministic; `random_state`
     is accepted for a uniform estimator interface (the probe has no random part).
     """
     del random_state
     probe = spaces if isinstance(spaces, FeatureProbe) else FeatureProbe(spaces)
     labels = np.asarray(labels).ravel()
-    known = np.asarray(known, dtype=bool).ravel()
-    if labels.shape[0] != probe.n_rows or known.shape[0] != probe.n_rows:
+    checked = np.asarray(checked, dtype=bool).ravel()
+    if labels.shape[0] != probe.n_rows or checked.shape[0] != probe.n_rows:
         raise ValueError(
-            f"labels ({labels.shape[0]}) and known ({known.shape[0]}) need one entry per row ({probe.n_rows})"
+            f"labels ({labels.shape[0]}) and checked ({checked.shape[0]}) need one entry per row ({probe.n_rows})"
         )
     classes, inverse = np.unique(labels, return_inverse=True)
     if classes.size < 2:
         return RefineResult(
             labels.copy(), np.ones(labels.shape[0], np.float32), np.ones((labels.size, 1)), classes
         )
-    checked = np.bincount(inverse[known], minlength=classes.size) > 0
+    learned_class = np.bincount(inverse[checked], minlength=classes.size) > 0
     # Images of a class nobody checked yet keep their label (the class does not vanish) and come first in
     # the review queue (confidence 0): the probe knows nothing of that class.
-    frozen = ~known & ~checked[inverse]
+    frozen = ~checked & ~learned_class[inverse]
     probabilities = np.zeros((labels.size, classes.size), np.float32)
-    if checked.sum() >= 2:
-        rows = np.flatnonzero(known)
-        learned = np.flatnonzero(checked)
-        position = np.cumsum(checked) - 1
+    if learned_class.sum() >= 2:
+        rows = np.flatnonzero(checked)
+        learned = np.flatnonzero(learned_class)
+        position = np.cumsum(learned_class) - 1
         with cpu_threads(num_threads, torch.device("cpu")):
             probabilities[:, learned] = probe.fit_predict(
                 rows, position[inverse[rows]], np.ones(rows.size), learned.size
@@ -177,11 +177,11 @@ def refine_labels(
     else:  # fewer than two checked classes: nothing to tell apart yet
         probabilities[np.arange(labels.size), inverse] = 1.0
     new = probabilities.argmax(1)
-    new[known | frozen] = inverse[known | frozen]
+    new[checked | frozen] = inverse[checked | frozen]
     # The margin between the two likeliest classes, not the top probability: it ordered the next round's
     # queue better on 5 of 6 suite sets (benchmarks/README.md, "Refine's confidence").
     ordered = np.sort(probabilities, axis=1)
     confidence = (ordered[:, -1] - ordered[:, -2]).astype(np.float32)
     confidence[frozen] = 0.0
-    confidence[known] = 1.0
+    confidence[checked] = 1.0
     return RefineResult(classes[new], confidence, probabilities.astype(np.float32), classes)

@@ -109,7 +109,7 @@ def export_dataset(
     labels: Sequence[str | None],
     cluster_ids: Sequence[int],
     confidence: Sequence[float],
-    touched: Sequence[bool],
+    checked: Sequence[bool],
     dest: Path,
     *,
     mode: ExportMode = "copy",
@@ -127,7 +127,7 @@ def export_dataset(
     back to copying across file systems. Symlinks are absolute. A non-empty `dest` is replaced only
     with `overwrite=True` and only if it is a previous export. `labelstudio_root` is Label Studio's
     LOCAL_FILES_DOCUMENT_ROOT (default: the folder that contains `dest`)."""
-    n = check_lengths(paths, labels, cluster_ids, confidence, touched)
+    n = check_lengths(paths, labels, cluster_ids, confidence, checked)
     if mode not in ("copy", "hardlink", "symlink"):
         raise ExportError(f"unknown export mode {mode!r}: use 'copy', 'hardlink' or 'symlink'")
     wanted = set(formats)
@@ -155,7 +155,7 @@ def export_dataset(
         exported = [""] * n
         if write_tree:
             exported = _write_tree(source_root, rel_paths, targets, partial, mode, warnings, progress, cancel)
-        frame = manifest_frame(paths, labels, cluster_ids, confidence, touched, exported)
+        frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported)
         files = write_metadata(frame, wanted, partial, dest, labelstudio_root, label_names, warnings)
         if any(has_undecodable(str(p)) for p in paths):
             warnings.append(

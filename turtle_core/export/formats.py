@@ -23,7 +23,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "label",
     "cluster_id",
     "confidence",
-    "curated",
+    "checked",
     "excluded",
 )
 MANIFEST_CSV = "manifest.csv"
@@ -47,12 +47,12 @@ def manifest_frame(
     labels: Sequence[str | None],
     cluster_ids: Sequence[int],
     confidence: Sequence[float],
-    touched: Sequence[bool],
+    checked: Sequence[bool],
     exported_paths: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per image: path (source, relative), exported_path (relative to the export, or ""),
-    label (None if excluded), cluster_id, confidence, curated, excluded."""
-    n = check_lengths(paths, labels, cluster_ids, confidence, touched)
+    label (None if excluded), cluster_id, confidence, checked, excluded."""
+    n = check_lengths(paths, labels, cluster_ids, confidence, checked)
     exported = [""] * n if exported_paths is None else list(exported_paths)
     if len(exported) != n:
         raise ExportError(f"exported_paths has {len(exported)} entries for {n} images")
@@ -64,7 +64,7 @@ def manifest_frame(
             "label": pd.array(label_list, dtype="string"),
             "cluster_id": np.asarray(cluster_ids, dtype=np.int64).reshape(n),
             "confidence": np.asarray(confidence, dtype=np.float64).reshape(n),
-            "curated": np.asarray(touched, dtype=bool).reshape(n),
+            "checked": np.asarray(checked, dtype=bool).reshape(n),
             "excluded": np.array([label is None for label in labels], dtype=bool).reshape(n),
         },
         columns=list(MANIFEST_COLUMNS),
@@ -76,11 +76,11 @@ def manifest_csv_bytes(
     labels: Sequence[str | None],
     cluster_ids: Sequence[int],
     confidence: Sequence[float],
-    touched: Sequence[bool],
+    checked: Sequence[bool],
     exported_paths: Sequence[str] | None = None,
 ) -> bytes:
     """The manifest as UTF-8 CSV (for a download button)."""
-    frame = manifest_frame(paths, labels, cluster_ids, confidence, touched, exported_paths)
+    frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported_paths)
     return frame.to_csv(index=False).encode("utf-8")
 
 
@@ -88,7 +88,7 @@ def check_lengths(*columns: Sequence) -> int:
     lengths = {len(c) for c in columns}
     if len(lengths) != 1:
         raise ExportError(
-            "paths, labels, cluster_ids, confidence and touched must have one entry per image, got lengths "
+            "paths, labels, cluster_ids, confidence and checked must have one entry per image, got lengths "
             + ", ".join(str(len(c)) for c in columns)
         )
     return lengths.pop()
@@ -130,7 +130,7 @@ def _write_hf(rows: pd.DataFrame, out: Path, warnings: list[str]) -> None:
                 "label": rec.label,
                 "cluster_id": int(rec.cluster_id),
                 "confidence": _json_float(rec.confidence),
-                "curated": bool(rec.curated),
+                "checked": bool(rec.checked),
                 "source_path": rec.path,
             }
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -410,7 +410,7 @@ class Project:
             "labels": snap.curation.labels_as_names(),
             "cluster_ids": snap.curation.assignments.tolist(),
             "confidence": snap.confidence.tolist(),
-            "touched": snap.curation.touched.tolist(),
+            "checked": snap.curation.checked.tolist(),
         }
 
     def _require_discovery(self) -> DiscoveryResult:

@@ -42,7 +42,7 @@ def propose_refine(
     curation = snap.curation
     assign = np.asarray(curation.assignments)
     active = np.flatnonzero(assign != EXCLUDED)
-    checked = np.asarray(curation.touched)[active]
+    checked = np.asarray(curation.checked)[active]
     if not checked.any():
         raise ProjectError(
             "Nothing to learn from yet: confirm or move some images first (the review queue is a good start)."

@@ -40,12 +40,12 @@ MAX_HISTORY = 1000  # oldest undo steps are dropped beyond this, bounding memory
 
 
 class Curation(CurationView):
-    """Per-image cluster ids, cluster names and "touched by a curator" flags, with undo/redo.
+    """Per-image cluster ids, cluster names and "checked by a curator" flags, with undo/redo.
 
     Row i is image i of the project's usable-image list. Every edit raises `ValueError` with a
     readable message on bad input (unknown cluster, empty selection, empty or duplicate name).
 
-    `touched` is set for images the curator acted on individually (move, new cluster, exclude, restore);
+    `checked` is set for images the curator acted on individually (move, new cluster, confirm, exclude, restore);
     cluster-level edits (rename, merge, split) leave it alone. `version` increases on every change,
     including undo and redo, so callers can key caches on it. A project applies edits through
     `Project.apply` (one lock, one save, a discovery check); calling these methods directly edits
@@ -144,7 +144,7 @@ class Curation(CurationView):
             f"Moved {image_count(rows.size)} to {quoted(self.name_of(cid))}",
             rows,
             new_assign=np.full(rows.size, cid, np.int32),
-            new_touched=np.ones(rows.size, bool),
+            new_checked=np.ones(rows.size, bool),
             new_conf=np.ones(rows.size, np.float32),
         )
         return int(rows.size)
@@ -159,7 +159,7 @@ class Curation(CurationView):
             f"Moved {image_count(rows.size)} to new cluster {quoted(new_name)}",
             rows,
             new_assign=np.full(rows.size, cid, np.int32),
-            new_touched=np.ones(rows.size, bool),
+            new_checked=np.ones(rows.size, bool),
             new_conf=np.ones(rows.size, np.float32),
             names={cid: new_name},
         )
@@ -169,13 +169,13 @@ class Curation(CurationView):
         """Mark images as checked by a curator (their label is right as it is); returns how many were new.
         Checked images are what `refine` learns from, and it never changes them."""
         rows = self._check_indices(indices)
-        rows = rows[(self._assign[rows] != EXCLUDED) & ~self._touched[rows]]
+        rows = rows[(self._assign[rows] != EXCLUDED) & ~self._checked[rows]]
         if rows.size == 0:
             return 0
         self._commit(
             f"Confirmed {image_count(rows.size)}",
             rows,
-            new_touched=np.ones(rows.size, bool),
+            new_checked=np.ones(rows.size, bool),
             new_conf=np.ones(rows.size, np.float32),
         )
         return int(rows.size)
@@ -199,7 +199,7 @@ class Curation(CurationView):
             raise ValueError("relabel names an image twice")
         order = np.argsort(given, kind="stable")
         targets, conf = targets[order], conf[order]
-        keep = ~self._touched[rows] & (self._assign[rows] != EXCLUDED) & np.isin(targets, self.cluster_ids())
+        keep = ~self._checked[rows] & (self._assign[rows] != EXCLUDED) & np.isin(targets, self.cluster_ids())
         rows, targets, conf = rows[keep], targets[keep], conf[keep]
         moved = int((self._assign[rows] != targets).sum())
         self._commit(description, rows, new_assign=targets, new_conf=conf)
@@ -215,7 +215,7 @@ class Curation(CurationView):
             f"Excluded {image_count(rows.size)}",
             rows,
             new_assign=np.full(rows.size, EXCLUDED, np.int32),
-            new_touched=np.ones(rows.size, bool),
+            new_checked=np.ones(rows.size, bool),
             new_before=self._assign[rows].copy(),
         )
         return int(rows.size)
@@ -231,7 +231,7 @@ class Curation(CurationView):
             f"Restored {image_count(rows.size)}",
             rows,
             new_assign=self._before[rows].copy(),
-            new_touched=np.ones(rows.size, bool),
+            new_checked=np.ones(rows.size, bool),
         )
         return int(rows.size)
 
@@ -360,7 +360,7 @@ class Curation(CurationView):
         """The state a curation file holds (arrays shared, not copied: serialise it at once)."""
         return CurationRecord(
             self._assign,
-            self._touched,
+            self._checked,
             self._before,
             self._confidence,
             dict(self._names),
@@ -374,7 +374,7 @@ class Curation(CurationView):
         """A curation holding `record`'s state (validated as the constructor does)."""
         curation = cls(
             record.assignments,
-            record.touched,
+            record.checked,
             record.names,
             before_exclusion=record.before_exclusion,
             confidence=record.confidence,
@@ -390,7 +390,7 @@ class Curation(CurationView):
         """An independent copy (arrays and names copied; history steps, never mutated, shared)."""
         twin = Curation(
             self._assign,
-            self._touched,
+            self._checked,
             self._names,
             before_exclusion=self._before,
             confidence=self._confidence,
@@ -408,16 +408,16 @@ class Curation(CurationView):
         rows: np.ndarray | None = None,
         *,
         new_assign: np.ndarray | None = None,
-        new_touched: np.ndarray | None = None,
+        new_checked: np.ndarray | None = None,
         new_before: np.ndarray | None = None,
         new_conf: np.ndarray | None = None,
         names: dict[int, str | None] | None = None,
     ) -> None:
         rows = np.zeros(0, np.int32) if rows is None else np.asarray(rows, np.int32)
-        old_a, old_t, old_b = self._assign[rows], self._touched[rows], self._before[rows]
+        old_a, old_t, old_b = self._assign[rows], self._checked[rows], self._before[rows]
         old_c = self._confidence[rows]
         new_a = old_a if new_assign is None else np.asarray(new_assign, np.int32)
-        new_t = old_t if new_touched is None else np.asarray(new_touched, bool)
+        new_t = old_t if new_checked is None else np.asarray(new_checked, bool)
         new_b = old_b if new_before is None else np.asarray(new_before, np.int32)
         new_c = old_c if new_conf is None else np.asarray(new_conf, np.float32)
         same_conf = (old_c == new_c) | (np.isnan(old_c) & np.isnan(new_c))
@@ -447,7 +447,7 @@ class Curation(CurationView):
     def _apply(self, step: Step, forward: bool) -> None:
         idx = step.indices
         self._assign[idx] = step.new_assign if forward else step.old_assign
-        self._touched[idx] = step.new_touched if forward else step.old_touched
+        self._checked[idx] = step.new_checked if forward else step.old_checked
         self._before[idx] = step.new_before if forward else step.old_before
         self._confidence[idx] = step.new_conf if forward else step.old_conf
         for cid, name in (step.new_names if forward else step.old_names).items():

@@ -18,8 +18,8 @@ import numpy as np
 
 from turtle_core.state.history import Step, steps_from_arrays, steps_to_arrays
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)  # format 1 had no discovery id
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)  # format 1 had no discovery id; before 3 `checked` was called `touched`
 
 
 class CurationError(ValueError):
@@ -45,7 +45,7 @@ class CurationRecord:
     stacks (`Curation.to_record` / `Curation.from_record` convert)."""
 
     assignments: np.ndarray
-    touched: np.ndarray
+    checked: np.ndarray
     before_exclusion: np.ndarray
     confidence: np.ndarray | None
     names: dict[int, str]
@@ -84,7 +84,7 @@ def curation_to_bytes(record: CurationRecord, image_key: str = "", discovery_id:
     arrays: dict[str, np.ndarray] = {
         "meta": np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), np.uint8),
         "assignments": record.assignments,
-        "touched": record.touched,
+        "checked": record.checked,
         "before_exclusion": record.before_exclusion,
         "confidence": record.confidence,
         **undo_arrays,
@@ -107,7 +107,7 @@ def curation_from_bytes(
     `CurationMismatch` when it was made for other images or (format 2) another discovery."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
-            arrays = {name: loaded[name] for name in loaded.files}
+            arrays = {name.replace("touched", "checked"): loaded[name] for name in loaded.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode("ascii"))
         header = _header(meta)
     except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as error:
@@ -128,7 +128,7 @@ def curation_from_bytes(
     try:
         record = CurationRecord(
             arrays["assignments"],
-            arrays["touched"],
+            arrays["checked"],
             arrays["before_exclusion"],
             arrays.get("confidence"),  # absent before refine existed: the discovery's
             {int(k): v for k, v in meta["names"].items()},

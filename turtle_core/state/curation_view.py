@@ -1,4 +1,4 @@
-"""The read side of a curation: per-image cluster ids, names, touched flags, queries and checks.
+"""The read side of a curation: per-image cluster ids, names, checked flags, queries and checks.
 
 `Curation` (in `curation.py`) adds the edits, undo/redo and persistence on top of this.
 """
@@ -22,7 +22,7 @@ class CurationView:
     def __init__(
         self,
         assignments: np.ndarray,
-        touched: np.ndarray | None = None,
+        checked: np.ndarray | None = None,
         names: dict[int, str] | None = None,
         *,
         before_exclusion: np.ndarray | None = None,
@@ -38,7 +38,7 @@ class CurationView:
             raise ValueError(f"cluster ids must be >= 0 (or {EXCLUDED} for excluded)")
         self._assign = assign.astype(np.int32, copy=True)
         n = self._assign.shape[0]
-        self._touched = np.zeros(n, bool) if touched is None else np.asarray(touched, bool).copy()
+        self._checked = np.zeros(n, bool) if checked is None else np.asarray(checked, bool).copy()
         self._before = (
             self._assign.copy() if before_exclusion is None else np.asarray(before_exclusion, np.int32).copy()
         )
@@ -48,9 +48,9 @@ class CurationView:
             if confidence is None
             else np.asarray(confidence, np.float32).copy()
         )
-        if self._touched.shape != (n,) or self._before.shape != (n,) or self._confidence.shape != (n,):
+        if self._checked.shape != (n,) or self._before.shape != (n,) or self._confidence.shape != (n,):
             raise ValueError(
-                "assignments, touched, before_exclusion and confidence must have the same length"
+                "assignments, checked, before_exclusion and confidence must have the same length"
             )
         self._names: dict[int, str] = {int(k): str(v) for k, v in (names or {}).items()}
         self.version = int(version)
@@ -79,9 +79,9 @@ class CurationView:
         return _readonly(self._assign)
 
     @property
-    def touched(self) -> np.ndarray:
-        """Whether a curator changed this image's label; a read-only view."""
-        return _readonly(self._touched)
+    def checked(self) -> np.ndarray:
+        """Whether a curator checked this image (moved, confirmed, excluded or restored it by hand); a read-only view."""
+        return _readonly(self._checked)
 
     def review_confidence(self, discovery_confidence: np.ndarray) -> np.ndarray:
         """Per image: the last refine's confidence where it re-estimated one, else the discovery's."""

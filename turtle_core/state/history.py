@@ -15,8 +15,8 @@ class Step:
     indices: np.ndarray  # int32 rows
     old_assign: np.ndarray  # int32
     new_assign: np.ndarray
-    old_touched: np.ndarray  # bool
-    new_touched: np.ndarray
+    old_checked: np.ndarray  # bool
+    new_checked: np.ndarray
     old_before: np.ndarray  # int32: cluster to restore an excluded image to
     new_before: np.ndarray
     old_conf: np.ndarray  # float32 review confidence (NaN: the discovery's)
@@ -28,8 +28,8 @@ class Step:
         "indices",
         "old_assign",
         "new_assign",
-        "old_touched",
-        "new_touched",
+        "old_checked",
+        "new_checked",
         "old_before",
         "new_before",
         "old_conf",
@@ -92,6 +92,6 @@ def steps_from_arrays(
 
 
 def _dtype(name: str) -> type:
-    if "touched" in name:
+    if "checked" in name:
         return bool
     return np.float32 if "conf" in name else np.int32

@@ -118,7 +118,7 @@ class ProjectState:
         """Whether the curation holds a curator's work (edits, or undone edits that can be redone)."""
         curation = self.curation
         return curation is not None and (
-            curation.can_undo or curation.can_redo or bool(curation.touched.any())
+            curation.can_undo or curation.can_redo or bool(curation.checked.any())
         )
 
     # ----------------------------------------------------------------- changing
