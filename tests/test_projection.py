@@ -11,7 +11,7 @@ from sklearn.manifold import trustworthiness
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from turtle_core.embedding import projection
+from turtle_core.maps import layouts as projection
 from turtle_core.maps.layouts import LayoutCache, concat_spaces, pca_layout, umap_layout
 
 

@@ -48,7 +48,7 @@ def confirm_button(
 
 def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False) -> None:
     """The "Propagate my fixes" action: proposal in the background, then Apply (one undoable edit) or Discard."""
-    n_checked = int(np.asarray(snap.curation.touched).sum())
+    n_checked = int(np.asarray(snap.curation.checked).sum())
     job = jobs_ui.project_job(project, JOB_KIND)
     proposal: RefineProposal | None = None
     if job is not None and job.state == "done" and st.session_state.get("refine_dismissed") != job.id:
