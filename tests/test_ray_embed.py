@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from ray_cluster import LocalCluster, reload_ray_auth
 
-from turtle_core import cli
+from turtle_core.cli import main as cli
 from turtle_core.embedding import ray_embed
 from turtle_core.embedding.cache import EmbeddingCache
 from turtle_core.embedding.embed import embed_folder_images
