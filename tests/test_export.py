@@ -118,7 +118,7 @@ def test_export_tree_and_manifest_exact(source, tmp_path: Path, mode: str) -> No
         "label",
         "cluster_id",
         "confidence",
-        "curated",
+        "checked",
         "excluded",
     ]
     assert manifest["path"].tolist() == [p if p != NON_UTF8 else "caf\\xe9.png" for p in paths]
