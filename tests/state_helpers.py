@@ -66,7 +66,7 @@ def random_edit(snap, rng: random.Random):
 
 def editor_main(workdir: str, folder: str, seed: int) -> None:
     """Apply edits forever (now and then a new discovery), printing after each durable change:
-    `edit <discovery id> <curation version>` or `discovery <discovery id> 0`."""
+    `edit <discovery id> <curation version>` or `discovery <discovery id> <its curation's version>`."""
     from turtle_core.state.project_state import ProjectState
     from turtle_core.state.store import ProjectStore
 
@@ -79,7 +79,7 @@ def editor_main(workdir: str, folder: str, seed: int) -> None:
         if rng.random() < 0.05:
             discovery = synthetic_discovery(image_names(60), n_clusters=rng.randint(3, 6), seed=round_)
             state.install_discovery(discovery)
-            print(f"discovery {discovery.discovery_id} 0", flush=True)
+            print(f"discovery {discovery.discovery_id} {state.curation.version}", flush=True)
             continue
         snap = state.snapshot()
         try:

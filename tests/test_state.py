@@ -245,7 +245,7 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
     }
     rng = random.Random(8)
     runs, budget_end = 0, time.monotonic() + 25
-    while runs < 40 and time.monotonic() < budget_end:
+    while runs < 40 and (runs < 8 or time.monotonic() < budget_end):  # 8 runs even on a busy machine
         runs += 1
         child = subprocess.Popen(
             [sys.executable, str(HERE / "state_helpers.py"), str(workdir), str(folder), str(runs)],
@@ -273,10 +273,11 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
         if reopened.discovery.discovery_id == discovery_id:
             # the last acknowledged change is there; at most one more (the one in flight) on top
             assert int(version) <= reopened.curation.version <= int(version) + 1
-        else:  # killed while a new discovery was being installed: its fresh curation, never the old one
-            assert reopened.curation.version == 0
+        else:  # killed while a new discovery was being installed: its new curation (the previous one's
+            # names and checked images carried over, one step at most), never the old one
+            assert reopened.curation.version <= 1 and len(reopened.curation.history()) <= 1
             notices = reopened.take_notices()
-            assert not notices or "another discovery" in notices[0]
+            assert not notices or "carried over" in notices[0] or "another discovery" in notices[0]
     print(f"kill test: {runs} SIGKILLed editor runs, every reopen consistent")
     assert runs >= 8
 

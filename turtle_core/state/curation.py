@@ -19,7 +19,6 @@ from turtle_core.state.curation_file import (
     FORMAT_VERSION,
     CurationError,
     CurationMismatch,
-    CurationRecord,
     curation_from_bytes,
     curation_to_bytes,
     image_list_key,
@@ -205,6 +204,38 @@ class Curation(CurationView):
         self._commit(description, rows, new_assign=targets, new_conf=conf)
         return moved
 
+    def carry(
+        self, indices: np.ndarray, cluster_ids: np.ndarray, names: dict[int, str], description: str
+    ) -> int:
+        """Take over a previous curation's work as one step: the images at `indices` get `cluster_ids` (new ids
+        allowed; `EXCLUDED` excludes) as checked images, and clusters get `names` (a name another cluster
+        already uses is skipped). Returns how many images changed cluster."""
+        rows = np.asarray(indices, dtype=np.int32).ravel()
+        targets = np.asarray(cluster_ids, dtype=np.int32).ravel()
+        if rows.shape != targets.shape or np.unique(rows).size != rows.size:
+            raise ValueError("carry needs one cluster per image, each image once")
+        order = np.argsort(rows)
+        rows, targets = rows[order], targets[order]
+        present = set(self.cluster_ids()) | {int(c) for c in targets if c != EXCLUDED}
+        kept_names = {cid: self.name_of(cid) for cid in present if cid not in names}
+        new_names: dict[int, str | None] = {}
+        for cid, name in names.items():
+            clean = clean_name(name)
+            if clean not in kept_names.values() and clean not in new_names.values():
+                new_names[int(cid)] = clean
+        excluded = targets == EXCLUDED
+        moved = int((self._assign[rows] != targets).sum())
+        self._commit(
+            description,
+            rows,
+            new_assign=targets,
+            new_checked=np.ones(rows.size, bool),
+            new_before=np.where(excluded, self._assign[rows], targets).astype(np.int32),
+            new_conf=np.ones(rows.size, np.float32),
+            names=new_names,
+        )
+        return moved
+
     def exclude(self, indices: Sequence[int] | np.ndarray) -> int:
         """Exclude images from the dataset; returns how many were newly excluded."""
         rows = self._check_indices(indices)
@@ -355,36 +386,6 @@ class Curation(CurationView):
             return cls.from_record(record)
         except (TypeError, ValueError, IndexError) as error:
             raise CurationError(f"{source} is corrupt or unreadable ({error}); it was not loaded") from error
-
-    def to_record(self) -> CurationRecord:
-        """The state a curation file holds (arrays shared, not copied: serialise it at once)."""
-        return CurationRecord(
-            self._assign,
-            self._checked,
-            self._before,
-            self._confidence,
-            dict(self._names),
-            self.version,
-            list(self._undo),
-            list(self._redo),
-        )
-
-    @classmethod
-    def from_record(cls, record: CurationRecord) -> Curation:
-        """A curation holding `record`'s state (validated as the constructor does)."""
-        curation = cls(
-            record.assignments,
-            record.checked,
-            record.names,
-            before_exclusion=record.before_exclusion,
-            confidence=record.confidence,
-            version=record.version,
-        )
-        if curation.n_images != record.n_images:
-            raise ValueError("array length does not match the recorded number of images")
-        curation._undo = list(record.undo)
-        curation._redo = list(record.redo)
-        return curation
 
     def copy(self) -> Curation:
         """An independent copy (arrays and names copied; history steps, never mutated, shared)."""

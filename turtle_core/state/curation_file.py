@@ -105,13 +105,7 @@ def curation_from_bytes(
 ) -> CurationRecord:
     """Read bytes written by `curation_to_bytes`. Raises `CurationError` for a corrupt file and
     `CurationMismatch` when it was made for other images or (format 2) another discovery."""
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
-            arrays = {name.replace("touched", "checked"): loaded[name] for name in loaded.files}
-        meta = json.loads(arrays.pop("meta").tobytes().decode("ascii"))
-        header = _header(meta)
-    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as error:
-        raise CurationError(f"{source} is corrupt or unreadable ({error}); it was not loaded") from error
+    header, record = read_curation_file(data, source=source)
     n = header.n_images
     if expected_n_images is not None and n != expected_n_images:
         raise CurationMismatch(
@@ -125,7 +119,20 @@ def curation_from_bytes(
         and header.discovery_id != expected_discovery_id
     ):
         raise CurationMismatch("this curation was made from another discovery")
+    return record
+
+
+def read_curation_file(
+    data: bytes, *, source: str = "curation file"
+) -> tuple[CurationHeader, CurationRecord]:
+    """What a curation file says it belongs to, and what it holds (no check against a discovery).
+    Raises `CurationError` for a corrupt file."""
     try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+            arrays = {name.replace("touched", "checked"): loaded[name] for name in loaded.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode("ascii"))
+        header = _header(meta)
+        n = header.n_images
         record = CurationRecord(
             arrays["assignments"],
             arrays["checked"],
@@ -136,9 +143,9 @@ def curation_from_bytes(
             steps_from_arrays(meta["undo"], arrays, "undo", n),
             steps_from_arrays(meta["redo"], arrays, "redo", n),
         )
-    except (KeyError, TypeError, ValueError, IndexError) as error:
+    except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as error:
         raise CurationError(f"{source} is corrupt or unreadable ({error}); it was not loaded") from error
-    return record
+    return header, record
 
 
 def _header(meta: dict) -> CurationHeader:

@@ -11,6 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from turtle_core.constants import EXCLUDED
+from turtle_core.state.curation_file import CurationRecord
 from turtle_core.state.history import Step
 
 ViewT = TypeVar("ViewT", bound="CurationView")
@@ -65,6 +66,36 @@ class CurationView:
             curation._names[cid] = f"Cluster {cid}"
         for cid, name in (names or {}).items():
             curation._names[int(cid)] = clean_name(name)
+        return curation
+
+    def to_record(self) -> CurationRecord:
+        """The state a curation file holds (arrays shared, not copied: serialise it at once)."""
+        return CurationRecord(
+            self._assign,
+            self._checked,
+            self._before,
+            self._confidence,
+            dict(self._names),
+            self.version,
+            list(self._undo),
+            list(self._redo),
+        )
+
+    @classmethod
+    def from_record(cls: type[ViewT], record: CurationRecord) -> ViewT:
+        """A curation holding `record`'s state (validated as the constructor does)."""
+        curation = cls(
+            record.assignments,
+            record.checked,
+            record.names,
+            before_exclusion=record.before_exclusion,
+            confidence=record.confidence,
+            version=record.version,
+        )
+        if curation.n_images != record.n_images:
+            raise ValueError("array length does not match the recorded number of images")
+        curation._undo = list(record.undo)
+        curation._redo = list(record.redo)
         return curation
 
     # ----------------------------------------------------------------- read-only views and queries
@@ -170,6 +201,10 @@ class CurationView:
         for cid in self.cluster_ids():
             if cid not in skip and self.name_of(cid) == name:
                 raise ValueError(f"another cluster is already named {quoted(name)}; merge them instead")
+
+    def next_cluster_id(self) -> int:
+        """The id a new cluster gets: above every id used so far, in the history too."""
+        return self._next_id()
 
     def _next_id(self) -> int:
         used = [int(self._assign.max(initial=EXCLUDED)), int(self._before.max(initial=EXCLUDED))]

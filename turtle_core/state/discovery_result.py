@@ -41,13 +41,19 @@ class DiscoveryResult:
     # "Fits no category" score per image (discovery/confidence.py: atypicality); zeros for older files.
     atypicality: np.ndarray | None = None
     # Written at discovery time and recorded in every file derived from this discovery (the curation),
-    # so that a curation is never paired with another discovery.
+    # so that a curation is never paired with another discovery. An update (images added to or removed
+    # from the folder after a curation) keeps the id and raises `revision`: edits chosen before it still
+    # name their images by path.
     discovery_id: str = field(default_factory=new_discovery_id)
+    revision: int = 0
+    # Per row, the revision at which the image joined (0: found by the discovery itself); None: all 0.
+    added: np.ndarray | None = None
 
     def to_bytes(self) -> bytes:
         meta = {
             "format": DISCOVERY_FORMAT,
             "discovery_id": self.discovery_id,
+            "revision": self.revision,
             "images": [asdict(record) for record in self.images],
             "n_clusters": self.n_clusters,
             "score": self.score,
@@ -67,6 +73,7 @@ class DiscoveryResult:
             probabilities=self.probabilities.astype(np.float32),
             confidence=self.confidence.astype(np.float32),
             atypicality=self.atypicality_or_zeros(),
+            added=self.added_or_zeros(),
             meta=np.frombuffer(json.dumps(meta, ensure_ascii=True).encode(), dtype=np.uint8),
         )
         return buffer.getvalue()
@@ -95,6 +102,8 @@ class DiscoveryResult:
                 metrics=meta["metrics"],
                 kmeans_metrics=meta["kmeans_metrics"],
                 discovery_id=str(discovery_id),
+                revision=int(meta.get("revision", 0)),
+                added=arrays["added"] if "added" in arrays.files else None,
             )
 
     def atypicality_or_zeros(self) -> np.ndarray:
@@ -102,6 +111,18 @@ class DiscoveryResult:
         if self.atypicality is None:
             return np.zeros(self.labels.shape[0], np.float32)
         return np.asarray(self.atypicality, dtype=np.float32)
+
+    def added_or_zeros(self) -> np.ndarray:
+        """Per row, the revision at which the image joined (0 everywhere before any update)."""
+        if self.added is None:
+            return np.zeros(self.labels.shape[0], np.int32)
+        return np.asarray(self.added, dtype=np.int32)
+
+    @property
+    def rows_key(self) -> str:
+        """Changes whenever the rows change meaning: a new discovery or an update of its image list.
+        Caches of anything indexed by row (map selections, layouts in memory) key on it."""
+        return f"{self.discovery_id}.{self.revision}"
 
     def image_key(self) -> str:
         """Fingerprint of the ordered image list (paths and contents) that the rows refer to."""

@@ -17,10 +17,19 @@ from typing import Any
 import numpy as np
 
 from turtle_core.ingest.scan import ImageRecord
+from turtle_core.state.archive import ArchivedCuration
 from turtle_core.state.curation import Curation
 from turtle_core.state.discovery_result import DiscoveryResult
 from turtle_core.state.edits import Edit, RowLookup
 from turtle_core.state.errors import CurationHasEdits, ProjectError, StaleEdit
+from turtle_core.state.rebase import (
+    CarriedWork,
+    ImageListUpdate,
+    carry_work,
+    free_name,
+    map_rows,
+    rebase_record,
+)
 from turtle_core.state.store import FileSignature, ProjectStore
 
 
@@ -115,11 +124,17 @@ class ProjectState:
             self._notices.append(notice)
 
     def has_edits(self) -> bool:
-        """Whether the curation holds a curator's work (edits, or undone edits that can be redone)."""
-        curation = self.curation
-        return curation is not None and (
-            curation.can_undo or curation.can_redo or bool(curation.checked.any())
-        )
+        """Whether the curation holds a curator's work (edits, undone edits that can be redone, checked
+        images) — also when its discovery is damaged or gone and only the curation file is left."""
+        curation = self.curation if self.curation is not None else self._orphan()
+        return curation is not None and holds_work(curation)
+
+    def _orphan(self) -> Curation | None:
+        return self.store.read_orphan_curation() if self.discovery is None else None
+
+    def earlier_curations(self) -> list[ArchivedCuration]:
+        """The curations a new discovery or a restore replaced, newest first (`restore` brings one back)."""
+        return self.store.archive.entries()
 
     # ----------------------------------------------------------------- changing
     def apply(self, edit: Edit) -> Any:
@@ -154,23 +169,121 @@ class ProjectState:
                 )
             self._save_curation_locked()
 
-    def install_discovery(self, discovery: DiscoveryResult, *, replace_edits: bool = True) -> Curation:
-        """Make `discovery` the project's discovery with a fresh curation (discovery written first;
-        a crash between the two writes is recovered on the next open). With `replace_edits=False`,
-        raise `CurationHasEdits` instead of discarding a curation that holds edits."""
+    def install_discovery(
+        self, discovery: DiscoveryResult, *, replace_edits: bool = True, carry_over: bool = True
+    ) -> CarriedWork | None:
+        """Make `discovery` the project's discovery with a new curation (discovery written first; a crash
+        between the two writes is recovered on the next open).
+
+        A curation holding work is first kept among the earlier curations (restorable). With `carry_over`,
+        the new curation takes over the curator's names (clusters matched by shared images) and every
+        checked image's label, as one undoable step; what carried over is returned. With
+        `replace_edits=False`, raise `CurationHasEdits` instead of replacing a curation that holds work."""
         with self.store.lock():
             self._sync_locked()
-            if not replace_edits and self.has_edits():
-                raise CurationHasEdits(edits_message(self.curation))
+            old = self.curation if self.curation is not None else self._orphan()
+            if old is not None and holds_work(old):
+                if not replace_edits:
+                    raise CurationHasEdits(edits_message(old))
+                old_images = self._images_of_saved_curation()
+                self.store.archive_curation(old, "replaced by a new discovery")
+            else:
+                old, old_images = None, None
             self.store.write_discovery(discovery)
             curation = Curation.from_discovery(discovery.labels)
-            self.discovery, self.curation = discovery, curation
-            self._lookup = RowLookup([record.path for record in discovery.images])
-            self.store.write_curation(curation, discovery)
-            self._seen = self._signatures()
-            return curation
+            carried = None
+            if carry_over and old is not None and old_images is not None:
+                carried = carry_work(curation, old, old_images, discovery)
+            self._install_locked(discovery, curation)
+            return carried
+
+    def install_update(self, update: ImageListUpdate) -> int:
+        """Carry the curation onto a new list of the discovery's images (a rescan): images that stay keep
+        everything, images that left leave the curation and its undo history, added images start in a
+        cluster of their own (`rebase.NEW_IMAGES_NAME`) and are then labelled as one undoable step.
+        Returns how many added images were given one of the curator's clusters."""
+        with self.store.lock():
+            self._sync_locked()
+            if self.discovery is None or self.curation is None:
+                raise ProjectError("No discovery yet: run discovery first.")
+            if self.discovery.rows_key != update.base_rows_key:
+                raise StaleEdit(
+                    "The clusters or the image list changed while the rescan was computing; nothing was "
+                    "changed. Rescan again."
+                )
+            new = update.discovery
+            rows = map_rows(self.discovery.images, new.images)
+            holding = self.curation.next_cluster_id()
+            name = free_name(set(self.curation.names.values()))
+            self.store.image_lists.write(self.discovery.image_key(), self.discovery.images)
+            record = rebase_record(
+                self.curation.to_record(), rows, np.full(rows.added.size, holding, np.int32), {holding: name}
+            )
+            curation = Curation.from_record(record)
+            added_paths = [new.images[row].path for row in rows.added]
+            labels = dict(zip(update.added_paths, update.added_labels.tolist(), strict=True))
+            confidence = dict(zip(update.added_paths, update.added_confidence.tolist(), strict=True))
+            fit = [
+                row for row, path in zip(rows.added, added_paths, strict=True) if labels.get(path, -1) >= 0
+            ]
+            moved = 0
+            if fit:
+                moved = curation.relabel(
+                    np.asarray(fit),
+                    np.asarray([labels[new.images[row].path] for row in fit]),
+                    np.asarray([confidence[new.images[row].path] for row in fit]),
+                    update.describe(len(fit), rows.added.size - len(fit), name),
+                )
+            self.store.write_discovery(new)
+            self._install_locked(new, curation)
+            return moved
+
+    def restore(self, name: str) -> ArchivedCuration | None:
+        """Bring back the earlier curation `name` with its discovery; the current one is kept among the
+        earlier curations first. Returns the entry kept for the current one (None when there was none)."""
+        with self.store.lock():
+            self._sync_locked()
+            try:
+                curation_file, discovery_file, _ = self.store.archive.files(name)
+            except KeyError as error:
+                raise ProjectError(str(error.args[0])) from None
+            try:
+                discovery = DiscoveryResult.from_bytes(discovery_file.read_bytes())
+                curation = Curation.from_bytes(
+                    curation_file.read_bytes(),
+                    source=f"the earlier curation {name}",
+                    expected_image_key=discovery.image_key(),
+                    expected_discovery_id=discovery.discovery_id,
+                )
+            except Exception as error:  # noqa: BLE001 - a damaged archive entry is refused, nothing changes
+                raise ProjectError(
+                    f"The earlier curation {name} cannot be read ({error}); nothing was changed."
+                ) from error
+            current = self.curation if self.curation is not None else self._orphan()
+            kept = None
+            if current is not None:
+                kept = self.store.archive_curation(current, f"replaced by restoring {name}")
+            self.store.write_discovery(discovery)
+            self._install_locked(discovery, curation)
+            return kept
 
     # ----------------------------------------------------------------- internals
+    def _install_locked(self, discovery: DiscoveryResult, curation: Curation) -> None:
+        """The discovery is written; write its curation and make the pair current."""
+        self.store.write_curation(curation, discovery)
+        self.discovery, self.curation = discovery, curation
+        self._lookup = RowLookup([record.path for record in discovery.images])
+        self._seen = self._signatures()
+        self.store.keep_only_image_lists(discovery.image_key())
+
+    def _images_of_saved_curation(self) -> list[ImageRecord] | None:
+        """The images the saved curation's rows refer to (its discovery's, or its kept image list)."""
+        if self.discovery is not None:
+            self.store.image_lists.write(self.discovery.image_key(), self.discovery.images)
+            return self.discovery.images
+        key = self.store.curation_image_key()
+        return self.store.image_lists.read(key) if key else None
+
     def _signatures(self) -> tuple[FileSignature, FileSignature]:
         return (
             self.store.signature(self.store.discovery_path),
@@ -181,8 +294,11 @@ class ProjectState:
         discovery, warning = self.store.read_discovery()
         curation = None
         if discovery is not None:
-            curation, curation_warning = self.store.read_curation(discovery)
+            curation, curation_warning, carried = self.store.read_curation(discovery)
             warning = warning or curation_warning
+            if carried:
+                self.store.write_curation(curation, discovery)
+                self.store.keep_only_image_lists(discovery.image_key())
         self.discovery, self.curation = discovery, curation
         self._lookup = RowLookup([record.path for record in discovery.images] if discovery else [])
         self._seen = self._signatures()
@@ -206,7 +322,9 @@ class ProjectState:
                     )
             return
         assert self.discovery is not None
-        curation, warning = self.store.read_curation(self.discovery)
+        curation, warning, carried = self.store.read_curation(self.discovery)
+        if carried:
+            self.store.write_curation(curation, self.discovery)
         self.curation = curation
         self._seen = self._signatures()
         if warning:
@@ -223,6 +341,11 @@ class ProjectState:
                 f"The edit could not be saved ({error.strerror or error}); it was undone."
             ) from error
         self._seen = self._signatures()
+
+
+def holds_work(curation: Curation) -> bool:
+    """Edits, undone edits that can be redone, or checked images."""
+    return curation.can_undo or curation.can_redo or bool(curation.checked.any())
 
 
 def edits_message(curation: Curation | None) -> str:

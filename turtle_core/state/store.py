@@ -7,6 +7,9 @@ written atomically (`turtle_core.atomic`):
 - `scan.json`     the last scan
 - `discovery.npz` the last discovery; its `discovery_id` is recorded in every file derived from it
 - `curation.npz`  the curator's work on that discovery (records the discovery id and image list)
+- `image-lists/`  the image lists the discovery and the curation refer to (`state/image_lists.py`), so a
+                  curation can always be carried onto the discovery's images
+- `curations/`    earlier curations that a new discovery or a restore replaced (`state/archive.py`)
 - `layouts/`      2-D maps, keyed by the images and embedding identities they were computed from
 - `.lock`         taken (with `fcntl.flock`) while a discovery or curation is read or replaced, so
                   that the app and the command line never interleave their writes
@@ -26,10 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from turtle_core.atomic import atomic_write_bytes, atomic_write_json, read_json
 from turtle_core.ingest.scan import ScanResult
-from turtle_core.state.curation import Curation, CurationError
+from turtle_core.state.archive import ArchivedCuration, CurationArchive, about_curation
+from turtle_core.state.curation import Curation, CurationError, CurationMismatch
+from turtle_core.state.curation_file import read_curation_file
 from turtle_core.state.discovery_result import DiscoveryResult
+from turtle_core.state.image_lists import ImageLists
 
 try:  # POSIX; elsewhere only the in-process lock applies
     import fcntl
@@ -37,6 +45,14 @@ except ImportError:  # pragma: no cover - not on Linux/macOS
     fcntl = None  # type: ignore[assignment]
 
 SETTINGS_FORMAT = 1
+CARRIED_TO_NEW_DISCOVERY = (
+    "A new discovery was interrupted before its curation was saved; your names and checked images were carried "
+    "over to it (the whole previous curation is kept among the earlier curations)."
+)
+CARRIED_TO_NEW_IMAGES = (
+    "A rescan was interrupted before your curation was saved with it; your work was carried over to the "
+    "folder's {:,} images (new images start in their discovered clusters)."
+)
 FileSignature = tuple[int, int, int] | None  # inode, size, mtime: changes whenever the file is replaced
 
 
@@ -50,6 +66,8 @@ class ProjectStore:
         self.discovery_path = self.workdir / "discovery.npz"
         self.curation_path = self.workdir / "curation.npz"
         self.layouts_dir = self.workdir / "layouts"
+        self.image_lists = ImageLists(self.workdir / "image-lists")
+        self.archive = CurationArchive(self.workdir / "curations")
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_fd: int | None = None
@@ -129,41 +147,103 @@ class ProjectStore:
             )
 
     def write_discovery(self, discovery: DiscoveryResult) -> None:
+        """Write the discovery, after keeping its image list (a curation can then always be carried onto it)."""
+        self.image_lists.write(discovery.image_key(), discovery.images)
         atomic_write_bytes(self.discovery_path, discovery.to_bytes())
 
-    def read_curation(self, discovery: DiscoveryResult) -> tuple[Curation, str | None]:
-        """The curation of `discovery`. A missing file starts from the discovery; a corrupt one, or one
-        made for other images or another discovery, is moved aside with a warning and the curation
+    def read_curation(self, discovery: DiscoveryResult) -> tuple[Curation, str | None, bool]:
+        """The curation of `discovery`, a warning, and whether it was carried onto the discovery's images
+        (then it differs from the file: save it).
+
+        A missing file starts from the discovery. A curation of the same discovery made for another list of
+        its images (a rescan interrupted between its two writes) is carried onto the discovery's images by
+        path. A corrupt one, or one of another discovery, is moved aside with a warning and the curation
         starts from the discovery."""
+        from turtle_core.state.rebase import carry_work, map_rows, rebase_record
+
         try:
             data = self.curation_path.read_bytes()
         except FileNotFoundError:
-            return Curation.from_discovery(discovery.labels), None
+            return Curation.from_discovery(discovery.labels), None, False
         except OSError as error:
             data, read_error = None, error
         else:
             read_error = None
         if data is not None:
             try:
-                curation = Curation.from_bytes(
-                    data,
-                    source="the saved curation",
-                    expected_image_key=discovery.image_key(),
-                    expected_n_images=len(discovery.images),
-                    expected_discovery_id=discovery.discovery_id,
+                header, record = read_curation_file(data, source="the saved curation")
+                if header.image_key == discovery.image_key() and header.n_images == len(discovery.images):
+                    if header.discovery_id in (None, discovery.discovery_id):
+                        return Curation.from_record(record), None, False
+                    raise CurationMismatch("this curation was made from another discovery")
+                old_images = self.image_lists.read(header.image_key)
+                if old_images is None:
+                    raise CurationMismatch("this curation was made for a different list of images")
+                if header.discovery_id != discovery.discovery_id:  # a new discovery's install was cut short
+                    fresh = Curation.from_discovery(discovery.labels)
+                    carry_work(fresh, Curation.from_record(record), old_images, discovery)
+                    return fresh, CARRIED_TO_NEW_DISCOVERY, True
+                rows = map_rows(old_images, discovery.images)
+                carried = rebase_record(record, rows, np.asarray(discovery.labels)[rows.added])
+                return (
+                    Curation.from_record(carried),
+                    CARRIED_TO_NEW_IMAGES.format(len(discovery.images)),
+                    True,
                 )
-                return curation, None
-            except CurationError as error:
+            except (CurationError, ValueError) as error:
                 read_error = error
         aside = self.set_aside(self.curation_path)
         where = f"kept as {aside.name} in {self.workdir}" if aside != self.curation_path else "left in place"
-        return Curation.from_discovery(discovery.labels), (
-            f"The saved curation could not be used ({_short(read_error)}); it was {where}, "
-            "and the clusters start again from the last discovery."
+        return (
+            Curation.from_discovery(discovery.labels),
+            (
+                f"The saved curation could not be used ({_short(read_error)}); it was {where}, "
+                "and the clusters start again from the last discovery."
+            ),
+            False,
         )
+
+    def read_orphan_curation(self) -> Curation | None:
+        """The saved curation when no discovery can be paired with it (its discovery is damaged or gone)."""
+        try:
+            return Curation.from_record(read_curation_file(self.curation_path.read_bytes())[1])
+        except (OSError, CurationError, ValueError):
+            return None
+
+    def curation_image_key(self) -> str | None:
+        """The image list the saved curation was made for; None without a readable curation file."""
+        try:
+            return read_curation_file(self.curation_path.read_bytes())[0].image_key
+        except (OSError, CurationError, ValueError):
+            return None
 
     def write_curation(self, curation: Curation, discovery: DiscoveryResult) -> None:
         curation.save(self.curation_path, discovery.image_key(), discovery.discovery_id)
+
+    # ----------------------------------------------------------------- earlier curations
+    def archive_curation(self, curation: Curation, reason: str) -> ArchivedCuration | None:
+        """Keep the saved curation (the file as it is, which `curation` describes) with its discovery and
+        image list among the earlier curations; None when there is no curation file."""
+        if not self.curation_path.is_file():
+            return None
+        image_list = None
+        try:
+            header, _ = read_curation_file(self.curation_path.read_bytes())
+            image_list = self.image_lists.path_for(header.image_key)
+        except (OSError, CurationError, ValueError):
+            pass
+        about = about_curation(
+            curation.n_images,
+            curation.history(),
+            int(curation.checked.sum()),
+            [name for cid, name in sorted(curation.names.items()) if name != f"Cluster {cid}"],
+        )
+        discovery = self.discovery_path if self.discovery_path.is_file() else None
+        return self.archive.add(self.curation_path, discovery, image_list, about, reason)
+
+    def keep_only_image_lists(self, *keys: str) -> None:
+        """Forget the image lists that neither the discovery nor the curation refers to any more."""
+        self.image_lists.prune(keys)
 
     # ----------------------------------------------------------------- helpers
     def remove_stale_temp_files(self, older_than_s: float = 600.0) -> int:
