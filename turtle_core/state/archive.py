@@ -53,12 +53,11 @@ class CurationArchive:
     ) -> ArchivedCuration:
         """Keep a copy of these files (hard links where the filesystem allows: the workspace's files are
         replaced, never rewritten in place, so a link keeps the old content)."""
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        target = self.folder / stamp
-        counter = 1
-        while target.exists():
-            counter += 1
-            target = self.folder / f"{stamp}-{counter}"
+        now = time.time_ns()
+        target = self.folder / _stamp(now)
+        while target.exists() or (self._folders() and self._folders()[0].name >= target.name):
+            now += 1000  # names sort in time order: never at or before the newest kept one
+            target = self.folder / _stamp(now)
         staging = self.folder / f".{target.name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -114,6 +113,11 @@ class CurationArchive:
     def _prune(self) -> None:
         for old in self._folders()[KEEP:]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _stamp(ns: int) -> str:
+    """UTC time to the microsecond, e.g. 20261203-152526.004512: sorts in time order."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(ns / 1e9)) + f".{ns // 1000 % 1_000_000:06d}"
 
 
 def _keep(source: Path, target: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from turtle_core.names import display_name
 from turtle_core.state.curation import Curation
 from turtle_core.state.errors import StaleEdit
 
@@ -50,8 +51,8 @@ class RowLookup:
         missing = [path for path in images if path not in self._rows]
         if missing:
             raise StaleEdit(
-                f"{len(missing)} of the chosen images are not in the current discovery "
-                f"(e.g. {missing[0]!r}); nothing was changed."
+                f"{len(missing)} of the chosen images are no longer in this project (removed from the folder, "
+                f"or changed, and taken out by a rescan; e.g. {display_name(missing[0])!r}); nothing was changed."
             )
         return np.asarray([self._rows[path] for path in images], dtype=np.int64)
 

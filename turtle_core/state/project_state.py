@@ -49,8 +49,23 @@ class Snapshot:
         return self.discovery.discovery_id
 
     @property
+    def rows_key(self) -> str:
+        """Changes whenever rows change meaning (a new discovery, a rescan): key row-indexed caches on it."""
+        return self.discovery.rows_key
+
+    @property
     def images(self) -> list[ImageRecord]:
         return self.discovery.images
+
+    @property
+    def new(self) -> np.ndarray:
+        """Images a rescan added and labelled that nobody has checked yet (they lead the review queue)."""
+        return (self.discovery.added_or_zeros() > 0) & ~np.asarray(self.curation.checked)
+
+    @property
+    def atypicality(self) -> np.ndarray:
+        """The "fits no category" score per image (`discovery.confidence.atypicality`)."""
+        return self.discovery.atypicality_or_zeros()
 
     @property
     def confidence(self) -> np.ndarray:
@@ -261,7 +276,7 @@ class ProjectState:
                 ) from error
             current = self.curation if self.curation is not None else self._orphan()
             kept = None
-            if current is not None:
+            if current is not None and holds_work(current):
                 kept = self.store.archive_curation(current, f"replaced by restoring {name}")
             self.store.write_discovery(discovery)
             self._install_locked(discovery, curation)
