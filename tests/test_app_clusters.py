@@ -206,3 +206,33 @@ def test_ticks_follow_the_images_not_the_rows_after_a_rescan(monkeypatch, tmp_pa
     assert not at.exception
     curation = fake_project.curation
     assert [fake_project.images[row].path for row in curation.excluded()] == [ticked]
+
+
+def test_undo_says_whose_edit_it_reverts_and_never_undoes_one_it_did_not_show(
+    monkeypatch, tmp_path: Path
+) -> None:
+    from turtle_core.state import edits
+
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    snap = fake_project.snapshot()
+    fake_project.apply(
+        edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats", origin="tab:other")
+    )
+    at = open_app(monkeypatch, fake_project, PAGE)
+    assert at.button(key="undo").label == "Undo theirs"
+    assert "Last edit, by another tab: Renamed 'Cluster 0' to 'cats'" in texts(at)
+
+    # This tab's own edit: a plain Undo again.
+    _by_key(at, "selectbox", "rename_cid")[0].set_value(1)
+    _by_key(at, "text_input", "rename_name")[0].set_value("dogs")
+    at.button(key="rename").click().run()
+    assert at.button(key="undo").label == "Undo"
+
+    # The command line edits after the page was drawn: the tab's Undo meant "dogs", so nothing is undone.
+    fake_project.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=2, name="owls", origin="cli"))
+    at.button(key="undo").click().run()
+    assert not at.exception
+    assert curation.name_of(2) == "owls" and curation.name_of(1) == "dogs"
+    assert "nothing was undone" in at.warning[0].value
+    assert "Last edit, by the command line" in texts(at)

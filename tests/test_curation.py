@@ -301,6 +301,22 @@ def test_history_is_bounded(monkeypatch) -> None:
     assert cur.history()[0] == "Renamed 'n2' to 'n3'"
 
 
+def test_history_is_bounded_in_bytes(monkeypatch) -> None:
+    """A propagation's step holds a value per image; the oldest steps go once the history outgrows its bytes."""
+    n = 10_000
+    monkeypatch.setattr(curation_module, "MAX_HISTORY_BYTES", 700_000)
+    cur = Curation.from_discovery(np.arange(n) % 4)
+    rng = np.random.default_rng(0)
+    for round_ in range(4):  # each relabel changes every image's confidence: ~300 kB a step
+        cur.relabel(np.arange(n), np.arange(n) % 4, rng.uniform(size=n), f"propagation {round_}")
+    assert cur.history_nbytes() <= 700_000
+    assert cur.history() == ["propagation 2", "propagation 3"]
+    monkeypatch.setattr(curation_module, "MAX_HISTORY_BYTES", 1)
+    cur.relabel(np.arange(n), np.arange(n) % 4, rng.uniform(size=n), "bigger than the bound")
+    assert cur.history() == ["bigger than the bound"]  # the newest step is always kept
+    assert cur.undo()
+
+
 def test_merge_groups_is_one_undoable_edit(cur: Curation) -> None:
     cur.move_to_new_cluster([9], "odd one")  # cluster 3
     cur.exclude([8])  # remembers cluster 2

@@ -11,7 +11,7 @@ import streamlit as st
 from turtle_core.names import markdown_text
 from turtle_core.state import edits
 from turtle_ui.fmt import cluster_options
-from turtle_ui.session import apply_edit
+from turtle_ui.session import apply_edit, made_by
 
 if TYPE_CHECKING:
     from turtle_core.operations.project import Project
@@ -114,28 +114,41 @@ def edit_actions(
 
 
 def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
-    """Undo / redo buttons, the last edit, and the full history in a popover."""
+    """Undo / redo buttons, the last edit (and whose it is, when not this tab's), and the full history in a
+    popover. Undo and redo name the step they mean: if someone edited meanwhile, nothing is undone."""
     curation = snap.curation
     history = curation.history()
     redo_next = curation.redo_history()
+    last, upcoming = curation.last_step(), curation.next_redo()
     undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
-    if undo_col.button(
-        "Undo",
+    _apply_requested_step(project, snap)
+    whose = made_by(last.origin) if last is not None and last.origin else None  # None: this tab, or unknown
+    whose = None if whose == "this tab" else whose
+    # The click names the step shown when the button was drawn (bound at draw time, read on the next run):
+    # if someone edited meanwhile, nothing is undone.
+    undo_col.button(
+        "Undo" if whose is None else "Undo theirs",
         icon=":material/undo:",
-        disabled=disabled or not curation.can_undo,
+        disabled=disabled or last is None,
+        help=None if whose is None else f"The last edit was made by {whose}: undo reverts it.",
         width="stretch",
         key="undo",
-    ):
-        apply_edit(project, edits.Undo(discovery_id=snap.discovery_id), f"Undone: {history[-1]}")
-    if redo_col.button(
+        on_click=_request_step,
+        args=("undo", last.step_id if last else "", last.description if last else ""),
+    )
+    redo_col.button(
         "Redo",
         icon=":material/redo:",
-        disabled=disabled or not curation.can_redo,
+        disabled=disabled or upcoming is None,
         width="stretch",
         key="redo",
-    ):
-        apply_edit(project, edits.Redo(discovery_id=snap.discovery_id), f"Redone: {redo_next[0]}")
-    last_col.caption(f"Last edit: {markdown_text(history[-1])}" if history else "No edits yet.")
+        on_click=_request_step,
+        args=("redo", upcoming.step_id if upcoming else "", upcoming.description if upcoming else ""),
+    )
+    if last is not None and whose is not None:
+        last_col.caption(f"Last edit, by {whose}: {markdown_text(last.description)}")
+    else:
+        last_col.caption(f"Last edit: {markdown_text(history[-1])}" if history else "No edits yet.")
     with history_col.popover(f"History ({len(history)})", width="stretch"):
         if not history:
             st.caption("No edits yet.")
@@ -143,3 +156,22 @@ def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
             st.caption(f"{number}. {markdown_text(line)}")
         for line in redo_next:
             st.caption(f"~~{markdown_text(line)}~~ (undone)")
+
+
+def _request_step(which: str, step_id: str, description: str) -> None:
+    st.session_state.history_request = (which, step_id, description)
+
+
+def _apply_requested_step(project: Project, snap: Snapshot) -> None:
+    request = st.session_state.pop("history_request", None)
+    if not request:
+        return
+    which, step_id, description = request
+    if which == "undo":
+        apply_edit(
+            project, edits.Undo(discovery_id=snap.discovery_id, step_id=step_id), f"Undone: {description}"
+        )
+    else:
+        apply_edit(
+            project, edits.Redo(discovery_id=snap.discovery_id, step_id=step_id), f"Redone: {description}"
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,7 +203,7 @@ def apply_edit(project: Project, edit: Edit, describe: Callable[[Any], str] | st
     from turtle_core.state.errors import StaleEdit
 
     try:
-        result = project.apply(edit)
+        result = project.apply(dataclasses.replace(edit, origin=tab_origin()))
     except StaleEdit as error:
         st.session_state.edit_nonce += 1
         flash("warning", str(error))
@@ -214,6 +216,24 @@ def apply_edit(project: Project, edit: Edit, describe: Callable[[Any], str] | st
     st.session_state.edit_nonce += 1
     flash("success", describe(result) if callable(describe) else describe)
     st.rerun()
+
+
+def tab_origin() -> str:
+    """This browser tab's name on the edits it makes ("tab:<id>"), so undo can tell its own edits apart."""
+    if "tab_id" not in st.session_state:
+        st.session_state.tab_id = uuid.uuid4().hex[:12]
+    return f"tab:{st.session_state.tab_id}"
+
+
+def made_by(origin: str) -> str:
+    """Whose edit a step is, in words, from this tab's point of view."""
+    if origin == tab_origin():
+        return "this tab"
+    if origin.startswith("tab:"):
+        return "another tab"
+    return {"cli": "the command line", "rescan": "a rescan", "discovery": "a new discovery"}.get(
+        origin, "another program"
+    )
 
 
 def flash(kind: str, message: str) -> None:

@@ -29,6 +29,7 @@ from turtle_core.state.history import Step
 __all__ = [
     "FORMAT_VERSION",
     "MAX_HISTORY",
+    "MAX_HISTORY_BYTES",
     "Curation",
     "CurationError",
     "CurationMismatch",
@@ -36,6 +37,13 @@ __all__ = [
 ]
 
 MAX_HISTORY = 1000  # oldest undo steps are dropped beyond this, bounding memory and file size
+# ...and beyond this many bytes of diffs: a propagation over a million images is ~30 MB a step, and every
+# edit rewrites the whole history into the curation file (the newest step is always kept).
+MAX_HISTORY_BYTES = 64 * 2**20
+
+
+class StepMoved(ValueError):
+    """Undo or redo was asked for one step, and the history's end is another (someone edited meanwhile)."""
 
 
 class Curation(CurationView):
@@ -303,20 +311,26 @@ class Curation(CurationView):
         )
         return ids
 
-    def undo(self) -> bool:
-        """Revert the last edit; False when there is nothing to undo."""
+    def undo(self, step_id: str | None = None) -> bool:
+        """Revert the last edit; False when there is nothing to undo. With `step_id`, only when the last
+        edit is that step (`StepMoved` otherwise: another tab or program edited meanwhile)."""
         if not self._undo:
             return False
+        if step_id is not None and self._undo[-1].step_id != step_id:
+            raise StepMoved(f"the last edit is now {quoted(self._undo[-1].description)}")
         step = self._undo.pop()
         self._apply(step, forward=False)
         self._redo.append(step)
         self.version += 1
         return True
 
-    def redo(self) -> bool:
-        """Re-apply the last undone edit; False when there is nothing to redo."""
+    def redo(self, step_id: str | None = None) -> bool:
+        """Re-apply the last undone edit; False when there is nothing to redo. With `step_id`, only when the
+        next edit to redo is that step (`StepMoved` otherwise)."""
         if not self._redo:
             return False
+        if step_id is not None and self._redo[-1].step_id != step_id:
+            raise StepMoved(f"the next edit to redo is now {quoted(self._redo[-1].description)}")
         step = self._redo.pop()
         self._apply(step, forward=True)
         self._undo.append(step)
@@ -437,12 +451,16 @@ class Curation(CurationView):
             new_c[changed].copy(),
             {c: self._names.get(c) for c in names},
             dict(names),
+            origin=self.origin,
         )
         self._apply(step, forward=True)
         self._undo.append(step)
+        self._redo.clear()
         if len(self._undo) > MAX_HISTORY:
             del self._undo[0]
-        self._redo.clear()
+        held = self.history_nbytes()
+        while len(self._undo) > 1 and held > MAX_HISTORY_BYTES:
+            held -= self._undo.pop(0).nbytes()
         self.version += 1
 
     def _apply(self, step: Step, forward: bool) -> None:

@@ -57,6 +57,7 @@ class CurationView:
         self.version = int(version)
         self._undo: list[Step] = []
         self._redo: list[Step] = []
+        self.origin = ""  # stamped on the steps of the edits made now (`ProjectState.apply` sets it)
 
     @classmethod
     def from_discovery(cls: type[ViewT], labels: np.ndarray, names: dict[int, str] | None = None) -> ViewT:
@@ -169,6 +170,14 @@ class CurationView:
     def redo_history(self) -> list[str]:
         """Descriptions of the edits that redo would re-apply, next one first."""
         return [step.description for step in reversed(self._redo)]
+
+    def last_step(self) -> Step | None:
+        """The edit undo would revert (its description, origin, time and id)."""
+        return self._undo[-1] if self._undo else None
+
+    def next_redo(self) -> Step | None:
+        """The edit redo would re-apply."""
+        return self._redo[-1] if self._redo else None
 
     def history_nbytes(self) -> int:
         """Memory held by the undo and redo stacks' arrays."""

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from turtle_core.names import display_name
-from turtle_core.state.curation import Curation
+from turtle_core.state.curation import Curation, StepMoved
 from turtle_core.state.errors import StaleEdit
 
 EDIT_KINDS: dict[str, type[Edit]] = {}
@@ -29,6 +29,7 @@ class Edit:
     """One change to the curation. `discovery_id`: the discovery the curator was looking at."""
 
     discovery_id: str
+    origin: str = ""  # who makes it, kept with its undo step: "tab:<id>" in the app, "cli" on the command line
     kind: ClassVar[str] = "edit"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -133,14 +134,28 @@ class Split(Edit):
 
 @dataclass(frozen=True, kw_only=True)
 class Undo(Edit):
+    """Revert the last edit; with `step_id`, only if the last edit is still that step."""
+
+    step_id: str | None = None
+
     def run(self, curation: Curation, rows_of: RowLookup) -> bool:
-        return curation.undo()
+        try:
+            return curation.undo(self.step_id)
+        except StepMoved as error:
+            raise StaleEdit(f"Someone edited meanwhile: {error}; nothing was undone.") from None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Redo(Edit):
+    """Re-apply the last undone edit; with `step_id`, only if it is still that step."""
+
+    step_id: str | None = None
+
     def run(self, curation: Curation, rows_of: RowLookup) -> bool:
-        return curation.redo()
+        try:
+            return curation.redo(self.step_id)
+        except StepMoved as error:
+            raise StaleEdit(f"Someone edited meanwhile: {error}; nothing was redone.") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,11 @@ class Step:
     new_conf: np.ndarray
     old_names: dict[int, str | None] = field(default_factory=dict)
     new_names: dict[int, str | None] = field(default_factory=dict)
+    # Who made the edit ("" unknown; the app uses "tab:<id>", the command line "cli"), when, and an id that
+    # lets an undo say exactly which step it means.
+    origin: str = ""
+    made: float = field(default_factory=time.time)
+    step_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     ARRAYS = (
         "indices",
@@ -48,6 +55,9 @@ def steps_to_arrays(prefix: str, steps: list[Step]) -> tuple[list[dict], dict[st
             "n": int(step.indices.size),
             "old_names": {str(k): v for k, v in step.old_names.items()},
             "new_names": {str(k): v for k, v in step.new_names.items()},
+            "origin": step.origin,
+            "made": step.made,
+            "id": step.step_id,
         }
         for step in steps
     ]
@@ -85,6 +95,9 @@ def steps_from_arrays(
                 *parts,
                 {int(k): v for k, v in m["old_names"].items()},
                 {int(k): v for k, v in m["new_names"].items()},
+                str(m.get("origin", "")),
+                float(m.get("made", 0.0)),
+                str(m.get("id") or f"{prefix}-{len(steps)}"),
             )
         )
         start = end

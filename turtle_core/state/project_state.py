@@ -167,7 +167,11 @@ class ProjectState:
                     "changed. Look at the new clusters and try again."
                 )
             version = self.curation.version
-            result = edit.run(self.curation, self._lookup)
+            self.curation.origin = edit.origin
+            try:
+                result = edit.run(self.curation, self._lookup)
+            finally:
+                self.curation.origin = ""
             if self.curation.version != version:
                 self._save_curation_locked()
             return result

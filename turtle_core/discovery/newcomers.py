@@ -1,0 +1,67 @@
+"""Images that join a curated folder after its curation: which curated category each one belongs to, and
+whether it fits any of them at all.
+
+The "fits no category" test follows `confidence.atypicality`: a robust z-score of the image's distance to its
+category's centre (in the joint space of L2-normalised backbone features) among that category's own members;
+above `constants.ATYPICAL_Z` the image fits none and is not forced into one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from turtle_core.constants import ATYPICAL_Z
+from turtle_core.discovery.features import joint_unit_rows, squared_distances
+from turtle_core.discovery.sampled import chunks
+
+# Centres and spreads are measured on at most this many of the curated images.
+REFERENCE_ROWS = 50_000
+
+
+def reference_sample(n_rows: int, size: int = REFERENCE_ROWS, seed: int = 0) -> np.ndarray:
+    """Sorted ids of a fixed random sample of `size` of `n_rows` rows (all when there are fewer)."""
+    if n_rows <= size:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=size, replace=False))
+
+
+class CategoryShapes:
+    """Each curated category's centre and the robust spread of its members' distances to it."""
+
+    def __init__(self, spaces: Sequence[np.ndarray], labels: np.ndarray) -> None:
+        labels = np.asarray(labels)
+        Z = joint_unit_rows(spaces)
+        self.classes, inverse = np.unique(labels, return_inverse=True)
+        counts = np.bincount(inverse, minlength=self.classes.size).astype(np.float64)
+        sums = np.zeros((self.classes.size, Z.shape[1]))
+        np.add.at(sums, inverse, Z)
+        self.centres = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+        own = np.sqrt(squared_distances(Z, self.centres)[np.arange(Z.shape[0]), inverse])
+        self.median = np.zeros(self.classes.size)
+        self.spread = np.ones(self.classes.size)
+        for index in range(self.classes.size):
+            members = own[inverse == index]
+            median = float(np.median(members))
+            self.median[index] = median
+            self.spread[index] = max(1.4826 * float(np.median(np.abs(members - median))), 1e-6)
+
+    def z_scores(self, spaces: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
+        """How far each row lies from the centre of its category `labels` (one of `classes`), in robust
+        z-scores of that category's members' distances; chunked, nothing the size of `spaces` is copied."""
+        labels = np.asarray(labels)
+        index = np.searchsorted(self.classes, labels)
+        if labels.size and not np.array_equal(self.classes[np.clip(index, 0, self.classes.size - 1)], labels):
+            raise ValueError("every label must be one of the categories the shapes were measured on")
+        out = np.empty(labels.size, np.float32)
+        for block in chunks(labels.size):
+            Z = joint_unit_rows([np.asarray(X[block]) for X in spaces])
+            offset = Z - self.centres[index[block]]
+            distance = np.sqrt(np.einsum("ij,ij->i", offset, offset))
+            out[block] = (distance - self.median[index[block]]) / self.spread[index[block]]
+        return out
+
+    def fits_none(self, spaces: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
+        """Rows too far from their category's typical members to belong to it."""
+        return self.z_scores(spaces, labels) > ATYPICAL_Z
