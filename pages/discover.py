@@ -12,6 +12,7 @@ from turtle_core.ingest.demo import MARKER as DEMO_MARKER
 from turtle_core.names import display_name, escape_name
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
+from turtle_ui.rediscover import discovery_or_hold, held_back
 
 st.title("Discover categories")
 st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")
@@ -44,7 +45,9 @@ with st.container(border=True):
         effort = st.radio(
             "Effort",
             list(EFFORTS),
-            index=list(EFFORTS).index(DEMO_EFFORT if is_demo and project.discovery is None else DEFAULT_EFFORT),
+            index=list(EFFORTS).index(
+                DEMO_EFFORT if is_demo and project.discovery is None else DEFAULT_EFFORT
+            ),
             format_func=str.capitalize,
             horizontal=True,
             key=f"effort:{form}",
@@ -94,7 +97,9 @@ with st.container(border=True):
             from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
             from turtle_core.embedding.rates import default_device_kind, uncached_counts
 
-            pending = uncached_counts([r.content_hash for r in scan.images], project.backbones, project.checkpoints)
+            pending = uncached_counts(
+                [r.content_hash for r in scan.images], project.backbones, project.checkpoints
+            )
             guess = estimate_discovery(
                 n_images,
                 project.backbones,
@@ -117,12 +122,18 @@ with st.container(border=True):
             )
 
     replaces_edits = project.has_curation_edits()
+    replaceable = project.work_token() if replaces_edits else None
     confirmed = True
     if replaces_edits and not running:
+        st.caption(
+            "Running discovery again regroups the images. What carries over: your cluster names (each goes "
+            "to the new cluster that shares most of its images) and every image you checked keeps its label. "
+            "What does not: merges, splits and moves of images you did not check, and the undo history. The "
+            "whole curation is kept and can be brought back from the Project page (Earlier curations)."
+        )
         confirmed = st.checkbox(
-            "Discard my curation edits and start again from a new discovery",
+            "Replace my clusters with a new discovery (names and checked images carry over)",
             key="confirm_rediscover",
-            help="Running discovery again replaces the current clusters and their undo history.",
         )
     no_images = scan is not None and n_images == 0
     if scanning:
@@ -147,8 +158,14 @@ with st.container(border=True):
             jobs_ui.submit_job(
                 project,
                 "discover",
-                lambda progress, cancel: project.run_discovery(
-                    request, progress=progress, cancel=cancel, effort=effort, partition=partition
+                lambda progress, cancel: discovery_or_hold(
+                    project,
+                    request,
+                    progress,
+                    cancel,
+                    effort=effort,
+                    partition=partition,
+                    replaceable=replaceable,
                 ),
             )
         except JobConflict as error:
@@ -156,6 +173,7 @@ with st.container(border=True):
         st.rerun()  # redraw with the button disabled and the progress panel
 
 jobs_ui.job_panel(job, "Discovery")
+held_back(project, job)
 
 # ------------------------------------------------------------------------------------------ result
 result = project.discovery

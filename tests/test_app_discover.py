@@ -92,7 +92,7 @@ def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path)
 def test_failure_is_reported_without_crashing_the_page(monkeypatch, tmp_path) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
 
-    def broken(n_clusters, progress=None, cancel=None, effort=None, partition="auto"):
+    def broken(n_clusters, progress=None, cancel=None, effort=None, partition="auto", replaceable=None):
         raise ValueError("Backbone effnet-lite0 is missing: install its wheel.")
 
     project.run_discovery = broken
@@ -111,6 +111,37 @@ def test_rerunning_over_edits_needs_confirmation(monkeypatch, tmp_path: Path) ->
     assert at.button(key="run_discovery").disabled
     at.checkbox(key="confirm_rediscover").check().run()
     assert not at.button(key="run_discovery").disabled
+    assert "What carries over: your cluster names" in " ".join(c.value for c in at.caption)
+
+
+def test_edits_made_elsewhere_while_discovery_runs_are_never_replaced_unasked(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import threading
+
+    from turtle_core.state import edits
+
+    fake_project = FakeProject(tmp_path / "images")
+    fake_project.curation.rename(0, "cats")
+    fake_project.discover_gate = threading.Event()
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.checkbox(key="confirm_rediscover").check().run()
+    at.button(key="run_discovery").click().run()
+    snap = fake_project.snapshot()  # another tab renames a cluster while the discovery runs
+    fake_project.apply(
+        edits.Rename(discovery_id=snap.discovery_id, cluster_id=1, name="dogs", origin="tab:other")
+    )
+    fake_project.discover_gate.set()
+    wait_for_job(at, fake_project, "discover")
+    assert not at.exception
+    assert fake_project.curation.name_of(1) == "dogs"  # still the old clusters
+    assert "The curation changed while discovery ran" in at.warning[0].value
+
+    at.button(key="held_back:use").click().run()
+    assert not at.exception
+    assert fake_project.discovery.discovery_id != snap.discovery_id
+    assert "dogs" in fake_project.curation.names.values()  # carried over
+    assert fake_project.earlier_curations()[0].n_edits == 2
 
 
 def test_without_discovery_other_pages_point_here(monkeypatch, tmp_path) -> None:

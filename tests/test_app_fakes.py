@@ -102,6 +102,7 @@ class FakeProject:
         *,
         effort: str | None = None,
         partition: str = "auto",
+        replaceable: str | None = None,
     ) -> DiscoveryResult:
         self.discover_calls.append(n_clusters)
         self.discover_efforts.append(effort)
@@ -117,9 +118,22 @@ class FakeProject:
             while not self.discover_gate.wait(0.02):
                 check_cancel(cancel)
         k = n_clusters if isinstance(n_clusters, int) else len(CLASSES)
-        return self._set_discovery(k, scores=None if isinstance(n_clusters, int) else n_clusters)
+        return self._set_discovery(
+            k, scores=None if isinstance(n_clusters, int) else n_clusters, replaceable=replaceable
+        )
 
-    def _set_discovery(self, k: int, scores: tuple[int, int] | None = None) -> DiscoveryResult:
+    def earlier_curations(self):
+        return self.state.earlier_curations()
+
+    def work_token(self) -> str:
+        return self.state.work_token()
+
+    def install_discovery(self, result: DiscoveryResult, replaceable: str | None = None) -> None:
+        self.state.install_discovery(result, replaceable=replaceable)
+
+    def _set_discovery(
+        self, k: int, scores: tuple[int, int] | None = None, replaceable: str | None = None
+    ) -> DiscoveryResult:
         n = len(self._records)
         labels = (self._truth % k).astype(np.int32)
         confidence = np.linspace(0.3, 0.99, n, dtype=np.float32)[np.random.default_rng(1).permutation(n)]
@@ -143,7 +157,7 @@ class FakeProject:
             metrics={"accuracy": 1.0, "nmi": 1.0, "ari": 1.0},
             kmeans_metrics={"accuracy": 0.8, "nmi": 0.7, "ari": 0.6},
         )
-        self.state.install_discovery(discovery)
+        self.state.install_discovery(discovery, replaceable=replaceable)
         return discovery
 
     # ------------------------------------------------------------------ after discovery

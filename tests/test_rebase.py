@@ -278,3 +278,24 @@ def test_a_rescan_cut_short_between_its_writes_is_finished_on_open(folder: Path)
     assert reopened.curation.n_images == 10 and reopened.curation.name_of(1) == "dogs"
     assert reopened.curation.history() == ["Renamed 'Cluster 1' to 'dogs'"]  # the move named a removed image
     assert int(reopened.curation.assignments[reopened.snapshot().rows(["late.png"])[0]]) == 1
+
+
+def test_a_discovery_never_replaces_edits_made_after_the_curator_agreed(folder: Path) -> None:
+    from turtle_core.state.errors import CurationChanged
+
+    state = _state(folder)
+    state.install_discovery(synthetic_discovery(image_names(20)))
+    snap = state.snapshot()
+    state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats"))
+    agreed = state.work_token()  # the page was drawn, the curator ticked "replace"
+    state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=1, name="dogs", origin="tab:other"))
+
+    new = synthetic_discovery(image_names(20), seed=2)
+    with pytest.raises(CurationChanged) as held:
+        state.install_discovery(new, replaceable=agreed)
+    assert held.value.discovery is new
+    assert state.discovery.discovery_id == snap.discovery_id and state.curation.name_of(1) == "dogs"
+
+    state.install_discovery(held.value.discovery, replaceable=state.work_token())  # agreed again, as it is now
+    assert state.discovery.discovery_id == new.discovery_id
+    assert state.earlier_curations()[0].n_edits == 2

@@ -31,6 +31,7 @@ from turtle_core.operations.checks import (
 from turtle_core.operations.propagate import RefineProposal, propose_refine
 from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
 from turtle_core.progress import ProgressCallback, check_cancel
+from turtle_core.state.archive import ArchivedCuration
 from turtle_core.state.curation import Curation
 from turtle_core.state.discovery_result import DiscoveryResult
 from turtle_core.state.edits import Edit
@@ -184,12 +185,16 @@ class Project:
         effort: str | None = None,
         replace_edits: bool = True,
         partition: str = "auto",
+        replaceable: str | None = None,
     ) -> DiscoveryResult:
-        """Scan, embed and discover categories; the result replaces the curation.
+        """Scan, embed and discover categories; the result replaces the curation, whose names and checked
+        images carry over (the whole curation is kept among the earlier curations).
 
         `effort` names one of `turtle_core.discovery.effort.EFFORTS` ("quick", "standard"; default
         standard). With `replace_edits=False` a curation holding edits is never replaced: the run
         stops with `CurationHasEdits` before any work, or before saving if edits appeared meanwhile.
+        With `replaceable` (the `work_token()` the curator saw when they agreed), the run stops before
+        saving with `CurationChanged` (holding the result) if the curation changed meanwhile.
         `partition`: "auto" (the stability choice between TURTLE and k-means), "turtle" or "kmeans".
         """
         from turtle_core.discovery.effort import resolve_effort
@@ -225,10 +230,29 @@ class Project:
         )
         result.seconds = time.perf_counter() - started
         check_cancel(cancel)
-        self.state.install_discovery(result, replace_edits=replace_edits)
+        self.state.install_discovery(result, replace_edits=replace_edits, replaceable=replaceable)
         with self._spaces_lock:
             self._spaces = (result.discovery_id, spaces)
         return result
+
+    def install_discovery(self, result: DiscoveryResult, replaceable: str | None = None) -> None:
+        """Install a discovery computed earlier (one `run_discovery` held back with `CurationChanged`)."""
+        self.state.install_discovery(result, replaceable=replaceable)
+
+    def work_token(self) -> str:
+        """The curation's current state, as `run_discovery(replaceable=...)` takes it."""
+        return self.state.work_token()
+
+    def earlier_curations(self) -> list[ArchivedCuration]:
+        """Curations a new discovery or a restore replaced, newest first."""
+        return self.state.earlier_curations()
+
+    def restore_curation(self, name: str) -> ArchivedCuration | None:
+        """Bring back the earlier curation `name` (and its discovery); the current one is kept first."""
+        restored = self.state.restore(name)
+        with self._spaces_lock:
+            self._spaces = None
+        return restored
 
     # ----------------------------------------------------------------- the discovery and its curation
     @property

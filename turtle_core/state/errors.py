@@ -14,3 +14,12 @@ class StaleEdit(ProjectError):
 
 class CurationHasEdits(ProjectError):
     """A new discovery would discard a curation that has edits, and replacing it was not asked for."""
+
+
+class CurationChanged(CurationHasEdits):
+    """The curation changed (another tab or program edited it) after the curator agreed to replace it as it
+    was: the new discovery was not installed. `discovery` holds it, to install anyway if they still want."""
+
+    def __init__(self, message: str, discovery: object) -> None:
+        super().__init__(message)
+        self.discovery = discovery

@@ -21,7 +21,7 @@ from turtle_core.state.archive import ArchivedCuration
 from turtle_core.state.curation import Curation
 from turtle_core.state.discovery_result import DiscoveryResult
 from turtle_core.state.edits import Edit, RowLookup
-from turtle_core.state.errors import CurationHasEdits, ProjectError, StaleEdit
+from turtle_core.state.errors import CurationChanged, CurationHasEdits, ProjectError, StaleEdit
 from turtle_core.state.rebase import (
     CarriedWork,
     ImageListUpdate,
@@ -144,6 +144,20 @@ class ProjectState:
         curation = self.curation if self.curation is not None else self._orphan()
         return curation is not None and holds_work(curation)
 
+    def work_token(self) -> str:
+        """Names the curation's current state (it changes with every edit, undo and rescan): what a curator
+        agrees to replace when they ask for a new discovery (`install_discovery(replaceable=...)`)."""
+        with self.store.lock():
+            self._sync_locked()
+            return self._work_token_locked()
+
+    def _work_token_locked(self) -> str:
+        curation = self.curation if self.curation is not None else self._orphan()
+        if curation is None:
+            return "none"
+        rows = self.discovery.rows_key if self.discovery is not None else "orphan"
+        return f"{rows}/{curation.version}"
+
     def _orphan(self) -> Curation | None:
         return self.store.read_orphan_curation() if self.discovery is None else None
 
@@ -189,7 +203,12 @@ class ProjectState:
             self._save_curation_locked()
 
     def install_discovery(
-        self, discovery: DiscoveryResult, *, replace_edits: bool = True, carry_over: bool = True
+        self,
+        discovery: DiscoveryResult,
+        *,
+        replace_edits: bool = True,
+        carry_over: bool = True,
+        replaceable: str | None = None,
     ) -> CarriedWork | None:
         """Make `discovery` the project's discovery with a new curation (discovery written first; a crash
         between the two writes is recovered on the next open).
@@ -197,13 +216,21 @@ class ProjectState:
         A curation holding work is first kept among the earlier curations (restorable). With `carry_over`,
         the new curation takes over the curator's names (clusters matched by shared images) and every
         checked image's label, as one undoable step; what carried over is returned. With
-        `replace_edits=False`, raise `CurationHasEdits` instead of replacing a curation that holds work."""
+        `replace_edits=False`, raise `CurationHasEdits` instead of replacing a curation that holds work; with
+        `replaceable` (the `work_token` of the curation the curator agreed to replace), raise `CurationChanged`
+        when the curation holds work and is no longer that one."""
         with self.store.lock():
             self._sync_locked()
             old = self.curation if self.curation is not None else self._orphan()
             if old is not None and holds_work(old):
                 if not replace_edits:
                     raise CurationHasEdits(edits_message(old))
+                if replaceable is not None and self._work_token_locked() != replaceable:
+                    raise CurationChanged(
+                        "The curation changed while discovery ran (an edit in another tab or program): "
+                        f"{edits_message(old)} The new clusters were not installed.",
+                        discovery,
+                    )
                 old_images = self._images_of_saved_curation()
                 self.store.archive_curation(old, "replaced by a new discovery")
             else:
