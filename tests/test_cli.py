@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from turtle_core.state.errors import StaleEdit
@@ -95,7 +96,11 @@ def test_discover_refuses_to_replace_a_curation_with_edits(
     root = make_image_tree({"a": 6, "b": 6, "c": 6})
     app = Project.open(root)  # the app's project object, in this process
     paths = sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
-    app.state.install_discovery(synthetic_discovery(paths))
+    grouped = synthetic_discovery(paths)
+    grouped.labels = np.asarray(["abc".index(path[0]) for path in paths], dtype=np.int32)  # one per folder
+    grouped.images = app.scan().images  # the files' real content hashes, as a discovery records them
+    assert [record.path for record in grouped.images] == paths
+    app.state.install_discovery(grouped)
     snap = app.snapshot()
     app.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="curated"))
     args = ["discover", str(root), "-k", "3", "-o", str(tmp_path / "l.csv"), "--backbones", "effnet-lite0"]
@@ -109,8 +114,47 @@ def test_discover_refuses_to_replace_a_curation_with_edits(
     replaced = _run(*args, "--effort", "quick", "--replace-curation", home=turtle_home)
     assert replaced.returncode == 0, replaced.stderr
     fresh = app.snapshot()  # the app's next run: it reloads and says why
-    assert fresh.discovery_id != snap.discovery_id and not fresh.curation.can_undo
+    assert fresh.discovery_id != snap.discovery_id
+    assert fresh.curation.history() == ["Carried over 1 cluster name(s) from the previous curation"]
+    assert "curated" in fresh.curation.names.values()
     assert any("replaced by a discovery saved elsewhere" in note for note in app.take_notices())
     with pytest.raises(StaleEdit):  # a click made on the old clusters is refused, not saved over them
         app.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="stale"))
-    assert Project.open(root, reuse=False).curation.name_of(0) == "Cluster 0"
+
+    listed = _run("curations", str(root), home=turtle_home)
+    assert listed.returncode == 0 and "replaced by a new discovery" in listed.stdout, listed.stderr
+    name = listed.stdout.split()[0]
+    restored = _run("curations", str(root), "--restore", name, home=turtle_home)
+    assert restored.returncode == 0, restored.stderr
+    back = Project.open(root, reuse=False)
+    assert back.discovery.discovery_id == snap.discovery_id and back.curation.name_of(0) == "curated"
+    assert back.curation.history() == ["Renamed 'Cluster 0' to 'curated'"]
+
+
+def test_discover_refuses_just_the_same_when_the_discovery_is_damaged(
+    make_image_tree, tmp_path: Path, turtle_home: Path
+) -> None:
+    """A truncated discovery.npz never lets the CLI replace a curation that holds a rename without a word."""
+    from state_helpers import synthetic_discovery
+
+    from turtle_core.operations.project import Project
+    from turtle_core.paths import project_dir
+    from turtle_core.state import edits
+
+    root = make_image_tree({"a": 6, "b": 6})
+    app = Project.open(root)
+    paths = sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+    app.state.install_discovery(synthetic_discovery(paths, n_clusters=2))
+    snap = app.snapshot()
+    app.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=1, name="kept"))
+    discovery = project_dir(root) / "discovery.npz"
+    discovery.write_bytes(discovery.read_bytes()[:300])
+    curation_before = (project_dir(root) / "curation.npz").read_bytes()
+
+    refused = _run(
+        "discover", str(root), "-k", "2", "-o", str(tmp_path / "l.csv"), "--effort", "quick", home=turtle_home
+    )
+
+    assert refused.returncode == 3, refused.stderr
+    assert "1 edit(s)" in refused.stderr
+    assert (project_dir(root) / "curation.npz").read_bytes() == curation_before

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from turtle_core.cli import curations as cli_curations
 from turtle_core.cli import refine as cli_refine
 from turtle_core.cli.common import TerminalProgress, csv_text
 from turtle_core.progress import Cancelled
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     discover.add_argument(
         "--replace-curation",
         action="store_true",
-        help="replace the folder's curation even when it holds edits made in the app (they are lost)",
+        help="replace the folder's curation even when it holds edits made in the app: names and checked images "
+        "carry over, and the whole curation is kept (see `curations`)",
     )
 
     embed = commands.add_parser("embed", help="scan a folder and embed its images into the cache")
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--per-class", type=int, default=200)
     demo.add_argument("--dest", default=None)
     cli_refine.add_parser(commands)
+    cli_curations.add_parser(commands)
     return parser
 
 
@@ -92,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "refine":
         return cli_refine.run(args)
+    if args.command == "curations":
+        return cli_curations.run(args)
     return _discover(args)
 
 
@@ -148,8 +153,8 @@ def _discover(args: argparse.Namespace) -> int:
     except CurationHasEdits as error:
         progress.close()
         print(
-            f"error: {error}\nNothing was changed. Export the curated labels from the app first, or "
-            "pass --replace-curation to discard the edits and start from a new discovery.",
+            f"error: {error}\nNothing was changed. Pass --replace-curation to start from a new discovery: "
+            "names and checked images carry over, and the whole curation is kept (`curations` lists it).",
             file=sys.stderr,
         )
         return 3

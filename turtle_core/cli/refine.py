@@ -28,7 +28,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "refine", help="re-label the images nobody checked, learning from the ones a curator checked"
     )
     refine.add_argument("folder", help="the folder of a previous `discover` (read only)")
-    refine.add_argument("--labels", "-l", required=True, help="CSV with path,label,checked (the column `known` is read too)")
+    refine.add_argument(
+        "--labels", "-l", required=True, help="CSV with path,label,checked (the column `known` is read too)"
+    )
     refine.add_argument("--out", "-o", required=True, help="CSV to write: path,label,confidence")
 
 

@@ -208,9 +208,7 @@ class Project:
         if not replace_edits:
             self.state.sync()
             if self.state.has_edits():
-                from turtle_core.state.project_state import edits_message
-
-                raise CurationHasEdits(edits_message(self.state.curation))
+                raise CurationHasEdits(self.state.work_message())
         from turtle_core.operations.pipeline import discover_features
 
         started = time.perf_counter()

@@ -158,6 +158,10 @@ class ProjectState:
         rows = self.discovery.rows_key if self.discovery is not None else "orphan"
         return f"{rows}/{curation.version}"
 
+    def work_message(self) -> str:
+        """What a new discovery would replace, in words (also when only the curation file is left)."""
+        return edits_message(self.curation if self.curation is not None else self._orphan())
+
     def _orphan(self) -> Curation | None:
         return self.store.read_orphan_curation() if self.discovery is None else None
 
