@@ -184,7 +184,7 @@ def test_split_racing_a_discovery_changes_nothing(folder: Path, monkeypatch) -> 
     first = synthetic_discovery(image_names(40), n_clusters=2, params={"effort": "quick"})
     project.state.install_discovery(first)
     rng = np.random.default_rng(0)
-    project._spaces = (first.discovery_id, [rng.normal(size=(40, 8)).astype(np.float32)])
+    project._spaces = (first.rows_key, [rng.normal(size=(40, 8)).astype(np.float32)])
     started, finish = threading.Event(), threading.Event()
     real_select = selection.select_model
 
@@ -225,7 +225,7 @@ def test_split_applies_when_nothing_changed_meanwhile(folder: Path) -> None:
     centres = np.repeat(np.array([[0.0] * 8, [6.0] * 8]), 10, axis=0)  # cluster 0's two obvious groups
     features = np.zeros((40, 8), np.float32)
     features[project.curation.members(0)] = centres + np.random.default_rng(0).normal(size=(20, 8)) * 0.3
-    project._spaces = (discovery.discovery_id, [features])
+    project._spaces = (discovery.rows_key, [features])
     ids = project.split_cluster(0, 2)
     assert len(ids) == 2
     sizes = project.curation.sizes()

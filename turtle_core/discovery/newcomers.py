@@ -14,6 +14,7 @@ import numpy as np
 
 from turtle_core.constants import ATYPICAL_Z
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
+from turtle_core.discovery.probe import FeatureProbe, LinearProbe
 from turtle_core.discovery.sampled import chunks
 
 # Centres and spreads are measured on at most this many of the curated images.
@@ -65,3 +66,32 @@ class CategoryShapes:
     def fits_none(self, spaces: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
         """Rows too far from their category's typical members to belong to it."""
         return self.z_scores(spaces, labels) > ATYPICAL_Z
+
+
+# The learner is trained on at most this many of the curated images: every checked one first, then a fixed
+# random sample of the rest (a linear probe's accuracy stops growing long before; its fit stays seconds).
+TRAIN_ROWS = 20_000
+
+
+def training_rows(labels: np.ndarray, checked: np.ndarray, limit: int = TRAIN_ROWS, seed: int = 0) -> np.ndarray:
+    """Sorted rows to learn the curated categories from: the checked images (excluded ones left out), then
+    other labelled images drawn at random, `limit` in all."""
+    labels, checked = np.asarray(labels), np.asarray(checked, bool)
+    usable = labels >= 0
+    first = np.flatnonzero(usable & checked)
+    rest = np.flatnonzero(usable & ~checked)
+    rng = np.random.default_rng(seed)
+    if first.size >= limit:
+        return np.sort(rng.choice(first, size=limit, replace=False))
+    room = min(rest.size, limit - first.size)
+    return np.sort(np.concatenate([first, rng.choice(rest, size=room, replace=False)]))
+
+
+def learn_categories(spaces: Sequence[np.ndarray], labels: np.ndarray, checked: np.ndarray) -> LinearProbe:
+    """The curated categories as a `LinearProbe` (the learner "Propagate my fixes" uses): trained on the
+    curation's labels (`labels`, -1 for excluded images) of `training_rows`."""
+    rows = training_rows(labels, checked)
+    classes, targets = np.unique(np.asarray(labels)[rows], return_inverse=True)
+    if classes.size < 2:
+        raise ValueError("at least two curated categories are needed to label new images")
+    return FeatureProbe(spaces, rows=rows).fit(np.arange(rows.size), targets, classes)

@@ -29,6 +29,7 @@ from turtle_core.operations.checks import (
     folder_labels,
 )
 from turtle_core.operations.propagate import RefineProposal, propose_refine
+from turtle_core.operations.update import UpdateReport
 from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
 from turtle_core.progress import ProgressCallback, check_cancel
 from turtle_core.state.archive import ArchivedCuration
@@ -77,7 +78,9 @@ class Project:
         self.device: str | None = None
         self.ray_address: str | None = None  # embed on this Ray cluster ("local": a local instance)
         self.scan_result: ScanResult | None = None
-        self._spaces: tuple[str, list[np.ndarray]] | None = None  # (discovery id, feature matrices)
+        self._spaces: tuple[str, list[np.ndarray]] | None = (
+            None  # (the discovery's rows_key, feature matrices)
+        )
         self._spaces_lock = threading.Lock()
 
     # ----------------------------------------------------------------- opening and settings
@@ -230,7 +233,7 @@ class Project:
         check_cancel(cancel)
         self.state.install_discovery(result, replace_edits=replace_edits, replaceable=replaceable)
         with self._spaces_lock:
-            self._spaces = (result.discovery_id, spaces)
+            self._spaces = (result.rows_key, spaces)
         return result
 
     def install_discovery(self, result: DiscoveryResult, replaceable: str | None = None) -> None:
@@ -240,6 +243,50 @@ class Project:
     def work_token(self) -> str:
         """The curation's current state, as `run_discovery(replaceable=...)` takes it."""
         return self.state.work_token()
+
+    def update(
+        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+    ) -> UpdateReport:
+        """Rescan the folder and bring the curation up to date (`operations/update.py`): added images are
+        embedded and labelled with the curated categories (one undoable step), removed ones leave."""
+        from turtle_core.operations.pipeline import embed_records
+        from turtle_core.operations.update import prepare_update
+        from turtle_core.state.rebase import map_rows
+
+        snap = self._require_snapshot()
+        scan = self.scan(progress, cancel)
+        rows = map_rows(snap.images, scan.images)
+        added = [scan.images[row] for row in rows.added]
+        usable: list[ImageRecord] = []
+        new_spaces: list[np.ndarray] = [np.zeros((0, 1), np.float32)]
+        failed: list[SkippedFile] = []
+        if added:
+            discovery = snap.discovery
+            try:
+                usable, new_spaces, identities, failed = embed_records(
+                    self.folder,
+                    added,
+                    discovery.backbones,
+                    self.checkpoints,
+                    progress,
+                    cancel,
+                    device=self.device,
+                )
+            except ProjectError:  # not one added file could be decoded and embedded
+                failed = [SkippedFile(record.path, "could not be decoded and embedded") for record in added]
+            else:
+                if identities != list(discovery.identities):
+                    raise ProjectError(
+                        "The backbones' weights changed since the discovery: the new images cannot be placed "
+                        "among its categories. Run discovery again."
+                    )
+        check_cancel(cancel)
+        update, report = prepare_update(snap, rows, usable, self.spaces(snap.discovery), new_spaces, failed)
+        if not report.changed_anything:
+            return report
+        check_cancel(cancel)
+        self.state.install_update(update)
+        return report
 
     def earlier_curations(self) -> list[ArchivedCuration]:
         """Curations a new discovery or a restore replaced, newest first."""
@@ -291,7 +338,7 @@ class Project:
         """A discovery's feature matrices (default: the current one), read back from the embedding cache."""
         discovery = discovery or self._require_discovery()
         with self._spaces_lock:
-            if self._spaces is not None and self._spaces[0] == discovery.discovery_id:
+            if self._spaces is not None and self._spaces[0] == discovery.rows_key:
                 return self._spaces[1]
         hashes = [record.content_hash for record in discovery.images]
         spaces = []
@@ -303,7 +350,7 @@ class Project:
                 )
             spaces.append(np.asarray(rows, dtype=np.float32))
         with self._spaces_lock:
-            self._spaces = (discovery.discovery_id, spaces)
+            self._spaces = (discovery.rows_key, spaces)
         return spaces
 
     def split_cluster(

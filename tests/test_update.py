@@ -1,0 +1,116 @@
+"""Images that join, leave or change after a curation: `Project.update` (the app's Rescan, the CLI's update)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from turtle_core.discovery.newcomers import CategoryShapes, training_rows
+from turtle_core.operations.project import Project
+from turtle_core.state import edits
+from turtle_core.state.discovery_result import DiscoveryResult
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def _paint(path: Path, colour: tuple[int, int, int], i: int) -> None:
+    image = Image.new("RGB", (48, 48), tuple(max(0, c - 6 * i) for c in colour))
+    ImageDraw.Draw(image).ellipse((4 + i % 9, 4, 20 + i % 9, 20), fill=(250, 250, 250))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+@pytest.fixture
+def curated(tmp_path: Path) -> tuple[Project, Path]:
+    """A folder of three colours, embedded for real (offline backbone), with a discovery that found them,
+    three named clusters and a checked image."""
+    root = tmp_path / "photos"
+    for name, colour in COLOURS.items():
+        for i in range(8):
+            _paint(root / name / f"{name}_{i}.png", colour, i)
+    project = Project.open(root)
+    images, spaces, identities, _ = project.embed()
+    labels = np.asarray([list(COLOURS).index(record.path.split("/")[0]) for record in images], np.int32)
+    probabilities = np.eye(3, dtype=np.float32)[labels]
+    discovery = DiscoveryResult(
+        images, labels, probabilities, np.full(len(images), 0.9, np.float32), 3, 0.9, {3: 0.9}, {},
+        list(project.backbones), identities, 1.0,
+    )
+    project.state.install_discovery(discovery)
+    snap = project.snapshot()
+    for cid, name in enumerate(COLOURS):
+        project.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=cid, name=name))
+    project.apply(edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0])))
+    return project, root
+
+
+def test_added_images_are_labelled_removed_ones_leave_and_changed_ones_are_new(curated) -> None:
+    project, root = curated
+    before = project.snapshot()
+    checked_path = before.keys([0])[0]
+    _paint(root / "incoming" / "a_red.png", COLOURS["red"], 3)
+    _paint(root / "incoming" / "b_blue.png", COLOURS["blue"], 5)
+    _paint(root / "incoming" / "c_green.png", COLOURS["green"], 1)
+    (root / "green" / "green_7.png").unlink()
+    _paint(root / "blue" / "blue_7.png", COLOURS["red"], 7)  # the same file, now a red picture
+
+    report = project.update()
+
+    snap = project.snapshot()
+    assert report.n_added == 4 and report.n_removed == 2 and report.n_changed == 1
+    assert report.n_images == snap.curation.n_images == 24 - 1 - 1 + 4
+    assert "4 new images were labelled with your 3 categories" in report.message()
+    names = snap.curation.labels_as_names()
+    for path, colour in [
+        ("incoming/a_red.png", "red"),
+        ("incoming/b_blue.png", "blue"),
+        ("incoming/c_green.png", "green"),
+        ("blue/blue_7.png", "red"),
+    ]:
+        row = int(snap.rows([path])[0])
+        assert names[row] == colour, path
+        assert snap.new[row]
+    assert "green/green_7.png" not in {record.path for record in snap.images}
+    assert snap.curation.checked[snap.rows([checked_path])[0]]  # checked images keep their label
+    assert set(snap.curation.names.values()) == set(COLOURS)  # every name stays
+    assert snap.curation.history()[-1].startswith("Labelled 4 new images with your 3 categories")
+    # The exported manifest has exactly the folder's images.
+    manifest = project.manifest_frame()
+    assert sorted(manifest["path"]) == sorted(record.path for record in snap.images)
+
+    again = project.update()  # nothing changed since
+    assert not again.changed_anything and "Nothing changed" in again.message()
+    assert project.snapshot().curation.version == snap.curation.version
+
+
+def test_an_edit_chosen_before_the_rescan_on_a_removed_image_is_refused(curated) -> None:
+    project, root = curated
+    before = project.snapshot()
+    gone = before.keys([1])
+    (root / gone[0]).unlink()
+    project.update()
+    with pytest.raises(edits.StaleEdit, match="no longer in this project"):
+        project.apply(edits.Move(discovery_id=before.discovery_id, images=gone + before.keys([2]), cluster_id=2))
+    assert not project.snapshot().curation.checked[project.snapshot().rows(before.keys([2]))].any()
+
+
+def test_the_curated_categories_shapes_say_what_fits_none() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 16, dtype=np.float32) * 5
+    labels = np.repeat([0, 1, 2], 200)
+    features = centres[labels] + rng.normal(size=(600, 16)).astype(np.float32) * 0.3
+    shapes = CategoryShapes([features], labels)
+    typical = centres[[0, 1]] + rng.normal(size=(2, 16)).astype(np.float32) * 0.3
+    stranger = (np.ones((1, 16)) * 3 - centres[0]).astype(np.float32)  # far from every centre
+    verdict = shapes.fits_none([np.vstack([typical, stranger])], np.array([0, 1, 0]))
+    assert verdict.tolist() == [False, False, True]
+
+
+def test_training_rows_take_the_checked_images_first() -> None:
+    labels = np.array([0, 1, -1, 0, 1, 0, 1, 0])
+    checked = np.array([False, True, True, False, False, False, True, False])
+    rows = training_rows(labels, checked, limit=3)
+    assert {1, 6} <= set(rows.tolist()) and 2 not in rows and rows.size == 3
