@@ -36,8 +36,17 @@ def curated(tmp_path: Path) -> tuple[Project, Path]:
     labels = np.asarray([list(COLOURS).index(record.path.split("/")[0]) for record in images], np.int32)
     probabilities = np.eye(3, dtype=np.float32)[labels]
     discovery = DiscoveryResult(
-        images, labels, probabilities, np.full(len(images), 0.9, np.float32), 3, 0.9, {3: 0.9}, {},
-        list(project.backbones), identities, 1.0,
+        images,
+        labels,
+        probabilities,
+        np.full(len(images), 0.9, np.float32),
+        3,
+        0.9,
+        {3: 0.9},
+        {},
+        list(project.backbones),
+        identities,
+        1.0,
     )
     project.state.install_discovery(discovery)
     snap = project.snapshot()
@@ -93,7 +102,9 @@ def test_an_edit_chosen_before_the_rescan_on_a_removed_image_is_refused(curated)
     (root / gone[0]).unlink()
     project.update()
     with pytest.raises(edits.StaleEdit, match="no longer in this project"):
-        project.apply(edits.Move(discovery_id=before.discovery_id, images=gone + before.keys([2]), cluster_id=2))
+        project.apply(
+            edits.Move(discovery_id=before.discovery_id, images=gone + before.keys([2]), cluster_id=2)
+        )
     assert not project.snapshot().curation.checked[project.snapshot().rows(before.keys([2]))].any()
 
 
@@ -114,3 +125,27 @@ def test_training_rows_take_the_checked_images_first() -> None:
     checked = np.array([False, True, True, False, False, False, True, False])
     rows = training_rows(labels, checked, limit=3)
     assert {1, 6} <= set(rows.tolist()) and 2 not in rows and rows.size == 3
+
+
+def test_the_command_line_update_writes_every_image_with_its_new_flag(curated, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from turtle_core.cli.main import main
+
+    project, root = curated
+    _paint(root / "late" / "late_red.png", COLOURS["red"], 2)
+    _paint(root / "red" / "red_0.png", COLOURS["green"], 0)  # changed: counts as new
+    out = tmp_path / "out" / "update.csv"
+
+    assert main(["update", str(root), "--out", str(out), "--quiet"]) == 0
+
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["path", "label", "confidence", "new"]
+    assert len(table) == 25 and set(table["path"]) == {r.path for r in Project.open(root, reuse=False).images}
+    fresh = table.set_index("path")
+    assert fresh.loc["late/late_red.png", "new"] == 1 and fresh.loc["late/late_red.png", "label"] == "red"
+    assert fresh.loc["red/red_0.png", "new"] == 1 and fresh.loc["red/red_0.png", "label"] == "green"
+    assert fresh["new"].sum() == 2
+
+    assert main(["update", str(root), "--out", str(out), "--quiet"]) == 0  # an empty update
+    assert pd.read_csv(out)["new"].sum() == 0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from turtle_core.cli import curations as cli_curations
 from turtle_core.cli import refine as cli_refine
+from turtle_core.cli import update as cli_update
 from turtle_core.cli.common import TerminalProgress, csv_text
 from turtle_core.progress import Cancelled
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dest", default=None)
     cli_refine.add_parser(commands)
     cli_curations.add_parser(commands)
+    cli_update.add_parser(commands)
     return parser
 
 
@@ -97,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_refine.run(args)
     if args.command == "curations":
         return cli_curations.run(args)
+    if args.command == "update":
+        return cli_update.run(args)
     return _discover(args)
 
 
