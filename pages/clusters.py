@@ -235,14 +235,27 @@ def cluster_gallery() -> None:
 @st.fragment
 def review_queue() -> None:
     unchecked = (assign != EXCLUDED) & ~np.asarray(curation.checked)
-    strangers = unchecked & (snap.discovery.atypicality_or_zeros() > ATYPICAL_Z)
-    groups = ["Least sure first", f"Fits no category ({fmt.fmt_int(int(strangers.sum()))})"]
+    strangers = unchecked & (snap.atypicality > ATYPICAL_Z)
+    fresh = snap.new
+    least_sure, no_category = "Least sure first", f"Fits no category ({fmt.fmt_int(int(strangers.sum()))})"
+    new_group = f"New images ({fmt.fmt_int(int(fresh.sum()))})"
+    groups = ([new_group] if fresh.any() else []) + [least_sure, no_category]
     group = st.segmented_control(
         "Queue", groups, default=groups[0], required=True, key="review_group", label_visibility="collapsed"
     )
+    group = (
+        group if group in groups else groups[0]
+    )  # a group that emptied since (the new images, all checked)
     a, b = st.columns([3, 1], vertical_alignment="bottom")
     page_size = b.selectbox("Per page", [48, 100], key="review_page_size")
-    if group == groups[0]:
+    if group == new_group:
+        st.caption(
+            "Images a rescan added and labelled with your categories, least sure first (those that fit none "
+            "wait in their own cluster). Move the wrong ones and confirm the right ones."
+        )
+        queue = np.flatnonzero(fresh)
+        queue = queue[np.argsort(confidence[queue], kind="stable")]
+    elif group == least_sure:
         st.caption(
             "Unchecked images from the least sure up, across all clusters: the most likely mistakes. "
             "Move the wrong ones, confirm the right ones, then propagate your fixes."
@@ -256,9 +269,12 @@ def review_queue() -> None:
             "has no cluster yet (move them to a new cluster) or to none (exclude them)."
         )
         queue = np.flatnonzero(strangers)
-        queue = queue[np.argsort(-snap.discovery.atypicality_or_zeros()[queue], kind="stable")]
+        queue = queue[np.argsort(-snap.atypicality[queue], kind="stable")]
     st.caption(f"{fmt.fmt_int(queue.size)} images to review")
-    captions = [f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" for i in queue]
+    captions = [
+        f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" + (" · new" if fresh[i] else "")
+        for i in queue
+    ]
     shown = gallery.gallery(snap, queue, scope="review", captions=captions, page_size=page_size)
     _selection_bar("review", shown)
 

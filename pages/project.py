@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from turtle_core.names import display_name, escape_name, markdown_text, unescape_name
-from turtle_ui import fmt, session
+from turtle_ui import curations, fmt, session
 from turtle_ui import jobs as jobs_ui
 
 st.title("Project")
@@ -82,20 +82,18 @@ st.divider()
 head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
 head.subheader(f"Images in {markdown_text(project.folder.name)}")
 scan_job = jobs_ui.project_job(project, "scan")
-scanning = scan_job is not None and scan_job.running
+update_job = jobs_ui.project_job(project, "update")
+scanning = any(job is not None and job.running for job in (scan_job, update_job))
 if rescan_col.button(
-    "Rescan", icon=":material/refresh:", disabled=scanning, help="Pick up added, changed or removed files"
+    "Rescan",
+    icon=":material/refresh:",
+    disabled=scanning,
+    help="Pick up added, changed or removed files; with a curation, label the new images with your categories",
 ):
-    from turtle_core.jobs import JobConflict
-
-    try:
-        jobs_ui.submit_job(
-            project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
-        )
-    except JobConflict as error:  # a discovery is scanning and embedding right now
-        session.flash("warning", str(error))
+    curations.start_rescan(project)
     st.rerun()
 jobs_ui.job_panel(scan_job, "Scan")
+curations.rescan_news(project)
 
 scan = project.scan_result
 if scan is not None and not scanning:
@@ -109,6 +107,7 @@ if scan is not None and not scanning:
         summary["folder_labels"] or "none",
         help="Images sorted in class sub-folders: used only to score the discovery, never to train it.",
     )
+    curations.count_note(project, scan)
     if summary["images"] == 0:
         st.warning(
             "No usable images were found in this folder. Supported: JPEG, PNG, WebP, BMP, TIFF, GIF.",
@@ -130,6 +129,8 @@ if scan is not None and not scanning:
                 ]
             )
             st.dataframe(frame, hide_index=True, width="stretch")
+
+curations.earlier_curations(project)
 
 # ------------------------------------------------------------------------------------------ backbones
 st.divider()

@@ -149,3 +149,33 @@ def test_the_command_line_update_writes_every_image_with_its_new_flag(curated, t
 
     assert main(["update", str(root), "--out", str(out), "--quiet"]) == 0  # an empty update
     assert pd.read_csv(out)["new"].sum() == 0
+
+
+def test_the_project_page_rescans_a_curated_folder_and_every_page_agrees_on_the_count(
+    curated, monkeypatch
+) -> None:
+    from test_app_fakes import open_app, texts, wait_for_job
+
+    project, root = curated
+    at = open_app(monkeypatch, project, "pages/project.py")
+    _paint(root / "late" / "late_blue.png", COLOURS["blue"], 4)
+    _paint(root / "late" / "late_green.png", COLOURS["green"], 2)
+    (root / "red" / "red_5.png").unlink()
+    project.scan()  # the folder was scanned (e.g. by another tab) but the curation not yet updated
+    at.run()
+    assert "The curation holds 24 of these images · 2 were added or changed since it was made · 1 of its " in texts(at)
+
+    at.button(key=[b.key for b in at.button if b.label == "Rescan"][0]).click().run()
+    wait_for_job(at, project, "update", timeout=120)
+    assert not at.exception
+    assert "2 new images were labelled with your 3 categories" in at.success[0].value
+    assert "The curation holds" not in texts(at)
+    at.switch_page("pages/clusters.py").run()
+    assert not at.exception
+    assert "Images: 25" in texts(at)
+    at.switch_page("pages/export.py").run()
+    assert not at.exception and "Images to export: 25" in texts(at)
+    at.switch_page("pages/clusters.py").run()
+    at.segmented_control(key="clusters_view").set_value("Review queue").run()
+    assert at.segmented_control(key="review_group").value == "New images (2)"
+    assert "2 images to review" in texts(at)

@@ -30,6 +30,7 @@ _ids = itertools.count(1)
 JOB_WRITES: dict[str, frozenset[str]] = {
     "scan": frozenset({"scan"}),
     "discover": frozenset({"scan", "discovery", "curation"}),
+    "update": frozenset({"scan", "discovery", "curation"}),
     "split": frozenset({"curation"}),
     "umap": frozenset(),
     "export": frozenset(),
