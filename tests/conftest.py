@@ -50,3 +50,11 @@ def make_image_tree(tmp_path: Path):
         return root
 
     return build
+
+
+@pytest.fixture
+def curated(tmp_path: Path):
+    """A curated folder of three colours (real embeddings; `tests/colour_folder.py`): (project, folder)."""
+    from colour_folder import curated_colours
+
+    return curated_colours(tmp_path)

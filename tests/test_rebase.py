@@ -61,7 +61,9 @@ def test_rebase_keeps_every_value_and_renumbers_the_history() -> None:
     new = _records(["a", "c", "d", "f", "g"])  # b and e removed, g added
     rows = map_rows(old, new)
 
-    rebased = Curation.from_record(rebase_record(curation.to_record(), rows, np.array([7]), {7: "New images"}))
+    rebased = Curation.from_record(
+        rebase_record(curation.to_record(), rows, np.array([7]), {7: "New images"})
+    )
 
     assert rebased.assignments.tolist() == [1, 2, EXCLUDED, 2, 7]
     assert rebased.checked.tolist() == [True, True, True, False, False]
@@ -195,7 +197,9 @@ def _update(state: ProjectState, paths: list[str], labels: dict[str, int]) -> Im
     revision = replace(
         current,
         images=images,
-        labels=np.where(source >= 0, np.asarray(current.labels)[source], np.maximum(fill, 0)).astype(np.int32),
+        labels=np.where(source >= 0, np.asarray(current.labels)[source], np.maximum(fill, 0)).astype(
+            np.int32
+        ),
         probabilities=np.asarray(current.probabilities)[np.maximum(source, 0)],
         confidence=np.asarray(current.confidence)[np.maximum(source, 0)],
         revision=current.revision + 1,
@@ -222,9 +226,7 @@ def test_an_update_labels_new_images_in_one_undoable_step_and_drops_removed_ones
     fine_move = edits.Move(discovery_id=snap.discovery_id, images=snap.keys([2]), cluster_id=0)
     new_paths = [p for p in paths if p != paths[0]] + ["new_a.png", "new_b.png", "new_c.png"]
 
-    moved = state.install_update(
-        _update(state, new_paths, {"new_a.png": 0, "new_b.png": 2, "new_c.png": -1})
-    )
+    moved = state.install_update(_update(state, new_paths, {"new_a.png": 0, "new_b.png": 2, "new_c.png": -1}))
 
     snap2 = state.snapshot()
     assert moved == 2 and snap2.curation.n_images == 14
@@ -296,6 +298,8 @@ def test_a_discovery_never_replaces_edits_made_after_the_curator_agreed(folder: 
     assert held.value.discovery is new
     assert state.discovery.discovery_id == snap.discovery_id and state.curation.name_of(1) == "dogs"
 
-    state.install_discovery(held.value.discovery, replaceable=state.work_token())  # agreed again, as it is now
+    state.install_discovery(
+        held.value.discovery, replaceable=state.work_token()
+    )  # agreed again, as it is now
     assert state.discovery.discovery_id == new.discovery_id
     assert state.earlier_curations()[0].n_edits == 2

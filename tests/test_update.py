@@ -6,65 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from colour_folder import COLOURS, paint
 
 from turtle_core.discovery.newcomers import CategoryShapes, training_rows
 from turtle_core.operations.project import Project
 from turtle_core.state import edits
-from turtle_core.state.discovery_result import DiscoveryResult
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
-
-
-def _paint(path: Path, colour: tuple[int, int, int], i: int) -> None:
-    image = Image.new("RGB", (48, 48), tuple(max(0, c - 6 * i) for c in colour))
-    ImageDraw.Draw(image).ellipse((4 + i % 9, 4, 20 + i % 9, 20), fill=(250, 250, 250))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-
-
-@pytest.fixture
-def curated(tmp_path: Path) -> tuple[Project, Path]:
-    """A folder of three colours, embedded for real (offline backbone), with a discovery that found them,
-    three named clusters and a checked image."""
-    root = tmp_path / "photos"
-    for name, colour in COLOURS.items():
-        for i in range(8):
-            _paint(root / name / f"{name}_{i}.png", colour, i)
-    project = Project.open(root)
-    images, spaces, identities, _ = project.embed()
-    labels = np.asarray([list(COLOURS).index(record.path.split("/")[0]) for record in images], np.int32)
-    probabilities = np.eye(3, dtype=np.float32)[labels]
-    discovery = DiscoveryResult(
-        images,
-        labels,
-        probabilities,
-        np.full(len(images), 0.9, np.float32),
-        3,
-        0.9,
-        {3: 0.9},
-        {},
-        list(project.backbones),
-        identities,
-        1.0,
-    )
-    project.state.install_discovery(discovery)
-    snap = project.snapshot()
-    for cid, name in enumerate(COLOURS):
-        project.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=cid, name=name))
-    project.apply(edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0])))
-    return project, root
 
 
 def test_added_images_are_labelled_removed_ones_leave_and_changed_ones_are_new(curated) -> None:
     project, root = curated
     before = project.snapshot()
     checked_path = before.keys([0])[0]
-    _paint(root / "incoming" / "a_red.png", COLOURS["red"], 3)
-    _paint(root / "incoming" / "b_blue.png", COLOURS["blue"], 5)
-    _paint(root / "incoming" / "c_green.png", COLOURS["green"], 1)
+    paint(root / "incoming" / "a_red.png", COLOURS["red"], 3)
+    paint(root / "incoming" / "b_blue.png", COLOURS["blue"], 5)
+    paint(root / "incoming" / "c_green.png", COLOURS["green"], 1)
     (root / "green" / "green_7.png").unlink()
-    _paint(root / "blue" / "blue_7.png", COLOURS["red"], 7)  # the same file, now a red picture
+    paint(root / "blue" / "blue_7.png", COLOURS["red"], 7)  # the same file, now a red picture
 
     report = project.update()
 
@@ -133,8 +90,8 @@ def test_the_command_line_update_writes_every_image_with_its_new_flag(curated, t
     from turtle_core.cli.main import main
 
     project, root = curated
-    _paint(root / "late" / "late_red.png", COLOURS["red"], 2)
-    _paint(root / "red" / "red_0.png", COLOURS["green"], 0)  # changed: counts as new
+    paint(root / "late" / "late_red.png", COLOURS["red"], 2)
+    paint(root / "red" / "red_0.png", COLOURS["green"], 0)  # changed: counts as new
     out = tmp_path / "out" / "update.csv"
 
     assert main(["update", str(root), "--out", str(out), "--quiet"]) == 0
@@ -158,12 +115,15 @@ def test_the_project_page_rescans_a_curated_folder_and_every_page_agrees_on_the_
 
     project, root = curated
     at = open_app(monkeypatch, project, "pages/project.py")
-    _paint(root / "late" / "late_blue.png", COLOURS["blue"], 4)
-    _paint(root / "late" / "late_green.png", COLOURS["green"], 2)
+    paint(root / "late" / "late_blue.png", COLOURS["blue"], 4)
+    paint(root / "late" / "late_green.png", COLOURS["green"], 2)
     (root / "red" / "red_5.png").unlink()
     project.scan()  # the folder was scanned (e.g. by another tab) but the curation not yet updated
     at.run()
-    assert "The curation holds 24 of these images · 2 were added or changed since it was made · 1 of its " in texts(at)
+    assert (
+        "The curation holds 24 of these images · 2 were added or changed since it was made · 1 of its "
+        in texts(at)
+    )
 
     at.button(key=[b.key for b in at.button if b.label == "Rescan"][0]).click().run()
     wait_for_job(at, project, "update", timeout=120)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from turtle_core.cli import curations as cli_curations
+from turtle_core.cli import labels as cli_labels
 from turtle_core.cli import refine as cli_refine
 from turtle_core.cli import update as cli_update
 from turtle_core.cli.common import TerminalProgress, csv_text
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_refine.add_parser(commands)
     cli_curations.add_parser(commands)
     cli_update.add_parser(commands)
+    cli_labels.add_parser(commands)
     return parser
 
 
@@ -101,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_curations.run(args)
     if args.command == "update":
         return cli_update.run(args)
+    if args.command == "import-labels":
+        return cli_labels.run(args)
     return _discover(args)
 
 

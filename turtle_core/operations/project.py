@@ -23,11 +23,13 @@ from turtle_core.atomic import atomic_write_json, read_json
 from turtle_core.constants import EXCLUDED, PARTITIONS
 from turtle_core.embedding.backbones import PRESETS, Availability, check_availability
 from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.ingest.labels import LabelRows
 from turtle_core.ingest.scan import ImageRecord, ScanError, ScanResult, SkippedFile, scan_folder
 from turtle_core.operations.checks import (
     check_folder,
     folder_labels,
 )
+from turtle_core.operations.labels_in import ImportReport
 from turtle_core.operations.propagate import RefineProposal, propose_refine
 from turtle_core.operations.update import UpdateReport
 from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
@@ -287,6 +289,27 @@ class Project:
         check_cancel(cancel)
         self.state.install_update(update)
         return report
+
+    def import_labels(
+        self,
+        found: LabelRows,
+        *,
+        origin: str = "",
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImportReport:
+        """Make the images `found` names checked, with those labels as cluster names (one undoable edit;
+        `operations/labels_in.py`). A folder without a discovery gets a quick one first, with as many
+        categories as there are labels."""
+        from turtle_core.operations.labels_in import import_labels
+
+        if self.discovery is None:
+            distinct = {row.label for row in found.rows}
+            self.run_discovery(max(2, len(distinct)), progress, cancel, effort="quick")
+        scan = self.scan_result or self.scan(progress, cancel)
+        discovery = self._require_discovery()
+        skipped = [item.path for item in scan.skipped] + [item.path for item in discovery.failed]
+        return import_labels(self.snapshot, self.apply, found, scan.images, skipped, origin)
 
     def earlier_curations(self) -> list[ArchivedCuration]:
         """Curations a new discovery or a restore replaced, newest first."""

@@ -19,6 +19,7 @@ import numpy as np
 
 from turtle_core.names import display_name
 from turtle_core.state.curation import Curation, StepMoved
+from turtle_core.state.curation_view import clean_name
 from turtle_core.state.errors import StaleEdit
 
 EDIT_KINDS: dict[str, type[Edit]] = {}
@@ -29,7 +30,9 @@ class Edit:
     """One change to the curation. `discovery_id`: the discovery the curator was looking at."""
 
     discovery_id: str
-    origin: str = ""  # who makes it, kept with its undo step: "tab:<id>" in the app, "cli" on the command line
+    origin: str = (
+        ""  # who makes it, kept with its undo step: "tab:<id>" in the app, "cli" on the command line
+    )
     kind: ClassVar[str] = "edit"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -192,3 +195,39 @@ class MergeGroups(Edit):
 
     def run(self, curation: Curation, rows_of: RowLookup) -> list[int]:
         return curation.merge_groups([list(group) for group in self.groups])
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelImages(Edit):
+    """Labels made elsewhere: each image gets the cluster named `names[i]` (a new cluster when no cluster has
+    that name), as a checked image; one step. Refused whole if an image is gone or excluded."""
+
+    images: tuple[str, ...]
+    names: tuple[str, ...]
+    description: str
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        if len(self.images) != len(self.names):
+            raise ValueError("one name per image is needed")
+        rows = rows_of(self.images)
+        excluded = [
+            path for path, row in zip(self.images, rows, strict=True) if curation.assignments[row] < 0
+        ]
+        if excluded:
+            raise ValueError(
+                f"{len(excluded)} of these images are excluded (e.g. {excluded[0]!r}); nothing was changed"
+            )
+        by_name = {name: cid for cid, name in curation.names.items()}
+        created: dict[str, int] = {}
+        targets = []
+        for name in (clean_name(name) for name in self.names):
+            if name not in by_name and name not in created:
+                created[name] = curation.next_cluster_id() + len(created)
+            targets.append(by_name.get(name, created.get(name)))
+        curation.carry(
+            rows,
+            np.asarray(targets, np.int32),
+            {cid: name for name, cid in created.items()},
+            self.description,
+        )
+        return len(rows)
