@@ -52,7 +52,7 @@ HOSTILE_FILES: list[bytes] = [
     b":red[alert] :smile: :material/home:.png",
     b"line\nbreak.png",
     b"- list # head &amp; [link](www.x.org) me@x.org.png",
-    b'quote"comma,semi;.png',
+    b"quote\"comma,semi;.png",
     "\u0645\u0631\u062d\u0628\u0627 \U0001f422.png".encode(),
 ]
 BROKEN: bytes = b"broken \xe9 $x$.png"  # not an image: listed as skipped
@@ -214,9 +214,7 @@ def test_export_writes_readable_files_that_lead_back_to_the_originals(hostile_ro
     records = [json.loads(line) for line in lines]
     assert len(records) == n - labels.count(None)
     for rec in records:
-        assert (
-            open_path(hostile_root, rec["source_path"]).read_bytes() == (dest / rec["file_name"]).read_bytes()
-        )
+        assert open_path(hostile_root, rec["source_path"]).read_bytes() == (dest / rec["file_name"]).read_bytes()
         assert rec["label"] in CLUSTER_NAMES
     tasks = json.loads((dest / "labelstudio_tasks.json").read_text(encoding="utf-8"))
     assert len(tasks) == len(records)

@@ -54,9 +54,7 @@ def test_nothing_checked_yet_says_what_to_do(project) -> None:
 def test_fixes_propagate_in_one_undoable_edit(project) -> None:
     opened, truth = project
     snap, class2 = _move_three_of_class_2(opened, truth)
-    opened.apply(
-        edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0, 1, 2, 3, 4, 60, 61, 62, 63, 64]))
-    )
+    opened.apply(edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0, 1, 2, 3, 4, 60, 61, 62, 63, 64])))
     # The curator also made one odd decision: refine must leave it as it is.
     opened.apply(edits.Move(discovery_id=snap.discovery_id, images=snap.keys([5]), cluster_id=1))
     before = opened.snapshot()
