@@ -73,7 +73,9 @@ class CategoryShapes:
 TRAIN_ROWS = 20_000
 
 
-def training_rows(labels: np.ndarray, checked: np.ndarray, limit: int = TRAIN_ROWS, seed: int = 0) -> np.ndarray:
+def training_rows(
+    labels: np.ndarray, checked: np.ndarray, limit: int = TRAIN_ROWS, seed: int = 0
+) -> np.ndarray:
     """Sorted rows to learn the curated categories from: the checked images (excluded ones left out), then
     other labelled images drawn at random, `limit` in all."""
     labels, checked = np.asarray(labels), np.asarray(checked, bool)
