@@ -10,6 +10,7 @@ import streamlit as st
 from turtle_core.constants import EXCLUDED
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
+from turtle_ui.classifier_export import classifier_export
 
 st.title("Export")
 st.caption("Write the labeled dataset to a new folder. Your original images are only read, never moved.")
@@ -168,3 +169,5 @@ st.download_button(
     icon=":material/download:",
     key="download_manifest",
 )
+
+classifier_export(project)

@@ -34,6 +34,7 @@ JOB_WRITES: dict[str, frozenset[str]] = {
     "split": frozenset({"curation"}),
     "umap": frozenset(),
     "export": frozenset(),
+    "classifier": frozenset(),
 }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from turtle_core.cli import classify as cli_classify
 from turtle_core.cli import curations as cli_curations
 from turtle_core.cli import labels as cli_labels
 from turtle_core.cli import refine as cli_refine
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_curations.add_parser(commands)
     cli_update.add_parser(commands)
     cli_labels.add_parser(commands)
+    cli_classify.add_parser(commands)
     return parser
 
 
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_update.run(args)
     if args.command == "import-labels":
         return cli_labels.run(args)
+    if args.command == "classify":
+        return cli_classify.run(args)
     return _discover(args)
 
 

@@ -29,6 +29,7 @@ from turtle_core.operations.checks import (
     check_folder,
     folder_labels,
 )
+from turtle_core.operations.classifier import Classifier
 from turtle_core.operations.labels_in import ImportReport
 from turtle_core.operations.propagate import RefineProposal, propose_refine
 from turtle_core.operations.update import UpdateReport
@@ -310,6 +311,13 @@ class Project:
         discovery = self._require_discovery()
         skipped = [item.path for item in scan.skipped] + [item.path for item in discovery.failed]
         return import_labels(self.snapshot, self.apply, found, scan.images, skipped, origin)
+
+    def classifier(self) -> Classifier:
+        """The current curated categories as a classifier for other images (`operations/classifier.py`)."""
+        from turtle_core.operations.classifier import train_classifier
+
+        snap = self._require_snapshot()
+        return train_classifier(snap, self.spaces(snap.discovery), self.checkpoints)
 
     def earlier_curations(self) -> list[ArchivedCuration]:
         """Curations a new discovery or a restore replaced, newest first."""
