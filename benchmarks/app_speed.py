@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO, RESULTS, timed, write_results
+from benchmarks.common import REPO, RESULTS, standin_discovery, timed, write_results
 
 OUT = RESULTS / "app_speed.json"
 N_CLASSES = 10
@@ -47,7 +47,7 @@ def write_images(folder: Path, n: int) -> None:
 def synthetic_project(folder: Path):
     """Open `folder` with the real `Project`, scan it, and give it a synthetic discovery."""
     from turtle_core.embedding.cache import EmbeddingCache
-    from turtle_core.operations.project import DiscoveryResult, Project
+    from turtle_core.operations.project import Project
     from turtle_core.paths import embedding_cache_dir
 
     project = Project.open(folder)
@@ -61,21 +61,7 @@ def synthetic_project(folder: Path):
     vectors = (centres[labels] + rng.normal(size=(n, 64))).astype(np.float32)
     EmbeddingCache(embedding_cache_dir() / "synthetic").add([r.content_hash for r in images], vectors)
     confidence = rng.uniform(0.2, 1.0, n).astype(np.float32)
-    probabilities = np.full((n, N_CLASSES), 0.0, np.float32)
-    probabilities[np.arange(n), labels] = confidence
-    discovery = DiscoveryResult(
-        images=images,
-        labels=labels,
-        probabilities=probabilities,
-        confidence=confidence,
-        n_clusters=N_CLASSES,
-        score=0.9,
-        scores_by_k={N_CLASSES: 0.9},
-        params={},
-        backbones=["synthetic"],
-        identities=["synthetic"],
-        seconds=0.0,
-    )
+    discovery = standin_discovery(images, labels, confidence, N_CLASSES, "synthetic", score=0.9)
     project.state.install_discovery(discovery)  # saved with a fresh curation, as a real discovery is
     return project, scan_s
 

@@ -10,9 +10,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from turtle_core.atomic import atomic_write_json
+
+if TYPE_CHECKING:
+    from turtle_core.ingest.scan import ImageRecord
+    from turtle_core.state.discovery_result import DiscoveryResult
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -85,6 +91,36 @@ def machine_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
     }
+
+
+def standin_discovery(
+    images: list[ImageRecord],
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    n_clusters: int,
+    identity: str,
+    score: float = 0.0,
+    params: dict[str, Any] | None = None,
+) -> DiscoveryResult:
+    """A discovery result for labels that no discovery made, to measure what comes after one; each
+    image's probability of its own label is its confidence, of the others 0."""
+    from turtle_core.state.discovery_result import DiscoveryResult
+
+    probabilities = np.zeros((len(labels), n_clusters), dtype=np.float32)
+    probabilities[np.arange(len(labels)), labels] = confidence
+    return DiscoveryResult(
+        images=images,
+        labels=labels,
+        probabilities=probabilities,
+        confidence=confidence,
+        n_clusters=n_clusters,
+        score=score,
+        scores_by_k={n_clusters: score},
+        params=params or {},
+        backbones=["synthetic"],
+        identities=[identity],
+        seconds=0.0,
+    )
 
 
 def write_results(path: Path, payload: dict[str, Any]) -> Path:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import REPO, RESULTS, write_results
+from benchmarks.common import REPO, RESULTS, standin_discovery, write_results
 
 IDENTITY = "synthetic-mixture"
 CHUNK = 50_000
@@ -168,27 +168,14 @@ def standin(work: Path, n: int, classes: int) -> dict:
     """Instead of `discover` when a discovery at this size does not fit the time: the mixture's own
     classes saved as the discovery (confidence drawn at random), so that the phases after it (open,
     map, gallery, edit) can be measured. The JSON marks it."""
-    from turtle_core.operations.project import DiscoveryResult, Project
+    from turtle_core.operations.project import Project
 
     start = time.perf_counter()
     labels = truth_of(n, classes).astype(np.int32)
     confidence = np.random.default_rng(2).uniform(0.3, 1.0, size=n).astype(np.float32)
-    probabilities = np.zeros((n, classes), dtype=np.float32)
-    probabilities[np.arange(n), labels] = confidence
     project = Project.open(work / "images")
-    result = DiscoveryResult(
-        images=_records(n, classes),
-        labels=labels,
-        probabilities=probabilities,
-        confidence=confidence,
-        n_clusters=classes,
-        score=0.0,
-        scores_by_k={classes: 0.0},
-        params={"effort": "stand-in: the mixture's classes, no discovery ran"},
-        backbones=["synthetic"],
-        identities=[IDENTITY],
-        seconds=0.0,
-    )
+    params = {"effort": "stand-in: the mixture's classes, no discovery ran"}
+    result = standin_discovery(_records(n, classes), labels, confidence, classes, IDENTITY, params=params)
     project.state.install_discovery(result)
     return {
         "seconds": time.perf_counter() - start,
@@ -315,7 +302,7 @@ def edit(work: Path) -> dict:
 
 
 def refine(work: Path) -> dict:
-    """ "Propagate my fixes": the curator confirms 2,000 images spread over the folder, then the proposal
+    """Propagate my fixes: the curator confirms 2,000 images spread over the folder, then the proposal
     (a probe trained on every checked image, every unchecked image re-labelled and scored) and applying
     it as one undoable edit."""
     from turtle_core.operations.project import Project
