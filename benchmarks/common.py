@@ -77,7 +77,7 @@ start_run()  # a benchmark's `main` called without the runner still gets a start
 
 def machine_facts() -> dict[str, Any]:
     """What a timing needs beside it: CPUs, memory, the 1/5/15-minute load average when the run
-    started and now, torch's threads and versions, the date the run started (UTC)."""
+    started and now, torch's threads and version, the date the run started (UTC)."""
     import torch
 
     return {

@@ -87,3 +87,29 @@ def test_no_benchmark_edits_sys_path() -> None:
     """They import as a package from the repository's root (`python -m benchmarks`), never by path."""
     offenders = [str(path.relative_to(REPO)) for path in _package_files() if "sys.path" in path.read_text()]
     assert offenders == []
+
+
+def test_timed_gives_the_median_of_the_calls_and_syncs_around_each() -> None:
+    from benchmarks.common import timed
+
+    calls, syncs = [], []
+    timing = timed(lambda: calls.append(len(calls)) or len(calls), repeat=3, sync=lambda: syncs.append(1))
+    assert timing.result == 3 and len(calls) == 3 and len(syncs) == 6
+    assert len(timing.runs) == 3 and timing.seconds == sorted(timing.runs)[1]
+    assert timing.started <= timing.ended
+
+
+def test_write_results_adds_the_facts_of_the_run(tmp_path: Path) -> None:
+    import json
+    import os
+
+    from benchmarks.common import write_results
+
+    payload = {"rows": [1, 2]}
+    path = write_results(tmp_path / "deeper" / "x.json", payload)
+    written = json.loads(path.read_text())
+    assert written["rows"] == [1, 2] and "machine" not in payload
+    facts = written["machine"]
+    assert facts["cpu_count"] == os.cpu_count()
+    assert len(facts["load_average_at_start"]) == 3 and len(facts["load_average_at_end"]) == 3
+    assert facts["torch_threads"] >= 1 and facts["date"][:2] == "20"
