@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["TURTLE_HOME"] = str(Path(tmp) / "home")
         os.environ.setdefault("TURTLE_OFFLINE", "1")
         folder = Path(tmp) / "images"
-        results["write_images_s"], _ = timed(lambda: write_images(folder, args.images))
+        results["write_images_s"] = timed(lambda: write_images(folder, args.images)).seconds
         project, results["scan_s"] = synthetic_project(folder)
         bench_clusters(project, results)
         bench_map(project, results)
