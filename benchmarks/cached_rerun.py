@@ -1,12 +1,13 @@
 """What a repeated discovery costs in the embedding stage when every image is already cached.
 
     .venv/bin/python -m benchmarks cached_rerun                          # dinov2-vit-l14, ~1 min, 1.2 GB temp
-    .venv/bin/python -m benchmarks cached_rerun --backbone effnet-lite0
+    .venv/bin/python -m benchmarks cached_rerun --backbone dinov2-vit-s14        # 0.08 GB checkpoint
 
 The backbone's weights are random (no download: its real architecture is built and saved as a local
 checkpoint), the images are 20 demo images. Side by side in one run: loading the weights, which every
 repeated discovery paid before, against `embed_folder_images` serving everything from the cache
-without loading them. JSON: benchmarks/results/cached_rerun.json.
+without loading them. JSON: benchmarks/results/cached_rerun.json. The EfficientNet-Lite backbones cannot
+run it: a checkpoint saved from a loaded Lite backbone (classifier removed) does not load back into one.
 """
 
 from __future__ import annotations
