@@ -126,7 +126,7 @@ def bench_map(project, results: dict) -> None:
     results["map_page_10k_rerun_s"] = timed(lambda: at.run(), repeat=3).seconds
 
     def lasso_and_move() -> None:
-        key = f"map:{at.session_state['edit_nonce']}"
+        key = at.get("plotly_chart")[0].key  # the chart's selection state, as the browser reports a lasso
         chosen = list(range(0, 2000, 7))
         at.session_state[key] = {"selection": {"points": [], "point_indices": chosen, "box": [], "lasso": []}}
         at.run()
