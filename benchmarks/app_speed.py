@@ -1,4 +1,4 @@
-"""How fast the app feels with big projects.
+"""How fast the app feels on a 10,000-image project and a 50,000-point map.
 
 A 10,000-image project (real PNG files, real scan, real thumbnails; synthetic embeddings in the real
 embedding cache and a synthetic discovery result) driven through `AppTest`:
@@ -7,7 +7,7 @@ embedding cache and a synthetic discovery result) driven through `AppTest`:
 and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the render in
 headless Chromium plus a box selection coming back to Python.
 
-    .venv/bin/python benchmarks/app_speed.py [--images 10000] [--points 50000] [--browser]
+    .venv/bin/python -m benchmarks app_speed [--images 10000] [--points 50000] [--browser]
 
 Prints a table and writes benchmarks/results/app_speed.json.
 """
@@ -15,32 +15,17 @@ Prints a table and writes benchmarks/results/app_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results" / "app_speed.json"
+from benchmarks.common import REPO, RESULTS, standin_discovery, timed, write_results
+
+OUT = RESULTS / "app_speed.json"
 N_CLASSES = 10
-
-
-def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[float, list[float]]:
-    """Median wall time of `fn` over `repeat` calls, and all the times."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), times
 
 
 # ------------------------------------------------------------------------------------------ project
@@ -62,11 +47,11 @@ def write_images(folder: Path, n: int) -> None:
 def synthetic_project(folder: Path):
     """Open `folder` with the real `Project`, scan it, and give it a synthetic discovery."""
     from turtle_core.embedding.cache import EmbeddingCache
-    from turtle_core.operations.project import DiscoveryResult, Project
+    from turtle_core.operations.project import Project
     from turtle_core.paths import embedding_cache_dir
 
     project = Project.open(folder)
-    scan_s, _ = timed(project.scan)
+    scan_s = timed(project.scan).seconds
     images = project.scan_result.images
     n = len(images)
     rng = np.random.default_rng(1)
@@ -76,21 +61,7 @@ def synthetic_project(folder: Path):
     vectors = (centres[labels] + rng.normal(size=(n, 64))).astype(np.float32)
     EmbeddingCache(embedding_cache_dir() / "synthetic").add([r.content_hash for r in images], vectors)
     confidence = rng.uniform(0.2, 1.0, n).astype(np.float32)
-    probabilities = np.full((n, N_CLASSES), 0.0, np.float32)
-    probabilities[np.arange(n), labels] = confidence
-    discovery = DiscoveryResult(
-        images=images,
-        labels=labels,
-        probabilities=probabilities,
-        confidence=confidence,
-        n_clusters=N_CLASSES,
-        score=0.9,
-        scores_by_k={N_CLASSES: 0.9},
-        params={},
-        backbones=["synthetic"],
-        identities=["synthetic"],
-        seconds=0.0,
-    )
+    discovery = standin_discovery(images, labels, confidence, N_CLASSES, "synthetic", score=0.9)
     project.state.install_discovery(discovery)  # saved with a fresh curation, as a real discovery is
     return project, scan_s
 
@@ -103,7 +74,7 @@ def app_for(project, page: str):
 
     st.cache_resource.clear()
     session._open_project_uncached = lambda folder: project
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
     at.session_state["folder"] = str(project.folder)
     at.session_state["map_layout"] = "PCA"  # UMAP of 10k points takes a minute on 2 cores: not the UI's cost
     at.run()
@@ -114,7 +85,7 @@ def app_for(project, page: str):
 
 def bench_clusters(project, results: dict) -> None:
     at = app_for(project, "pages/clusters.py")
-    results["clusters_page_first_run_s"], _ = timed(lambda: at.run())
+    results["clusters_page_first_run_s"] = timed(lambda: at.run()).seconds
 
     counter = iter(range(1000))
 
@@ -124,9 +95,9 @@ def bench_clusters(project, results: dict) -> None:
         at.button(key="rename").click().run()
         assert not at.exception, at.exception
 
-    median, times = timed(rename, repeat=5)
-    results["edit_rerun_clusters_overview_s"] = median
-    results["edit_rerun_clusters_overview_all_s"] = times
+    renames = timed(rename, repeat=5)
+    results["edit_rerun_clusters_overview_s"] = renames.seconds
+    results["edit_rerun_clusters_overview_all_s"] = renames.runs
 
     # Gallery of 100 thumbnails: cold (thumbnails made now) then warm (files exist, browser-side cache aside).
     at.segmented_control(key="clusters_view").set_value("Gallery").run()
@@ -138,9 +109,8 @@ def bench_clusters(project, results: dict) -> None:
         assert not at.exception, at.exception
         assert len([c for c in at.checkbox if c.key and c.key.startswith("pick:")]) == 100
 
-    results["gallery_100_cold_s"], _ = timed(lambda: page_to(2))
-    results["gallery_100_warm_s"], warm = timed(lambda: (page_to(1), page_to(2)), repeat=3)
-    results["gallery_100_warm_s"] /= 2  # two page flips per repeat
+    results["gallery_100_cold_s"] = timed(lambda: page_to(2)).seconds
+    results["gallery_100_warm_s"] = timed(lambda: (page_to(1), page_to(2)), repeat=3).seconds / 2  # two flips
 
     def tick_and_move() -> None:
         boxes = [c for c in at.checkbox if c.key and c.key.startswith("pick:")]
@@ -148,22 +118,22 @@ def bench_clusters(project, results: dict) -> None:
         at.button(key=f"{scope}:move").click().run()
         assert not at.exception, at.exception
 
-    results["edit_rerun_gallery_move_s"], _ = timed(tick_and_move)
+    results["edit_rerun_gallery_move_s"] = timed(tick_and_move).seconds
 
 
 def bench_map(project, results: dict) -> None:
     at = app_for(project, "pages/map.py")
-    results["map_page_10k_rerun_s"], _ = timed(lambda: at.run(), repeat=3)
+    results["map_page_10k_rerun_s"] = timed(lambda: at.run(), repeat=3).seconds
 
     def lasso_and_move() -> None:
-        key = f"map:{at.session_state['edit_nonce']}"
+        key = at.get("plotly_chart")[0].key  # the chart's selection state, as the browser reports a lasso
         chosen = list(range(0, 2000, 7))
         at.session_state[key] = {"selection": {"points": [], "point_indices": chosen, "box": [], "lasso": []}}
         at.run()
         at.button(key="map:move").click().run()
         assert not at.exception, at.exception
 
-    results["edit_rerun_map_move_s"], _ = timed(lasso_and_move, repeat=3)
+    results["edit_rerun_map_move_s"] = timed(lasso_and_move, repeat=3).seconds
 
 
 # ------------------------------------------------------------------------------------------ 50k map
@@ -178,9 +148,9 @@ def bench_figure(n: int, results: dict) -> None:
     conf = rng.uniform(size=n).astype(np.float32)
     names = {c: f"cluster {c}" for c in range(30)}
     files = [f"folder/img_{i:06d}.jpg" for i in range(n)]
-    build, _ = timed(lambda: scatter_figure(xy, assign, conf, names, files), repeat=3)
+    build = timed(lambda: scatter_figure(xy, assign, conf, names, files), repeat=3).seconds
     fig = scatter_figure(xy, assign, conf, names, files)
-    serialise, _ = timed(fig.to_json, repeat=3)
+    serialise = timed(fig.to_json, repeat=3).seconds
     results[f"map_{n}_figure_build_s"] = build
     results[f"map_{n}_serialise_s"] = serialise
     results[f"map_{n}_json_mb"] = len(fig.to_json()) / 1e6
@@ -204,12 +174,12 @@ st.markdown(f"selected: {{len(event['selection']['point_indices'])}}")
 
 
 def bench_browser(n: int, results: dict) -> None:
-    sys.path.insert(0, str(ROOT / "tests" / "browser"))
-    from conftest import CHROMIUM, IDLE, AppServer
     from playwright.sync_api import sync_playwright
 
+    from tests.browser.conftest import CHROMIUM, IDLE, AppServer
+
     with tempfile.TemporaryDirectory() as tmp:
-        script = ROOT / f".bench_map_{os.getpid()}.py"  # next to app.py so `pages` imports
+        script = REPO / f".bench_map_{os.getpid()}.py"  # next to app.py so `pages` imports
         script.write_text(MAP_APP.format(n=n))
         server = AppServer(Path(tmp), script=script)
         try:
@@ -251,25 +221,21 @@ def bench_browser(n: int, results: dict) -> None:
             script.unlink(missing_ok=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=50_000)
     parser.add_argument("--browser", action="store_true", help="also render the 50k map in headless Chromium")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    results: dict[str, object] = {
-        "images": args.images,
-        "points": args.points,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-    }
+    results: dict[str, object] = {"images": args.images, "points": args.points}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TURTLE_HOME"] = str(Path(tmp) / "home")
         os.environ.setdefault("TURTLE_OFFLINE", "1")
         folder = Path(tmp) / "images"
-        results["write_images_s"], _ = timed(lambda: write_images(folder, args.images))
+        results["write_images_s"] = timed(lambda: write_images(folder, args.images)).seconds
         project, results["scan_s"] = synthetic_project(folder)
         bench_clusters(project, results)
         bench_map(project, results)
@@ -277,14 +243,9 @@ def main() -> None:
     if args.browser:
         bench_browser(args.points, results)
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    write_results(OUT, results)
     width = max(len(k) for k in results)
     for key, value in results.items():
         shown = f"{value:.3f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
-
-
-if __name__ == "__main__":
-    main()
+    print(f"\nwritten to {OUT.relative_to(REPO)}")

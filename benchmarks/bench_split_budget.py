@@ -1,7 +1,9 @@
-"""Split budget: time and quality of splitting a merged pair of demo classes with the quick effort (the
-split's default) against the standard effort (what a split spent before), on the same rows, side by side.
+"""What a split spends: the quick effort (the split's default) against the standard one, side by side.
 
-Usage: python benchmarks/bench_split_budget.py [--per-class 200] [--pairs 2]
+Time and quality of splitting a merged pair of demo classes with each effort, on the same rows.
+
+    .venv/bin/python -m benchmarks bench_split_budget [--per-class 200] [--pairs 2]
+
 Writes benchmarks/results/split_budget.json. Needs the demo's embeddings (computed and cached on first run).
 """
 
@@ -9,21 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import RESULTS, write_results
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--pairs", type=int, default=2, help="merged pairs of classes to split")
     parser.add_argument("--efforts", default="quick,standard")
     parser.add_argument("--parts", default="auto,2", help="parts to ask for: 'auto' (2-4) and/or numbers")
     parser.add_argument("--out", default="split_budget.json", help="file name under benchmarks/results/")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from turtle_core.discovery.effort import resolve_effort
     from turtle_core.discovery.metrics import hungarian_accuracy
@@ -76,15 +80,13 @@ def main() -> None:
         for name in args.efforts.split(",")
     }
     summary = {
-        "machine": f"{os.cpu_count()} CPUs, shared (load {os.getloadavg()[0]:.1f})",
         "demo_images": len(images),
         "runs": rows,
         "mean_seconds": by_effort,
     }
     if "quick" in by_effort and "standard" in by_effort:
         summary["quick_over_standard_time"] = round(by_effort["quick"] / by_effort["standard"], 3)
-    out = Path(__file__).parent / "results" / args.out
-    out.write_text(json.dumps(summary, indent=2))
+    write_results(RESULTS / args.out, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
 
 
@@ -93,7 +95,3 @@ def purity(truth: np.ndarray, labels: np.ndarray) -> float:
         np.unique(truth[labels == part], return_counts=True)[1].max() for part in np.unique(labels)
     )
     return majority / truth.size
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Label-free criteria for the number of categories C on Animal-MNIST (Lite0), side by side.
 
-    .venv/bin/python benchmarks/c_criteria.py --features-dir benchmarks/features     # ~15 min, 1 thread
+    .venv/bin/python -m benchmarks c_criteria --features-dir benchmarks/features     # ~15 min, 1 thread
 
 The engine's selection scores each C by the chance-corrected probe agreement (κ) on the whitened
 features; on Animal-MNIST that score saturates and picks 15 for a true C of 10 (benchmarks/README.md).
@@ -29,14 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import FEATURES, RESULTS, write_results
+from turtle_core.discovery.metrics import ari, evaluate
+from turtle_core.discovery.selection import DEFAULT_SCREEN, generalization_details, select_model
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.discovery.metrics import ari, evaluate  # noqa: E402
-from turtle_core.discovery.selection import DEFAULT_SCREEN, generalization_details, select_model  # noqa: E402
-
-OUT = ROOT / "benchmarks" / "results" / "c_criteria.json"
+OUT = RESULTS / "c_criteria.json"
 STABILITY_TOPS = (3, 4, 5, 6, 8)
 
 
@@ -129,18 +126,18 @@ def study(X: np.ndarray, truth: np.ndarray, c_values: list[int], starts: int, kn
     return {"reference": reference, "rows": rows, "picks": picks}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--features-dir", type=Path, default=ROOT / "benchmarks" / "features")
+    parser.add_argument("--features-dir", type=Path, default=FEATURES)
     parser.add_argument("--space", default="lite0", help="lite0 or lite2")
     parser.add_argument("--c-range", default="5,15")
     parser.add_argument("--starts", type=int, default=DEFAULT_SCREEN, help="screened k-means starts per C")
     parser.add_argument("--knn", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     X = np.load(args.features_dir / f"animal_mnist_effnet-{args.space}.npy").astype(np.float32)
     truth = np.load(args.features_dir / "animal_mnist_labels.npy").astype(np.int64)
@@ -150,9 +147,5 @@ def main() -> None:
         true_c=int(truth.max()) + 1, space=args.space, starts=args.starts, command=" ".join(sys.argv)
     )
     print("picks (true C = {}):".format(report["true_c"]), json.dumps(report["picks"]))
-    atomic_write_json(args.out, report)
+    write_results(args.out, report)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

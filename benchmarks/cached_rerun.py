@@ -1,12 +1,13 @@
 """What a repeated discovery costs in the embedding stage when every image is already cached.
 
-    .venv/bin/python benchmarks/cached_rerun.py                          # dinov2-vit-l14, ~1 min, 1.2 GB temp
-    .venv/bin/python benchmarks/cached_rerun.py --backbone effnet-lite0
+    .venv/bin/python -m benchmarks cached_rerun                          # dinov2-vit-l14, ~1 min, 1.2 GB temp
+    .venv/bin/python -m benchmarks cached_rerun --backbone dinov2-vit-s14        # 0.08 GB checkpoint
 
 The backbone's weights are random (no download: its real architecture is built and saved as a local
 checkpoint), the images are 20 demo images. Side by side in one run: loading the weights, which every
 repeated discovery paid before, against `embed_folder_images` serving everything from the cache
-without loading them. JSON: benchmarks/results/cached_rerun.json.
+without loading them. JSON: benchmarks/results/cached_rerun.json. The EfficientNet-Lite backbones cannot
+run it: a checkpoint saved from a loaded Lite backbone (classifier removed) does not load back into one.
 """
 
 from __future__ import annotations
@@ -21,16 +22,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import RESULTS, write_results
+from turtle_core.embedding.backbones import load_backbone
+from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.ingest.demo import write_demo_folder
+from turtle_core.ingest.scan import scan_folder
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.embedding.backbones import load_backbone  # noqa: E402
-from turtle_core.embedding.embed import embed_folder_images  # noqa: E402
-from turtle_core.ingest.demo import write_demo_folder  # noqa: E402
-from turtle_core.ingest.scan import scan_folder  # noqa: E402
-
-OUT = ROOT / "benchmarks" / "results" / "cached_rerun.json"
+OUT = RESULTS / "cached_rerun.json"
 
 
 def measure(name: str, repeats: int, workdir: Path) -> dict[str, object]:
@@ -66,7 +64,7 @@ def measure(name: str, repeats: int, workdir: Path) -> dict[str, object]:
     return row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -74,7 +72,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="cached_rerun-"))
     try:
@@ -83,9 +81,5 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     previous[args.backbone] = {**row, "command": " ".join(sys.argv)}
-    atomic_write_json(args.out, previous)
+    write_results(args.out, previous)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

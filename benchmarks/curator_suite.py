@@ -1,9 +1,9 @@
 """The curator-effort suite: discovery quality, confidence AUROC and simulated curator effort per set.
 
-    nice -n 10 .venv/bin/python benchmarks/curator_suite.py                          # everything
-    .venv/bin/python benchmarks/curator_suite.py --sets digits --methods kmeans,kmeans+probe --seeds 0,1,2
+    nice -n 10 .venv/bin/python -m benchmarks curator_suite                          # everything
+    .venv/bin/python -m benchmarks curator_suite --sets digits --methods kmeans,kmeans+probe --seeds 0,1,2
 
-Reads `benchmarks/features/suite/<set>.npz` (benchmarks/suite/features.py). For each set, method and
+Reads `benchmarks/features/suite/<set>.npz` (`python -m benchmarks suite.features`). For each set, method and
 seed: labels and confidence from the method's start, Hungarian accuracy / NMI / ARI, seconds, the
 AUROC of (1 − confidence) for "wrong after naming", the simulated curator without feedback and (for
 methods with a refine) with feedback. Each start and each curator result is cached under
@@ -23,19 +23,15 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks.common import DATA, RESULTS, write_results
+from benchmarks.suite import curator, methods
+from benchmarks.suite.cache import RunCache, digest_files, engine_digest, key_of, source_digest
+from benchmarks.suite.features import FEATURES_DIR, load_features
+from benchmarks.suite.report import aggregate, print_table
+from turtle_core.discovery.metrics import evaluate
 
-from benchmarks.suite import curator, methods  # noqa: E402
-from benchmarks.suite.cache import RunCache, digest_files, engine_digest, key_of, source_digest  # noqa: E402
-from benchmarks.suite.features import FEATURES_DIR, load_features  # noqa: E402
-from benchmarks.suite.report import aggregate, print_table  # noqa: E402
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.discovery.metrics import evaluate  # noqa: E402
-
-RUN_CACHE = REPO / "benchmarks" / "data" / "suite-runs"
-DEFAULT_OUT = REPO / "benchmarks" / "results" / "curator_suite.json"
+RUN_CACHE = DATA / "suite-runs"
+DEFAULT_OUT = RESULTS / "curator_suite.json"
 METHODS = ("kmeans", "kmeans+probe", "default", "default+refine")
 EXTRA_METHODS = ("default+probe",)  # the product's start with the anchor's refine: which part helps
 NOT_AVAILABLE = "not available (turtle_core.discovery.refine.refine_labels missing)"
@@ -162,10 +158,10 @@ class _Timed:
     def __init__(self, refine: curator.RefineFn) -> None:
         self.refine, self.seconds, self.calls = refine, 0.0, 0
 
-    def __call__(self, labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         started = time.perf_counter()
         try:
-            return self.refine(labels, known)
+            return self.refine(labels, checked)
         finally:
             self.seconds += time.perf_counter() - started
             self.calls += 1
@@ -213,7 +209,7 @@ def run_set(
     return entry
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -230,7 +226,7 @@ def main() -> None:
         action="store_true",
         help="compute no discovery: report the starts already cached for the current code (others skipped)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     method_names = [m for m in args.methods.split(",") if m]
     unknown = [m for m in method_names if m not in METHODS + EXTRA_METHODS]
     if unknown:
@@ -239,7 +235,10 @@ def main() -> None:
     names = [n for n in args.sets.split(",") if n] or available
     missing = [n for n in names if n not in available]
     if missing:
-        print(f"no features for {', '.join(missing)} (run benchmarks/suite/features.py); skipped", flush=True)
+        print(
+            f"no features for {', '.join(missing)} (run python -m benchmarks suite.features); skipped",
+            flush=True,
+        )
     names = [n for n in names if n in available]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     efforts = [e for e in args.effort.split(",") if e]
@@ -266,15 +265,10 @@ def main() -> None:
     for name, entry in results.items():
         kept = merged_sets.get(name, {}).get("methods", {})
         merged_sets[name] = {**entry, "methods": {**kept, **entry["methods"]}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, {
+    write_results(args.out, {
         "command": " ".join(sys.argv),
         "wall_s": wall,
         "seeds": seeds,
         "engine_digest": engine_digest(),
         "sets": merged_sets,
     })  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()

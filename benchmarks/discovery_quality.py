@@ -1,14 +1,14 @@
 """Discovery quality on Animal-MNIST (10,000 images, 10 classes) embedded with EfficientNet-Lite0/Lite2.
 
-    .venv/bin/python benchmarks/discovery_quality.py --features-dir .devout/features
-    .venv/bin/python benchmarks/discovery_quality.py --parts default,kmeans          # the headline only
+    .venv/bin/python -m benchmarks discovery_quality --features-dir benchmarks/features
+    .venv/bin/python -m benchmarks discovery_quality --parts default,kmeans          # the headline only
 
 Compares the engine's default discovery (`select_model` with its defaults: no label is used to
 choose anything) on one space (Lite0) and two spaces (Lite0 + Lite2) with k-means (raw and
 L2-normalised features): Hungarian accuracy, NMI, ARI, seconds. Optional parts: a table of TURTLE
 variants (preprocessing, γ, spaces, warm/cold...), the reference-style loop, and how well the
 label-free choice of C works (Animal-MNIST over a C range; synthetic blobs with several true C).
-Without `--features-dir` the features are computed through the engine (benchmarks/embed_dataset.py)
+Without `--features-dir` the features are computed through the engine (the `embed_dataset` benchmark)
 into benchmarks/features/ first. JSON: benchmarks/results/discovery_quality.json (parts merge in).
 """
 
@@ -26,17 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import FEATURES, RESULTS, write_results
+from turtle_core.discovery.effort import EFFORTS
+from turtle_core.discovery.metrics import evaluate, kmeans_baseline
+from turtle_core.discovery.selection import _choose, select_model
+from turtle_core.discovery.turtle import Turtle
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.discovery.effort import EFFORTS  # noqa: E402
-from turtle_core.discovery.metrics import evaluate, kmeans_baseline  # noqa: E402
-from turtle_core.discovery.selection import _choose, select_model  # noqa: E402
-from turtle_core.discovery.turtle import Turtle  # noqa: E402
-
-OUT = ROOT / "benchmarks" / "results" / "discovery_quality.json"
+OUT = RESULTS / "discovery_quality.json"
 PARTS = (
     "default",
     "quick",
@@ -49,12 +45,16 @@ PARTS = (
     "c_range",
     "synthetic_c",
 )
+# Measured earlier on other Lite0 features (the engine's CPU resizing makes slightly different ones).
 FACTS = {
-    "k-means raw Lite0 (lead's measurement)": {"accuracy": 0.690, "nmi": 0.611},
-    "k-means L2 Lite0 (lead's measurement)": {"accuracy": 0.602, "nmi": 0.587},
-    "reference-style TURTLE Lite0 cold, T=6000 (lead's measurement)": {"accuracy": 0.597, "nmi": 0.566},
-    "reference-style TURTLE Lite0 warm, T=6000 (lead's measurement)": {"accuracy": 0.660, "nmi": 0.644},
-    "reference-style TURTLE Lite0+Lite2 warm, T=6000 (lead's measurement)": {"accuracy": 0.644, "nmi": 0.654},
+    "k-means raw Lite0 (earlier, other features)": {"accuracy": 0.690, "nmi": 0.611},
+    "k-means L2 Lite0 (earlier, other features)": {"accuracy": 0.602, "nmi": 0.587},
+    "reference-style TURTLE Lite0 cold, T=6000 (earlier, other features)": {"accuracy": 0.597, "nmi": 0.566},
+    "reference-style TURTLE Lite0 warm, T=6000 (earlier, other features)": {"accuracy": 0.660, "nmi": 0.644},
+    "reference-style TURTLE Lite0+Lite2 warm, T=6000 (earlier, other features)": {
+        "accuracy": 0.644,
+        "nmi": 0.654,
+    },
 }
 
 # One fit each (no selection, seed 0): what moves the quality. Name → (spaces, Turtle parameters).
@@ -106,7 +106,7 @@ def compute_features(folder: Path) -> Path:
         load_features(folder)
         return folder
     except FileNotFoundError:
-        from embed_dataset import embed_animal_mnist
+        from benchmarks.embed_dataset import embed_animal_mnist
 
         embed_animal_mnist(1000, ["effnet-lite0", "effnet-lite2"], folder)
         return folder
@@ -323,7 +323,7 @@ def screening_study(
 
 
 def reference_rows(spaces: dict[str, np.ndarray], truth: np.ndarray, n_clusters: int) -> list[dict[str, Any]]:
-    from reference_loop import reference_turtle
+    from benchmarks.reference_loop import reference_turtle
 
     rows = []
     for key, warm in (("lite0", False), ("lite0", True)):
@@ -477,7 +477,7 @@ def run_quality(
     return report
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -494,13 +494,13 @@ def main() -> None:
         "--spaces", default="lite0,lite0+lite2", help="space sets for default and kmeans (comma-separated)"
     )
     parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     torch.set_num_threads(args.threads)
-    folder = args.features_dir or compute_features(ROOT / "benchmarks" / "features")
+    folder = args.features_dir or compute_features(FEATURES)
     spaces, truth = load_features(folder)
     lo, hi = (int(v) for v in args.c_range.split(","))
     report = run_quality(
@@ -518,9 +518,5 @@ def main() -> None:
     previous["facts"] = FACTS
     previous["features"] = {name: list(X.shape) for name, X in spaces.items()}
     previous["last_command"] = " ".join(sys.argv)
-    atomic_write_json(args.out, previous)
+    write_results(args.out, previous)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,28 +1,26 @@
-"""Embed the bundled Animal-MNIST set through the engine (demo folder → scan → embed, cached) and save
-the features for the quality benchmark: `features-dir/animal_mnist_<backbone>.npy` + `animal_mnist_labels.npy`.
+"""Embed the bundled Animal-MNIST through the engine and save its features for the quality benchmarks.
 
-    .venv/bin/python benchmarks/embed_dataset.py --per-class 1000 --out benchmarks/features
+Demo folder → scan → embed (cached) → `OUT/animal_mnist_<backbone>.npy` + `animal_mnist_labels.npy`.
+
+    .venv/bin/python -m benchmarks embed_dataset --per-class 1000 --out benchmarks/features
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.embedding.backbones import PRESETS, load_backbone  # noqa: E402
-from turtle_core.embedding.cache import EmbeddingCache  # noqa: E402
-from turtle_core.embedding.embed import embed_images  # noqa: E402
-from turtle_core.ingest.demo import ANIMAL_CLASSES, write_demo_folder  # noqa: E402
-from turtle_core.ingest.scan import scan_folder  # noqa: E402
-from turtle_core.paths import embedding_cache_dir, turtle_home  # noqa: E402
+from benchmarks.common import FEATURES, RESULTS, write_results
+from turtle_core.embedding.backbones import PRESETS, load_backbone
+from turtle_core.embedding.cache import EmbeddingCache
+from turtle_core.embedding.embed import embed_images
+from turtle_core.ingest.demo import ANIMAL_CLASSES, write_demo_folder
+from turtle_core.ingest.scan import scan_folder
+from turtle_core.paths import embedding_cache_dir, turtle_home
 
 
 def embed_animal_mnist(
@@ -55,24 +53,21 @@ def embed_animal_mnist(
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--backbones", default=",".join(PRESETS["offline"]))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/features"))
+    parser.add_argument("--out", type=Path, default=FEATURES)
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = embed_animal_mnist(
         args.per_class, args.backbones.split(","), args.out, args.device, args.batch_size
     )
-    out = Path(__file__).resolve().parent / "results" / "embed_dataset.json"
-    out.parent.mkdir(exist_ok=True)
+    out = RESULTS / "embed_dataset.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     # One backbone per run is common (they take long on a CPU): keep the others' numbers.
     report["backbones"] = {**previous.get("backbones", {}), **report["backbones"]}  # type: ignore[dict-item]
-    atomic_write_json(out, report)
-
-
-if __name__ == "__main__":
-    main()
+    write_results(out, report)

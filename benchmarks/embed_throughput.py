@@ -1,6 +1,6 @@
 """Embedding throughput on this machine: model only vs files on disk -> decode -> model.
 
-    .venv/bin/python benchmarks/embed_throughput.py --n 256 --backbones effnet-lite0
+    .venv/bin/python -m benchmarks embed_throughput --n 256 --backbones effnet-lite0
 
 End-to-end is measured with `embed_images` (no cache) with 0 and N decode threads, and with a torch
 DataLoader using worker processes, to pick the faster way to overlap decoding with the model.
@@ -11,10 +11,6 @@ Writes benchmarks/results/embed_throughput.json (`_jpeg` suffix for --source jpe
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +19,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import RESULTS, write_results
+from turtle_core.embedding.backbones import LoadedBackbone, load_backbone
+from turtle_core.embedding.embed import embed_images
+from turtle_core.ingest.demo import write_demo_folder
+from turtle_core.ingest.scan import ImageRecord, UnusableImage, load_image, scan_folder
 
-from turtle_core.embedding.backbones import LoadedBackbone, load_backbone  # noqa: E402
-from turtle_core.embedding.embed import embed_images  # noqa: E402
-from turtle_core.ingest.demo import write_demo_folder  # noqa: E402
-from turtle_core.ingest.scan import ImageRecord, UnusableImage, load_image, scan_folder  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results" / "embed_throughput.json"
+OUT = RESULTS / "embed_throughput.json"
 
 
 def make_jpeg_folder(dest: Path, n: int) -> Path:
@@ -101,7 +96,7 @@ def dataloader(
     return len(records) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -111,8 +106,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="decode threads / DataLoader processes")
     parser.add_argument("--repeat", type=int, default=2, help="rounds over all modes; the best is reported")
     parser.add_argument("--source", choices=["demo", "jpeg"], default="demo")
-    parser.add_argument("--out", type=Path, default=None, help=f"default {RESULTS} (demo source)")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None, help=f"default {OUT} (demo source)")
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.source == "demo":
@@ -153,21 +148,8 @@ def main() -> None:
         "source": args.source,
         "batch_size": args.batch_size,
         "repeat": args.repeat,
-        "load_average_at_end": os.getloadavg(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
         "results": rows,
     }
-    out = args.out or (
-        RESULTS if args.source == "demo" else RESULTS.with_name(f"{RESULTS.stem}_{args.source}.json")
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+    out = args.out or (OUT if args.source == "demo" else OUT.with_name(f"{OUT.stem}_{args.source}.json"))
+    write_results(out, report)
     print(f"\nwritten to {out}")
-
-
-if __name__ == "__main__":
-    main()

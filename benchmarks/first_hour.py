@@ -1,7 +1,7 @@
 """A new user's first hour on the demo: demo-to-result and the first map, old settings against new, side by side.
 
-    .venv/bin/python benchmarks/first_hour.py                          # every part
-    .venv/bin/python benchmarks/first_hour.py --parts embed,umap --features-dir /tmp/features
+    .venv/bin/python -m benchmarks first_hour                          # every part
+    .venv/bin/python -m benchmarks first_hour --parts embed,umap --features-dir DIR
 
 Parts (results merge into `results/first_hour.json`, with the load average, since the machine is shared):
 - `embed`: Lite0 images/s on the demo's PNGs, the old model layout (NCHW) against channels-last, in
@@ -27,18 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import FEATURES, REPO, RESULTS, load_average, write_results
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "first_hour.json"
+OUT = RESULTS / "first_hour.json"
 OLD_UMAP = {"random_state": 42, "pca_dims": 50}
-NEW_UMAP = {"random_state": 42, "pca_dims": 50, "n_epochs": 200}  # candidate: UMAP's own count above 10k points
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+# The candidate: UMAP's own epoch count above 10k points.
+NEW_UMAP = {"random_state": 42, "pca_dims": 50, "n_epochs": 200}
 
 
 def part_embed(rounds: int, per_round: int) -> dict[str, object]:
@@ -75,7 +69,7 @@ def part_embed(rounds: int, per_round: int) -> dict[str, object]:
         "speed_up": round(mean["new (channels-last)"] / mean["old (NCHW)"], 2),
         "max_abs_feature_difference": same,
         "torch_threads": torch.get_num_threads(),
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
     }
 
 
@@ -94,13 +88,15 @@ def part_discover(features_dir: Path, seeds: list[int], efforts: list[str]) -> d
             best = select_model([X], 10, random_state=seed, **EFFORTS[effort].select_kwargs()).best
             seconds = time.perf_counter() - started
             metrics = evaluate(y, np.asarray(best.labels_))
-            runs.append({"seed": seed, "seconds": round(seconds, 1), **{k: round(v, 4) for k, v in metrics.items()}})
+            runs.append(
+                {"seed": seed, "seconds": round(seconds, 1), **{k: round(v, 4) for k, v in metrics.items()}}
+            )
             print("discover", effort, runs[-1], flush=True)
         out[effort] = {
             "runs": runs,
             "accuracy_mean": round(float(np.mean([r["accuracy"] for r in runs])), 4),
             "seconds_mean": round(float(np.mean([r["seconds"] for r in runs])), 1),
-            "load_average_after": _load(),
+            "load_average_after": load_average(),
         }
     return out
 
@@ -136,16 +132,21 @@ def part_umap(features_dir: Path, repeats: int) -> dict[str, object]:
                     json.dumps(params),
                     str(features_dir / "animal_mnist_labels.npy"),
                 ],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
                 capture_output=True,
                 text=True,
                 check=True,
             )
-            runs[name].append({**json.loads(done.stdout.strip().splitlines()[-1]), "load": _load()[0]})
+            runs[name].append({**json.loads(done.stdout.strip().splitlines()[-1]), "load": load_average()[0]})
             print("umap", name, runs[name][-1], flush=True)
     mean = {name: round(float(np.mean([r["seconds"] for r in rs])), 1) for name, rs in runs.items()}
-    return {"settings": configs, "runs": runs, "seconds_mean": mean, "ratio_old_over_new": round(mean["old"] / mean["new"], 2)}
+    return {
+        "settings": configs,
+        "runs": runs,
+        "seconds_mean": mean,
+        "ratio_old_over_new": round(mean["old"] / mean["new"], 2),
+    }
 
 
 def part_end_to_end(effort: str | None) -> dict[str, object]:
@@ -173,23 +174,24 @@ def part_end_to_end(effort: str | None) -> dict[str, object]:
         "seconds_total": round(total, 1),
         "stage_started_at_s": {k: round(v, 1) for k, v in stages.items()},
         "accuracy": round(float((result.metrics or {}).get("accuracy", float("nan"))), 4),
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--parts", default="embed,discover,umap,end_to_end")
-    parser.add_argument("--features-dir", type=Path, default=ROOT / "benchmarks" / "features")
+    parser.add_argument("--features-dir", type=Path, default=FEATURES)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-round", type=int, default=96)
     parser.add_argument("--seeds", default="0,100,200")
     parser.add_argument("--efforts", default="quick,standard")
     parser.add_argument("--umap-repeats", type=int, default=2)
     parser.add_argument("--effort", default=None, help="end_to_end: effort (default: the demo's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report: dict[str, dict[str, object]] = {}
-    report["machine"] = {"cpu_count": os.cpu_count(), "note": "2 shared cores; other agents' jobs ran alongside"}
     for part in args.parts.split(","):
         started = time.perf_counter()
         if part == "embed":
@@ -204,13 +206,9 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown part {part!r}")
         report[part]["wall_s"] = round(time.perf_counter() - started, 1)
-        report[part]["load_average_before_next"] = _load()
+        report[part]["load_average_before_next"] = load_average()
         # Re-read before writing: parts may run in separate processes at once.
-        merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        merged.update({"machine": report["machine"], part: report[part]})
-        atomic_write_json(RESULTS, merged)
+        merged = json.loads(OUT.read_text()) if OUT.exists() else {}
+        merged[part] = report[part]
+        write_results(OUT, merged)
         print(part, json.dumps(report[part]), flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """GPU check: the CUDA paths that CPU tests cannot reach, in one short run (skips cleanly without CUDA).
 
-    .venv/bin/python benchmarks/gpu_check.py                  # JSON: benchmarks/results/gpu_check.json
-    .venv/bin/python benchmarks/gpu_check.py --out /tmp/x.json --steps 1000 --images 300
+    .venv/bin/python -m benchmarks gpu_check                  # JSON: benchmarks/results/gpu_check.json
+    .venv/bin/python -m benchmarks gpu_check --out /tmp/x.json --steps 1000 --images 300
 
 1. TURTLE with and without CUDA graphs on the same data and seed: both accuracies, their agreement,
    whether the graph was used or its self-check fell back (the warning is recorded), times.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import threading
 import time
@@ -30,12 +29,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import RESULTS, timed, write_results
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gpu_check.json"
+DEFAULT_OUT = RESULTS / "gpu_check.json"
 DEVICE = "cuda"  # `--device cpu` runs the same steps on the CPU, to check this script itself
 
 
@@ -57,16 +53,12 @@ def mixture(n: int, dims: list[int], n_clusters: int, seed: int) -> tuple[list[n
     return spaces, labels
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, list[str]]:
+def timed_with_warnings(fn: Callable[[], Any]) -> tuple[Any, float, list[str]]:
     """Result, seconds (device synchronised) and the warnings raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sync()
-        started = time.perf_counter()
-        result = fn()
-        sync()
-        seconds = time.perf_counter() - started
-    return result, seconds, [str(w.message) for w in caught]
+        timing = timed(fn, sync=sync)
+    return timing.result, timing.seconds, [str(w.message) for w in caught]
 
 
 def fit(
@@ -79,7 +71,7 @@ def fit(
         params = {"n_clusters": args.clusters, "outer_steps": args.steps, "device": DEVICE, "random_state": 0}
         return Turtle(**{**params, **kwargs}).fit(spaces)
 
-    model, seconds, caught = timed(run)
+    model, seconds, caught = timed_with_warnings(run)
     return {
         "seconds": round(seconds, 3),
         "accuracy": round(evaluate(labels, model.labels_)["accuracy"], 4),
@@ -131,10 +123,10 @@ def embed(folder: Path, cache_root: Path) -> dict[str, Any]:
     from turtle_core.ingest.scan import scan_folder
 
     records = scan_folder(folder).images
-    first, seconds, caught = timed(
+    first, seconds, caught = timed_with_warnings(
         lambda: embed_folder_images(folder, records, "effnet-lite0", device=DEVICE, cache_root=cache_root)
     )
-    again, cached_seconds, _ = timed(
+    again, cached_seconds, _ = timed_with_warnings(
         lambda: embed_folder_images(folder, records, "effnet-lite0", device=DEVICE, cache_root=cache_root)
     )
     return {
@@ -150,7 +142,7 @@ def embed(folder: Path, cache_root: Path) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -161,7 +153,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2000, help="outer steps per fit")
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--device", default="cuda", help="cpu: check this script's steps without a GPU")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     global DEVICE
     DEVICE = args.device
 
@@ -170,7 +162,7 @@ def main() -> int:
     report: dict[str, Any] = {"torch": torch.__version__, "python": platform.python_version()}
     if DEVICE.startswith("cuda") and not torch.cuda.is_available():
         report.update(skipped=True, reason="no CUDA device: nothing to check on this machine")
-        atomic_write_json(args.out, report)
+        write_results(args.out, report)
         print(f"skipped: no CUDA device (wrote {args.out})")
         return 0
     report.update(
@@ -239,7 +231,7 @@ def main() -> int:
     if not report["embedding"]["all_finite"] or report["embedding"]["failed"]:
         problems.append("embedding gave failures or non-finite vectors")
     report["problems"] = problems
-    atomic_write_json(args.out, report)
+    write_results(args.out, report)
     print(_summary(report))
     print(f"wrote {args.out}")
     return 1 if problems else 0
@@ -262,7 +254,3 @@ def _summary(report: dict[str, Any]) -> str:
         "problems: " + ("; ".join(report["problems"]) or "none"),
     ]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """When the number of categories is unknown: discover more clusters than needed, merge along the tree.
 
-    .venv/bin/python benchmarks/merge_tree.py --features-dir benchmarks/features      # demo + synthetic
+    .venv/bin/python -m benchmarks merge_tree --features-dir benchmarks/features      # demo + synthetic
 
 On data with known classes: (1) the label-free suggested number of categories (largest relative jump
 in merge height) against the true C; (2) the accuracy of the tree's cut at the true C against a
@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import FEATURES, RESULTS, write_results
+from turtle_core.discovery.effort import EFFORTS
+from turtle_core.discovery.hierarchy import merge_tree
+from turtle_core.discovery.metrics import hungarian_accuracy, nmi
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.discovery.effort import EFFORTS  # noqa: E402
-from turtle_core.discovery.hierarchy import merge_tree  # noqa: E402
-from turtle_core.discovery.metrics import hungarian_accuracy, nmi  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "merge_tree.json"
+OUT = RESULTS / "merge_tree.json"
 VARIANTS = ("whiten/average", "whiten/ward", "l2/average", "l2/ward")  # centroid geometry / linkage
 
 
@@ -128,20 +124,20 @@ def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--features-dir", type=Path, default=ROOT / "benchmarks" / "features")
+    parser.add_argument("--features-dir", type=Path, default=FEATURES)
     parser.add_argument("--parts", default="demo,synthetic")
     parser.add_argument("--effort", default="quick")
     parser.add_argument("--seeds", default="0,100")
     parser.add_argument("--over", default="15,20", help="over-clustered C on the demo")
     parser.add_argument("--methods", default="turtle,kmeans")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    report = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    report = json.loads(OUT.read_text()) if OUT.exists() else {}
     if "demo" in args.parts:
         X = np.load(args.features_dir / "animal_mnist_effnet-lite0.npy")
         y = np.load(args.features_dir / "animal_mnist_labels.npy")
@@ -153,7 +149,7 @@ def main() -> None:
             "rows": rows,
             "summary": summarise(rows),
         }
-        atomic_write_json(RESULTS, report)
+        write_results(OUT, report)
     if "synthetic" in args.parts:
         rows = []
         for true_c in (4, 6, 8, 10):
@@ -166,9 +162,6 @@ def main() -> None:
             "rows": rows,
             "summary": summarise(rows),
         }
-        atomic_write_json(RESULTS, report)
-    print(json.dumps({k: v.get("summary") for k, v in report.items() if isinstance(v, dict)}, indent=1))
-
-
-if __name__ == "__main__":
-    main()
+        write_results(OUT, report)
+    summaries = {k: v.get("summary") for k, v in report.items() if isinstance(v, dict) and k != "machine"}
+    print(json.dumps(summaries, indent=1))

@@ -1,8 +1,9 @@
-"""A project of N images' features (default 1,000,000 × 1,280) without image files: how the
-engine and the map hold up.
+"""A project of a million images' features without image files: how the engine and the map hold up.
 
-    nice -n 10 .venv/bin/python benchmarks/million.py --n 100000
-    nice -n 10 .venv/bin/python benchmarks/million.py --n 1000000 --phases build,open,discover,map,gallery,edit
+N images' features (default 1,000,000 × 1,280), no image file:
+
+    nice -n 10 .venv/bin/python -m benchmarks million --n 100000
+    nice -n 10 .venv/bin/python -m benchmarks million --n 1000000 --phases build,open,discover,map,gallery,edit
 
 Features are drawn from a Gaussian mixture with known classes and stored through the real
 embedding cache (`EmbeddingCache.add`, under made-up content hashes); the project's folder is empty.
@@ -32,19 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from benchmarks.common import REPO, RESULTS, standin_discovery, write_results
 
-RESULTS = ROOT / "benchmarks" / "results"
 IDENTITY = "synthetic-mixture"
 CHUNK = 50_000
 PHASES = ["build", "discover", "open", "map", "gallery", "edit", "refine"]
@@ -170,27 +168,14 @@ def standin(work: Path, n: int, classes: int) -> dict:
     """Instead of `discover` when a discovery at this size does not fit the time: the mixture's own
     classes saved as the discovery (confidence drawn at random), so that the phases after it (open,
     map, gallery, edit) can be measured. The JSON marks it."""
-    from turtle_core.operations.project import DiscoveryResult, Project
+    from turtle_core.operations.project import Project
 
     start = time.perf_counter()
     labels = truth_of(n, classes).astype(np.int32)
     confidence = np.random.default_rng(2).uniform(0.3, 1.0, size=n).astype(np.float32)
-    probabilities = np.zeros((n, classes), dtype=np.float32)
-    probabilities[np.arange(n), labels] = confidence
     project = Project.open(work / "images")
-    result = DiscoveryResult(
-        images=_records(n, classes),
-        labels=labels,
-        probabilities=probabilities,
-        confidence=confidence,
-        n_clusters=classes,
-        score=0.0,
-        scores_by_k={classes: 0.0},
-        params={"effort": "stand-in: the mixture's classes, no discovery ran"},
-        backbones=["synthetic"],
-        identities=[IDENTITY],
-        seconds=0.0,
-    )
+    params = {"effort": "stand-in: the mixture's classes, no discovery ran"}
+    result = standin_discovery(_records(n, classes), labels, confidence, classes, IDENTITY, params=params)
     project.state.install_discovery(result)
     return {
         "seconds": time.perf_counter() - start,
@@ -317,7 +302,7 @@ def edit(work: Path) -> dict:
 
 
 def refine(work: Path) -> dict:
-    """"Propagate my fixes": the curator confirms 2,000 images spread over the folder, then the proposal
+    """Propagate my fixes: the curator confirms 2,000 images spread over the folder, then the proposal
     (a probe trained on every checked image, every unchecked image re-labelled and scored) and applying
     it as one undoable edit."""
     from turtle_core.operations.project import Project
@@ -359,7 +344,7 @@ def run_phase(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=1280)
@@ -367,7 +352,7 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--work", default=None, help="working folder (default: /tmp/million-n<N>)")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.work = args.work or f"/tmp/million-n{args.n}"
     if args.phase:
         run_phase(args)
@@ -377,21 +362,13 @@ def main() -> None:
         payload = json.loads(path.read_text())
     except (OSError, ValueError):
         payload = {}
-    payload.update(
-        {
-            "n": args.n,
-            "dim": args.dim,
-            "classes": args.classes,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores and "
-            f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB shared with other agents",
-        }
-    )
+    payload.update({"n": args.n, "dim": args.dim, "classes": args.classes})
     phases = payload.setdefault("phases", {})
     for phase in args.phases.split(","):
-        command = [sys.executable, __file__, "--phase", phase, "--n", str(args.n), "--dim", str(args.dim)]
-        command += ["--classes", str(args.classes), "--work", args.work]
+        command = [sys.executable, "-m", "benchmarks", "million", "--phase", phase, "--n", str(args.n)]
+        command += ["--dim", str(args.dim), "--classes", str(args.classes), "--work", args.work]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             phases[phase] = {"failed": done.stderr.strip().splitlines()[-1:]}
@@ -400,10 +377,4 @@ def main() -> None:
         phases[phase]["process_s"] = time.perf_counter() - started
         phases[phase]["load_average"] = os.getloadavg()[0]
         print(phase, json.dumps(phases[phase]), flush=True)
-        from turtle_core.atomic import atomic_write_json
-
-        atomic_write_json(path, payload)
-
-
-if __name__ == "__main__":
-    main()
+        write_results(path, payload)

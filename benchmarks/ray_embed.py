@@ -1,9 +1,8 @@
-"""Embedding throughput: the local path against Ray Data on a one-node and a two-node local cluster,
-on the same folder, nothing cached in any run.
+"""Embedding throughput: the local path against Ray Data on a one-node and a two-node local cluster.
 
-    .venv/bin/python benchmarks/ray_embed.py --images 400 --cpus-per-node 1
+    .venv/bin/python -m benchmarks ray_embed --images 400 --cpus-per-node 1
 
-Each mode embeds every image of the folder with the offline EfficientNet-Lite0 into a fresh cache.
+The same folder in every mode, nothing cached in any run. Each mode embeds every image of the folder with the offline EfficientNet-Lite0 into a fresh cache.
 `images_per_s` is the whole call (for Ray: connecting, starting the actors and loading the model in
 each); `steady_images_per_s` counts only the images after the first batch arrived, over the time
 after it (the rate a long run approaches). Both clusters run on this machine, `--cpus-per-node` CPUs
@@ -17,31 +16,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("TURTLE_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "token")  # set before Ray is imported: it reads them once
-os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from ray_cluster import LocalCluster  # noqa: E402
+from benchmarks.common import RESULTS, timed, write_results
+from tests.ray_cluster import LocalCluster
+from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.embedding.ray_embed import embed_folder_images_ray
+from turtle_core.ingest.scan import ImageRecord, scan_folder
+from turtle_core.progress import Progress
 
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.embedding.embed import embed_folder_images  # noqa: E402
-from turtle_core.embedding.ray_embed import embed_folder_images_ray  # noqa: E402
-from turtle_core.ingest.scan import ImageRecord, scan_folder  # noqa: E402
-from turtle_core.progress import Progress  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "ray_embed.json"
+OUT = RESULTS / "ray_embed.json"
 BACKBONE = "effnet-lite0"
 
 
@@ -55,7 +45,7 @@ def make_folder(dest: Path, count: int) -> Path:
     return dest
 
 
-def timed(run, records: list[ImageRecord]) -> tuple[dict[str, float], np.ndarray]:
+def rates(run, records: list[ImageRecord]) -> tuple[dict[str, float], np.ndarray]:
     """Run `run(progress)`; its wall time, images/s, and the rate after the first batch arrived."""
     first: list[tuple[float, int]] = []
 
@@ -63,9 +53,8 @@ def timed(run, records: list[ImageRecord]) -> tuple[dict[str, float], np.ndarray
         if report.done > 0 and not first:
             first.append((time.perf_counter(), report.done))
 
-    start = time.perf_counter()
-    result = run(progress)
-    end = time.perf_counter()
+    timing = timed(lambda: run(progress))
+    result, start, end = timing.result, timing.started, timing.ended
     assert result.computed == len(records), (result.computed, result.failed[:3])
     row = {"seconds": round(end - start, 2), "images_per_s": round(len(records) / (end - start), 2)}
     if first and first[0][1] < len(records):
@@ -75,12 +64,15 @@ def timed(run, records: list[ImageRecord]) -> tuple[dict[str, float], np.ndarray
     return row, result.vectors
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--cpus-per-node", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TURTLE_OFFLINE", "1")
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # set before Ray is imported: it reads them once
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
     work = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     os.environ["TURTLE_HOME"] = str(work / "home")
@@ -93,14 +85,12 @@ def main() -> None:
             folder, records, BACKBONE, cache_root=work / "cache-local", progress=progress
         )
 
-    rows["local"], reference = timed(local, records)
+    rows["local"], reference = rates(local, records)
     print("local", rows["local"], flush=True)
     for nodes in (1, 2):
         cluster = LocalCluster(nodes=nodes, cpus=args.cpus_per_node)
         try:
-            started = time.perf_counter()
-            cluster.start()
-            startup = time.perf_counter() - started
+            startup = timed(cluster.start).seconds
 
             def on_ray(progress, nodes=nodes, address=cluster.address):
                 return embed_folder_images_ray(
@@ -113,7 +103,7 @@ def main() -> None:
                     progress=progress,
                 )
 
-            row, vectors = timed(on_ray, records)
+            row, vectors = rates(on_ray, records)
         finally:
             cluster.stop()
         row["cluster_start_s"] = round(startup, 2)
@@ -127,8 +117,6 @@ def main() -> None:
         "backbone": BACKBONE,
         "cpus_per_node": args.cpus_per_node,
         "batch_size": args.batch_size,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other agents, no GPU",
-        "load_average_at_end": os.getloadavg(),
         "results": rows,
         "ratios": {
             name: round(row["images_per_s"] / rows["local"]["images_per_s"], 3)
@@ -137,10 +125,5 @@ def main() -> None:
         },
         "gpu": "not measured: no CUDA GPU on this machine",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS, payload)
+    write_results(OUT, payload)
     print(json.dumps(payload, indent=2))
-
-
-if __name__ == "__main__":
-    main()

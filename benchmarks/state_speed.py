@@ -1,6 +1,6 @@
 """Cost of the state redesign per edit and per page run, side by side with the old direct path.
 
-    .venv/bin/python benchmarks/state_speed.py            # JSON: benchmarks/results/state_speed.json
+    .venv/bin/python -m benchmarks state_speed            # JSON: benchmarks/results/state_speed.json
 
 For each size: median time of (a) the old path, `curation.move(...)` + `curation.save(...)`, against
 (b) `state.apply(Move(...))` (lock, file-signature sync, discovery check, the same edit, atomic save),
@@ -10,23 +10,18 @@ Synthetic discovery; 2 shared CPU cores, so only the ratios mean much.
 
 from __future__ import annotations
 
-import statistics
-import sys
+import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.ingest.scan import ImageRecord  # noqa: E402
-from turtle_core.state.discovery_result import DiscoveryResult  # noqa: E402
-from turtle_core.state.edits import Move  # noqa: E402
-from turtle_core.state.project_state import ProjectState  # noqa: E402
-from turtle_core.state.store import ProjectStore  # noqa: E402
+from benchmarks.common import RESULTS, timed, write_results
+from turtle_core.ingest.scan import ImageRecord
+from turtle_core.state.discovery_result import DiscoveryResult
+from turtle_core.state.edits import Move
+from turtle_core.state.project_state import ProjectState
+from turtle_core.state.store import ProjectStore
 
 REPEATS = 30
 
@@ -42,12 +37,7 @@ def discovery(n: int, k: int = 20) -> DiscoveryResult:
 
 
 def median_ms(fn) -> float:
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    return timed(fn, repeat=REPEATS).seconds * 1000
 
 
 def measure(n: int, tmp: Path) -> dict[str, float]:
@@ -75,16 +65,13 @@ def measure(n: int, tmp: Path) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args(argv)
     rows = []
     for n in (10_000, 50_000):
         with tempfile.TemporaryDirectory() as tmp:
             rows.append(measure(n, Path(tmp)))
             print(rows[-1])
-    atomic_write_json(
-        ROOT / "benchmarks" / "results" / "state_speed.json", {"repeats": REPEATS, "rows": rows}
-    )
-
-
-if __name__ == "__main__":
-    main()
+    write_results(RESULTS / "state_speed.json", {"repeats": REPEATS, "rows": rows})

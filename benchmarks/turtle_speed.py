@@ -1,7 +1,7 @@
 """TURTLE speed: the engine's loop against the reference-style loop on the same features, same run.
 
-    .venv/bin/python benchmarks/turtle_speed.py                       # CPU: 10k × 1280, C=10, T=6000
-    .venv/bin/python benchmarks/turtle_speed.py --device cuda --n 50000 --dims 768,1024 --reference-steps 200
+    .venv/bin/python -m benchmarks turtle_speed                       # CPU: 10k × 1280, C=10, T=6000
+    .venv/bin/python -m benchmarks turtle_speed --device cuda --n 50000 --dims 768,1024 --reference-steps 200
 
 Features are a synthetic Gaussian mixture (one centre set per space, known labels) unless
 `--features-dir` names a folder with animal_mnist_lite0.npy (+ lite2 for two spaces) and
@@ -22,15 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from reference_loop import reference_turtle  # noqa: E402
-
-from turtle_core.atomic import atomic_write_json  # noqa: E402
-from turtle_core.discovery.metrics import evaluate  # noqa: E402
-from turtle_core.discovery.turtle import Turtle  # noqa: E402
+from benchmarks.common import RESULTS, write_results
+from benchmarks.reference_loop import reference_turtle
+from turtle_core.discovery.metrics import evaluate
+from turtle_core.discovery.turtle import Turtle
 
 
 def gaussian_mixture(
@@ -93,7 +88,7 @@ def time_engine(
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -114,7 +109,7 @@ def main() -> None:
     parser.add_argument("--features-dir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     dims = [int(d) for d in args.dims.split(",")]
@@ -200,10 +195,5 @@ def main() -> None:
         "note": note,
         "results": results,
     }
-    out = ROOT / "benchmarks" / "results" / f"turtle_speed{'-' + args.tag if args.tag else ''}.json"
-    atomic_write_json(out, payload)
+    out = write_results(RESULTS / f"turtle_speed{'-' + args.tag if args.tag else ''}.json", payload)
     print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up the project on a fresh machine: a .venv with everything the app needs.
 #   bash scripts/setup.sh          app dependencies
-#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, Playwright), Ray and Debian's Chromium
+#   bash scripts/setup.sh --dev    plus test tools (pytest, ruff, Playwright, Hugging Face datasets), Ray and
+#                                  Debian's Chromium
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -74,8 +74,8 @@ def test_feedback_with_a_propagating_refine_needs_one_round() -> None:
     confidence = np.ones(100)
     confidence[[0, 50]] = 0.0  # the first round (2 % of 100 = 2 images) looks at two wrong ones
 
-    def oracle(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fixed = np.where(known, labels, truth)
+    def oracle(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fixed = np.where(checked, labels, truth)
         return fixed, np.ones(labels.size)
 
     effort = simulate_with_feedback(truth, clusters, confidence, oracle)
@@ -89,7 +89,7 @@ def test_feedback_with_a_refine_that_changes_nothing_equals_walking_the_queue() 
     clusters = np.where(rng.random(500) < 0.3, rng.integers(0, 4, 500), truth)
     confidence = rng.random(500)
 
-    def unchanged(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def unchanged(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return labels, confidence
 
     walk = simulate_without_feedback(truth, clusters, confidence)
@@ -99,14 +99,14 @@ def test_feedback_with_a_refine_that_changes_nothing_equals_walking_the_queue() 
     assert rounds.rounds == -(-walk.inspected // 10)  # 10 images (2 % of 500) per round
 
 
-def test_a_refine_that_changes_a_known_label_is_caught() -> None:
+def test_a_refine_that_changes_a_checked_label_is_caught() -> None:
     truth = np.array([0] * 50 + [1] * 50)
     clusters = np.r_[np.zeros(60, dtype=int), np.ones(40, dtype=int)]
 
-    def careless(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def careless(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros_like(labels), np.ones(labels.size)
 
-    with pytest.raises(AssertionError, match="known"):
+    with pytest.raises(AssertionError, match="changed a checked image's label"):
         simulate_with_feedback(truth, clusters, np.linspace(1, 0, 100), careless)
 
 

@@ -1,4 +1,4 @@
-"""The prepared GPU check (`benchmarks/gpu_check.py`) skips cleanly and says so on a machine without CUDA."""
+"""The prepared GPU check (`python -m benchmarks gpu_check`) skips cleanly and says so on a machine without CUDA."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+REPO = Path(__file__).resolve().parents[1]
+GPU_CHECK = [sys.executable, "-m", "benchmarks", "gpu_check"]
 
 
 def test_gpu_check_skips_cleanly_without_cuda(tmp_path: Path) -> None:
     import torch
 
     if torch.cuda.is_available():
-        pytest.skip("a CUDA machine runs the full check by hand: python benchmarks/gpu_check.py")
+        pytest.skip("a CUDA machine runs the full check by hand: python -m benchmarks gpu_check")
     out = tmp_path / "gpu_check.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out)], capture_output=True, text=True, timeout=300
+        [*GPU_CHECK, "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO
     )
     assert done.returncode == 0, done.stderr
     assert "skipped: no CUDA device" in done.stdout
@@ -28,15 +29,16 @@ def test_gpu_check_skips_cleanly_without_cuda(tmp_path: Path) -> None:
 
 
 def test_gpu_check_steps_run_end_to_end_on_the_cpu(tmp_path: Path) -> None:
-    """Every step of the script (graph/eager, bf16, two threads, embedding) on a tiny CPU problem, so
-    the script that only a GPU machine runs in full is known to work before it gets there."""
+    """Every step of the check (graph/eager, bf16, two threads, embedding) on a tiny CPU problem, so
+    the check that only a GPU machine runs in full is known to work before it gets there."""
     out = tmp_path / "gpu_check.json"
     args = ["--device", "cpu", "--n", "600", "--dims", "16,24", "--clusters", "3", "--steps", "60"]
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--images", "12", "--out", str(out)],
+        [*GPU_CHECK, *args, "--images", "12", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())

@@ -1,7 +1,7 @@
 """Build the curator-effort suite's labelled image folders (class sub-folders), idempotently.
 
-    .venv/bin/python benchmarks/suite/build.py                 # all sets into benchmarks/data/suite/
-    .venv/bin/python benchmarks/suite/build.py --sets digits,glyphs --cache /tmp/suite
+    .venv/bin/python -m benchmarks suite.build                 # all sets into benchmarks/data/suite/
+    .venv/bin/python -m benchmarks suite.build --sets digits,glyphs --cache /tmp/suite
 
 A set whose folder carries a marker with the same spec is left alone; otherwise it is written to a
 temporary sibling and renamed into place, so an interrupted build never looks complete. A set whose
@@ -14,21 +14,17 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks.common import DATA
+from benchmarks.suite import sources
+from benchmarks.suite.sources import Sample, SourceUnavailable, geometric_counts
 
-from benchmarks.suite import sources  # noqa: E402
-from benchmarks.suite.sources import Sample, SourceUnavailable, geometric_counts  # noqa: E402
-
-DEFAULT_CACHE = REPO / "benchmarks" / "data" / "suite"
+DEFAULT_CACHE = DATA / "suite"
 MARKER = ".suite-set.json"
 BUILD_VERSION = 1
 
@@ -170,19 +166,15 @@ def build_all(names: list[str], cache: Path) -> dict[str, dict[str, int]]:
     return built
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated set names (default: all)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     names = [n for n in args.sets.split(",") if n]
     unknown = [n for n in names if n not in SETS]
     if unknown:
         parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}")
     build_all(names, args.cache)
-
-
-if __name__ == "__main__":
-    main()

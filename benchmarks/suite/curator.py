@@ -4,8 +4,8 @@ The curator knows every image's true class. Without feedback it names each clust
 majority true class (1 action per cluster), then walks the review queue from least to most
 confident, moving each wrong image to its true class (1 action), until 95 % of all images are
 correct. With feedback it names the clusters, then works in rounds: inspect the 2 % of the folder
-that is least confident and not yet inspected, fix the wrong ones, mark them known, and let a
-refine function re-assign every unknown image from the known ones. In both modes the curator stops
+that is least confident and not yet inspected, fix the wrong ones, mark them checked, and let a
+refine function re-assign every unchecked image from the checked ones. In both modes the curator stops
 as soon as 95 % are correct, also in the middle of a round (a person who is done stops looking).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 TARGET = 0.95
 ROUND_FRACTION = 0.02
 
-# refine(labels, known) -> (new labels, confidence); known rows must keep their label.
+# refine(labels, checked) -> (new labels, confidence); checked rows must keep their label.
 RefineFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -120,9 +120,9 @@ def simulate_with_feedback(
     target: float = TARGET,
     round_fraction: float = ROUND_FRACTION,
 ) -> Effort:
-    """Name the clusters, then rounds of: inspect the `round_fraction` least-confident unknown images,
-    fix the wrong ones, mark them known, refine the unknown rest. Raises AssertionError if a refine
-    changes a known image's label."""
+    """Name the clusters, then rounds of: inspect the `round_fraction` least-confident unchecked images,
+    fix the wrong ones, mark them checked, refine the unchecked rest. Raises AssertionError if a refine
+    changes a checked image's label."""
     truth = np.asarray(truth)
     n = truth.size
     labels, naming = name_clusters(truth, clusters)
@@ -130,25 +130,25 @@ def simulate_with_feedback(
     needed = math.ceil(target * n - 1e-9)
     per_round = max(1, math.ceil(round_fraction * n))
     after_naming = float((labels == truth).mean())
-    known = np.zeros(n, dtype=bool)
+    checked = np.zeros(n, dtype=bool)
     moves = inspected = rounds = 0
-    while int((labels == truth).sum()) < needed and not known.all():
+    while int((labels == truth).sum()) < needed and not checked.all():
         rounds += 1
         correct = int((labels == truth).sum())
-        for index in _queue(confidence, exclude=known)[:per_round]:
+        for index in _queue(confidence, exclude=checked)[:per_round]:
             if correct >= needed:
                 break
             inspected += 1
-            known[index] = True
+            checked[index] = True
             if labels[index] != truth[index]:
                 labels[index] = truth[index]
                 moves += 1
                 correct += 1
         if correct >= needed:
             break
-        new_labels, confidence = refine(labels.copy(), known.copy())
+        new_labels, confidence = refine(labels.copy(), checked.copy())
         new_labels = np.asarray(new_labels)
         assert new_labels.shape == labels.shape, "refine returned a different number of labels"
-        assert np.array_equal(new_labels[known], labels[known]), "refine changed a known image's label"
+        assert np.array_equal(new_labels[checked], labels[checked]), "refine changed a checked image's label"
         labels, confidence = new_labels.astype(labels.dtype), np.asarray(confidence, dtype=np.float64)
     return Effort(n, naming, moves, inspected, after_naming, float((labels == truth).mean()), rounds)

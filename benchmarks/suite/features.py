@@ -1,6 +1,6 @@
 """Embed each built suite set once through the product's real path and save its features.
 
-    nice -n 10 .venv/bin/python benchmarks/suite/features.py            # every built set, small ones first
+    nice -n 10 .venv/bin/python -m benchmarks suite.features            # every built set, small ones first
 
 Per set: `scan_folder` → `embed_folder_images` (offline preset's backbone, the content-addressed
 embedding cache under `benchmarks/data/embedding-cache/`) → `benchmarks/features/suite/<set>.npz` with
@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks.common import DATA, FEATURES
+from benchmarks.suite.build import DEFAULT_CACHE, SETS
+from turtle_core.atomic import atomic_write_bytes
+from turtle_core.embedding.backbones import PRESETS
+from turtle_core.embedding.embed import embed_folder_images
+from turtle_core.ingest.scan import scan_folder
 
-from benchmarks.suite.build import DEFAULT_CACHE, SETS  # noqa: E402
-from turtle_core.atomic import atomic_write_bytes  # noqa: E402
-from turtle_core.embedding.backbones import PRESETS  # noqa: E402
-from turtle_core.embedding.embed import embed_folder_images  # noqa: E402
-from turtle_core.ingest.scan import scan_folder  # noqa: E402
-
-FEATURES_DIR = REPO / "benchmarks" / "features" / "suite"
-EMBEDDING_CACHE = REPO / "benchmarks" / "data" / "embedding-cache"
+FEATURES_DIR = FEATURES / "suite"
+EMBEDDING_CACHE = DATA / "embedding-cache"
 BACKBONE = PRESETS["offline"][0]
 
 
@@ -70,28 +66,24 @@ def embed_set(folder: Path, out: Path, backbone: str = BACKBONE) -> dict[str, fl
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--sets", default="", help="comma-separated (default: every built set, smallest first)"
     )
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where build.py wrote the sets")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where suite.build wrote the sets")
     parser.add_argument("--out", type=Path, default=FEATURES_DIR)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     names = [n for n in args.sets.split(",") if n] or [n for n in SETS if (args.cache / n).is_dir()]
     names.sort(key=lambda n: sum(1 for _ in (args.cache / n).rglob("*.png")))
     for name in names:
         folder = args.cache / name
         if not folder.is_dir():
-            print(f"{name}: not built (run benchmarks/suite/build.py)", flush=True)
+            print(f"{name}: not built (run python -m benchmarks suite.build)", flush=True)
             continue
         report = embed_set(folder, args.out / f"{name}.npz")
         rate = report["computed"] / report["seconds"] if report["seconds"] else 0.0
         print(f"{name}: {report['images']:.0f} images, {report['computed']:.0f} embedded in "
               f"{report['seconds']:.0f} s ({rate:.1f}/s)", flush=True)  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()

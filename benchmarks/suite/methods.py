@@ -26,9 +26,9 @@ def kmeans_start(features: np.ndarray, n_clusters: int, seed: int) -> tuple[np.n
 
 
 class ProbeRefine:
-    """The feedback anchor: logistic regression (standardised features, C = 0.1) trained on the known
-    images, predicting the rest; confidence = its max probability (known rows: 1). With fewer than
-    two classes among the known images there is nothing to train: labels and the previous
+    """The feedback anchor: logistic regression (standardised features, C = 0.1) trained on the checked
+    images, predicting the rest; confidence = its max probability (checked rows: 1). With fewer than
+    two classes among the checked images there is nothing to train: labels and the previous
     confidence are returned unchanged."""
 
     def __init__(self, features: np.ndarray, start_confidence: np.ndarray, seed: int = 0) -> None:
@@ -38,19 +38,19 @@ class ProbeRefine:
         self.confidence = np.asarray(start_confidence, dtype=np.float64)
         self.seed = seed
 
-    def __call__(self, labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.linear_model import LogisticRegression
 
-        if np.unique(labels[known]).size < 2:
+        if np.unique(labels[checked]).size < 2:
             return labels, self.confidence
         probe = LogisticRegression(C=0.1, max_iter=1000, random_state=self.seed)
-        probe.fit(self.data[known], labels[known])
-        unknown = ~known
-        probabilities = probe.predict_proba(self.data[unknown])
+        probe.fit(self.data[checked], labels[checked])
+        unchecked = ~checked
+        probabilities = probe.predict_proba(self.data[unchecked])
         new_labels = labels.copy()
-        new_labels[unknown] = probe.classes_[probabilities.argmax(1)]
+        new_labels[unchecked] = probe.classes_[probabilities.argmax(1)]
         confidence = np.ones(labels.size)
-        confidence[unknown] = probabilities.max(1)
+        confidence[unchecked] = probabilities.max(1)
         self.confidence = confidence
         return new_labels, confidence
 
@@ -73,8 +73,8 @@ def product_refine(features: np.ndarray, seed: int) -> RefineFn | None:
 
     probe = FeatureProbe([np.asarray(features, dtype=np.float32)])  # prepared once, reused every round
 
-    def refine(labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        result = refine_labels(probe, labels, known, random_state=seed)
+    def refine(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = refine_labels(probe, labels, checked, random_state=seed)
         return np.asarray(result.labels), np.asarray(result.confidence, dtype=np.float64)
 
     return refine

@@ -11,7 +11,7 @@ fixes are what "Propagate my fixes" learns from. On the curator-effort suite a m
 (a cosine margin, the share of same-cluster neighbours and a held-out probe's margin) found wrong labels
 a little better on some sets (AUROC on digits 0.82 against 0.75) but its least-sure images taught the
 refine's probe far less: with feedback, emoji needed 9.7 actions per 100 images against 5.0, and every
-other set with mistakes to fix needed more too (benchmarks/README.md, "The queue that teaches"). A distance, not a
+other set with mistakes to fix needed more too (docs/decisions.md, "the centroid margin"). A distance, not a
 cosine: cluster centres of different spread matter (emoji 6.9 with the cosine margin).
 
 `atypicality` is the separate "fits no category" score (the open-set idea behind MCM/UEO): a robust z-score

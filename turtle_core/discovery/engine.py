@@ -397,7 +397,7 @@ def kmeans_init_labels(
     TURTLE started from k-means of the whitened features reached 0.70 / 0.64 / 0.60 accuracy over
     three seeds; started from k-means of the input features, good starts lead it to 0.84, and Euclidean
     starts found that basin more often than cosine ones (5 of 16 seeds against 0 of the same 16;
-    benchmarks/README.md). `select_model` screens starts of both kinds.
+    docs/decisions.md). `select_model` screens starts of both kinds.
     """
     from threadpoolctl import threadpool_limits
 

@@ -16,7 +16,7 @@ PREPROCESSING_METHODS: tuple[str, ...] = get_args(PreprocessingMethod)
 
 DEFAULT_PREPROCESSING: PreprocessingMethod = "whiten"
 # Measured on Animal-MNIST (EfficientNet-Lite features, C=10): whitening to 64 axes beat 32, 128 and
-# 256 for TURTLE (see benchmarks/README.md); at least 2 axes per cluster are kept (effective_components).
+# 256 for TURTLE (see docs/decisions.md); at least 2 axes per cluster are kept (effective_components).
 DEFAULT_N_COMPONENTS: int = 64
 
 _EPS = 1e-12

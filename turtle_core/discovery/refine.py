@@ -48,7 +48,7 @@ class FeatureProbe:
     """The backbones' feature spaces, each standardised (mean and spread over `rows`), concatenated; prepared
     once and reused across refine rounds. Nothing the size of the features is copied: the standardisation
     is folded into the probe's weights and every row is scored in chunks (a million 1,280-d images took
-    20.5 GiB at peak when the standardised copy was materialised, `benchmarks/million.py --phases refine`).
+    20.5 GiB at peak when the standardised copy was materialised, `python -m benchmarks million --phases refine`).
     `rows` (default: all) picks the rows the probe works on; its positions are what `fit_predict` takes."""
 
     def __init__(self, spaces: Sequence[np.ndarray | torch.Tensor], rows: np.ndarray | None = None) -> None:
@@ -179,7 +179,7 @@ def refine_labels(
     new = probabilities.argmax(1)
     new[checked | frozen] = inverse[checked | frozen]
     # The margin between the two likeliest classes, not the top probability: it ordered the next round's
-    # queue better on 5 of 6 suite sets (benchmarks/README.md, "Refine's confidence").
+    # queue better on 5 of 6 suite sets (docs/decisions.md).
     ordered = np.sort(probabilities, axis=1)
     confidence = (ordered[:, -1] - ordered[:, -2]).astype(np.float32)
     confidence[frozen] = 0.0

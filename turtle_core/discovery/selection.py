@@ -39,16 +39,16 @@ PAPER_GRID: tuple[dict[str, Any], ...] = tuple(
 )
 # Default grid: the Turtle defaults (warm start, both learning rates 1e-3, k-means initialisation),
 # restarted DEFAULT_RESTARTS times. On Animal-MNIST cold start and other learning rates did not help
-# while restarts did (see benchmarks/README.md); the paper's grid is available as grid="paper".
+# while restarts did (see docs/decisions.md); the paper's grid is available as grid="paper".
 DEFAULT_GRID: tuple[dict[str, Any], ...] = ({"inner_lr": 1e-3, "outer_lr": 1e-3, "warm_start": True},)
 
 # Restarts (seeds) per grid point; TURTLE's result varies a lot with the initialisation, and the
-# generalisation score picks among restarts (measured on Animal-MNIST, see benchmarks/README.md).
+# generalisation score picks among restarts (measured on Animal-MNIST, see docs/decisions.md).
 DEFAULT_RESTARTS = EFFORTS[DEFAULT_EFFORT].n_restarts
 # k-means starts tried per grid point before the full runs. Each gets a short screening run and the
 # score; the full runs start from the best-scoring ones. On Animal-MNIST (Lite0) about 1 start in 10
 # leads TURTLE to the good solution, and after 300 steps the score ranks those starts first while
-# it does not yet after 100 (benchmarks/README.md).
+# it does not yet after 100 (docs/decisions.md).
 DEFAULT_SCREEN = EFFORTS[DEFAULT_EFFORT].n_screen
 SCREEN_STEPS = 300
 

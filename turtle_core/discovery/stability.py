@@ -8,7 +8,7 @@ always preferred k-means, neighbour agreement and modularity always TURTLE). Sta
 "Stability-based validation of clustering solutions", 2004): the method whose independent runs agree
 with each other more is the one whose partition reflects the data rather than its own bias. TURTLE's
 runs are independent quick selections (`discovery.discover`); k-means' are `STABILITY_KMEANS_RUNS` seeds
-of k-means with `STABILITY_KMEANS_INITS` starts each. Numbers in benchmarks/README.md ("Stability choice").
+of k-means with `STABILITY_KMEANS_INITS` starts each. Numbers in docs/decisions.md (the stability choice).
 """
 
 from __future__ import annotations
