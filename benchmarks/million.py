@@ -25,6 +25,9 @@ Each phase runs in its own process, so its peak memory (`ru_maxrss`) is its own:
             rebuild the map figure (the density grid, kept per layout by the page, is not rebuilt)
   refine    "Propagate my fixes": confirm 2,000 images spread over the folder, the proposal (probe on
             every checked image, every unchecked one scored) and applying it (the state keeps both)
+  save_after_refine  an edit's save once the undo history holds that propagation (five renames)
+  update    a rescan's work after the embedding: 10,000 new images labelled with the curated
+            categories, scored, and the carried curation saved; the review queue's new images
 Writes benchmarks/results/million-n<N>.json (merging phases run separately).
 """
 
@@ -65,8 +68,7 @@ def build(work: Path, n: int, dim: int, classes: int) -> dict:
     from turtle_core.paths import embedding_cache_dir
 
     rng = np.random.default_rng(0)
-    # Classes in a random 32-dimensional subspace plus isotropic noise: separable, not trivially.
-    centres = (rng.normal(size=(classes, 32)) @ rng.normal(size=(32, dim)) / 32**0.5 * 1.2).astype(np.float32)
+    centres = mixture_centres(rng, classes, dim)
     truth = truth_of(n, classes)
     keys = hashes(n)
     cache = EmbeddingCache(embedding_cache_dir() / IDENTITY)
@@ -78,6 +80,11 @@ def build(work: Path, n: int, dim: int, classes: int) -> dict:
     cache.compact()
     (work / "images").mkdir(parents=True, exist_ok=True)
     return {"seconds": time.perf_counter() - start, "cache_bytes": _size(embedding_cache_dir() / IDENTITY)}
+
+
+def mixture_centres(rng: np.random.Generator, classes: int, dim: int) -> np.ndarray:
+    """Classes in a random 32-dimensional subspace plus isotropic noise: separable, not trivially."""
+    return (rng.normal(size=(classes, 32)) @ rng.normal(size=(32, dim)) / 32**0.5 * 1.2).astype(np.float32)
 
 
 def _size(folder: Path) -> int:
@@ -326,6 +333,89 @@ def refine(work: Path) -> dict:
     }
 
 
+def save_after_refine(work: Path) -> dict:
+    """An edit's save once the undo history holds a propagation (a review confidence per image): a rename,
+    whose own diff is tiny, rewrites the whole curation file with that history (run after `refine`)."""
+    from turtle_core.operations.project import Project
+    from turtle_core.state.edits import Rename
+
+    project = Project.open(work / "images")
+    snap = project.snapshot()
+    times = []
+    for round_ in range(5):
+        start = time.perf_counter()
+        project.apply(
+            Rename(
+                discovery_id=snap.discovery_id,
+                cluster_id=snap.curation.cluster_ids()[0],
+                name=f"named {round_}",
+            )
+        )
+        times.append(time.perf_counter() - start)
+    curation = project.snapshot().curation
+    return {
+        "seconds": float(np.median(times)),
+        "edit_save_s": [round(t, 3) for t in times],
+        "history_bytes": curation.history_nbytes(),
+        "history_steps": len(curation.history()),
+        "curation_file_bytes": (project.store.curation_path).stat().st_size,
+    }
+
+
+def update(work: Path, n_new: int = 10_000) -> dict:
+    """A rescan's work after the embedding: `n_new` images join (their features added to the cache, as the
+    embedding would have), every one labelled with the curated categories and scored, the discovery's next
+    revision and the carried curation saved; then the review queue's new images."""
+    from turtle_core.embedding.cache import EmbeddingCache
+    from turtle_core.ingest.scan import ImageRecord
+    from turtle_core.operations.project import Project
+    from turtle_core.operations.update import prepare_update
+    from turtle_core.paths import embedding_cache_dir
+    from turtle_core.state.rebase import map_rows
+
+    project = Project.open(work / "images")
+    snap = project.snapshot()
+    n, classes = len(snap.images), int(np.asarray(snap.discovery.labels).max()) + 1
+    dim = int(project.spaces(snap.discovery)[0].shape[1])
+    rng = np.random.default_rng(0)
+    centres = mixture_centres(rng, classes, dim)
+    new_rng = np.random.default_rng(7)
+    truth = new_rng.integers(0, classes, n_new)
+    keys = [f"new{i:037x}" for i in range(n_new)]
+    features = np.maximum(centres[truth] + new_rng.normal(size=(n_new, dim)).astype(np.float32), 0)
+    EmbeddingCache(embedding_cache_dir() / IDENTITY).add(keys, features)
+    added = [
+        ImageRecord(f"new/class{c:03d}/{i:06d}.jpg", 50_000, 0, key, 640, 480, "new")
+        for i, (c, key) in enumerate(zip(truth.tolist(), keys, strict=True))
+    ]
+    start = time.perf_counter()
+    rows = map_rows(snap.images, list(snap.images) + added)
+    old_spaces = project.spaces(snap.discovery)
+    spaces_s = time.perf_counter() - start
+    update, report = prepare_update(snap, rows, added, old_spaces, [features], [])
+    computed_s = time.perf_counter() - start
+    project.state.install_update(update)
+    after = project.snapshot()
+    new_rows = np.flatnonzero(after.new)
+    cluster_truth = {}
+    for cid in after.curation.cluster_ids():  # each curated cluster's majority class among the old images
+        members = snap.curation.members(cid)
+        if members.size:
+            cluster_truth[cid] = int(np.bincount(truth_of(n, classes)[members]).argmax())
+    given = after.curation.assignments[n:]
+    right = np.asarray([cluster_truth.get(int(c), -1) for c in given]) == truth
+    return {
+        "seconds": time.perf_counter() - start,
+        "features_read_s": spaces_s,
+        "label_and_score_s": computed_s - spaces_s,
+        "install_s": time.perf_counter() - start - computed_s,
+        "added": report.n_added,
+        "labelled": report.n_labelled,
+        "new_images_accuracy": float(right.mean()),
+        "review_queue_new_first": bool(np.array_equal(new_rows, np.arange(n, n + n_new))),
+    }
+
+
 def run_phase(args: argparse.Namespace) -> None:
     work = Path(args.work)
     os.environ["TURTLE_HOME"] = str(work / "home")
@@ -339,6 +429,8 @@ def run_phase(args: argparse.Namespace) -> None:
         "gallery": lambda: gallery(work),
         "edit": lambda: edit(work),
         "refine": lambda: refine(work),
+        "save_after_refine": lambda: save_after_refine(work),
+        "update": lambda: update(work),
     }[args.phase]()
     out["peak_rss_gib"] = peak_rss_gib()
     print(json.dumps(out))

@@ -128,7 +128,12 @@ def label_added(
 ) -> AddedLabels:
     """Label the added images (rows of `new_spaces`) with the curated categories of `snap` (whose images'
     features are `old_spaces`)."""
-    from turtle_core.discovery.newcomers import CategoryShapes, learn_categories, reference_sample
+    from turtle_core.discovery.newcomers import (
+        BEYOND_MEMBERS,
+        CategoryShapes,
+        learn_categories,
+        reference_sample,
+    )
 
     assignments = np.asarray(snap.curation.assignments)
     n_categories = len(snap.curation.cluster_ids())
@@ -143,10 +148,11 @@ def label_added(
     reference = reference_sample(assignments.size)
     reference = reference[assignments[reference] != EXCLUDED]
     shapes = CategoryShapes([np.asarray(X[reference]) for X in old_spaces], assignments[reference])
-    z = shapes.z_scores(new_spaces, best)
-    return AddedLabels(
-        best, z <= ATYPICAL_Z, (ordered[:, -1] - ordered[:, -2]).astype(np.float32), z, n_categories
-    )
+    beyond = shapes.scores(new_spaces, best)
+    margin = (ordered[:, -1] - ordered[:, -2]).astype(np.float32)
+    # On the discovery's atypicality scale, so that the review queue's "fits no category" holds exactly these.
+    atypicality = (beyond * (ATYPICAL_Z / BEYOND_MEMBERS)).astype(np.float32)
+    return AddedLabels(best, beyond <= BEYOND_MEMBERS, margin, atypicality, n_categories)
 
 
 def prepare_update(
