@@ -1,0 +1,91 @@
+"""Image-quality scores measured while an image is decoded at scan time (cleanvision's definitions).
+
+Each score is "lower is worse" and is compared with a fixed threshold by `turtle_core.cleaning.quality`:
+dark (99th percentile of perceived brightness), light (1 - its 5th percentile), low information
+(PIL entropy x 0.1, capped at 1), blurry (spread of the edges of the image shrunk to 64 px, plus
+cleanvision's grey-histogram term so that flat images do not count as blurry) and grayscale (1 when the
+file is a grey image, or when its colour channels are equal everywhere). Aspect ratio and size come from
+the image's width and height, which the scan records anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+# Decoding a JPEG at a reduced scale is what makes the scan cheap; the scores need at least this many
+# pixels on the longer side (blur is measured at 64 px, as cleanvision does).
+QUALITY_SIDE = 128
+BLUR_SIDE = 64
+SAMPLE_SIDE = 256  # brightness percentiles and the grey check read a value-preserving sample of this size
+GREY_TOLERANCE = 3  # JPEG leaves colour channels of a grey picture a few levels apart
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+BLUR_NORMALISER = 0.01
+BLUR_COLOUR_THRESHOLD = 0.18
+ENTROPY_NORMALISER = 0.1
+
+
+class QualityScores(NamedTuple):
+    """Per-image scores in [0, 1], lower = worse (grayscale: 1.0 grey, 0.0 colour)."""
+
+    dark: float
+    light: float
+    low_information: float
+    blurry: float
+    grayscale: float
+
+
+def draft_size(width: int, height: int) -> tuple[int, int]:
+    """The size to ask a JPEG decoder for: an eighth of the image, but enough pixels to score it."""
+    longest = max(width, height, 1)
+    scale = max(1 / 8, min(1.0, QUALITY_SIDE / longest))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
+
+
+def measure_quality(image: Image.Image, rgb: Image.Image) -> QualityScores:
+    """Scores of a decoded image: `image` as the file holds it (its mode tells grey files apart),
+    `rgb` the same pixels as 8-bit RGB (alpha composited on white)."""
+    pixels = np.asarray(rgb)
+    step = max(1, math.ceil(max(pixels.shape[:2]) / SAMPLE_SIDE))
+    sample = pixels[::step, ::step].reshape(-1, 3).astype(np.float32)
+    brightness = np.sqrt(_perceived(sample)) / 255.0
+    high, low = np.percentile(brightness, [99, 5]) if brightness.size else (0.0, 0.0)
+    grey_file = image.mode in GREY_MODES or (image.mode == "P" and _grey_palette(image))
+    if grey_file:
+        entropy = rgb.convert("L").entropy()
+        grey = True
+    else:
+        entropy = rgb.entropy()
+        spread = np.abs(np.diff(sample, axis=1)).max() if sample.size else 0.0
+        grey = bool(spread <= GREY_TOLERANCE)
+    return QualityScores(
+        dark=round(float(high), 4),
+        light=round(float(1.0 - low), 4),
+        low_information=round(min(1.0, ENTROPY_NORMALISER * float(entropy)), 4),
+        blurry=round(_blur_score(rgb), 4),
+        grayscale=1.0 if grey else 0.0,
+    )
+
+
+def _perceived(sample: np.ndarray) -> np.ndarray:
+    return 0.241 * sample[:, 0] ** 2 + 0.691 * sample[:, 1] ** 2 + 0.068 * sample[:, 2] ** 2
+
+
+def _grey_palette(image: Image.Image) -> bool:
+    palette = image.getpalette() or []
+    triples = np.asarray(palette[: len(palette) // 3 * 3]).reshape(-1, 3)
+    return bool(triples.size) and bool((np.ptp(triples, axis=1) == 0).all())
+
+
+def _blur_score(rgb: Image.Image) -> float:
+    width, height = rgb.size
+    ratio = max(width, height) / BLUR_SIDE
+    small = rgb.resize((max(int(width // ratio), 1), max(int(height // ratio), 1))) if ratio > 1 else rgb
+    grey = small.convert("L")
+    edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES), dtype=np.float64)
+    blur = 1.0 - math.exp(-BLUR_NORMALISER * float(edges.std()))
+    spread = 1.0 - math.exp(-BLUR_NORMALISER * float(np.std(grey.histogram())))
+    return min(1.0, blur + (spread if spread > BLUR_COLOUR_THRESHOLD else 0.0))
