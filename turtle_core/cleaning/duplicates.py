@@ -29,9 +29,9 @@ NEIGHBOURS = 16
 # The default threshold, as a fraction of the folder's median nearest-neighbour distance
 # (benchmarks/cleaning_duplicates.py chose it on planted copies; cleanlab's default is 0.13).
 DEFAULT_FRACTION = 0.5
-ANN_DIMS = 128
+ANN_DIMS = 64
 ANN_SAMPLE = 100_000
-ANN_PROBES = 16
+ANN_PROBES = 8
 _CHUNK = 2048
 _GRAPH_FORMAT = 1
 
@@ -230,20 +230,21 @@ def _approximate_neighbours(
     rng = np.random.default_rng(seed)
     meter = ProgressMeter("duplicates", 3 * n, progress)
     sample = np.sort(rng.choice(n, size=min(n, ANN_SAMPLE), replace=False))
-    fitted = _unit_blocks(spaces, nodes[sample])
+    fitted = _unit_blocks(spaces, nodes[sample[: min(len(sample), 20_000)]])
     mean = fitted.mean(0)
-    dims = min(ANN_DIMS, fitted.shape[1])
-    _, _, vt = np.linalg.svd(fitted[: min(len(fitted), 20_000)] - mean, full_matrices=False)
-    basis = np.ascontiguousarray(vt[:dims].T)
-    projected = np.empty((n, dims), np.float32)
+    centred = fitted - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # principal axes of the sample, largest last
+    basis = np.ascontiguousarray(vectors[:, ::-1][:, : min(ANN_DIMS, fitted.shape[1])], dtype=np.float32)
+    del fitted, centred
+    projected = np.empty((n, basis.shape[1]), np.float32)
     for start in range(0, n, 8 * _CHUNK):
         check_cancel(cancel)
         stop = min(n, start + 8 * _CHUNK)
         projected[start:stop] = (_unit_blocks(spaces, nodes[start:stop]) - mean) @ basis
         meter.advance(stop - start, message="projecting")
     n_lists = int(min(4096, max(16, 4 * np.sqrt(n)), max(16, len(sample) // 39)))  # faiss: 39 per list
-    quantiser = faiss.IndexFlatL2(dims)
-    index = faiss.IndexIVFFlat(quantiser, dims, n_lists)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(basis.shape[1]), basis.shape[1], n_lists)
+    index.cp.niter = 10  # the lists only need to be roughly balanced, not converged
     index.train(projected[sample])
     index.add(projected)
     index.nprobe = ANN_PROBES
@@ -254,6 +255,22 @@ def _approximate_neighbours(
         _, candidates[start:stop] = index.search(projected[start:stop], k + 1)
         meter.advance(stop - start, message="approximate neighbours")
     del index, projected
+    return _exact_distances(spaces, nodes, candidates, k, meter, cancel)
+
+
+def _exact_distances(
+    spaces: Sequence[np.ndarray],
+    nodes: np.ndarray,
+    candidates: np.ndarray,
+    k: int,
+    meter: ProgressMeter,
+    cancel: threading.Event | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` nearest of each node's candidates, by their distance in the full space."""
+    import torch
+
+    n = len(nodes)
+    norms = [_row_norms(space, nodes) for space in spaces]
     indices = np.empty((n, k), np.int32)
     distances = np.empty((n, k), np.float32)
     for start in range(0, n, _CHUNK):
@@ -261,18 +278,29 @@ def _approximate_neighbours(
         stop = min(n, start + _CHUNK)
         found = candidates[start:stop]
         found = np.where(found == np.arange(start, stop)[:, None], -1, found)  # not itself
-        queries = _unit_blocks(spaces, nodes[start:stop])
         safe = np.maximum(found, 0)
-        neighbours = _unit_blocks(spaces, nodes[safe.ravel()]).reshape(stop - start, k + 1, -1)
-        dist = np.maximum(1.0 - np.einsum("qd,qkd->qk", queries, neighbours), 0.0)
+        similarity = np.zeros(found.shape, np.float32)
+        for space, norm in zip(spaces, norms, strict=True):
+            queries = torch.from_numpy(np.ascontiguousarray(space[nodes[start:stop]], dtype=np.float32))
+            others = torch.from_numpy(np.asarray(space[nodes[safe.ravel()]], dtype=np.float32))
+            dots = torch.bmm(others.view(stop - start, found.shape[1], -1), queries[:, :, None])[:, :, 0]
+            similarity += dots.numpy() / (norm[start:stop, None] * norm[safe])
+        dist = np.maximum(1.0 - similarity / len(spaces), 0.0)
         dist[found < 0] = np.inf
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        indices[start:stop] = np.where(
-            np.isfinite(np.take_along_axis(dist, order, 1)), np.take_along_axis(found, order, 1), -1
-        )
-        distances[start:stop] = np.take_along_axis(dist, order, 1)
+        nearest = np.take_along_axis(dist, order, 1)
+        indices[start:stop] = np.where(np.isfinite(nearest), np.take_along_axis(found, order, 1), -1)
+        distances[start:stop] = nearest
         meter.advance(stop - start, message="exact distances")
     return indices, distances
+
+
+def _row_norms(space: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    norms = np.empty(len(nodes), np.float32)
+    for start in range(0, len(nodes), 16 * _CHUNK):
+        block = np.asarray(space[nodes[start : start + 16 * _CHUNK]], dtype=np.float32)
+        norms[start : start + len(block)] = np.maximum(np.linalg.norm(block, axis=1), 1e-12)
+    return norms
 
 
 def _rows_by_node(node_of_row: np.ndarray) -> list[list[int]]:
