@@ -37,6 +37,13 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (both cores count): on a shared machine, what the wall time would be
+    on one idle core."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def mixture(n: int, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n rows (the last PLANTED of them near-copies of earlier rows); returns features, sources, copies."""
     rng = np.random.default_rng(seed)
@@ -80,8 +87,16 @@ def part_index(n: int = 100_000, k: int = 16) -> dict:
 
     def score(found: np.ndarray) -> dict:
         hits = [len(set(a) & set(b)) for a, b in zip(found[:, :k].tolist(), truth.tolist(), strict=True)]
-        pairs = np.mean([c in set(found[s].tolist()) or s in set(found[c].tolist()) for s, c in zip(sources, copies)])
-        return {"recall_at_k": round(float(np.mean(hits)) / k, 4), "planted_pairs_found": round(float(pairs), 4)}
+        pairs = np.mean(
+            [
+                c in set(found[s].tolist()) or s in set(found[c].tolist())
+                for s, c in zip(sources, copies, strict=True)
+            ]
+        )
+        return {
+            "recall_at_k": round(float(np.mean(hits)) / k, 4),
+            "planted_pairs_found": round(float(pairs), 4),
+        }
 
     import pynndescent
 
@@ -116,15 +131,16 @@ def part_million(n: int = 1_000_000) -> dict:
     started = time.perf_counter()
     features, sources, copies = mixture(n, 1280)
     made = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     graph = build_neighbour_graph([features], [f"{i:040x}" for i in range(n)])
     built = time.perf_counter() - started
     started = time.perf_counter()
     threshold = graph.default_threshold()
     groups = duplicate_groups(graph, threshold, np.zeros(n))
     grouped = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
     together = {frozenset(g.rows) for g in groups if len(g.rows) == 2}
-    found = np.mean([frozenset((int(s), int(c))) in together for s, c in zip(sources, copies)])
+    found = np.mean([frozenset((int(s), int(c))) in together for s, c in zip(sources, copies, strict=True)])
     planted = set(sources.tolist()) | set(copies.tolist())
     untouched = {row for g in groups for row in g.rows} - planted
     return {
@@ -134,6 +150,7 @@ def part_million(n: int = 1_000_000) -> dict:
         "graph_s": round(built, 1),
         "groups_s": round(grouped, 2),
         "total_s": round(built + grouped, 1),
+        "total_cpu_s": round(cpu, 1),
         "exact": graph.exact,
         "median_nn_distance": round(graph.median_distance(), 4),
         "threshold": round(threshold, 4),
@@ -148,7 +165,9 @@ PARTS = {"index": part_index, "million": part_million}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--parts", default="index,million")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
