@@ -113,3 +113,27 @@ def test_a_folder_of_one_image_has_no_neighbours() -> None:
     assert graph.n_nodes == 1 and graph.median_distance() == 0.0
     groups = duplicate_groups(graph, 0.0, np.zeros(2))
     assert [(g.keep, g.others) for g in groups] == [(0, (1,))]
+
+
+def test_pixel_signatures_confirm_pairs_near_in_the_embeddings() -> None:
+    from PIL import Image, ImageEnhance
+
+    from turtle_core.ingest.quality import pixel_signature
+
+    rng = np.random.default_rng(5)
+    picture = Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).resize((96, 96))
+    other = Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).resize((96, 96))
+    brighter = ImageEnhance.Brightness(picture).enhance(1.3).resize((48, 48))
+    signatures = [pixel_signature(picture), pixel_signature(brighter), pixel_signature(other), None]
+    # All four are equally near in the embeddings; only the picture and its brighter copy share pixels.
+    features = np.asarray([[1.0, 0.0], [1.0, 0.01], [1.0, -0.01], [1.0, 0.02]])
+    graph = build_neighbour_graph([features], ["a", "b", "c", "d"], k=3, signatures=signatures)
+    assert graph.has_signatures and graph.pairs.tolist() == [[0, 1]]  # d has none; c matches nobody
+    priority = np.asarray([4.0, 3.0, 2.0, 1.0])
+    assert [(g.keep, g.others) for g in duplicate_groups(graph, 0.01, priority)] == [(0, (1,))]
+    assert duplicate_groups(graph, 0.01, priority, min_match=1.01) == []
+    again = NeighbourGraph.from_bytes(graph.to_bytes())
+    assert again.pairs.tolist() == [[0, 1]] and np.allclose(again.pair_matches, graph.pair_matches)
+    alone = build_neighbour_graph([features], ["a", "b", "c", "d"], k=3)
+    assert [(g.keep, sorted(g.others)) for g in duplicate_groups(alone, 0.01, priority)] == [(0, [1, 2, 3])]
+    assert graph.default_threshold() == 8 * alone.default_threshold()  # 4.0 and 0.5 of the same median

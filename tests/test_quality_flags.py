@@ -128,5 +128,5 @@ def test_odd_size_follows_cleanvisions_rule() -> None:
 def test_scan_without_quality_is_what_the_benchmark_compares(tmp_path: Path) -> None:
     planted_folder(tmp_path / "images", per_kind=1)
     plain = scan_folder(tmp_path / "images", quality=False)
-    assert all(record.quality is None for record in plain.images)
+    assert all(record.quality is None and record.signature is None for record in plain.images)
     assert [r.path for r in plain.images] == [r.path for r in scan_folder(tmp_path / "images").images]

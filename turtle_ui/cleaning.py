@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from turtle_core.state.project_state import Snapshot
 
 GROUPS_PER_PAGE = 8
+NAMES_INLINE_LIMIT = 20_000  # up to this many images the words are found during the page run (seconds)
 THUMBS_PER_GROUP = 8
 
 
@@ -98,7 +99,8 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
         format="%.4f",
         key=key,
         help="Two images are near-duplicates when the mean cosine distance of their embeddings is at most "
-        "this. The default adapts to the folder: half of its median nearest-neighbour distance.",
+        "this and their 8 × 8 pixel signatures match. The default adapts to the folder: a fraction of its "
+        "median nearest-neighbour distance.",
     )
     _histogram(graph, threshold, median)
     groups = cleaning.near_duplicates(snap, graph, threshold)
@@ -228,12 +230,16 @@ def duplicates_label(project: Project, snap: Snapshot) -> str:
 
 # ------------------------------------------------------------------------------------------ names
 def suggestions(project: Project, snap: Snapshot) -> dict[int, list] | None:
-    """Name suggestions per cluster once computed (a background job computes the images' words once
-    per discovery, with a progress line meanwhile); None while computing, or when no backbone of the
-    discovery can name images (then said once)."""
+    """Name suggestions per cluster (the images' words are found once per discovery: during the page run
+    up to `NAMES_INLINE_LIMIT` images, else in a background job with a progress line meanwhile); None
+    while computing, or when no backbone of the discovery can name images (then said once)."""
     try:
         found = cleaning.cluster_suggestions(project, snap, compute=False)
     except cleaning.NotComputed:
+        if len(snap.images) <= NAMES_INLINE_LIMIT:
+            with st.spinner("Finding words for the clusters…"):
+                found = cleaning.cluster_suggestions(project, snap)
+            return _said(found)
         job = jobs_ui.project_job(project, "names")
         if job is None or not job.running:
             if job is not None and job.state == "failed":
@@ -242,6 +248,10 @@ def suggestions(project: Project, snap: Snapshot) -> dict[int, list] | None:
             job = jobs_ui.submit_job(project, "names", lambda progress, cancel: _compute_words(project, snap))
         jobs_ui.job_panel(job, "Name suggestions", compact=True)
         return None
+    return _said(found)
+
+
+def _said(found: dict[int, list] | None) -> dict[int, list] | None:
     if found is None:
         st.caption(
             "No name suggestions: none of this discovery's backbones knows words for pictures (a CLIP "

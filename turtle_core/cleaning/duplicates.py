@@ -7,6 +7,10 @@ grouped together and never use up each other's neighbour slots. Up to `EXACT_LIM
 neighbours are exact; above it they come from an inverted-file index (faiss) over a PCA projection,
 and every candidate's distance is then computed exactly in the full space.
 
+Embeddings are invariant to what a category ignores, so different pictures of one kind can lie as close as
+two copies of one picture; a pair near in the embeddings is confirmed by the images' pixel signatures
+(8 × 8 RGB, measured at scan time), which copies share and other pictures rarely do.
+
 Groups are not connected components (which chain unrelated images through intermediate ones): images
 are visited from the one most worth keeping (most pixels, then largest file); each not yet grouped
 becomes the kept image of a group holding every other ungrouped image within the threshold of it.
@@ -22,18 +26,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
+from turtle_core.cleaning.neighbours import (
+    approximate_neighbours,
+    candidate_pairs,
+    exact_neighbours,
+    pair_distances,
+    signature_neighbours,
+)
+from turtle_core.ingest.quality import signature_vectors
+from turtle_core.progress import ProgressCallback, check_cancel
 
 EXACT_LIMIT = 50_000
 NEIGHBOURS = 16
 # The default threshold, as a fraction of the folder's median nearest-neighbour distance
 # (benchmarks/cleaning_duplicates.py chose it on planted copies; cleanlab's default is 0.13).
-DEFAULT_FRACTION = 0.5
-ANN_DIMS = 64
-ANN_SAMPLE = 100_000
-ANN_PROBES = 8
-_CHUNK = 2048
-_GRAPH_FORMAT = 1
+DEFAULT_FRACTION = 4.0
+EMBEDDINGS_ONLY_FRACTION = 0.5  # images scanned without pixel signatures: the embeddings alone decide
+# Two images near in the embeddings are near-duplicates when their 8 × 8 pixel signatures correlate at
+# least this much: copies of one picture do, different pictures of one kind (or one scene) rarely.
+SIGNATURE_MATCH = 0.95
+_PAIR_FLOOR = 0.8  # candidate pairs whose signatures correlate less are not kept at all
+_GRAPH_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -46,10 +59,19 @@ class NeighbourGraph:
     indices: np.ndarray
     distances: np.ndarray
     exact: bool
+    # Candidate pairs (nodes a < b) from both the embeddings' and the signatures' neighbours, with their
+    # embedding distance and signature correlation; None when the images have no pixel signatures.
+    pairs: np.ndarray | None = None
+    pair_distances: np.ndarray | None = None
+    pair_matches: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
         return int(self.indices.shape[0])
+
+    @property
+    def has_signatures(self) -> bool:
+        return self.pairs is not None
 
     def nearest_distances(self) -> np.ndarray:
         """Each node's distance to its nearest other node (nodes without one left out)."""
@@ -61,12 +83,22 @@ class NeighbourGraph:
         nearest = self.nearest_distances()
         return float(np.median(nearest)) if nearest.size else 0.0
 
-    def default_threshold(self, fraction: float = DEFAULT_FRACTION) -> float:
-        """`fraction` of the median nearest-neighbour distance: the threshold adapts to the folder."""
+    def default_threshold(self, fraction: float | None = None) -> float:
+        """`fraction` of the median nearest-neighbour distance: the threshold adapts to the folder
+        (default `DEFAULT_FRACTION` with pixel signatures, `EMBEDDINGS_ONLY_FRACTION` without)."""
+        if fraction is None:
+            fraction = DEFAULT_FRACTION if self.has_signatures else EMBEDDINGS_ONLY_FRACTION
         return fraction * self.median_distance()
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        extra = {}
+        if self.pairs is not None:
+            extra = {
+                "pairs": self.pairs,
+                "pair_distances": self.pair_distances,
+                "pair_matches": self.pair_matches,
+            }
         np.savez(
             buffer,
             format=np.asarray(_GRAPH_FORMAT),
@@ -74,6 +106,7 @@ class NeighbourGraph:
             indices=self.indices,
             distances=self.distances,
             exact=np.asarray(self.exact),
+            **extra,
         )
         return buffer.getvalue()
 
@@ -82,7 +115,10 @@ class NeighbourGraph:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             if int(arrays["format"]) != _GRAPH_FORMAT:
                 raise ValueError(f"unsupported neighbour graph format {int(arrays['format'])}")
-            return cls(arrays["node_of_row"], arrays["indices"], arrays["distances"], bool(arrays["exact"]))
+            pairs = {k: arrays[k] for k in ("pairs", "pair_distances", "pair_matches") if k in arrays.files}
+            return cls(
+                arrays["node_of_row"], arrays["indices"], arrays["distances"], bool(arrays["exact"]), **pairs
+            )
 
 
 @dataclass(frozen=True)
@@ -110,11 +146,14 @@ def build_neighbour_graph(
     *,
     k: int = NEIGHBOURS,
     exact_limit: int = EXACT_LIMIT,
+    signatures: Sequence[str | None] | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     seed: int = 0,
 ) -> NeighbourGraph:
-    """The `k` nearest neighbours of every distinct image (rows of `spaces` align with `content_hashes`)."""
+    """The `k` nearest neighbours of every distinct image (rows of `spaces` align with `content_hashes`);
+    with `signatures` (per row, `ingest.quality.pixel_signature`) also the candidate pairs among the
+    nearest neighbours in the embeddings or in the signatures, with both measures."""
     n_rows = len(content_hashes)
     if any(space.shape[0] != n_rows for space in spaces):
         raise ValueError("every feature matrix needs one row per image")
@@ -126,20 +165,41 @@ def build_neighbour_graph(
         return NeighbourGraph(node_of_row, empty.astype(np.int32), empty.astype(np.float32), True)
     exact = len(first_row) <= exact_limit
     if exact:
-        indices, distances = _exact_neighbours(spaces, first_row, k, progress, cancel)
+        indices, distances = exact_neighbours(spaces, first_row, k, progress, cancel)
     else:
-        indices, distances = _approximate_neighbours(spaces, first_row, k, progress, cancel, seed)
-    return NeighbourGraph(node_of_row, indices, distances, exact)
+        indices, distances = approximate_neighbours(spaces, first_row, k, progress, cancel, seed)
+    graph = NeighbourGraph(node_of_row, indices, distances, exact)
+    if signatures is None:
+        return graph
+    vectors, present = signature_vectors([signatures[row] for row in first_row])
+    pairs = candidate_pairs(indices, signature_neighbours(vectors, present, k, exact, seed))
+    matches = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    keep = present[pairs[:, 0]] & present[pairs[:, 1]] & (matches >= _PAIR_FLOOR)
+    pairs, matches = pairs[keep], matches[keep]
+    check_cancel(cancel)
+    return NeighbourGraph(
+        node_of_row,
+        indices,
+        distances,
+        exact,
+        pairs.astype(np.int32),
+        pair_distances(spaces, first_row, pairs),
+        matches.astype(np.float32),
+    )
 
 
-def duplicate_groups(graph: NeighbourGraph, threshold: float, priority: np.ndarray) -> list[DuplicateGroup]:
+def duplicate_groups(
+    graph: NeighbourGraph, threshold: float, priority: np.ndarray, min_match: float = SIGNATURE_MATCH
+) -> list[DuplicateGroup]:
     """Groups of near-duplicates at `threshold`, each around the kept image (highest `priority` per row).
-    Exact copies are grouped at any threshold. Largest groups first."""
+    In a graph with pixel signatures two images are near-duplicates when their embeddings are within the
+    threshold and their signatures correlate by at least `min_match`; without, the embeddings alone
+    decide. Exact copies are grouped at any threshold. Largest groups first."""
     rows_of_node = _rows_by_node(graph.node_of_row)
     priority = np.asarray(priority, dtype=np.float64)
     node_priority = np.full(graph.n_nodes, -np.inf)
     np.maximum.at(node_priority, graph.node_of_row, priority)
-    partners = _pairs_within(graph, threshold)
+    partners = _pairs_within(graph, threshold, min_match)
     has_copies = np.asarray([len(rows) > 1 for rows in rows_of_node])
     candidates = np.flatnonzero(has_copies | np.asarray([len(p) > 0 for p in partners]))
     taken = np.zeros(graph.n_nodes, bool)
@@ -179,139 +239,22 @@ def distance_histogram(graph: NeighbourGraph, bins: int = 40) -> tuple[np.ndarra
 # ---------------------------------------------------------------------------------------- internals
 
 
-def _unit_blocks(spaces: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Rows of every space L2-normalised and side by side, scaled so that 1 - dot = mean cosine distance."""
-    weight = 1.0 / np.sqrt(len(spaces))
-    blocks = []
-    for space in spaces:
-        block = np.asarray(space[rows], dtype=np.float32)
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        blocks.append(block * (weight / np.maximum(norms, 1e-12)))
-    return np.concatenate(blocks, axis=1)
-
-
-def _exact_neighbours(
-    spaces: Sequence[np.ndarray],
-    nodes: np.ndarray,
-    k: int,
-    progress: ProgressCallback | None,
-    cancel: threading.Event | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    features = torch.from_numpy(_unit_blocks(spaces, nodes))
-    n = features.shape[0]
-    indices = np.empty((n, k), np.int32)
-    distances = np.empty((n, k), np.float32)
-    meter = ProgressMeter("duplicates", n, progress)
-    for start in range(0, n, _CHUNK):
-        check_cancel(cancel)
-        stop = min(n, start + _CHUNK)
-        similarity = features[start:stop] @ features.T
-        similarity[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf
-        top, where = similarity.topk(k, dim=1)
-        indices[start:stop] = where.numpy()
-        distances[start:stop] = np.maximum(1.0 - top.numpy(), 0.0)
-        meter.advance(stop - start, message="nearest neighbours")
-    return indices, distances
-
-
-def _approximate_neighbours(
-    spaces: Sequence[np.ndarray],
-    nodes: np.ndarray,
-    k: int,
-    progress: ProgressCallback | None,
-    cancel: threading.Event | None,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
-
-    n = len(nodes)
-    rng = np.random.default_rng(seed)
-    meter = ProgressMeter("duplicates", 3 * n, progress)
-    sample = np.sort(rng.choice(n, size=min(n, ANN_SAMPLE), replace=False))
-    fitted = _unit_blocks(spaces, nodes[sample[: min(len(sample), 20_000)]])
-    mean = fitted.mean(0)
-    centred = fitted - mean
-    _, vectors = np.linalg.eigh(centred.T @ centred)  # principal axes of the sample, largest last
-    basis = np.ascontiguousarray(vectors[:, ::-1][:, : min(ANN_DIMS, fitted.shape[1])], dtype=np.float32)
-    del fitted, centred
-    projected = np.empty((n, basis.shape[1]), np.float32)
-    for start in range(0, n, 8 * _CHUNK):
-        check_cancel(cancel)
-        stop = min(n, start + 8 * _CHUNK)
-        projected[start:stop] = (_unit_blocks(spaces, nodes[start:stop]) - mean) @ basis
-        meter.advance(stop - start, message="projecting")
-    n_lists = int(min(4096, max(16, 4 * np.sqrt(n)), max(16, len(sample) // 39)))  # faiss: 39 per list
-    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(basis.shape[1]), basis.shape[1], n_lists)
-    index.cp.niter = 10  # the lists only need to be roughly balanced, not converged
-    index.train(projected[sample])
-    index.add(projected)
-    index.nprobe = ANN_PROBES
-    candidates = np.empty((n, k + 1), np.int64)
-    for start in range(0, n, 16 * _CHUNK):
-        check_cancel(cancel)
-        stop = min(n, start + 16 * _CHUNK)
-        _, candidates[start:stop] = index.search(projected[start:stop], k + 1)
-        meter.advance(stop - start, message="approximate neighbours")
-    del index, projected
-    return _exact_distances(spaces, nodes, candidates, k, meter, cancel)
-
-
-def _exact_distances(
-    spaces: Sequence[np.ndarray],
-    nodes: np.ndarray,
-    candidates: np.ndarray,
-    k: int,
-    meter: ProgressMeter,
-    cancel: threading.Event | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The `k` nearest of each node's candidates, by their distance in the full space."""
-    import torch
-
-    n = len(nodes)
-    norms = [_row_norms(space, nodes) for space in spaces]
-    indices = np.empty((n, k), np.int32)
-    distances = np.empty((n, k), np.float32)
-    for start in range(0, n, _CHUNK):
-        check_cancel(cancel)
-        stop = min(n, start + _CHUNK)
-        found = candidates[start:stop]
-        found = np.where(found == np.arange(start, stop)[:, None], -1, found)  # not itself
-        safe = np.maximum(found, 0)
-        similarity = np.zeros(found.shape, np.float32)
-        for space, norm in zip(spaces, norms, strict=True):
-            queries = torch.from_numpy(np.ascontiguousarray(space[nodes[start:stop]], dtype=np.float32))
-            others = torch.from_numpy(np.asarray(space[nodes[safe.ravel()]], dtype=np.float32))
-            dots = torch.bmm(others.view(stop - start, found.shape[1], -1), queries[:, :, None])[:, :, 0]
-            similarity += dots.numpy() / (norm[start:stop, None] * norm[safe])
-        dist = np.maximum(1.0 - similarity / len(spaces), 0.0)
-        dist[found < 0] = np.inf
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        nearest = np.take_along_axis(dist, order, 1)
-        indices[start:stop] = np.where(np.isfinite(nearest), np.take_along_axis(found, order, 1), -1)
-        distances[start:stop] = nearest
-        meter.advance(stop - start, message="exact distances")
-    return indices, distances
-
-
-def _row_norms(space: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-    norms = np.empty(len(nodes), np.float32)
-    for start in range(0, len(nodes), 16 * _CHUNK):
-        block = np.asarray(space[nodes[start : start + 16 * _CHUNK]], dtype=np.float32)
-        norms[start : start + len(block)] = np.maximum(np.linalg.norm(block, axis=1), 1e-12)
-    return norms
-
-
 def _rows_by_node(node_of_row: np.ndarray) -> list[list[int]]:
     order = np.argsort(node_of_row, kind="stable")
     bounds = np.searchsorted(node_of_row[order], np.arange(int(node_of_row.max(initial=-1)) + 2))
     return [order[bounds[i] : bounds[i + 1]].tolist() for i in range(len(bounds) - 1)]
 
 
-def _pairs_within(graph: NeighbourGraph, threshold: float) -> list[list[tuple[int, float]]]:
-    """For every node, the other nodes within `threshold` (either one lists the other as a neighbour)."""
+def _pairs_within(graph: NeighbourGraph, threshold: float, min_match: float) -> list[list[tuple[int, float]]]:
+    """For every node, the other nodes that are near-duplicates of it at `threshold`."""
     partners: list[list[tuple[int, float]]] = [[] for _ in range(graph.n_nodes)]
+    if graph.pairs is not None:
+        assert graph.pair_distances is not None and graph.pair_matches is not None
+        keep = (graph.pair_distances <= threshold) & (graph.pair_matches >= min_match)
+        for a, b, d in zip(*graph.pairs[keep].T.tolist(), graph.pair_distances[keep].tolist(), strict=True):
+            partners[a].append((b, d))
+            partners[b].append((a, d))
+        return partners
     near = (graph.distances <= threshold) & (graph.indices >= 0)
     sources, slots = np.nonzero(near)
     targets = graph.indices[sources, slots]

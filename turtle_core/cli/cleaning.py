@@ -13,6 +13,7 @@ from turtle_core.progress import Cancelled
 
 def add_parsers(commands: argparse._SubParsersAction, add_embed_arguments: Callable[..., None]) -> None:
     """Register `audit` and `names` (`add_embed_arguments` adds the folder and backbone options)."""
+    from turtle_core.cleaning.duplicates import DEFAULT_FRACTION
     from turtle_core.embedding.backbones import BACKBONES, PRESETS
 
     audit = commands.add_parser(
@@ -24,7 +25,8 @@ def add_parsers(commands: argparse._SubParsersAction, add_embed_arguments: Calla
         "--fraction",
         type=float,
         default=None,
-        help="near-duplicate threshold as a fraction of the median nearest-neighbour distance (default 0.5)",
+        help="near-duplicate threshold as a fraction of the median nearest-neighbour distance in the embeddings "
+        f"(default {DEFAULT_FRACTION:g}; pairs must also match in their pixel signatures)",
     )
     names = commands.add_parser("names", help="suggest names for the clusters of the last discovery")
     names.add_argument("folder", help="the folder of a previous `discover` (read only)")
@@ -34,7 +36,7 @@ def add_parsers(commands: argparse._SubParsersAction, add_embed_arguments: Calla
 def run_audit(args: argparse.Namespace, backbones: tuple[list[str], dict[str, str]] | None) -> int:
     """Scan and embed FOLDER, then write one row per usable image: its near-duplicate group and flags."""
     from turtle_core.atomic import atomic_write_text
-    from turtle_core.cleaning.duplicates import DEFAULT_FRACTION, build_neighbour_graph, duplicate_groups
+    from turtle_core.cleaning.duplicates import build_neighbour_graph, duplicate_groups
     from turtle_core.cleaning.quality import FLAG_TITLES, QUALITY_FLAGS, quality_flags
     from turtle_core.cli.common import TerminalProgress, csv_text
     from turtle_core.embedding.backbones import BackboneUnavailable
@@ -53,7 +55,12 @@ def run_audit(args: argparse.Namespace, backbones: tuple[list[str], dict[str, st
         project.set_backbones(*backbones)
         scan = project.scan(progress)
         embedded, spaces, _, failed = project.embed(progress) if scan.images else ([], [], [], [])
-        graph = build_neighbour_graph(spaces, [r.content_hash for r in embedded], progress=progress)
+        graph = build_neighbour_graph(
+            spaces,
+            [r.content_hash for r in embedded],
+            signatures=[r.signature for r in embedded],
+            progress=progress,
+        )
     except (ProjectError, BackboneUnavailable) as error:
         progress.close()
         print(f"error: {error}", file=sys.stderr)
@@ -63,8 +70,8 @@ def run_audit(args: argparse.Namespace, backbones: tuple[list[str], dict[str, st
         print("cancelled", file=sys.stderr)
         return 130
     progress.close()
-    fraction = DEFAULT_FRACTION if args.fraction is None else args.fraction
-    threshold = graph.default_threshold(fraction)
+    threshold = graph.default_threshold(args.fraction)
+    fraction = threshold / graph.median_distance() if graph.median_distance() else 0.0
     groups = duplicate_groups(graph, threshold, image_priority(embedded))
     group_of = {embedded[row].path: number for number, g in enumerate(groups, start=1) for row in g.rows}
     flags = quality_flags(scan.images)

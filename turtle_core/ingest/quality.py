@@ -10,6 +10,7 @@ the image's width and height, which the scan records anyway.
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;
 BLUR_NORMALISER = 0.01
 BLUR_COLOUR_THRESHOLD = 0.18
 ENTROPY_NORMALISER = 0.1
+SIGNATURE_SIDE = 8  # the pixel signature: the image averaged down to 8 × 8 RGB
 
 
 class QualityScores(NamedTuple):
@@ -89,3 +91,28 @@ def _blur_score(rgb: Image.Image) -> float:
     blur = 1.0 - math.exp(-BLUR_NORMALISER * float(edges.std()))
     spread = 1.0 - math.exp(-BLUR_NORMALISER * float(np.std(grey.histogram())))
     return min(1.0, blur + (spread if spread > BLUR_COLOUR_THRESHOLD else 0.0))
+
+
+def pixel_signature(rgb: Image.Image) -> str:
+    """The image averaged down to 8 × 8 RGB, base64 (256 characters): near-duplicates of one picture
+    (resized, re-compressed, slightly cropped, brightened or turned) keep almost the same signature."""
+    small = rgb.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX)
+    return base64.b64encode(np.asarray(small, dtype=np.uint8).tobytes()).decode("ascii")
+
+
+def signature_vectors(signatures: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures as zero-mean unit vectors (so their dot product is a correlation), and which exist."""
+    size = SIGNATURE_SIDE * SIGNATURE_SIDE * 3
+    vectors = np.zeros((len(signatures), size), np.float32)
+    present = np.zeros(len(signatures), bool)
+    for row, text in enumerate(signatures):
+        if not text:
+            continue
+        raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+        if raw.size != size:
+            continue
+        centred = raw.astype(np.float32) - raw.mean()
+        norm = float(np.linalg.norm(centred))
+        vectors[row] = centred / norm if norm > 0 else 0.0
+        present[row] = True
+    return vectors, present

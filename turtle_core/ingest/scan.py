@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
-from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality
+from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality, pixel_signature
 from turtle_core.names import display_name
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
@@ -29,8 +29,17 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # would only repeat it. (warnings.catch_warnings is not thread-safe, hence a global filter.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-SCAN_FORMAT_VERSION = 2  # 2: image-quality scores per record (format 1 scans are read without them)
+SCAN_FORMAT_VERSION = 2  # 2: quality scores and pixel signatures per record (format 1: read without them)
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _CHUNK = 64  # candidates handed to the thread pool between cancellation checks
 
 
@@ -50,7 +59,8 @@ class UnusableImage(Exception):
 class ImageRecord:
     """One usable image. `path` is relative to the scan root with "/" separators; `width`/`height`
     are as displayed (EXIF orientation applied); `label` is the first-level sub-folder or None;
-    `quality` the image-quality scores measured at scan time (None when not measured)."""
+    `quality` the image-quality scores measured at scan time and `signature` its pixel signature
+    (`ingest.quality.pixel_signature`), both None when not measured."""
 
     path: str
     size: int
@@ -60,6 +70,7 @@ class ImageRecord:
     height: int
     label: str | None
     quality: QualityScores | None = None
+    signature: str | None = None
 
     def __post_init__(self) -> None:
         if self.quality is not None and not isinstance(self.quality, QualityScores):
@@ -240,9 +251,9 @@ def _decode(handle: BinaryIO, min_size: int | None) -> Image.Image:
     return _to_rgb(image)
 
 
-def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores | None]:
+def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores | None, str | None]:
     """Fully check encoded image bytes; return the displayed (width, height) and, with `quality`,
-    the image's quality scores measured on the decoded pixels."""
+    the image's quality scores and pixel signature, measured on the decoded pixels."""
     with Image.open(io.BytesIO(data)) as image:
         _check_pixels(image)
         width, height = image.size
@@ -257,10 +268,15 @@ def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores
         if image.format == "JPEG":
             image.draft(image.mode, draft_size(width, height) if quality else (width // 8, height // 8))
         image.load()
-        scores = measure_quality(image, _to_rgb(image)) if quality else None
+        scores = signature = None
+        if quality:
+            rgb = _to_rgb(image)
+            with contextlib.suppress(Exception):  # the signature is oriented as displayed, like the image
+                rgb = rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb
+            scores, signature = measure_quality(image, rgb), pixel_signature(rgb)
     if orientation in _SWAPPED_ORIENTATIONS:
         width, height = height, width
-    return width, height, scores
+    return width, height, scores, signature
 
 
 # ---------------------------------------------------------------- walking
@@ -343,11 +359,11 @@ def _examine(candidate: _Candidate, quality: bool = True) -> ImageRecord | Skipp
         return SkippedFile(candidate.rel, _reason_for(exc))
     digest = hash_bytes(data)
     try:
-        width, height, scores = _inspect(data, quality)
+        width, height, scores, signature = _inspect(data, quality)
     except Exception as exc:
         return SkippedFile(candidate.rel, _reason_for(exc))
     return ImageRecord(
-        candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label, scores
+        candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label, scores, signature
     )
 
 
@@ -399,7 +415,7 @@ def scan_folder(
     to_read: list[tuple[int, _Candidate]] = []
     for candidate in walk.candidates:
         record = old.get(candidate.rel)
-        scored = record is not None and (record.quality is not None or not quality)
+        scored = record is not None and (not quality or None not in (record.quality, record.signature))
         if scored and _stat_key(candidate.abs) == (record.size, record.mtime_ns):
             results.append(record)
             reused += 1

@@ -53,17 +53,12 @@ _memo_lock = threading.Lock()
 
 # ----------------------------------------------------------------------------------------- quality
 def images_with_quality(images: Sequence[ImageRecord], scan: ScanResult | None) -> list[ImageRecord]:
-    """`images` with quality scores taken from `scan` where the image (same path and content) was
-    measured there but not when the discovery was made (a discovery older than quality flags)."""
-    if scan is None or all(record.quality is not None for record in images):
+    """`images` with quality scores and pixel signatures taken from `scan` where the image (same path
+    and content) was measured there but not when the discovery was made (an older discovery)."""
+    if scan is None or all(record.quality is not None and record.signature for record in images):
         return list(images)
-    scanned = {(record.path, record.content_hash): record.quality for record in scan.images}
-    return [
-        record
-        if record.quality is not None
-        else _with_quality(record, scanned.get((record.path, record.content_hash)))
-        for record in images
-    ]
+    scanned = {(record.path, record.content_hash): record for record in scan.images}
+    return [_measured(record, scanned.get((record.path, record.content_hash))) for record in images]
 
 
 def snapshot_quality(snap: Snapshot, scan: ScanResult | None) -> QualityFlags:
@@ -72,12 +67,12 @@ def snapshot_quality(snap: Snapshot, scan: ScanResult | None) -> QualityFlags:
     return _memoised(key, lambda: quality_flags(images_with_quality(snap.images, scan)))
 
 
-def _with_quality(record: ImageRecord, quality: Any) -> ImageRecord:
-    if quality is None:
+def _measured(record: ImageRecord, scanned: ImageRecord | None) -> ImageRecord:
+    if scanned is None or (record.quality is not None and record.signature):
         return record
     from dataclasses import replace
 
-    return replace(record, quality=quality)
+    return replace(record, quality=scanned.quality, signature=scanned.signature)
 
 
 # ----------------------------------------------------------------------------------------- duplicates
@@ -115,9 +110,11 @@ def compute_graph(
     graph = cached_graph(project, discovery)
     if graph is not None:
         return graph
+    images = images_with_quality(discovery.images, project.scan_result)
     graph = build_neighbour_graph(
         project.spaces(discovery),
-        [record.content_hash for record in discovery.images],
+        [record.content_hash for record in images],
+        signatures=[record.signature for record in images] if any(r.signature for r in images) else None,
         progress=progress,
         cancel=cancel,
     )
