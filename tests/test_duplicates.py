@@ -136,4 +136,4 @@ def test_pixel_signatures_confirm_pairs_near_in_the_embeddings() -> None:
     assert again.pairs.tolist() == [[0, 1]] and np.allclose(again.pair_matches, graph.pair_matches)
     alone = build_neighbour_graph([features], ["a", "b", "c", "d"], k=3)
     assert [(g.keep, sorted(g.others)) for g in duplicate_groups(alone, 0.01, priority)] == [(0, [1, 2, 3])]
-    assert graph.default_threshold() == 8 * alone.default_threshold()  # 4.0 and 0.5 of the same median
+    assert graph.default_threshold() == 10 * alone.default_threshold()  # 5.0 and 0.5 of the same median

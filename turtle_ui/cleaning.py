@@ -87,8 +87,8 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
     if graph.n_nodes < 2:
         st.info("Too few distinct images to compare.", icon=":material/info:")
         return
-    top = max(median, 1e-4)
-    default = min(graph.default_threshold(), top)
+    default = graph.default_threshold()
+    top = max(2 * default, median, 1e-4)
     key = f"dup_threshold:{snap.discovery_id[:12]}"
     threshold = st.slider(
         "Near-duplicate threshold (distance)",
@@ -102,7 +102,7 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
         "this and their 8 × 8 pixel signatures match. The default adapts to the folder: a fraction of its "
         "median nearest-neighbour distance.",
     )
-    _histogram(graph, threshold, median)
+    _histogram(graph, threshold, median, top)
     groups = cleaning.near_duplicates(snap, graph, threshold)
     assignments = snap.curation.assignments
     open_groups = [g for g in groups if any(assignments[row] != EXCLUDED for row in g.others)]
@@ -147,12 +147,12 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
         _group(project, snap, group, (page - 1) * GROUPS_PER_PAGE + number, flags, busy)
 
 
-def _histogram(graph: NeighbourGraph, threshold: float, median: float) -> None:
+def _histogram(graph: NeighbourGraph, threshold: float, median: float, top: float) -> None:
     import plotly.graph_objects as go
 
     from turtle_core.cleaning.duplicates import distance_histogram
 
-    counts, edges = distance_histogram(graph)
+    counts, edges = distance_histogram(graph, upper=top)
     figure = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, marker_color="#8aa1b4"))
     figure.add_vline(x=threshold, line_color="#d1495b", annotation_text="threshold")
     figure.update_layout(

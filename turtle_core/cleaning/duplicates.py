@@ -40,11 +40,11 @@ EXACT_LIMIT = 50_000
 NEIGHBOURS = 16
 # The default threshold, as a fraction of the folder's median nearest-neighbour distance
 # (benchmarks/cleaning_duplicates.py chose it on planted copies; cleanlab's default is 0.13).
-DEFAULT_FRACTION = 4.0
+DEFAULT_FRACTION = 5.0
 EMBEDDINGS_ONLY_FRACTION = 0.5  # images scanned without pixel signatures: the embeddings alone decide
 # Two images near in the embeddings are near-duplicates when their 8 × 8 pixel signatures correlate at
 # least this much: copies of one picture do, different pictures of one kind (or one scene) rarely.
-SIGNATURE_MATCH = 0.95
+SIGNATURE_MATCH = 0.97
 _PAIR_FLOOR = 0.8  # candidate pairs whose signatures correlate less are not kept at all
 _GRAPH_FORMAT = 2
 
@@ -229,10 +229,13 @@ def keep_priority(pixels: Sequence[int], file_sizes: Sequence[int]) -> np.ndarra
     return pixels_array * 1e12 + np.minimum(sizes, 1e12 - 1)
 
 
-def distance_histogram(graph: NeighbourGraph, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and bin edges of the nearest-neighbour distances (for the threshold's histogram)."""
+def distance_histogram(
+    graph: NeighbourGraph, bins: int = 40, upper: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and bin edges of the nearest-neighbour distances up to `upper` (default: their 99th
+    percentile; larger ones fall in the last bin), for the threshold's histogram."""
     nearest = graph.nearest_distances()
-    top = float(np.percentile(nearest, 99)) if nearest.size else 1.0
+    top = upper if upper is not None else float(np.percentile(nearest, 99)) if nearest.size else 1.0
     return np.histogram(np.clip(nearest, 0, top), bins=bins, range=(0.0, max(top, 1e-6)))
 
 
