@@ -40,7 +40,7 @@ def test_review_a_group_keep_one_and_undo(monkeypatch, tmp_path: Path) -> None:
     excluded = np.flatnonzero(curation.assignments == EXCLUDED).tolist()
     assert len(excluded) == 1 and excluded[0] in (2, 3, 14, 15)
     assert "Kept one image of a group of near-duplicates, excluded 1" in curation.history()[-1]
-    assert "**1 groups to review**" in texts(at) and "1 groups done" in texts(at)
+    assert "**1 group to review**" in texts(at) and "1 group done" in texts(at)
     at.button(key="undo").click().run()
     assert not (curation.assignments == EXCLUDED).any()
     at.button(key="dup_keep_all").click().run()

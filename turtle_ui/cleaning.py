@@ -116,8 +116,8 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
     copies = sum(1 for g in open_groups for row in g.others if assignments[row] != EXCLUDED)
     head, button = st.columns([3, 2], vertical_alignment="center")
     head.markdown(
-        f"**{fmt_int(len(open_groups))} groups to review** · {fmt_int(copies)} images beside the ones kept"
-        + (f" · {fmt_int(done)} groups done" if done else "")
+        f"**{_count(len(open_groups), 'group')} to review** · {_count(copies, 'image')} beside the ones kept"
+        + (f" · {_count(done, 'group')} done" if done else "")
     )
     if open_groups and button.button(
         f"Keep one of each, exclude {fmt_int(copies)}",
@@ -145,6 +145,10 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
     flags = flags_of(project, snap)
     for number, group in enumerate(open_groups[(page - 1) * GROUPS_PER_PAGE :][:GROUPS_PER_PAGE]):
         _group(project, snap, group, (page - 1) * GROUPS_PER_PAGE + number, flags, busy)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{fmt_int(n)} {word}" + ("" if n == 1 else "s")
 
 
 def _histogram(graph: NeighbourGraph, threshold: float, median: float, top: float) -> None:

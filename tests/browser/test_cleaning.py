@@ -122,14 +122,14 @@ def test_suggested_name_duplicates_and_a_quality_filter(page, app_server) -> Non
     with step(page, app_server, "duplicates-keep-one-undo"):
         radio = page.get_by_role("radio", name=re.compile("^Duplicates"))
         act(page, radio.click, "open the Duplicates view")
-        expect(page.get_by_text(re.compile(r"1 groups to review"))).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(re.compile(r"1 group to review"))).to_be_visible(timeout=120_000)
         screenshot(page, "cleaning-duplicates")
         click(page, re.compile(r"^Keep the first, exclude 1"))
         said(page, re.compile(r"Kept one image of each of 1 group"))
         said(page, re.compile("Every group keeps one image"))
         click(page, "Undo")
         said(page, re.compile(r"Undone: Kept one image of a group"))
-        expect(page.get_by_text(re.compile(r"1 groups to review"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"1 group to review"))).to_be_visible()
 
     with step(page, app_server, "filter-by-flag"):
         segment(page, "Gallery")
