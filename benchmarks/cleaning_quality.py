@@ -8,8 +8,9 @@ flags  colour_crops and emoji (untouched) plus 100 planted images of each kind m
        (a 4:1 strip of the picture) and grayscale. Recall: planted images that get their flag;
        untouched flagged: the share of the untouched images that get any flag. Agreement: per flag,
        the share of images on which our flag and cleanvision's (0.3.7, defaults) agree.
-cost   the scan of a folder with and without the quality scores, alternated (5 rounds each, after one
-       warm-up round; medians): the suite's 96 px PNGs, and 300 JPEG photos of 1,024 × 768.
+cost   the scan of a folder with and without the quality scores and pixel signatures, alternated (3 rounds
+       each, after one warm-up round; medians): 250 of the suite's 96 px PNGs (colour_crops/retina), 300
+       JPEG photos of 1,024 × 768 and 40 of 4,000 × 3,000.
 Writes benchmarks/results/cleaning_quality.json.
 """
 
@@ -123,7 +124,7 @@ def part_flags(sets: list[str]) -> dict:
     }
 
 
-def _photos(folder: Path, count: int = 300) -> None:
+def _photos(folder: Path, count: int = 300, size: tuple[int, int] = (1024, 768)) -> None:
     wheel = next((SUITE / "_sources").glob("*.whl"))
     rng = np.random.default_rng(1)
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,16 +138,22 @@ def _photos(folder: Path, count: int = 300) -> None:
         width, height = picture.size
         box = (int(rng.integers(0, width // 4)), int(rng.integers(0, height // 4)))
         crop = picture.crop((*box, box[0] + width * 3 // 4, box[1] + height * 3 // 4))
-        crop.resize((1024, 768), Image.Resampling.BICUBIC).save(folder / f"photo_{i:04d}.jpg", quality=90)
+        crop.resize(size, Image.Resampling.BICUBIC).save(folder / f"photo_{i:04d}.jpg", quality=90)
 
 
-def part_cost(sets: list[str], rounds: int = 5) -> dict:
+def part_cost(sets: list[str], rounds: int = 3) -> dict:
     from turtle_core.ingest.scan import scan_folder
 
-    photos = WORK / "photos"
+    photos, camera = WORK / "photos", WORK / "camera"
     if not photos.exists():
         _photos(photos)
-    folders = {"suite_png_96px": SUITE / sets[0], "jpeg_1024x768": photos}
+    if not camera.exists():
+        _photos(camera, count=40, size=(4000, 3000))
+    folders = {
+        "suite_png_96px": SUITE / sets[0] / "retina",
+        "jpeg_1024x768": photos,
+        "jpeg_4000x3000": camera,
+    }
     out = {}
     for label, folder in folders.items():
         scan_folder(folder, quality=True)  # warm the file cache

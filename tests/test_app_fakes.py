@@ -300,7 +300,7 @@ def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
             image = Image.new("RGB", (40, 40), colour)
             image.putpixel((i % 40, i // 40), (255, 255, 255) if (c, i) not in DARK else (30, 30, 30))
             image.save(folder / rel)
-            quality = measure_quality(image, image)
+            quality, _ = measure_quality(image, image)
             records.append(
                 ImageRecord(rel, (folder / rel).stat().st_size, 0, f"{c}-{i}", 40, 40, name, quality)
             )

@@ -36,10 +36,17 @@ def test_keep_one_per_group_is_one_undoable_edit(tmp_path: Path) -> None:
     assert (state.curation.assignments != EXCLUDED).all()
 
 
-def test_audit_writes_groups_and_flags(make_image_tree, tmp_path: Path, capsys) -> None:
-    root = make_image_tree({"a": 6, "b": 6}, size=64)
+def test_audit_writes_groups_and_flags(tmp_path: Path, capsys) -> None:
+    from test_quality_flags import natural
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(4)
+    for folder in ("a", "b"):
+        (root / folder).mkdir(parents=True)
+        for i in range(6):
+            natural(rng).save(root / folder / f"{folder}_{i:03d}.png")
     shutil.copy(root / "a" / "a_000.png", root / "a" / "copy of a_000.png")  # exact copy
-    Image.open(root / "b" / "b_002.png").resize((60, 60)).save(root / "b" / "b_002 small.png")  # near copy
+    Image.open(root / "b" / "b_002.png").resize((100, 80)).save(root / "b" / "b_002 small.jpg", quality=60)
     dark = (np.asarray(Image.open(root / "a" / "a_003.png"), np.float32) * 0.1).astype(np.uint8)
     Image.fromarray(dark).save(root / "dark.png")
     Image.open(root / "a" / "a_004.png").convert("L").save(root / "grey.png")
@@ -51,13 +58,14 @@ def test_audit_writes_groups_and_flags(make_image_tree, tmp_path: Path, capsys) 
     assert list(next(iter(rows.values()))) == ["path", "duplicate_group", *QUALITY_FLAGS]
     assert len(rows) == 16 and "broken.png" not in rows
     assert rows["a/copy of a_000.png"]["duplicate_group"] == rows["a/a_000.png"]["duplicate_group"] != ""
-    assert rows["b/b_002 small.png"]["duplicate_group"] == rows["b/b_002.png"]["duplicate_group"] != ""
+    assert rows["b/b_002 small.jpg"]["duplicate_group"] == rows["b/b_002.png"]["duplicate_group"] != ""
+    assert rows["dark.png"]["duplicate_group"] == rows["a/a_003.png"]["duplicate_group"] != ""  # darker copy
     grouped = [path for path, row in rows.items() if row["duplicate_group"]]
-    assert len(grouped) == 4
+    assert len(grouped) == 6, grouped
     assert rows["dark.png"]["dark"] == "1" and rows["grey.png"]["grayscale"] == "1"
     assert rows["a/a_001.png"]["dark"] == "0" and rows["a/a_001.png"]["grayscale"] == "0"
     err = capsys.readouterr().err
-    assert "2 group(s) of near-duplicates" in err and "broken.png" in err
+    assert "3 group(s) of near-duplicates" in err and "broken.png" in err
 
 
 def test_audit_of_a_clean_folder_says_so(tmp_path: Path, capsys) -> None:

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter
 # pixels on the longer side (blur is measured at 64 px, as cleanvision does).
 QUALITY_SIDE = 128
 BLUR_SIDE = 64
-SAMPLE_SIDE = 256  # brightness percentiles and the grey check read a value-preserving sample of this size
+SAMPLE_SIDE = 64  # brightness percentiles and the grey check read every n-th pixel, about this many a side
 GREY_TOLERANCE = 3  # JPEG leaves colour channels of a grey picture a few levels apart
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 BLUR_NORMALISER = 0.01
@@ -47,33 +47,52 @@ def draft_size(width: int, height: int) -> tuple[int, int]:
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
-def measure_quality(image: Image.Image, rgb: Image.Image) -> QualityScores:
-    """Scores of a decoded image: `image` as the file holds it (its mode tells grey files apart),
-    `rgb` the same pixels as 8-bit RGB (alpha composited on white)."""
+def measure_quality(image: Image.Image, rgb: Image.Image) -> tuple[QualityScores, str]:
+    """Scores and pixel signature of a decoded image: `image` as the file holds it (its mode tells grey
+    files apart), `rgb` the same pixels as 8-bit RGB (alpha composited on white)."""
     pixels = np.asarray(rgb)
     step = max(1, math.ceil(max(pixels.shape[:2]) / SAMPLE_SIDE))
-    sample = pixels[::step, ::step].reshape(-1, 3).astype(np.float32)
-    brightness = np.sqrt(_perceived(sample)) / 255.0
-    high, low = np.percentile(brightness, [99, 5]) if brightness.size else (0.0, 0.0)
+    sample = pixels[::step, ::step].reshape(-1, 3)
+    high, low = _brightness_percentiles(sample)
+    blur, small = _blur_score(rgb)
     grey_file = image.mode in GREY_MODES or (image.mode == "P" and _grey_palette(image))
     if grey_file:
         entropy = rgb.convert("L").entropy()
         grey = True
     else:
         entropy = rgb.entropy()
-        spread = np.abs(np.diff(sample, axis=1)).max() if sample.size else 0.0
-        grey = bool(spread <= GREY_TOLERANCE)
+        wide = sample.astype(np.int16)
+        grey = bool(sample.size) and int(np.abs(wide[:, :2] - wide[:, 1:]).max()) <= GREY_TOLERANCE
     return QualityScores(
-        dark=round(float(high), 4),
-        light=round(float(1.0 - low), 4),
+        dark=round(high, 4),
+        light=round(1.0 - low, 4),
         low_information=round(min(1.0, ENTROPY_NORMALISER * float(entropy)), 4),
-        blurry=round(_blur_score(rgb), 4),
+        blurry=round(blur, 4),
         grayscale=1.0 if grey else 0.0,
-    )
+    ), pixel_signature(small)
 
 
-def _perceived(sample: np.ndarray) -> np.ndarray:
-    return 0.241 * sample[:, 0] ** 2 + 0.691 * sample[:, 1] ** 2 + 0.068 * sample[:, 2] ** 2
+# Perceived brightness squared, per channel value: √(.241 R² + .691 G² + .068 B²) / 255 from three lookups.
+_SQUARES = np.arange(256, dtype=np.float32) ** 2 / 255.0**2
+_WEIGHTED = (0.241 * _SQUARES, 0.691 * _SQUARES, 0.068 * _SQUARES)
+
+
+def _brightness_percentiles(sample: np.ndarray) -> tuple[float, float]:
+    """The 99th and 5th percentiles of perceived brightness (numpy's linear interpolation), computed
+    on squared brightness (same order) so that only four square roots are taken."""
+    if not sample.size:
+        return 0.0, 0.0
+    squared = _WEIGHTED[0][sample[:, 0]] + _WEIGHTED[1][sample[:, 1]] + _WEIGHTED[2][sample[:, 2]]
+    n = squared.size
+    positions = [(n - 1) * q / 100 for q in (99, 5)]
+    ranks = sorted({min(int(math.floor(p)) + k, n - 1) for p in positions for k in (0, 1)})
+    ordered = dict(zip(ranks, np.partition(squared, ranks)[ranks].tolist(), strict=True))
+    out = []
+    for position in positions:
+        below = int(math.floor(position))
+        lower, upper = math.sqrt(ordered[below]), math.sqrt(ordered[min(below + 1, n - 1)])
+        out.append(lower + (upper - lower) * (position - below))
+    return out[0], out[1]
 
 
 def _grey_palette(image: Image.Image) -> bool:
@@ -82,20 +101,35 @@ def _grey_palette(image: Image.Image) -> bool:
     return bool(triples.size) and bool((np.ptp(triples, axis=1) == 0).all())
 
 
-def _blur_score(rgb: Image.Image) -> float:
+def _blur_score(rgb: Image.Image) -> tuple[float, Image.Image]:
+    """cleanvision's blur score, and the image shrunk to at most 64 px that it was measured on."""
     width, height = rgb.size
     ratio = max(width, height) / BLUR_SIDE
     small = rgb.resize((max(int(width // ratio), 1), max(int(height // ratio), 1))) if ratio > 1 else rgb
     grey = small.convert("L")
-    edges = np.asarray(grey.filter(ImageFilter.FIND_EDGES), dtype=np.float64)
-    blur = 1.0 - math.exp(-BLUR_NORMALISER * float(edges.std()))
+    edges = _histogram_std(grey.filter(ImageFilter.FIND_EDGES).histogram())
+    blur = 1.0 - math.exp(-BLUR_NORMALISER * edges)
     spread = 1.0 - math.exp(-BLUR_NORMALISER * float(np.std(grey.histogram())))
-    return min(1.0, blur + (spread if spread > BLUR_COLOUR_THRESHOLD else 0.0))
+    return min(1.0, blur + (spread if spread > BLUR_COLOUR_THRESHOLD else 0.0)), small
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def _histogram_std(histogram: list[int]) -> float:
+    """Standard deviation of the pixel values of a grey image, from its histogram."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    mean = counts @ _LEVELS / total
+    return math.sqrt(max(0.0, counts @ (_LEVELS - mean) ** 2 / total))
 
 
 def pixel_signature(rgb: Image.Image) -> str:
     """The image averaged down to 8 × 8 RGB, base64 (256 characters): near-duplicates of one picture
-    (resized, re-compressed, slightly cropped, brightened or turned) keep almost the same signature."""
+    (resized, re-compressed, slightly cropped, brightened or turned) keep almost the same signature.
+    `measure_quality` takes it from the image already shrunk for the blur score."""
     small = rgb.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX)
     return base64.b64encode(np.asarray(small, dtype=np.uint8).tobytes()).decode("ascii")
 

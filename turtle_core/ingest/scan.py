@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
-from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality, pixel_signature
+from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality
 from turtle_core.names import display_name
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
@@ -273,7 +273,7 @@ def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores
             rgb = _to_rgb(image)
             with contextlib.suppress(Exception):  # the signature is oriented as displayed, like the image
                 rgb = rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb
-            scores, signature = measure_quality(image, rgb), pixel_signature(rgb)
+            scores, signature = measure_quality(image, rgb)
     if orientation in _SWAPPED_ORIENTATIONS:
         width, height = height, width
     return width, height, scores, signature
