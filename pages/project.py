@@ -77,6 +77,29 @@ project = session.current_project()
 if project is None:
     st.stop()
 
+
+def _quality_counts(scan) -> None:
+    from turtle_core.cleaning.quality import FLAG_TITLES, quality_flags
+
+    flags = quality_flags(scan.images)
+    counts = {flag: count for flag, count in flags.counts().items() if count}
+    if not flags.measured.all():
+        st.caption("Image quality was not measured in this scan: rescan to flag dark, blurry, … images.")
+    elif not counts:
+        st.caption(
+            "Image quality: nothing to report (no dark, light, blurry, low-information, oddly shaped, "
+            "odd-sized or grey images)."
+        )
+    else:
+        cols = st.columns(len(counts))
+        for col, (flag, count) in zip(cols, counts.items(), strict=True):
+            col.metric(FLAG_TITLES[flag].capitalize(), fmt.fmt_int(count))
+        st.caption(
+            "Image-quality flags (cleanvision's definitions). Filter by them on the Clusters and Map pages; "
+            "every export carries them as columns."
+        )
+
+
 # ------------------------------------------------------------------------------------------ scan
 st.divider()
 head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
@@ -114,6 +137,8 @@ if scan is not None and not scanning:
             "No usable images were found in this folder. Supported: JPEG, PNG, WebP, BMP, TIFF, GIF.",
             icon=":material/hide_image:",
         )
+    if summary["images"]:
+        _quality_counts(scan)
     if scan.skipped:
         with st.expander(f"Skipped files ({len(scan.skipped)})"):
             frame = pd.DataFrame(

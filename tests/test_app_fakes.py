@@ -19,7 +19,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from turtle_core.embedding.backbones import PRESETS, Availability
+from turtle_core.ingest.quality import measure_quality
 from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile
+from turtle_core.operations import cleaning
 from turtle_core.operations.project import DiscoveryResult
 from turtle_core.progress import Progress, check_cancel
 from turtle_core.state.curation import Curation
@@ -30,12 +32,19 @@ from turtle_core.state.store import ProjectStore
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CLASSES = ("cats", "dogs", "owls")
 COLOURS = ((220, 80, 60), (60, 120, 220), (90, 180, 90))
+DARK = {(0, 0), (0, 1)}  # (class, image): drawn dark, so the quality flags have something to show
 
 
 class FakeProject:
     """Same public surface as `Project`; every long step is instant and deterministic."""
 
-    def __init__(self, folder: Path, per_class: int = 12, discovered: bool = True) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        per_class: int = 12,
+        discovered: bool = True,
+        near_copies: tuple[tuple[int, int], ...] = (),
+    ) -> None:
         self.folder = folder
         self.workdir = folder.parent / "workdir"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +60,7 @@ class FakeProject:
         self.split_gate: threading.Event | None = None  # set by tests to hold a split "running"
         self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
         self._records = _write_images(folder, per_class)
+        self.near_copies = near_copies  # (source row, copy row): the copy's features sit next to the source's
         self.scan_result: ScanResult | None = ScanResult(
             root=str(folder),
             images=list(self._records),
@@ -211,7 +221,10 @@ class FakeProject:
         """Features with one direction per class plus noise: clusters of one class are alike."""
         rng = np.random.default_rng(2)
         centres = rng.normal(size=(len(CLASSES), 16)) * 3
-        return [(centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)]
+        features = (centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)
+        for source, copy in self.near_copies:
+            features[copy] = features[source] + 0.01 * rng.normal(size=16).astype(np.float32)
+        return [features]
 
     def propose_refine(self, cancel=None):
         from turtle_core.operations.propagate import propose_refine
@@ -253,6 +266,7 @@ class FakeProject:
             "cluster_ids": self.curation.assignments.tolist(),
             "confidence": self.discovery.confidence.tolist(),
             "checked": self.curation.checked.tolist(),
+            "quality": cleaning.snapshot_quality(self.snapshot(), self.scan_result).columns(),
         }
 
     def manifest_frame(self) -> Any:
@@ -282,10 +296,14 @@ def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
         (folder / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             rel = f"{name}/{name}_{i:03d}.png"
-            image = Image.new("RGB", (40, 40), COLOURS[c])
-            image.putpixel((i % 40, i // 40), (255, 255, 255))
+            colour = COLOURS[c] if (c, i) not in DARK else tuple(v // 8 for v in COLOURS[c])
+            image = Image.new("RGB", (40, 40), colour)
+            image.putpixel((i % 40, i // 40), (255, 255, 255) if (c, i) not in DARK else (30, 30, 30))
             image.save(folder / rel)
-            records.append(ImageRecord(rel, (folder / rel).stat().st_size, 0, f"{c}-{i}", 40, 40, name))
+            quality, _ = measure_quality(image, image)
+            records.append(
+                ImageRecord(rel, (folder / rel).stat().st_size, 0, f"{c}-{i}", 40, 40, name, quality)
+            )
     return records
 
 

@@ -33,6 +33,8 @@ JOB_WRITES: dict[str, frozenset[str]] = {
     "split": frozenset({"curation"}),
     "umap": frozenset(),
     "export": frozenset(),
+    "duplicates": frozenset(),  # the neighbour graph is a cache file of its own
+    "names": frozenset(),
 }
 
 

@@ -1,5 +1,7 @@
 """Command line: `python -m turtle_core discover FOLDER --clusters 10 --out labels.csv`;
-`python -m turtle_core embed FOLDER [--ray ADDRESS]` only fills the embedding cache."""
+`python -m turtle_core embed FOLDER [--ray ADDRESS]` only fills the embedding cache;
+`audit FOLDER --out AUDIT.csv` finds near-duplicates and quality flags; `names FOLDER --out NAMES.csv`
+suggests cluster names."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from turtle_core.cli import cleaning as cli_cleaning
 from turtle_core.cli import refine as cli_refine
 from turtle_core.cli.common import TerminalProgress, csv_text
 from turtle_core.progress import Cancelled
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--per-class", type=int, default=200)
     demo.add_argument("--dest", default=None)
     cli_refine.add_parser(commands)
+    cli_cleaning.add_parsers(commands, _add_embed_arguments)
     return parser
 
 
@@ -92,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "refine":
         return cli_refine.run(args)
+    if args.command == "audit":
+        return cli_cleaning.run_audit(args, _backbone_choice(args))
+    if args.command == "names":
+        return cli_cleaning.run_names(args)
     return _discover(args)
 
 

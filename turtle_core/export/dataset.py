@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -118,6 +118,7 @@ def export_dataset(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     labelstudio_root: Path | None = None,
+    quality: Mapping[str, Sequence[int]] | None = None,
 ) -> ExportReport:
     """Write the labeled dataset to `dest`: an ImageFolder tree `<label>/<file>` plus manifests
     (CSV, Parquet), Hugging Face `metadata.jsonl` + `README.md`, and Label Studio tasks + config.
@@ -126,7 +127,8 @@ def export_dataset(
     `mode="hardlink"` shares the files with the originals (editing one in place edits both); it falls
     back to copying across file systems. Symlinks are absolute. A non-empty `dest` is replaced only
     with `overwrite=True` and only if it is a previous export. `labelstudio_root` is Label Studio's
-    LOCAL_FILES_DOCUMENT_ROOT (default: the folder that contains `dest`)."""
+    LOCAL_FILES_DOCUMENT_ROOT (default: the folder that contains `dest`). `quality` (flag name → 0/1 per
+    image) adds the image-quality flags to every manifest and metadata file."""
     n = check_lengths(paths, labels, cluster_ids, confidence, checked)
     if mode not in ("copy", "hardlink", "symlink"):
         raise ExportError(f"unknown export mode {mode!r}: use 'copy', 'hardlink' or 'symlink'")
@@ -155,7 +157,7 @@ def export_dataset(
         exported = [""] * n
         if write_tree:
             exported = _write_tree(source_root, rel_paths, targets, partial, mode, warnings, progress, cancel)
-        frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported)
+        frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported, quality)
         files = write_metadata(frame, wanted, partial, dest, labelstudio_root, label_names, warnings)
         if any(has_undecodable(str(p)) for p in paths):
             warnings.append(

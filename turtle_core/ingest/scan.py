@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
+from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality
 from turtle_core.names import display_name
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
@@ -27,8 +29,17 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # would only repeat it. (warnings.catch_warnings is not thread-safe, hence a global filter.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-SCAN_FORMAT_VERSION = 1
+SCAN_FORMAT_VERSION = 2  # 2: quality scores and pixel signatures per record (format 1: read without them)
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _CHUNK = 64  # candidates handed to the thread pool between cancellation checks
 
 
@@ -47,7 +58,9 @@ class UnusableImage(Exception):
 @dataclass(frozen=True)
 class ImageRecord:
     """One usable image. `path` is relative to the scan root with "/" separators; `width`/`height`
-    are as displayed (EXIF orientation applied); `label` is the first-level sub-folder or None."""
+    are as displayed (EXIF orientation applied); `label` is the first-level sub-folder or None;
+    `quality` the image-quality scores measured at scan time and `signature` its pixel signature
+    (`ingest.quality.pixel_signature`), both None when not measured."""
 
     path: str
     size: int
@@ -56,6 +69,12 @@ class ImageRecord:
     width: int
     height: int
     label: str | None
+    quality: QualityScores | None = None
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quality is not None and not isinstance(self.quality, QualityScores):
+            object.__setattr__(self, "quality", QualityScores(*self.quality))  # read back from JSON
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,9 @@ class ScanResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanResult:
+        """Read `to_dict`'s output (any format up to `SCAN_FORMAT_VERSION`)."""
+        if int(data.get("version", 1)) > SCAN_FORMAT_VERSION:
+            raise ValueError(f"scan format {data.get('version')} is newer than this program reads")
         return cls(
             root=data["root"],
             images=[ImageRecord(**r) for r in data["images"]],
@@ -229,8 +251,9 @@ def _decode(handle: BinaryIO, min_size: int | None) -> Image.Image:
     return _to_rgb(image)
 
 
-def _inspect(data: bytes) -> tuple[int, int]:
-    """Fully check encoded image bytes; return the displayed (width, height)."""
+def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores | None, str | None]:
+    """Fully check encoded image bytes; return the displayed (width, height) and, with `quality`,
+    the image's quality scores and pixel signature, measured on the decoded pixels."""
     with Image.open(io.BytesIO(data)) as image:
         _check_pixels(image)
         width, height = image.size
@@ -243,11 +266,17 @@ def _inspect(data: bytes) -> tuple[int, int]:
         except Exception:
             orientation = None
         if image.format == "JPEG":
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            image.draft(image.mode, draft_size(width, height) if quality else (width // 8, height // 8))
         image.load()
+        scores = signature = None
+        if quality:
+            rgb = _to_rgb(image)
+            with contextlib.suppress(Exception):  # the signature is oriented as displayed, like the image
+                rgb = rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb
+            scores, signature = measure_quality(image, rgb)
     if orientation in _SWAPPED_ORIENTATIONS:
         width, height = height, width
-    return width, height
+    return width, height, scores, signature
 
 
 # ---------------------------------------------------------------- walking
@@ -317,7 +346,7 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
     return result
 
 
-def _examine(candidate: _Candidate) -> ImageRecord | SkippedFile:
+def _examine(candidate: _Candidate, quality: bool = True) -> ImageRecord | SkippedFile:
     try:
         with open(candidate.abs, "rb") as handle:
             st = os.fstat(handle.fileno())
@@ -330,10 +359,12 @@ def _examine(candidate: _Candidate) -> ImageRecord | SkippedFile:
         return SkippedFile(candidate.rel, _reason_for(exc))
     digest = hash_bytes(data)
     try:
-        width, height = _inspect(data)
+        width, height, scores, signature = _inspect(data, quality)
     except Exception as exc:
         return SkippedFile(candidate.rel, _reason_for(exc))
-    return ImageRecord(candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label)
+    return ImageRecord(
+        candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label, scores, signature
+    )
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -358,9 +389,11 @@ def scan_folder(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    quality: bool = True,
 ) -> ScanResult:
     """Walk `root` recursively and check every image file. Bad files become `skipped` entries with
-    a reason; records of `previous` whose path, size and mtime are unchanged are reused unread.
+    a reason; records of `previous` whose path, size and mtime are unchanged are reused unread (with
+    `quality`, those without quality scores, from an older scan, are read again to measure them).
     Raises `ScanError` when `root` is missing, not a folder or unreadable; `Cancelled` on cancel."""
     root_str = os.path.abspath(os.fsdecode(os.fspath(root)))
     if not os.path.exists(root_str):
@@ -382,7 +415,8 @@ def scan_folder(
     to_read: list[tuple[int, _Candidate]] = []
     for candidate in walk.candidates:
         record = old.get(candidate.rel)
-        if record is not None and _stat_key(candidate.abs) == (record.size, record.mtime_ns):
+        scored = record is not None and (not quality or None not in (record.quality, record.signature))
+        if scored and _stat_key(candidate.abs) == (record.size, record.mtime_ns):
             results.append(record)
             reused += 1
         else:
@@ -391,12 +425,13 @@ def scan_folder(
     meter.advance(reused)
 
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    examine = functools.partial(_examine, quality=quality)
     with ThreadPoolExecutor(max_workers=max(1, n_workers), thread_name_prefix="scan") as pool:
         for start in range(0, len(to_read), _CHUNK):
             check_cancel(cancel)
             chunk = to_read[start : start + _CHUNK]
             for (index, candidate), outcome in zip(
-                chunk, pool.map(_examine, [c for _, c in chunk]), strict=True
+                chunk, pool.map(examine, [c for _, c in chunk]), strict=True
             ):
                 results[index] = outcome
                 meter.advance(1, message=display_name(candidate.rel))

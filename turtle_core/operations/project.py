@@ -404,6 +404,8 @@ class Project:
 
     # ----------------------------------------------------------------- internals
     def _export_columns(self) -> dict[str, Any]:
+        from turtle_core.operations.cleaning import snapshot_quality
+
         snap = self._require_snapshot()
         return {
             "paths": [record.path for record in snap.images],
@@ -411,6 +413,7 @@ class Project:
             "cluster_ids": snap.curation.assignments.tolist(),
             "confidence": snap.confidence.tolist(),
             "checked": snap.curation.checked.tolist(),
+            "quality": snapshot_quality(snap, self.scan_result).columns(),
         }
 
     def _require_discovery(self) -> DiscoveryResult:

@@ -205,14 +205,15 @@ class Curation(CurationView):
         self._commit(description, rows, new_assign=targets, new_conf=conf)
         return moved
 
-    def exclude(self, indices: Sequence[int] | np.ndarray) -> int:
-        """Exclude images from the dataset; returns how many were newly excluded."""
+    def exclude(self, indices: Sequence[int] | np.ndarray, description: str | None = None) -> int:
+        """Exclude images from the dataset; returns how many were newly excluded. `description` names
+        the step in the history (default "Excluded N images")."""
         rows = self._check_indices(indices)
         rows = rows[self._assign[rows] != EXCLUDED]
         if rows.size == 0:
             return 0
         self._commit(
-            f"Excluded {image_count(rows.size)}",
+            description or f"Excluded {image_count(rows.size)}",
             rows,
             new_assign=np.full(rows.size, EXCLUDED, np.int32),
             new_checked=np.ones(rows.size, bool),

@@ -101,6 +101,21 @@ class Exclude(Edit):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KeepOnePerGroup(Edit):
+    """Near-duplicates: keep one image of each of `groups` groups and exclude the rest (`images`), as one step."""
+
+    images: tuple[str, ...]
+    groups: int
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        groups = "a group" if self.groups == 1 else f"{self.groups} groups"
+        return curation.exclude(
+            rows_of(self.images),
+            f"Kept one image of {groups} of near-duplicates, excluded {len(self.images)}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Restore(Edit):
     images: tuple[str, ...]
 
