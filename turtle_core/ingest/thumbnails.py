@@ -1,4 +1,8 @@
-"""Small thumbnails for galleries, cached on disk by image content hash and built once."""
+"""Small thumbnails for galleries, cached on disk by the content hash of the bytes they were made from.
+
+A thumbnail is only ever filed under the hash of the bytes it was rendered from: a file changed since
+its scan (whose hash the caller asks for) gets no thumbnail under the old hash, so no gallery, in this
+project or another one with the original content, ever shows a different picture."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from PIL import Image, features
 
 from turtle_core.atomic import atomic_write_bytes
 from turtle_core.constants import THUMBNAIL_SIZE
-from turtle_core.ingest.scan import UnusableImage, load_image
+from turtle_core.ingest.scan import UnusableImage, decode_image, hash_bytes
 from turtle_core.progress import Progress, ProgressMeter, check_cancel
 
 QUALITY = 85
@@ -46,23 +50,28 @@ class ThumbnailCache:
         return self.directory / key[:2] / f"{key}-{self.size}{self._suffix}"
 
     def get(self, image_path: Path, content_hash: str) -> Path | None:
-        """The thumbnail file for this image, made now if missing; None if the image is unusable."""
+        """The thumbnail of the image whose content hash is `content_hash`, made now from `image_path`
+        if missing; None if the file is unusable or no longer holds that content
+        (changed since the scan: its current picture is filed under its own hash, not this one)."""
         target = self.path_for(content_hash)
         if target.is_file():
             return target
         if content_hash in self._failed:
             return None
         try:
-            data = self._render(Path(image_path))
+            with open(image_path, "rb") as handle:
+                source = handle.read()
+            actual = hash_bytes(source)
+            data = self._render(source)
         except (UnusableImage, OSError, ValueError):
             with self._lock:
                 self._failed.add(content_hash)
             return None
         try:
-            atomic_write_bytes(target, data)
+            atomic_write_bytes(self.path_for(actual), data)
         except OSError:
             return None  # e.g. disk full: show no thumbnail rather than break the gallery
-        return target
+        return target if actual == content_hash else None
 
     def ensure_many(
         self,
@@ -115,8 +124,8 @@ class ThumbnailCache:
                 raise
         return results
 
-    def _render(self, image_path: Path) -> bytes:
-        image = load_image(image_path, min_size=self.size)
+    def _render(self, source: bytes) -> bytes:
+        image = decode_image(source, min_size=self.size)
         image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         if self.format == "WEBP":
