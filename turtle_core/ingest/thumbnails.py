@@ -19,6 +19,7 @@ from PIL import Image, features
 from turtle_core.atomic import atomic_write_bytes
 from turtle_core.constants import THUMBNAIL_SIZE
 from turtle_core.ingest.scan import UnusableImage, decode_image, hash_bytes
+from turtle_core.paths import OutsideReadRoots, ReadRoots, open_within
 from turtle_core.progress import Progress, ProgressMeter, check_cancel
 
 QUALITY = 85
@@ -28,13 +29,15 @@ _SAFE_HASH = re.compile(r"^[0-9A-Za-z_-]{8,128}$")
 class ThumbnailCache:
     """Thumbnails (longest side `size`, never enlarged) under `directory`, one file per content hash.
 
-    `get` never raises for a bad image: it returns None and remembers the failure for this object."""
+    `get` never raises for a bad image: it returns None and remembers the failure for this object.
+    With `within`, files that lie (through a link) outside those folders are never read."""
 
-    def __init__(self, directory: Path, size: int = THUMBNAIL_SIZE) -> None:
+    def __init__(self, directory: Path, size: int = THUMBNAIL_SIZE, *, within: ReadRoots = None) -> None:
         if size < 8:
             raise ValueError(f"thumbnail size must be at least 8 pixels, got {size}")
         self.directory = Path(directory)
         self.size = int(size)
+        self.within = within
         self.format = "WEBP" if features.check("webp") else "JPEG"
         self._suffix = ".webp" if self.format == "WEBP" else ".jpg"
         self._failed: set[str] = set()
@@ -51,7 +54,7 @@ class ThumbnailCache:
 
     def get(self, image_path: Path, content_hash: str) -> Path | None:
         """The thumbnail of the image whose content hash is `content_hash`, made now from `image_path`
-        if missing; None if the file is unusable or no longer holds that content
+        if missing; None if the file is unusable, lies outside `within`, or no longer holds that content
         (changed since the scan: its current picture is filed under its own hash, not this one)."""
         target = self.path_for(content_hash)
         if target.is_file():
@@ -59,13 +62,14 @@ class ThumbnailCache:
         if content_hash in self._failed:
             return None
         try:
-            with open(image_path, "rb") as handle:
+            with open_within(Path(image_path), self.within) as handle:
                 source = handle.read()
             actual = hash_bytes(source)
             data = self._render(source)
-        except (UnusableImage, OSError, ValueError):
-            with self._lock:
-                self._failed.add(content_hash)
+        except (UnusableImage, OSError, ValueError) as error:
+            if not isinstance(error, OutsideReadRoots):
+                with self._lock:
+                    self._failed.add(content_hash)
             return None
         try:
             atomic_write_bytes(self.path_for(actual), data)
