@@ -460,12 +460,23 @@ class Project:
         return snap
 
     def _save_settings(self) -> None:
+        """Save the settings when they differ from the saved ones; a failed write (a full disk) is said
+        once and the settings still apply in this process."""
         settings = {
             "folder": os.fspath(self.folder),
             "backbones": self.backbones,
             "checkpoints": self.checkpoints,
         }
-        self.store.write_settings(settings)
+        saved, _ = self.store.read_settings()
+        if {key: saved.get(key) for key in settings} == settings:
+            return
+        try:
+            self.store.write_settings(settings)
+        except OSError as error:
+            self.state.add_notice(
+                f"The project's settings could not be saved ({error.strerror or error}); they apply until "
+                "the app stops."
+            )
 
     def _restore(self) -> None:
         from turtle_core.embedding.backbones import BACKBONES
