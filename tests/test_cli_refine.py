@@ -8,14 +8,19 @@ import pandas as pd
 from test_cli import _run
 
 
-def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -> None:
+def _discovered(make_image_tree, tmp_path: Path, turtle_home: Path) -> tuple[Path, pd.DataFrame]:
+    """Three colour classes, discovered by the CLI; the folder and the labels it wrote."""
     root = make_image_tree({"red": 8, "green": 8, "blue": 8})
     discovered = tmp_path / "labels.csv"
     done = _run(
         "discover", str(root), "-k", "3", "-o", str(discovered), "--effort", "quick", home=turtle_home
     )
     assert done.returncode == 0, done.stderr
-    frame = pd.read_csv(discovered)
+    return root, pd.read_csv(discovered)
+
+
+def test_refine_round_trip(make_image_tree, tmp_path: Path, turtle_home: Path) -> None:
+    root, frame = _discovered(make_image_tree, tmp_path, turtle_home)
     truth = frame["path"].str.split("/").str[0]
     # The curator checked three images of each class; every other row only carries a starting guess, and
     # one guess names a label ("purple") that no known row has: it must survive as a label.
@@ -73,17 +78,11 @@ def test_refine_writes_excluded_images_as_excluded(
     from turtle_core.operations.project import Project
     from turtle_core.state.edits import Exclude
 
-    root = make_image_tree({"red": 8, "green": 8, "blue": 8})
-    discovered = tmp_path / "labels.csv"
-    done = _run(
-        "discover", str(root), "-k", "3", "-o", str(discovered), "--effort", "quick", home=turtle_home
-    )
-    assert done.returncode == 0, done.stderr
+    root, frame = _discovered(make_image_tree, tmp_path, turtle_home)
     project = Project.open(root)
     snap = project.snapshot()
     in_app = [snap.images[row].path for row in (0, 9)]  # excluded by a curator in the app
     project.apply(Exclude(discovery_id=snap.discovery_id, images=tuple(in_app)))
-    frame = pd.read_csv(discovered)
     truth = frame["path"].str.split("/").str[0]
     labels = pd.DataFrame({"path": frame["path"], "label": truth, "checked": 1, "excluded": 0})
     labels = labels[~labels["path"].isin(in_app)]  # LABELS does not name the app's exclusions

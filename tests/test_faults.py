@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks.fault_harness import kinds as fk
 from benchmarks.fault_harness.sandbox import Sandbox, build, damage, damageable_files, restore
+from benchmarks.fault_harness.worker import failing_fsync
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +101,6 @@ def test_the_campaign_table_counts_every_run(tmp_path: Path) -> None:
 
 
 def test_the_clusters_page_says_a_full_disk_refused_the_edit(monkeypatch, tmp_path: Path) -> None:
-    import errno
     import os
 
     from test_app_fakes import FakeProject, open_app
@@ -108,14 +108,8 @@ def test_the_clusters_page_says_a_full_disk_refused_the_edit(monkeypatch, tmp_pa
     project = FakeProject(tmp_path / "images")
     at = open_app(monkeypatch, project, "pages/clusters.py")
     saved = (project.workdir / "curation.npz").read_bytes()
-    real_fsync = os.fsync
-
-    def full(fd: int) -> None:  # the real atomic save runs and meets ENOSPC where a disk reports it
-        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(project.workdir)):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full)
+    # The real atomic save runs and meets ENOSPC where a disk reports it.
+    monkeypatch.setattr(os, "fsync", failing_fsync(project.workdir, os.fsync))
     [w for w in at.selectbox if w.key and w.key.startswith("rename_cid")][0].set_value(1)
     [w for w in at.text_input if w.key and w.key.startswith("rename_name")][0].set_value("dogs")
     at.button(key="rename").click().run()
@@ -129,21 +123,13 @@ def test_the_clusters_page_says_a_full_disk_refused_the_edit(monkeypatch, tmp_pa
 def test_a_project_opens_on_a_full_disk_and_says_its_settings_were_not_saved(
     monkeypatch, make_image_tree
 ) -> None:
-    import errno
     import os
 
     from turtle_core.operations.project import Project
 
     folder = make_image_tree({"a": 2, "b": 2})
     workdir = Project.open(folder).workdir
-    real_fsync = os.fsync
-
-    def full(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(workdir)):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", failing_fsync(workdir, os.fsync))
     project = Project.open(folder, reuse=False)  # before: died writing unchanged settings
     assert project.take_notices() == []
     project.set_backbones(["effnet-lite0", "effnet-lite2"])

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,11 @@ def run_step(project: Project, op: str, spec: dict[str, Any]) -> None:
 def no_space_left(folder: Path) -> None:
     """Make every fsync of a file in `folder` fail with ENOSPC, as a full disk does: the real atomic
     write path (temp file, write, fsync, rename) runs and meets the error where a file system reports it."""
-    real_fsync = os.fsync
+    os.fsync = failing_fsync(folder, os.fsync)  # type: ignore[assignment]
+
+
+def failing_fsync(folder: Path, real_fsync: Callable[[int], None]) -> Callable[[int], None]:
+    """`os.fsync` that fails with ENOSPC for files inside `folder` and works elsewhere."""
     prefix = os.fspath(folder) + os.sep
 
     def fsync(fd: int) -> None:
@@ -90,7 +95,7 @@ def no_space_left(folder: Path) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
-    os.fsync = fsync  # type: ignore[assignment]
+    return fsync
 
 
 def acknowledge(path: str, what: str) -> None:
