@@ -164,3 +164,16 @@ def test_a_file_changed_since_its_scan_never_files_its_picture_under_the_old_has
     thumb = cache.get(original, scanned)
     assert thumb == cache.path_for(scanned)
     assert np.allclose(_mean_colour(thumb), red, atol=12)
+
+
+def test_a_damaged_thumbnail_file_is_made_again_not_handed_to_a_page(tmp_path: Path) -> None:
+    cache = ThumbnailCache(tmp_path / "thumbs", size=32)
+    path, digest = _solid(tmp_path / "photo.png", (20, 180, 20))
+    thumb = cache.get(path, digest)
+    for damage in (lambda data: data[: len(data) // 2], lambda data: bytes(b ^ 0xFF for b in data)):
+        thumb.write_bytes(damage(thumb.read_bytes()))
+        again = ThumbnailCache(tmp_path / "thumbs", size=32).get(path, digest)  # a page's next run
+        assert again == thumb
+        with Image.open(again) as image:
+            image.load()  # decodes: what a page shows never fails
+        assert np.allclose(_mean_colour(again), (20, 180, 20), atol=12)

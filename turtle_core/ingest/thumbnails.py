@@ -2,7 +2,9 @@
 
 A thumbnail is only ever filed under the hash of the bytes it was rendered from: a file changed since
 its scan (whose hash the caller asks for) gets no thumbnail under the old hash, so no gallery, in this
-project or another one with the original content, ever shows a different picture."""
+project or another one with the original content, ever shows a different picture. A thumbnail file that
+no longer decodes (a damaged disk, a killed copy) is made again instead of being handed to a page, which
+would fail on it; each file is decoded once per process for that check."""
 
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ from turtle_core.progress import Progress, ProgressMeter, check_cancel
 
 QUALITY = 85
 _SAFE_HASH = re.compile(r"^[0-9A-Za-z_-]{8,128}$")
+# Thumbnail files known to decode, with the (size, mtime) they had then: checked once per process.
+_DECODES: dict[str, tuple[int, int]] = {}
+_DECODES_LOCK = threading.Lock()
+_DECODES_LIMIT = 500_000
 
 
 class ThumbnailCache:
@@ -57,7 +63,7 @@ class ThumbnailCache:
         if missing; None if the file is unusable, lies outside `within`, or no longer holds that content
         (changed since the scan: its current picture is filed under its own hash, not this one)."""
         target = self.path_for(content_hash)
-        if target.is_file():
+        if _usable(target):
             return target
         if content_hash in self._failed:
             return None
@@ -75,6 +81,7 @@ class ThumbnailCache:
             atomic_write_bytes(self.path_for(actual), data)
         except OSError:
             return None  # e.g. disk full: show no thumbnail rather than break the gallery
+        _remember(self.path_for(actual))
         return target if actual == content_hash else None
 
     def ensure_many(
@@ -90,7 +97,7 @@ class ThumbnailCache:
         todo = []
         for i, (_, content_hash) in enumerate(items):
             target = self.path_for(content_hash)
-            if target.is_file():
+            if _usable(target):
                 results[i] = target
             else:
                 todo.append(i)
@@ -137,3 +144,33 @@ class ThumbnailCache:
         else:
             image.save(buffer, "JPEG", quality=QUALITY, optimize=True)
         return buffer.getvalue()
+
+
+def _usable(path: Path) -> bool:
+    """Whether the thumbnail file exists and decodes; a damaged one is removed (it is made again)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    with _DECODES_LOCK:
+        if _DECODES.get(str(path)) == (st.st_size, st.st_mtime_ns):
+            return True
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception:  # noqa: BLE001 - any damage: this cache's own file is simply made again
+        path.unlink(missing_ok=True)
+        return False
+    _remember(path)
+    return True
+
+
+def _remember(path: Path) -> None:
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    with _DECODES_LOCK:
+        if len(_DECODES) >= _DECODES_LIMIT:
+            _DECODES.clear()
+        _DECODES[str(path)] = (st.st_size, st.st_mtime_ns)
