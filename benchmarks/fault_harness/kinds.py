@@ -65,6 +65,7 @@ class Step:
     stderr: str
     killed: bool
     seconds: float  # from "ready" (the project open) to the end
+    ready_at: float  # wall-clock time of "ready"
 
 
 def runs_dir(sandbox: Sandbox) -> Path:
@@ -88,13 +89,14 @@ def run_step(sandbox: Sandbox, op: str, spec: dict[str, Any], kill_after: float 
         lines: list[str] = []
         ready = threading.Event()
         ready_at = [started]
+        ready_wall = [time.time()]
 
         def read() -> None:
             assert process.stdout is not None
             for line in process.stdout:
                 lines.append(line)
                 if line.strip() == "ready":
-                    ready_at[0] = time.monotonic()
+                    ready_at[0], ready_wall[0] = time.monotonic(), time.time()
                     ready.set()
             ready.set()
 
@@ -114,7 +116,9 @@ def run_step(sandbox: Sandbox, op: str, spec: dict[str, Any], kill_after: float 
         reader.join(30)
         errors.seek(0)
         stderr = errors.read()
-    return Step(process.returncode, "".join(lines), stderr, killed, time.monotonic() - ready_at[0])
+    return Step(
+        process.returncode, "".join(lines), stderr, killed, time.monotonic() - ready_at[0], ready_wall[0]
+    )
 
 
 def step_crash(step: Step, name: str) -> list[str]:
@@ -173,12 +177,15 @@ KILLED_STEPS = ("edits", "discover", "split", "refine", "export", "rescan")
 
 
 def calibrate(sandbox: Sandbox, op: str) -> float:
-    """Seconds the step takes from "ready" to its end when nothing kills it."""
+    """Seconds the step's work takes when nothing kills it: from "ready" to its last acknowledgement
+    (the process's own exit after it is no target)."""
     restore(sandbox)
-    step = run_step(sandbox, op, _step_spec(sandbox, op, runs_dir(sandbox) / "calibrate.ack"))
+    ack = runs_dir(sandbox) / "calibrate.ack"
+    step = run_step(sandbox, op, _step_spec(sandbox, op, ack))
     if step.returncode not in (0, 2):
         raise RuntimeError(f"step {op} fails without a fault:\n{step.stderr[-3000:]}")
-    return max(0.2, step.seconds)
+    worked = ack.stat().st_mtime - step.ready_at if ack.exists() else step.seconds
+    return max(0.2, worked)
 
 
 def _step_spec(sandbox: Sandbox, op: str, ack: Path) -> dict[str, Any]:
