@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -17,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,10 +343,3 @@ def concurrent_run(sandbox: Sandbox, rng: random.Random) -> RunOutcome:
     outcome.acknowledged = len(acked)
     outcome.detail = f"{len(acked)} edits from two processes"
     return assess(sandbox, outcome, before, sandbox.baseline()["prior"] + acked)
-
-
-KindRunner = Callable[[Sandbox, random.Random], RunOutcome]
-
-
-def environment_note() -> str:
-    return f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
