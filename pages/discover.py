@@ -29,6 +29,7 @@ scanning = scan_job is not None and scan_job.running
 form = escape_name(project.folder)  # widget keys must be valid UTF-8
 PARTITION_LABELS = {"auto": "Automatic", "turtle": "TURTLE", "kmeans": "k-means"}
 is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
+choices = session.run_choices(project)  # this visitor's backbones, checkpoints and Ray cluster
 
 # ------------------------------------------------------------------------------------------ settings
 with st.container(border=True):
@@ -44,7 +45,9 @@ with st.container(border=True):
         effort = st.radio(
             "Effort",
             list(EFFORTS),
-            index=list(EFFORTS).index(DEMO_EFFORT if is_demo and project.discovery is None else DEFAULT_EFFORT),
+            index=list(EFFORTS).index(
+                DEMO_EFFORT if is_demo and project.discovery is None else DEFAULT_EFFORT
+            ),
             format_func=str.capitalize,
             horizontal=True,
             key=f"effort:{form}",
@@ -86,7 +89,7 @@ with st.container(border=True):
                 persist_state="session",
             )
             request = (int(low), int(high))
-        backbones = ", ".join(project.backbones)
+        backbones = ", ".join(choices.backbones)
         st.caption(
             f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
         )
@@ -94,10 +97,11 @@ with st.container(border=True):
             from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
             from turtle_core.embedding.rates import default_device_kind, uncached_counts
 
-            pending = uncached_counts([r.content_hash for r in scan.images], project.backbones, project.checkpoints)
+            hashes = [r.content_hash for r in scan.images]
+            pending = uncached_counts(hashes, choices.backbones, choices.checkpoints)
             guess = estimate_discovery(
                 n_images,
-                project.backbones,
+                choices.backbones,
                 EFFORTS[effort],
                 request,
                 to_embed=pending,
@@ -138,17 +142,24 @@ with st.container(border=True):
         "Run discovery",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=running or not confirmed or not project.backbones or no_images or scanning,
+        disabled=running or not confirmed or not choices.backbones or no_images or scanning,
         key="run_discovery",
     ):
         from turtle_core.jobs import JobConflict
 
+        policy = session.folder_policy()
+        run = {
+            "backbones": list(choices.backbones),
+            "checkpoints": {n: p for n, p in choices.checkpoints.items() if policy.permits_checkpoint(p)},
+            "ray_address": choices.ray_address if policy.permits_ray(choices.ray_address) else None,
+            "within": policy.read_roots,
+        }
         try:
             jobs_ui.submit_job(
                 project,
                 "discover",
                 lambda progress, cancel: project.run_discovery(
-                    request, progress=progress, cancel=cancel, effort=effort, partition=partition
+                    request, progress=progress, cancel=cancel, effort=effort, partition=partition, **run
                 ),
             )
         except JobConflict as error:

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from turtle_core.embedding.backbones import PRESETS, Availability
 from turtle_core.ingest.quality import measure_quality
-from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile
+from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile, hash_bytes
 from turtle_core.operations import cleaning
 from turtle_core.operations.project import DiscoveryResult
 from turtle_core.progress import Progress, check_cancel
@@ -56,6 +56,9 @@ class FakeProject:
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []
         self.discover_partitions: list[str] = []
+        self.discover_runs: list[dict[str, Any]] = []  # backbones, checkpoints, ray_address, within
+        self.scan_within: list[Any] = []
+        self.export_within: list[Any] = []
         self.split_calls: list[tuple[int, int | None]] = []
         self.split_gate: threading.Event | None = None  # set by tests to hold a split "running"
         self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
@@ -84,10 +87,11 @@ class FakeProject:
         if checkpoints is not None:
             self.checkpoints = {k: v for k, v in checkpoints.items() if v}
 
-    def availability(self) -> list[Availability]:
+    def availability(self, backbones=None, checkpoints=None) -> list[Availability]:
         result = []
-        for name in self.backbones:
-            if name.startswith("effnet") or name in self.checkpoints:
+        checkpoints = self.checkpoints if checkpoints is None else checkpoints
+        for name in self.backbones if backbones is None else backbones:
+            if name.startswith("effnet") or name in checkpoints:
                 result.append(Availability(name, "present", ""))
             else:
                 result.append(
@@ -97,8 +101,13 @@ class FakeProject:
 
     # ------------------------------------------------------------------ pipeline
     def scan(
-        self, progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None
+        self,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        within=None,
     ) -> ScanResult:
+        self.scan_within.append(within)
         if progress:
             progress(Progress("scan", len(self._records), len(self._records)))
         assert self.scan_result is not None
@@ -112,7 +121,14 @@ class FakeProject:
         *,
         effort: str | None = None,
         partition: str = "auto",
+        backbones=None,
+        checkpoints=None,
+        ray_address=None,
+        within=None,
     ) -> DiscoveryResult:
+        self.discover_runs.append(
+            {"backbones": backbones, "checkpoints": checkpoints, "ray_address": ray_address, "within": within}
+        )
         self.discover_calls.append(n_clusters)
         self.discover_efforts.append(effort)
         self.discover_partitions.append(partition)
@@ -246,7 +262,7 @@ class FakeProject:
     def image_path(self, index: int) -> Path:
         return self.folder / self.images[index].path
 
-    def thumbnail(self, index: int) -> Path | None:
+    def thumbnail(self, index: int, within=None) -> Path | None:
         path = self.workdir / "thumbs" / f"{index}.png"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,9 +290,12 @@ class FakeProject:
 
         return manifest_frame(**self._columns())
 
-    def export(self, dest, mode="copy", formats=None, overwrite=False, progress=None, cancel=None) -> Any:
+    def export(
+        self, dest, mode="copy", formats=None, overwrite=False, progress=None, cancel=None, *, within=None
+    ) -> Any:
         from turtle_core.export.dataset import export_dataset
 
+        self.export_within.append(within)
         kwargs = {"formats": formats} if formats is not None else {}
         return export_dataset(
             self.folder,
@@ -285,6 +304,7 @@ class FakeProject:
             overwrite=overwrite,
             progress=progress,
             cancel=cancel,
+            within=within,
             **self._columns(),
             **kwargs,
         )
@@ -301,9 +321,8 @@ def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
             image.putpixel((i % 40, i // 40), (255, 255, 255) if (c, i) not in DARK else (30, 30, 30))
             image.save(folder / rel)
             quality, _ = measure_quality(image, image)
-            records.append(
-                ImageRecord(rel, (folder / rel).stat().st_size, 0, f"{c}-{i}", 40, 40, name, quality)
-            )
+            data = (folder / rel).read_bytes()
+            records.append(ImageRecord(rel, len(data), 0, hash_bytes(data), 40, 40, name, quality))
     return records
 
 

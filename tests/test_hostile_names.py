@@ -60,7 +60,7 @@ COPY: bytes = b"copy of caf\xe9.png"  # same bytes as caf\xe9.png: a duplicate
 CLUSTER_NAMES = ["$x$ **bold**", "`code` <b>html</b> :red[r]", "evil\u202egnp.exe ../../etc"]
 
 
-def _write_hostile_tree(root: Path) -> dict[bytes, bytes]:
+def write_hostile_tree(root: Path) -> dict[bytes, bytes]:
     """Write the hostile images under `root`; returns relative path bytes → file bytes."""
     written: dict[bytes, bytes] = {}
     for i, rel in enumerate(HOSTILE_FILES):
@@ -177,7 +177,7 @@ def test_plotly_hover_and_labels_are_escaped() -> None:
 
 
 def test_export_writes_readable_files_that_lead_back_to_the_originals(hostile_root: Path, tmp_path) -> None:
-    written = _write_hostile_tree(hostile_root)
+    written = write_hostile_tree(hostile_root)
     scan = scan_folder(hostile_root)
     assert {os.fsencode(r.path) for r in scan.images} == set(written)
     assert [os.fsencode(s.path) for s in scan.skipped] == [BROKEN]
@@ -231,7 +231,7 @@ def test_export_writes_readable_files_that_lead_back_to_the_originals(hostile_ro
 
 
 def test_cli_labels_and_skip_report_read_back_with_pandas(hostile_root: Path, tmp_path, turtle_home) -> None:
-    written = _write_hostile_tree(hostile_root)
+    written = write_hostile_tree(hostile_root)
     out = tmp_path / "out" / "labels.csv"
     env = {**os.environ, "TURTLE_HOME": str(turtle_home), "TURTLE_OFFLINE": "1"}
     command = [sys.executable, "-m", "turtle_core", "discover", os.fsencode(hostile_root), "-k", "2"]
@@ -261,7 +261,7 @@ class HostileProject(FakeProject):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(folder, per_class=2, discovered=False)
-        _write_hostile_tree(folder)
+        write_hostile_tree(folder)
         self.scan_result = scan_folder(folder)
         self._records = list(self.scan_result.images)
         n = len(self._records)
@@ -349,7 +349,7 @@ def _keys(at, kind: str) -> list[str]:
 def test_a_non_utf8_folder_typed_as_our_escape_opens_and_scans(monkeypatch, hostile_root: Path) -> None:
     from turtle_ui import session
 
-    _write_hostile_tree(hostile_root)
+    write_hostile_tree(hostile_root)
     at = open_app(monkeypatch, None)  # the real engine
     at.text_input(key="folder_input").set_value(escape_name(hostile_root))  # as our CSV files write it
     at.button[0].click().run()

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
 from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality
 from turtle_core.names import display_name
+from turtle_core.paths import OUTSIDE_REASON, OutsideReadRoots, ReadRoots, is_within, open_within
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -176,6 +177,8 @@ def _reason_for(exc: BaseException) -> str:
         return "too large (possible decompression bomb)"
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (format not recognised)"
+    if isinstance(exc, OutsideReadRoots):
+        return OUTSIDE_REASON
     if isinstance(exc, PermissionError):
         return "unreadable: permission denied"
     if isinstance(exc, MemoryError):
@@ -217,12 +220,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str] | bytes, *, min_size: int | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str] | bytes, *, min_size: int | None = None, within: ReadRoots = None
+) -> Image.Image:
     """Decode an image file to 8-bit RGB: EXIF orientation applied, first frame only, alpha
     composited on white, greyscale and 16-bit converted. `min_size` lets JPEG decode at a reduced
-    scale whose shorter side is still at least `min_size` pixels. Raises `UnusableImage`."""
+    scale whose shorter side is still at least `min_size` pixels. With `within`, a file that lies
+    (through a link) outside those folders is refused. Raises `UnusableImage`."""
     try:
-        with open(path, "rb") as handle:
+        with open_within(path, within) as handle:
             return _decode(handle, min_size)
     except UnusableImage:
         raise
@@ -287,6 +293,7 @@ class _Candidate:
     rel: str
     abs: str
     label: str | None
+    within: ReadRoots = None
 
 
 @dataclass
@@ -296,7 +303,7 @@ class _Walk:
     ignored: int = 0
 
 
-def _walk(root: str, cancel: threading.Event | None) -> _Walk:
+def _walk(root: str, cancel: threading.Event | None, within: ReadRoots = None) -> _Walk:
     result = _Walk()
     root_stat = os.stat(root)
     visited = {(root_stat.st_dev, root_stat.st_ino)}
@@ -317,6 +324,9 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
             if entry.name.startswith("."):
                 continue
             rel = (*rel_parts, entry.name)
+            if within is not None and entry.is_symlink() and not is_within(entry.path, within):
+                result.skipped.append(SkippedFile("/".join(rel), OUTSIDE_REASON))
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
                 is_file = not is_dir and entry.is_file(follow_symlinks=True)
@@ -336,7 +346,7 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
             elif is_file:
                 if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
                     label = rel[0] if len(rel) > 1 else None
-                    result.candidates.append(_Candidate("/".join(rel), entry.path, label))
+                    result.candidates.append(_Candidate("/".join(rel), entry.path, label, within))
                 else:
                     result.ignored += 1
             elif entry.is_symlink():
@@ -348,7 +358,7 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
 
 def _examine(candidate: _Candidate, quality: bool = True) -> ImageRecord | SkippedFile:
     try:
-        with open(candidate.abs, "rb") as handle:
+        with open_within(candidate.abs, candidate.within) as handle:
             st = os.fstat(handle.fileno())
             if not stat.S_ISREG(st.st_mode):
                 return SkippedFile(candidate.rel, "not a regular file")
@@ -390,18 +400,23 @@ def scan_folder(
     cancel: threading.Event | None = None,
     workers: int | None = None,
     quality: bool = True,
+    within: ReadRoots = None,
 ) -> ScanResult:
     """Walk `root` recursively and check every image file. Bad files become `skipped` entries with
     a reason; records of `previous` whose path, size and mtime are unchanged are reused unread (with
     `quality`, those without quality scores, from an older scan, are read again to measure them).
+    With `within` (resolved folders, `paths.resolve_roots`), links that lead outside them are not
+    followed: each is skipped with its reason.
     Raises `ScanError` when `root` is missing, not a folder or unreadable; `Cancelled` on cancel."""
     root_str = os.path.abspath(os.fsdecode(os.fspath(root)))
     if not os.path.exists(root_str):
         raise ScanError(f"The folder {root_str!r} does not exist.")
     if not os.path.isdir(root_str):
         raise ScanError(f"{root_str!r} is not a folder.")
+    if not is_within(root_str, within):
+        raise ScanError(f"The folder {root_str!r} is outside the folders this app may read.")
     try:
-        walk = _walk(root_str, cancel)
+        walk = _walk(root_str, cancel, within)
     except PermissionError as exc:
         raise ScanError(f"The folder {root_str!r} cannot be read (permission denied).") from exc
     except OSError as exc:
