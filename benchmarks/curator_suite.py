@@ -28,7 +28,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.suite import curator, methods  # noqa: E402
-from benchmarks.suite.cache import RunCache, digest_files, engine_digest, key_of, source_digest  # noqa: E402
+from benchmarks.suite.cache import (  # noqa: E402
+    RunCache,
+    digest_files,
+    discovery_digest,
+    engine_digest,
+    key_of,
+    source_digest,
+)
 from benchmarks.suite.features import FEATURES_DIR, load_features  # noqa: E402
 from benchmarks.suite.report import aggregate, print_table  # noqa: E402
 from turtle_core.atomic import atomic_write_json  # noqa: E402
@@ -76,6 +83,7 @@ class Suite:
         self.features_digest = features_digest
         self.cache = cache
         self.engine = engine_digest()
+        self.discovery = discovery_digest()
         self.cached_only = cached_only
 
     def start(self, kind: str, effort: str, seed: int) -> tuple[np.ndarray, np.ndarray, float, str]:
@@ -88,7 +96,7 @@ class Suite:
                 "sklearn": sklearn.__version__,
             }
         else:
-            code = {"engine": self.engine, "adapter": source_digest(product_discovery)}
+            code = {"engine": self.discovery, "adapter": source_digest(product_discovery)}
         key = key_of(kind=kind, effort=effort, seed=seed, features=self.features_digest, **code)
         cached = self.cache.get_start(key)
         if cached is not None:
