@@ -170,10 +170,12 @@ class _Timed:
     def __init__(self, refine: curator.RefineFn) -> None:
         self.refine, self.seconds, self.calls = refine, 0.0, 0
 
-    def __call__(self, labels: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, labels: np.ndarray, known: np.ndarray, origin: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         started = time.perf_counter()
         try:
-            return self.refine(labels, known)
+            return self.refine(labels, known, origin)
         finally:
             self.seconds += time.perf_counter() - started
             self.calls += 1

@@ -388,14 +388,18 @@ def test_state_id_names_one_state_across_edits_undo_saves_and_restarts(cur: Cura
     assert first.state_id == second.state_id != cur.state_id  # the same in every process that reads it
 
 
-def test_corrected_tells_moved_images_from_confirmed_ones(cur: Curation) -> None:
-    cur.move([0, 1], 1)  # two images of 'cats' were wrong
+def test_origins_tell_moved_images_from_confirmed_ones(cur: Curation) -> None:
+    cur.move([0, 1], 1)  # two images of 'cats' (cluster 0) were wrong
     cur.confirm([2, 4])  # these were right
-    cur.move_to_new_cluster([7])
+    cur.move_to_new_cluster([7])  # from cluster 2 to a new cluster 3
     cur.exclude([8])
     cur.merge([1, 2])  # a cluster-level edit: nothing about single images
-    assert np.flatnonzero(cur.corrected()).tolist() == [0, 1, 7]
+    origin = cur.origins()
+    moved = np.flatnonzero(cur.checked & (origin != cur.assignments))
+    assert moved.tolist() == [0, 1, 7]
+    assert origin[[0, 1, 7]].tolist() == [0, 0, 2]
+    assert np.array_equal(origin[~cur.checked], cur.assignments[~cur.checked])
     cur.undo()
     cur.undo()
     cur.undo()  # the new cluster's move undone: row 7 unchecked again
-    assert np.flatnonzero(cur.corrected()).tolist() == [0, 1]
+    assert np.flatnonzero(cur.checked & (cur.origins() != cur.assignments)).tolist() == [0, 1]

@@ -3,8 +3,11 @@
 LABELS has `path,label,checked` for the folder's images (paths relative to FOLDER, as our CSVs write them;
 `checked` is 1 where a curator confirmed or fixed the label, 0 where it is only a starting point; the column's
 former name `known` is accepted). Every usable image of the folder's last discovery gets a row in OUT
-(`path,label,confidence`); checked rows keep their
-label. The embeddings come from the cache and the images from the last discovery: nothing is recomputed.
+(`path,label,confidence`); checked rows keep their label. The rule is the app's "Propagate my fixes"
+(`turtle_core.discovery.refine`): a checked row whose label differs from its cluster's name in the project is
+a fix, one that agrees a confirmation, and an unchecked row changes label only where, on the checked rows,
+the learner made clearly more of those fixes than it broke confirmations. The embeddings come from the
+cache and the images from the last discovery: nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -87,20 +90,23 @@ def run(args: argparse.Namespace) -> int:
     paths = [record.path for record in discovery.images]
     names: list[str] = []
     checked = np.zeros(len(paths), bool)
+    origin: list[str] = []  # the project's cluster name: what a checked label confirms or corrects
     defaulted = 0
     for row, image in enumerate(paths):
+        cluster = int(curation.assignments[row]) if curation is not None else int(discovery.labels[row])
+        current = curation.name_of(cluster) if curation is not None and cluster >= 0 else f"Cluster {cluster}"
+        origin.append(current)
         if image in given:
             names.append(given[image][0])
             checked[row] = given[image][1]
         else:  # not in LABELS: its current cluster's name is the starting point
-            cluster = int(curation.assignments[row]) if curation is not None else int(discovery.labels[row])
-            names.append(
-                curation.name_of(cluster) if curation is not None and cluster >= 0 else f"Cluster {cluster}"
-            )
+            names.append(current)
             defaulted += 1
     unknown_paths = sorted(set(given) - set(paths))
-    classes, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
-    result = refine_labels(spaces, codes, checked)
+    classes, codes = np.unique(np.asarray(names + origin, dtype=object), return_inverse=True)
+    codes, origin_codes = codes[: len(names)], codes[len(names) :]
+    result = refine_labels(spaces, codes, checked, origin=origin_codes)
+    corrected = checked & (origin_codes != codes)
     rows = [
         [escape_name(image), classes[code], f"{float(conf):.4f}"]
         for image, code, conf in zip(paths, result.labels, result.confidence, strict=True)
@@ -110,10 +116,16 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(out, "path,label,confidence\n" + csv_text(rows))
     changed = int((result.labels != codes).sum())
     print(
-        f"{len(paths)} images: {int(checked.sum())} checked, {changed} re-labelled, {len(classes)} labels; "
-        f"wrote {display_name(out)}",
+        f"{len(paths)} images: {int(checked.sum())} checked ({int(corrected.sum())} of them fixes), {changed} "
+        f"re-labelled, {np.unique(result.labels).size} labels; wrote {display_name(out)}",
         file=sys.stderr,
     )
+    if result.cutoff is None and int(checked.sum()):
+        print(
+            "nothing re-labelled: the checked rows do not show yet that the learner's changes would fix more "
+            "labels than they break; check more images (moving the wrong ones) and run it again",
+            file=sys.stderr,
+        )
     if defaulted:
         print(
             f"{defaulted} images were not in {display_name(args.labels)}: started from their cluster's name",

@@ -94,20 +94,21 @@ class CurationView:
         """Whether a curator checked this image (moved, confirmed, excluded or restored it by hand); a read-only view."""
         return _readonly(self._checked)
 
-    def corrected(self) -> np.ndarray:
-        """Per image: the curator checked it by moving it to another cluster (the label it had was wrong), as
-        the undo history tells; False where they confirmed the label it had, for unchecked images, and for
-        images checked in edits older than the history keeps."""
-        corrected = np.zeros(self.n_images, bool)
-        for step in self._undo:  # oldest first; a step that checks an image tells whether it moved it
+    def origins(self) -> np.ndarray:
+        """Per image: the cluster it was in when the curator checked it, as the undo history tells (a checked
+        image whose origin differs from its cluster was moved by the curator: that label was wrong); its
+        current cluster for unchecked images and for images checked in edits older than the history keeps."""
+        origin = self._assign.copy()
+        for step in self._undo:  # oldest first; the step that checks an image says where it was
             became = (
                 ~step.old_checked
                 & step.new_checked
                 & (step.old_assign != EXCLUDED)
                 & (step.new_assign != EXCLUDED)
             )
-            corrected[step.indices[became]] = (step.old_assign != step.new_assign)[became]
-        return corrected & self._checked
+            origin[step.indices[became]] = step.old_assign[became]
+        checked = self._checked & (self._assign != EXCLUDED)
+        return np.where(checked, origin, self._assign)
 
     def review_confidence(self, discovery_confidence: np.ndarray) -> np.ndarray:
         """Per image: the last refine's confidence where it re-estimated one, else the discovery's."""
