@@ -251,7 +251,7 @@ class FakeProject:
         )  # the real proposal, on the fake's features
 
     def refine(self) -> int:
-        return self.apply(self.propose_refine().edit)
+        return self.apply(self.propose_refine().edit()).moved
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2

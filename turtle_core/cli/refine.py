@@ -5,7 +5,10 @@ LABELS has `path,label,checked` for the folder's images (paths relative to FOLDE
 former name `known` is accepted; an `excluded` column, as our manifests carry, marks excluded rows). Every
 usable image of the folder's last discovery gets a row in OUT (`path,label,confidence,excluded`); checked
 rows keep their label. Excluded images (in LABELS, or in the app's curation when LABELS does not name them)
-take no part and are written as excluded: no label, no confidence, `excluded` 1.
+take no part and are written as excluded: no label, no confidence, `excluded` 1. The rule is the app's
+"Propagate my fixes" (`turtle_core.discovery.refine`): a checked row whose label differs from its cluster's
+name in the project is a fix, one that agrees a confirmation, and an unchecked row changes label only where,
+on the checked rows, the learner made clearly more of those fixes than it broke confirmations.
 The embeddings come from the cache and the images from the last discovery: nothing is recomputed.
 """
 
@@ -86,24 +89,27 @@ def starting_labels(
     given: dict[str, tuple[str | None, bool]],
     curation: Any,
     discovered: np.ndarray,
-) -> tuple[list[str | None], np.ndarray, int]:
-    """Each image's starting label (None: excluded), whether a curator checked it, and how many rows LABELS
-    did not name (those start from their cluster's name in the app's curation, or stay excluded there)."""
+) -> tuple[list[str | None], np.ndarray, list[str], int]:
+    """Each image's starting label (None: excluded), whether a curator checked it, its cluster's name in the
+    project (what a checked label confirms or corrects), and how many rows LABELS did not name (those start
+    from their cluster's name in the app's curation, or stay excluded there)."""
     names: list[str | None] = []
+    origin: list[str] = []
     checked = np.zeros(len(paths), bool)
     defaulted = 0
     for row, image in enumerate(paths):
+        cluster = int(curation.assignments[row]) if curation is not None else int(discovered[row])
+        current = None if cluster == EXCLUDED else (
+            curation.name_of(cluster) if curation is not None else f"Cluster {cluster}"
+        )
+        origin.append(current if current is not None else "")
         if image in given:
             names.append(given[image][0])
             checked[row] = given[image][1] and given[image][0] is not None
             continue
-        cluster = int(curation.assignments[row]) if curation is not None else int(discovered[row])
-        if cluster == EXCLUDED:
-            names.append(None)
-        else:
-            names.append(curation.name_of(cluster) if curation is not None else f"Cluster {cluster}")
+        names.append(current)
         defaulted += 1
-    return names, checked, defaulted
+    return names, checked, origin, defaulted
 
 
 def output_rows(
@@ -141,15 +147,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     paths = [record.path for record in discovery.images]
-    names, checked, defaulted = starting_labels(paths, given, project.curation, discovery.labels)
+    names, checked, origin, defaulted = starting_labels(paths, given, project.curation, discovery.labels)
     active = np.array([name is not None for name in names], dtype=bool)
     unknown_paths = sorted(set(given) - set(paths))
-    classes, codes = np.unique(
-        np.asarray([n for n in names if n is not None], dtype=object), return_inverse=True
-    )
+    kept = [n for n in names if n is not None]
+    kept_origin = [o for o, n in zip(origin, names, strict=True) if n is not None]
+    classes, all_codes = np.unique(np.asarray(kept + kept_origin, dtype=object), return_inverse=True)
+    codes, origin_codes = all_codes[: len(kept)], all_codes[len(kept) :]
+    corrected = checked[active] & (origin_codes != codes)
+    cutoff = None
     if active.any():
-        result = refine_labels([np.asarray(X)[active] for X in spaces], codes, checked[active])
-        labels, confidence = classes[result.labels], result.confidence
+        result = refine_labels(
+            [np.asarray(X)[active] for X in spaces], codes, checked[active], origin=origin_codes
+        )
+        labels, confidence, cutoff = classes[result.labels], result.confidence, result.cutoff
         changed = int((result.labels != codes).sum())
     else:
         labels, confidence, changed = classes[:0], np.zeros(0), 0
@@ -157,10 +168,16 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, OUT_HEADER + csv_text(output_rows(paths, active, labels, confidence)))
     print(
-        f"{len(paths)} images: {int(checked.sum())} checked, {changed} re-labelled, {len(classes)} labels, "
-        f"{int((~active).sum())} excluded; wrote {display_name(out)}",
+        f"{len(paths)} images: {int(checked.sum())} checked ({int(corrected.sum())} of them fixes), {changed} "
+        f"re-labelled, {np.unique(labels).size} labels, {int((~active).sum())} excluded; wrote {display_name(out)}",
         file=sys.stderr,
     )
+    if cutoff is None and int(checked.sum()):
+        print(
+            "nothing re-labelled: the checked rows do not show yet that the learner's changes would fix more "
+            "labels than they break; check more images (moving the wrong ones) and run it again",
+            file=sys.stderr,
+        )
     if defaulted:
         print(
             f"{defaulted} images were not in {display_name(args.labels)}: started from their cluster's name",

@@ -347,8 +347,8 @@ class Project:
         return propose_refine(snap, self.spaces(snap.discovery), cancel)
 
     def refine(self) -> int:
-        """Re-label every unchecked image from the checked ones (one undoable edit); returns how many moved."""
-        return self.apply(self.propose_refine().edit)
+        """Apply the whole proposal of `propose_refine` (one undoable edit); returns how many images moved."""
+        return self.apply(self.propose_refine().edit()).moved
 
     def layout(
         self,

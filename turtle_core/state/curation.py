@@ -47,7 +47,8 @@ class Curation(CurationView):
 
     `checked` is set for images the curator acted on individually (move, new cluster, confirm, exclude, restore);
     cluster-level edits (rename, merge, split) leave it alone. `version` increases on every change,
-    including undo and redo, so callers can key caches on it. A project applies edits through
+    including undo and redo, so callers can key caches on it; `state_id` (lineage and version) names one
+    state across processes and restarts. A project applies edits through
     `Project.apply` (one lock, one save, a discovery check); calling these methods directly edits
     only this object.
     """
@@ -368,6 +369,7 @@ class Curation(CurationView):
             self.version,
             list(self._undo),
             list(self._redo),
+            self.lineage,
         )
 
     @classmethod
@@ -380,6 +382,7 @@ class Curation(CurationView):
             before_exclusion=record.before_exclusion,
             confidence=record.confidence,
             version=record.version,
+            lineage=record.lineage or None,
         )
         if curation.n_images != record.n_images:
             raise ValueError("array length does not match the recorded number of images")
@@ -396,6 +399,7 @@ class Curation(CurationView):
             before_exclusion=self._before,
             confidence=self._confidence,
             version=self.version,
+            lineage=self.lineage,
         )
         twin._undo = list(self._undo)
         twin._redo = list(self._redo)

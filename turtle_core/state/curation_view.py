@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -28,6 +29,7 @@ class CurationView:
         before_exclusion: np.ndarray | None = None,
         confidence: np.ndarray | None = None,
         version: int = 0,
+        lineage: str | None = None,
     ) -> None:
         assign = np.asarray(assignments)
         if assign.ndim != 1:
@@ -54,6 +56,9 @@ class CurationView:
             )
         self._names: dict[int, str] = {int(k): str(v) for k, v in (names or {}).items()}
         self.version = int(version)
+        # Which curation this is (a new one for every curation started from a discovery): with `version`,
+        # it names one state of it across processes and restarts (`state_id`).
+        self.lineage = uuid.uuid4().hex if lineage is None else str(lineage)
         self._undo: list[Step] = []
         self._redo: list[Step] = []
 
@@ -70,6 +75,12 @@ class CurationView:
     # ----------------------------------------------------------------- read-only views and queries
 
     @property
+    def state_id(self) -> str:
+        """Names this exact state: it changes with every edit, undo and redo, is saved with the curation, and
+        a curation started again (a new discovery, a damaged file replaced) never repeats an earlier one."""
+        return f"{self.lineage}/{self.version}"
+
+    @property
     def n_images(self) -> int:
         return int(self._assign.shape[0])
 
@@ -82,6 +93,22 @@ class CurationView:
     def checked(self) -> np.ndarray:
         """Whether a curator checked this image (moved, confirmed, excluded or restored it by hand); a read-only view."""
         return _readonly(self._checked)
+
+    def origins(self) -> np.ndarray:
+        """Per image: the cluster it was in when the curator checked it, as the undo history tells (a checked
+        image whose origin differs from its cluster was moved by the curator: that label was wrong); its
+        current cluster for unchecked images and for images checked in edits older than the history keeps."""
+        origin = self._assign.copy()
+        for step in self._undo:  # oldest first; the step that checks an image says where it was
+            became = (
+                ~step.old_checked
+                & step.new_checked
+                & (step.old_assign != EXCLUDED)
+                & (step.new_assign != EXCLUDED)
+            )
+            origin[step.indices[became]] = step.old_assign[became]
+        checked = self._checked & (self._assign != EXCLUDED)
+        return np.where(checked, origin, self._assign)
 
     def review_confidence(self, discovery_confidence: np.ndarray) -> np.ndarray:
         """Per image: the last refine's confidence where it re-estimated one, else the discovery's."""
