@@ -25,7 +25,14 @@ import numpy as np
 
 from benchmarks.common import DATA, RESULTS, write_results
 from benchmarks.suite import curator, methods
-from benchmarks.suite.cache import RunCache, digest_files, engine_digest, key_of, source_digest
+from benchmarks.suite.cache import (
+    RunCache,
+    digest_files,
+    discovery_digest,
+    engine_digest,
+    key_of,
+    source_digest,
+)
 from benchmarks.suite.features import FEATURES_DIR, load_features
 from benchmarks.suite.report import aggregate, print_table
 from turtle_core.discovery.metrics import evaluate

@@ -24,11 +24,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.fault_harness import kinds as fk  # noqa: E402
-from benchmarks.fault_harness.sandbox import build  # noqa: E402
+from benchmarks.common import RESULTS
+from benchmarks.fault_harness import kinds as fk
+from benchmarks.fault_harness.sandbox import build
 
 KILLED = {"edits", "discover", "split", "refine", "export", "rescan"}
 ALL_KINDS = (*fk.KILLED_STEPS, "truncate", "corrupt", "diskfull", "concurrent", "hostile")
@@ -86,7 +84,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -97,8 +95,8 @@ def main() -> int:
         "--kinds", default=",".join(ALL_KINDS), help=f"comma separated: {', '.join(ALL_KINDS)}"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "faults.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS / "faults.json")
+    args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = set(kinds) - set(ALL_KINDS)
     if unknown:

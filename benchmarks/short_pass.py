@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import RESULTS
 from benchmarks.curator_suite import RUN_CACHE, Suite
 from benchmarks.suite.cache import RunCache, digest_files
 from benchmarks.suite.features import FEATURES_DIR, load_features
@@ -34,9 +35,7 @@ from turtle_core.atomic import atomic_write_json
 from turtle_core.discovery.probe import FeatureProbe
 from turtle_core.discovery.refine import fit_learner, refine_labels
 
-REPO = Path(__file__).resolve().parents[1]
-
-DEFAULT_OUT = REPO / "benchmarks" / "results" / "short_pass.json"
+DEFAULT_OUT = RESULTS / "short_pass.json"
 START_SEEDS = (0, 1, 2)
 WORSE = -0.01  # "lowers accuracy by more than a point"
 # Tuned on these; the others are held out (reported, never used to choose the rule's settings).
@@ -117,7 +116,7 @@ def overall(results: dict[str, Any], sets: list[str], method: str) -> dict[str, 
     return summarise(scores) if scores else {}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -126,7 +125,7 @@ def main() -> None:
     parser.add_argument("--methods", default="product,plain", help="product, plain")
     parser.add_argument("--seeds", type=int, default=30, help="passes per set and variant")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     available = sorted(p.stem for p in FEATURES_DIR.glob("*.npz"))
     names = [n for n in args.sets.split(",") if n] or available
     variants = [v for v in args.variants.split(",") if v]

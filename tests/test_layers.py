@@ -146,5 +146,7 @@ def test_every_engine_package_has_a_layer() -> None:
 def test_the_checks_catch_a_circle_and_an_upward_import() -> None:
     graph = {"a": {"b"}, "b": {"a"}, "c": set()}
     assert cycles(graph) == [["a", "b"]]
-    assert layer_of(package_of("turtle_core.state.store")) > layer_of(package_of("turtle_core.discovery.turtle"))
+    assert layer_of(package_of("turtle_core.state.store")) > layer_of(
+        package_of("turtle_core.discovery.turtle")
+    )
     assert package_of("turtle_core.atomic") == "base"

@@ -56,7 +56,9 @@ def _checked_story(opened: Project, truth: np.ndarray):
     """Three class-2 images moved to "c2", five of each other class confirmed, and one odd move (row 5, a
     class-0 image, into cluster 1) that refine must leave alone."""
     snap, class2 = _move_three_of_class_2(opened, truth)
-    opened.apply(edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0, 1, 2, 3, 4, 60, 61, 62, 63, 64])))
+    opened.apply(
+        edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0, 1, 2, 3, 4, 60, 61, 62, 63, 64]))
+    )
     opened.apply(edits.Move(discovery_id=snap.discovery_id, images=snap.keys([5]), cluster_id=1))
     return snap, class2
 

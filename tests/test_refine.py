@@ -141,7 +141,9 @@ def test_choose_cutoff_needs_a_lead_beyond_the_noise_and_checked_images_like_the
 
     few = evidence([True, True, False, False], [False] * 4, [0.9] * 4)
     assert choose_cutoff(few, [0.1] * 4) is None  # two fixes: fewer than MIN_HELPFUL
-    many = evidence([True] * 6 + [False] * 10, [False] * 6 + [True] * 3 + [False] * 7, [0.95] * 6 + [0.6] * 10)
+    many = evidence(
+        [True] * 6 + [False] * 10, [False] * 6 + [True] * 3 + [False] * 7, [0.95] * 6 + [0.6] * 10
+    )
     assert choose_cutoff(many, [0.3, 0.3, 0.2, 0.1]) == 0.7  # the harmful ones were unsure: left out
     # The learner would move 60 % of the unchecked images but moved 6 of 16 checked ones: not vouched for.
     assert choose_cutoff(many, [0.6, 0.6, 0.6, 0.6]) is None

@@ -25,6 +25,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from benchmarks.fault_harness.hostile import write_hostile_tree
+
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = ("red", "green", "blue")
 PER_CLASS = 10
@@ -87,9 +89,6 @@ def write_images(folder: Path, hostile: bool = False) -> None:
             ImageDraw.Draw(image).rectangle((i * 3, 2, i * 3 + 6, 22), fill=(255, i * 20, 0))
             image.save(folder / name / f"{name}_{i:02d}.png")
     if hostile:
-        sys.path.insert(0, str(REPO / "tests"))
-        from test_hostile_names import write_hostile_tree
-
         write_hostile_tree(folder / "hostile")
 
 

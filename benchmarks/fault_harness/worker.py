@@ -31,7 +31,7 @@ PAGES = ("pages/project.py", "pages/discover.py", "pages/clusters.py", "pages/ma
 HANDLED = (ProjectError,)
 
 
-def main(op: str, spec: dict[str, Any]) -> int:
+def run_worker(op: str, spec: dict[str, Any]) -> int:
     project = Project.open(spec["folder"])
     if spec.get("enospc"):
         no_space_left(project.workdir)
@@ -243,7 +243,7 @@ def page_errors(folder: str) -> list[str]:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1], json.loads(sys.argv[2])))
+        sys.exit(run_worker(sys.argv[1], json.loads(sys.argv[2])))
     except SystemExit:
         raise
     except BaseException:

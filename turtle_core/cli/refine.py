@@ -99,8 +99,10 @@ def starting_labels(
     defaulted = 0
     for row, image in enumerate(paths):
         cluster = int(curation.assignments[row]) if curation is not None else int(discovered[row])
-        current = None if cluster == EXCLUDED else (
-            curation.name_of(cluster) if curation is not None else f"Cluster {cluster}"
+        current = (
+            None
+            if cluster == EXCLUDED
+            else (curation.name_of(cluster) if curation is not None else f"Cluster {cluster}")
         )
         origin.append(current if current is not None else "")
         if image in given:
