@@ -25,7 +25,14 @@ import numpy as np
 
 from benchmarks.common import DATA, RESULTS, write_results
 from benchmarks.suite import curator, methods
-from benchmarks.suite.cache import RunCache, digest_files, engine_digest, key_of, source_digest
+from benchmarks.suite.cache import (
+    RunCache,
+    digest_files,
+    discovery_digest,
+    engine_digest,
+    key_of,
+    source_digest,
+)
 from benchmarks.suite.features import FEATURES_DIR, load_features
 from benchmarks.suite.report import aggregate, print_table
 from turtle_core.discovery.metrics import evaluate
@@ -72,6 +79,7 @@ class Suite:
         self.features_digest = features_digest
         self.cache = cache
         self.engine = engine_digest()
+        self.discovery = discovery_digest()
         self.cached_only = cached_only
 
     def start(self, kind: str, effort: str, seed: int) -> tuple[np.ndarray, np.ndarray, float, str]:
@@ -84,7 +92,7 @@ class Suite:
                 "sklearn": sklearn.__version__,
             }
         else:
-            code = {"engine": self.engine, "adapter": source_digest(product_discovery)}
+            code = {"engine": self.discovery, "adapter": source_digest(product_discovery)}
         key = key_of(kind=kind, effort=effort, seed=seed, features=self.features_digest, **code)
         cached = self.cache.get_start(key)
         if cached is not None:
@@ -158,10 +166,12 @@ class _Timed:
     def __init__(self, refine: curator.RefineFn) -> None:
         self.refine, self.seconds, self.calls = refine, 0.0, 0
 
-    def __call__(self, labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, labels: np.ndarray, checked: np.ndarray, origin: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         started = time.perf_counter()
         try:
-            return self.refine(labels, checked)
+            return self.refine(labels, checked, origin)
         finally:
             self.seconds += time.perf_counter() - started
             self.calls += 1

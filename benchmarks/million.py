@@ -322,7 +322,7 @@ def refine(work: Path) -> dict:
     start = time.perf_counter()
     proposal = project.propose_refine()
     propose_s = time.perf_counter() - start
-    project.apply(proposal.edit)
+    project.apply(proposal.edit())
     return {
         "seconds": time.perf_counter() - start,
         "propose_s": propose_s,

@@ -11,6 +11,7 @@ from turtle_core.jobs import JobConflict
 from turtle_core.names import display_name, markdown_text
 from turtle_core.operations.split import SPLIT_EFFORT
 from turtle_core.state import edits as curation_edits
+from turtle_ui import cleaning as cleaning_ui
 from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 
@@ -52,9 +53,15 @@ assign = curation.assignments
 sizes = curation.sizes()
 options = fmt.cluster_options(curation)
 
-VIEWS = ["Overview", "Gallery", "Review queue"]
+VIEWS = ["Overview", "Gallery", "Review queue", "Duplicates"]
 view = st.segmented_control(
-    "View", VIEWS, default="Overview", required=True, key="clusters_view", label_visibility="collapsed"
+    "View",
+    VIEWS,
+    default="Overview",
+    required=True,
+    key="clusters_view",
+    label_visibility="collapsed",
+    format_func=lambda v: cleaning_ui.duplicates_label(project, snap) if v == "Duplicates" else v,
 )
 
 
@@ -176,6 +183,7 @@ def overview() -> None:
     if merge_view.section(project, curation, busy=bool(busy)):
         return  # a cut of the merge tree is previewed: its groups replace the clusters below
 
+    suggested = cleaning_ui.suggestions(project, snap) or {}
     order = np.lexsort((-confidence, assign))  # by cluster, most confident first
     starts = np.searchsorted(assign[order], list(options))
     per_row = 3
@@ -193,6 +201,7 @@ def overview() -> None:
                     f"{fmt.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
                 )
                 gallery.image_strip(snap, members[:5].tolist(), width=46)
+                cleaning_ui.suggestion_buttons(project, snap, cid, suggested.get(cid, []), busy=bool(busy))
 
 
 # ------------------------------------------------------------------------------------------ gallery
@@ -220,6 +229,9 @@ def cluster_gallery() -> None:
     sort = b.segmented_control("Sort", list(SORTS), default="Least sure", required=True, key="gallery_sort")
     page_size = c.selectbox("Per page", [48, 100], key="gallery_page_size")
     members = curation.members(cid)
+    passing = cleaning_ui.quality_filter(project, snap, key="gallery")
+    if passing is not None:
+        members = members[passing[members]]
     if SORTS[sort] == "name":
         members = members[np.argsort([snap.images[i].path for i in members], kind="stable")]
     else:
@@ -270,6 +282,9 @@ def review_queue() -> None:
         )
         queue = np.flatnonzero(strangers)
         queue = queue[np.argsort(-snap.atypicality[queue], kind="stable")]
+    passing = cleaning_ui.quality_filter(project, snap, key="review")
+    if passing is not None:
+        queue = queue[passing[queue]]
     st.caption(f"{fmt.fmt_int(queue.size)} images to review")
     captions = [
         f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" + (" · new" if fresh[i] else "")
@@ -303,5 +318,7 @@ if view == "Overview":
     overview()
 elif view == "Gallery":
     cluster_gallery()
-else:
+elif view == "Review queue":
     review_queue()
+else:
+    cleaning_ui.duplicates_view(project, snap, busy=bool(busy))

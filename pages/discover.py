@@ -30,6 +30,7 @@ scanning = scan_job is not None and scan_job.running
 form = escape_name(project.folder)  # widget keys must be valid UTF-8
 PARTITION_LABELS = {"auto": "Automatic", "turtle": "TURTLE", "kmeans": "k-means"}
 is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
+choices = session.run_choices(project)  # this visitor's backbones, checkpoints and Ray cluster
 
 # ------------------------------------------------------------------------------------------ settings
 with st.container(border=True):
@@ -89,7 +90,7 @@ with st.container(border=True):
                 persist_state="session",
             )
             request = (int(low), int(high))
-        backbones = ", ".join(project.backbones)
+        backbones = ", ".join(choices.backbones)
         st.caption(
             f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
         )
@@ -97,12 +98,11 @@ with st.container(border=True):
             from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
             from turtle_core.embedding.rates import default_device_kind, uncached_counts
 
-            pending = uncached_counts(
-                [r.content_hash for r in scan.images], project.backbones, project.checkpoints
-            )
+            hashes = [r.content_hash for r in scan.images]
+            pending = uncached_counts(hashes, choices.backbones, choices.checkpoints)
             guess = estimate_discovery(
                 n_images,
-                project.backbones,
+                choices.backbones,
                 EFFORTS[effort],
                 request,
                 to_embed=pending,
@@ -149,11 +149,18 @@ with st.container(border=True):
         "Run discovery",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=running or not confirmed or not project.backbones or no_images or scanning,
+        disabled=running or not confirmed or not choices.backbones or no_images or scanning,
         key="run_discovery",
     ):
         from turtle_core.jobs import JobConflict
 
+        policy = session.folder_policy()
+        run = {
+            "backbones": list(choices.backbones),
+            "checkpoints": {n: p for n, p in choices.checkpoints.items() if policy.permits_checkpoint(p)},
+            "ray_address": choices.ray_address if policy.permits_ray(choices.ray_address) else None,
+            "within": policy.read_roots,
+        }
         try:
             jobs_ui.submit_job(
                 project,
@@ -166,6 +173,7 @@ with st.container(border=True):
                     effort=effort,
                     partition=partition,
                     replaceable=replaceable,
+                    **run,
                 ),
             )
         except JobConflict as error:

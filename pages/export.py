@@ -125,12 +125,18 @@ with st.container(border=True):
             )
     ready = bool(dest) and bool(formats) and (not exists or overwrite) and not running and allowed
     if st.button("Export", type="primary", icon=":material/output:", disabled=not ready, key="export"):
-        chosen, chosen_mode, replace = list(formats), mode, overwrite
+        chosen, chosen_mode, replace, roots = list(formats), mode, overwrite, policy.read_roots
         jobs_ui.submit_job(
             project,
             "export",
             lambda progress, cancel: project.export(
-                dest, mode=chosen_mode, formats=chosen, overwrite=replace, progress=progress, cancel=cancel
+                dest,
+                mode=chosen_mode,
+                formats=chosen,
+                overwrite=replace,
+                progress=progress,
+                cancel=cancel,
+                within=roots,
             ),
         )
         st.rerun()

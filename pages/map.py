@@ -7,6 +7,7 @@ import streamlit as st
 
 from turtle_core.maps.layouts import density_sample
 from turtle_core.names import markdown_text
+from turtle_ui import cleaning as cleaning_ui
 from turtle_ui import edits, figures, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.figures import density_figure, density_grid, scatter_figure
@@ -147,7 +148,10 @@ if previewed is not None:
     st.caption(
         f"Colours show the {len(previewed[1])} categories previewed on the Clusters page (not applied yet)."
     )
-map_labels = previewed or (curation.assignments, {cid: curation.name_of(cid) for cid in curation.cluster_ids()})
+map_labels = previewed or (
+    curation.assignments,
+    {cid: curation.name_of(cid) for cid in curation.cluster_ids()},
+)
 colour_by = "cluster" if colour_label == "Cluster" else "confidence"
 dense = n > figures.DENSITY_ABOVE  # too many points for the browser: a density map under a sample
 layout_key = (str(project.folder), xy.shape, float(xy[:, 0].sum()), float(xy[:, 1].sum()))
@@ -212,6 +216,15 @@ else:
     point_indices = chosen.get("point_indices") or []
     selected = np.unique(np.asarray(point_indices, dtype=np.int64))
 selected = selected[(selected >= 0) & (selected < n)]
+with map_col:
+    passing = cleaning_ui.quality_filter(project, snap, key="map")
+if passing is not None and selected.size:
+    kept = selected[passing[selected]]
+    with map_col:
+        st.caption(
+            f"{fmt.fmt_int(kept.size)} of the {fmt.fmt_int(selected.size)} selected images carry the flags."
+        )
+    selected = kept
 
 with side_col:
     if selected.size == 0:

@@ -31,11 +31,16 @@ def _open(folder: str) -> None:
         st.error(markdown_text(error), icon=":material/block:")
         return
     if project.scan_result is None:
-        jobs_ui.submit_job(
-            project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
-        )
+        _submit_scan(project)
     session.flash("success", f"Opened {project.folder}")
     st.rerun()
+
+
+def _submit_scan(project) -> None:
+    roots = session.read_roots()  # served to others: links out of the allowed folders are not followed
+    jobs_ui.submit_job(
+        project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel, within=roots)
+    )
 
 
 def _demo() -> None:
@@ -77,6 +82,29 @@ project = session.current_project()
 if project is None:
     st.stop()
 
+
+def _quality_counts(scan) -> None:
+    from turtle_core.cleaning.quality import FLAG_TITLES, quality_flags
+
+    flags = quality_flags(scan.images)
+    counts = {flag: count for flag, count in flags.counts().items() if count}
+    if not flags.measured.all():
+        st.caption("Image quality was not measured in this scan: rescan to flag dark, blurry, … images.")
+    elif not counts:
+        st.caption(
+            "Image quality: nothing to report (no dark, light, blurry, low-information, oddly shaped, "
+            "odd-sized or grey images)."
+        )
+    else:
+        cols = st.columns(len(counts))
+        for col, (flag, count) in zip(cols, counts.items(), strict=True):
+            col.metric(FLAG_TITLES[flag].capitalize(), fmt.fmt_int(count))
+        st.caption(
+            "Image-quality flags (cleanvision's definitions). Filter by them on the Clusters and Map pages; "
+            "every export carries them as columns."
+        )
+
+
 # ------------------------------------------------------------------------------------------ scan
 st.divider()
 head, rescan_col = st.columns([4, 1], vertical_alignment="bottom")
@@ -113,6 +141,8 @@ if scan is not None and not scanning:
             "No usable images were found in this folder. Supported: JPEG, PNG, WebP, BMP, TIFF, GIF.",
             icon=":material/hide_image:",
         )
+    if summary["images"]:
+        _quality_counts(scan)
     if scan.skipped:
         with st.expander(f"Skipped files ({len(scan.skipped)})"):
             frame = pd.DataFrame(
@@ -141,8 +171,10 @@ st.caption(
 
 from turtle_core.embedding.backbones import BACKBONES, PRESETS  # noqa: E402
 
+# This visitor's own choices (kept in the session): another visitor of the same folder never changes them.
+choices = session.run_choices(project)
 preset_names = [name for name in ("offline", "fast", "best") if name in PRESETS]
-current_preset = next((p for p in preset_names if list(PRESETS[p]) == list(project.backbones)), "custom")
+current_preset = next((p for p in preset_names if list(PRESETS[p]) == list(choices.backbones)), "custom")
 preset = st.segmented_control(
     "Preset",
     [*preset_names, "custom"],
@@ -155,13 +187,14 @@ if preset == "custom":
     chosen = st.multiselect(
         "Backbones",
         list(BACKBONES),
-        default=list(project.backbones),
+        default=list(choices.backbones),
         key=f"custom-backbones:{escape_name(project.folder)}",
     )
 else:
     chosen = list(PRESETS[preset])
-if chosen and list(chosen) != list(project.backbones):
-    project.set_backbones(chosen, project.checkpoints)
+if chosen and list(chosen) != list(choices.backbones):
+    choices.backbones = list(chosen)
+    project.set_backbones(chosen)  # remembered as the folder's default for the next time it is opened
 elif not chosen:
     st.warning("Choose at least one backbone.")
 
@@ -170,7 +203,7 @@ STATUS = {
     "downloadable": ":orange-badge[needs download]",
     "missing": ":red-badge[missing]",
 }
-for availability in project.availability():
+for availability in project.availability(choices.backbones, choices.checkpoints):
     with st.container(border=True):
         name_col, status_col, detail_col = st.columns([2, 1, 5], vertical_alignment="center")
         name_col.markdown(f"**{markdown_text(availability.name)}**")
@@ -178,34 +211,57 @@ for availability in project.availability():
         with detail_col:
             if availability.detail:
                 st.caption(markdown_text(availability.detail))
-            if availability.status != "present" or availability.name in project.checkpoints:
+            if availability.status != "present" or availability.name in choices.checkpoints:
                 path = st.text_input(
                     "Local checkpoint file",
-                    value=project.checkpoints.get(availability.name, ""),
+                    value=choices.checkpoints.get(availability.name, ""),
                     placeholder="/path/to/checkpoint (.pt, .bin or .safetensors)",
                     key=f"ckpt:{escape_name(project.folder)}:{availability.name}",
                 )
-                if path.strip() and not policy.permits(path.strip()):
-                    # Loading a checkpoint runs code from it: only files inside the allowed folders.
+                if not policy.permits_checkpoint(path):
+                    # Loading a checkpoint runs code from it: only files (or local-dir: folders) inside
+                    # the allowed folders.
                     st.error(markdown_text(f"Checkpoint refused. {policy.explanation}"))
-                elif path.strip() != project.checkpoints.get(availability.name, ""):
-                    checkpoints = dict(project.checkpoints)
-                    checkpoints[availability.name] = path.strip()
-                    project.set_backbones(project.backbones, checkpoints)
+                elif path.strip() != choices.checkpoints.get(availability.name, ""):
+                    choices.checkpoints = {
+                        name: value
+                        for name, value in {**choices.checkpoints, availability.name: path.strip()}.items()
+                        if value
+                    }
+                    project.set_backbones(choices.backbones, choices.checkpoints)
                     st.rerun()
 
 from turtle_core.embedding.ray_embed import ray_installed  # noqa: E402
 
-if ray_installed():
+RAY_HELP = (
+    "Embed the images on a Ray cluster (the folder must be at the same path on every node); "
+    "the vectors land in this machine's embedding cache. `local` starts Ray on this machine."
+)
+if ray_installed() and policy.ray_addresses is None:
     address = st.text_input(
         "Ray cluster address",
-        value=project.ray_address or "",
+        value=choices.ray_address or "",
         placeholder="empty: this machine · host:port · local",
         key=f"ray-address:{escape_name(project.folder)}",
-        help="Embed the images on a Ray cluster (the folder must be at the same path on every node); "
-        "the vectors land in this machine's embedding cache. `local` starts Ray on this machine.",
+        help=RAY_HELP,
     )
-    project.ray_address = address.strip() or None
+    choices.ray_address = address.strip() or None
+elif ray_installed() and policy.ray_addresses:
+    # Served to others: a visitor picks one of the clusters the owner listed, never types one.
+    options = ["", *policy.ray_addresses]
+    picked = st.selectbox(
+        "Ray cluster",
+        options,
+        index=options.index(choices.ray_address) if choices.ray_address in options else 0,
+        format_func=lambda address: address or "this machine",
+        key=f"ray-address:{escape_name(project.folder)}",
+        help=RAY_HELP,
+    )
+    choices.ray_address = picked or None
+elif ray_installed():
+    st.caption(markdown_text(policy.ray_explanation()))
+    choices.ray_address = None
 
-if all(a.status == "present" for a in project.availability()) and scan is not None and scan.images:
+ready = all(a.status == "present" for a in project.availability(choices.backbones, choices.checkpoints))
+if ready and scan is not None and scan.images:
     st.page_link(session.DISCOVER_PAGE, label="Next: discover categories", icon=":material/arrow_forward:")

@@ -92,7 +92,7 @@ def test_progress_is_shown_while_running_and_cancel_works(monkeypatch, tmp_path)
 def test_failure_is_reported_without_crashing_the_page(monkeypatch, tmp_path) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
 
-    def broken(n_clusters, progress=None, cancel=None, effort=None, partition="auto", replaceable=None):
+    def broken(n_clusters, progress=None, cancel=None, effort=None, partition="auto", **run):
         raise ValueError("Backbone effnet-lite0 is missing: install its wheel.")
 
     project.run_discovery = broken

@@ -46,7 +46,9 @@ def test_the_demo_starts_with_the_demo_effort(monkeypatch, tmp_path: Path) -> No
     assert at.radio(key=f"effort:{project.folder}").value == "quick"
 
 
-def test_keeping_turtle_without_the_comparison_shortens_the_expected_time(monkeypatch, tmp_path: Path) -> None:
+def test_keeping_turtle_without_the_comparison_shortens_the_expected_time(
+    monkeypatch, tmp_path: Path
+) -> None:
     project = FakeProject(tmp_path / "images", discovered=False)
     at = open_app(monkeypatch, project, PAGE)
     automatic = _expected(at)

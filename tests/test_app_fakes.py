@@ -19,7 +19,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from turtle_core.embedding.backbones import PRESETS, Availability
-from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile
+from turtle_core.ingest.quality import measure_quality
+from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile, hash_bytes
+from turtle_core.operations import cleaning
 from turtle_core.operations.project import DiscoveryResult
 from turtle_core.progress import Progress, check_cancel
 from turtle_core.state.curation import Curation
@@ -30,12 +32,19 @@ from turtle_core.state.store import ProjectStore
 APP = Path(__file__).resolve().parent.parent / "app.py"
 CLASSES = ("cats", "dogs", "owls")
 COLOURS = ((220, 80, 60), (60, 120, 220), (90, 180, 90))
+DARK = {(0, 0), (0, 1)}  # (class, image): drawn dark, so the quality flags have something to show
 
 
 class FakeProject:
     """Same public surface as `Project`; every long step is instant and deterministic."""
 
-    def __init__(self, folder: Path, per_class: int = 12, discovered: bool = True) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        per_class: int = 12,
+        discovered: bool = True,
+        near_copies: tuple[tuple[int, int], ...] = (),
+    ) -> None:
         self.folder = folder
         self.workdir = folder.parent / "workdir"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -47,10 +56,14 @@ class FakeProject:
         self.discover_calls: list[Any] = []
         self.discover_efforts: list[str | None] = []
         self.discover_partitions: list[str] = []
+        self.discover_runs: list[dict[str, Any]] = []  # backbones, checkpoints, ray_address, within
+        self.scan_within: list[Any] = []
+        self.export_within: list[Any] = []
         self.split_calls: list[tuple[int, int | None]] = []
         self.split_gate: threading.Event | None = None  # set by tests to hold a split "running"
         self.discover_gate: threading.Event | None = None  # set by tests to hold discovery "running"
         self._records = _write_images(folder, per_class)
+        self.near_copies = near_copies  # (source row, copy row): the copy's features sit next to the source's
         self.scan_result: ScanResult | None = ScanResult(
             root=str(folder),
             images=list(self._records),
@@ -74,10 +87,11 @@ class FakeProject:
         if checkpoints is not None:
             self.checkpoints = {k: v for k, v in checkpoints.items() if v}
 
-    def availability(self) -> list[Availability]:
+    def availability(self, backbones=None, checkpoints=None) -> list[Availability]:
         result = []
-        for name in self.backbones:
-            if name.startswith("effnet") or name in self.checkpoints:
+        checkpoints = self.checkpoints if checkpoints is None else checkpoints
+        for name in self.backbones if backbones is None else backbones:
+            if name.startswith("effnet") or name in checkpoints:
                 result.append(Availability(name, "present", ""))
             else:
                 result.append(
@@ -87,8 +101,13 @@ class FakeProject:
 
     # ------------------------------------------------------------------ pipeline
     def scan(
-        self, progress: Callable[[Progress], None] | None = None, cancel: threading.Event | None = None
+        self,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        within=None,
     ) -> ScanResult:
+        self.scan_within.append(within)
         if progress:
             progress(Progress("scan", len(self._records), len(self._records)))
         assert self.scan_result is not None
@@ -103,7 +122,14 @@ class FakeProject:
         effort: str | None = None,
         partition: str = "auto",
         replaceable: str | None = None,
+        backbones=None,
+        checkpoints=None,
+        ray_address=None,
+        within=None,
     ) -> DiscoveryResult:
+        self.discover_runs.append(
+            {"backbones": backbones, "checkpoints": checkpoints, "ray_address": ray_address, "within": within}
+        )
         self.discover_calls.append(n_clusters)
         self.discover_efforts.append(effort)
         self.discover_partitions.append(partition)
@@ -225,7 +251,10 @@ class FakeProject:
         """Features with one direction per class plus noise: clusters of one class are alike."""
         rng = np.random.default_rng(2)
         centres = rng.normal(size=(len(CLASSES), 16)) * 3
-        return [(centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)]
+        features = (centres[self._truth] + rng.normal(size=(len(self._truth), 16))).astype(np.float32)
+        for source, copy in self.near_copies:
+            features[copy] = features[source] + 0.01 * rng.normal(size=16).astype(np.float32)
+        return [features]
 
     def propose_refine(self, cancel=None):
         from turtle_core.operations.propagate import propose_refine
@@ -236,7 +265,7 @@ class FakeProject:
         )  # the real proposal, on the fake's features
 
     def refine(self) -> int:
-        return self.apply(self.propose_refine().edit)
+        return self.apply(self.propose_refine().edit()).moved
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2
@@ -247,7 +276,7 @@ class FakeProject:
     def image_path(self, index: int) -> Path:
         return self.folder / self.images[index].path
 
-    def thumbnail(self, index: int) -> Path | None:
+    def thumbnail(self, index: int, within=None) -> Path | None:
         path = self.workdir / "thumbs" / f"{index}.png"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +296,7 @@ class FakeProject:
             "cluster_ids": self.curation.assignments.tolist(),
             "confidence": self.discovery.confidence.tolist(),
             "checked": self.curation.checked.tolist(),
+            "quality": cleaning.snapshot_quality(self.snapshot(), self.scan_result).columns(),
         }
 
     def manifest_frame(self) -> Any:
@@ -274,9 +304,12 @@ class FakeProject:
 
         return manifest_frame(**self._columns())
 
-    def export(self, dest, mode="copy", formats=None, overwrite=False, progress=None, cancel=None) -> Any:
+    def export(
+        self, dest, mode="copy", formats=None, overwrite=False, progress=None, cancel=None, *, within=None
+    ) -> Any:
         from turtle_core.export.dataset import export_dataset
 
+        self.export_within.append(within)
         kwargs = {"formats": formats} if formats is not None else {}
         return export_dataset(
             self.folder,
@@ -285,6 +318,7 @@ class FakeProject:
             overwrite=overwrite,
             progress=progress,
             cancel=cancel,
+            within=within,
             **self._columns(),
             **kwargs,
         )
@@ -296,10 +330,13 @@ def _write_images(folder: Path, per_class: int) -> list[ImageRecord]:
         (folder / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             rel = f"{name}/{name}_{i:03d}.png"
-            image = Image.new("RGB", (40, 40), COLOURS[c])
-            image.putpixel((i % 40, i // 40), (255, 255, 255))
+            colour = COLOURS[c] if (c, i) not in DARK else tuple(v // 8 for v in COLOURS[c])
+            image = Image.new("RGB", (40, 40), colour)
+            image.putpixel((i % 40, i // 40), (255, 255, 255) if (c, i) not in DARK else (30, 30, 30))
             image.save(folder / rel)
-            records.append(ImageRecord(rel, (folder / rel).stat().st_size, 0, f"{c}-{i}", 40, 40, name))
+            quality, _ = measure_quality(image, image)
+            data = (folder / rel).read_bytes()
+            records.append(ImageRecord(rel, len(data), 0, hash_bytes(data), 40, 40, name, quality))
     return records
 
 

@@ -367,3 +367,55 @@ def test_a_file_from_before_checked_was_named_touched_still_loads(cur: Curation)
     assert old.checked.tolist() == cur.checked.tolist()
     assert old.checked[[0, 7, 6]].all()
     assert old.undo() and old.undo() and not old.checked.any()
+
+
+def test_state_id_names_one_state_across_edits_undo_saves_and_restarts(cur: Curation) -> None:
+    """A proposal is tied to `state_id`: every edit, undo and redo gives a new one, a save and load keeps it,
+    and a curation started afresh (a new discovery, a damaged file replaced) never repeats an earlier one."""
+    import io
+    import json
+
+    seen = [cur.state_id]
+    cur.move([0], 1)
+    seen.append(cur.state_id)
+    cur.undo()
+    seen.append(cur.state_id)
+    cur.redo()
+    seen.append(cur.state_id)
+    cur.confirm([5])
+    seen.append(cur.state_id)
+    assert len(set(seen)) == len(seen)
+    assert cur.copy().state_id == cur.state_id
+    loaded = Curation.from_bytes(cur.to_bytes("key", "d1"))
+    assert loaded.state_id == cur.state_id
+    fresh = Curation.from_discovery(np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2]), names={0: "cats"})
+    for _ in range(cur.version):
+        fresh.confirm([fresh.version % 10])
+    assert fresh.version == cur.version and fresh.state_id != cur.state_id
+
+    with np.load(io.BytesIO(cur.to_bytes("key", "d1"))) as saved:  # a file from before the lineage
+        arrays = {name: saved[name] for name in saved.files}
+    meta = json.loads(arrays["meta"].tobytes().decode("ascii"))
+    del meta["lineage"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("ascii"), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    first, second = (Curation.from_bytes(buffer.getvalue()) for _ in range(2))
+    assert first.state_id == second.state_id != cur.state_id  # the same in every process that reads it
+
+
+def test_origins_tell_moved_images_from_confirmed_ones(cur: Curation) -> None:
+    cur.move([0, 1], 1)  # two images of 'cats' (cluster 0) were wrong
+    cur.confirm([2, 4])  # these were right
+    cur.move_to_new_cluster([7])  # from cluster 2 to a new cluster 3
+    cur.exclude([8])
+    cur.merge([1, 2])  # a cluster-level edit: nothing about single images
+    origin = cur.origins()
+    moved = np.flatnonzero(cur.checked & (origin != cur.assignments))
+    assert moved.tolist() == [0, 1, 7]
+    assert origin[[0, 1, 7]].tolist() == [0, 0, 2]
+    assert np.array_equal(origin[~cur.checked], cur.assignments[~cur.checked])
+    cur.undo()
+    cur.undo()
+    cur.undo()  # the new cluster's move undone: row 7 unchecked again
+    assert np.flatnonzero(cur.checked & (cur.origins() != cur.assignments)).tolist() == [0, 1]

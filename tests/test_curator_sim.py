@@ -74,7 +74,7 @@ def test_feedback_with_a_propagating_refine_needs_one_round() -> None:
     confidence = np.ones(100)
     confidence[[0, 50]] = 0.0  # the first round (2 % of 100 = 2 images) looks at two wrong ones
 
-    def oracle(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def oracle(labels: np.ndarray, checked: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fixed = np.where(checked, labels, truth)
         return fixed, np.ones(labels.size)
 
@@ -89,7 +89,9 @@ def test_feedback_with_a_refine_that_changes_nothing_equals_walking_the_queue() 
     clusters = np.where(rng.random(500) < 0.3, rng.integers(0, 4, 500), truth)
     confidence = rng.random(500)
 
-    def unchanged(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def unchanged(
+        labels: np.ndarray, checked: np.ndarray, corrected: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         return labels, confidence
 
     walk = simulate_without_feedback(truth, clusters, confidence)
@@ -103,7 +105,9 @@ def test_a_refine_that_changes_a_checked_label_is_caught() -> None:
     truth = np.array([0] * 50 + [1] * 50)
     clusters = np.r_[np.zeros(60, dtype=int), np.ones(40, dtype=int)]
 
-    def careless(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def careless(
+        labels: np.ndarray, checked: np.ndarray, corrected: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros_like(labels), np.ones(labels.size)
 
     with pytest.raises(AssertionError, match="changed a checked image's label"):
@@ -131,3 +135,24 @@ def test_probe_feedback_beats_walking_the_queue_on_easy_blobs() -> None:
     named, _ = name_clusters(truth, labels)
     assert (named == truth).mean() > 0.95
     assert margin.min() >= 0.0
+
+
+def test_feedback_tells_the_refine_the_label_each_known_image_had() -> None:
+    """The refine learns which checked images the curator moved (they were wrong) and which they left."""
+    truth = np.array([0] * 50 + [1] * 50)
+    clusters = truth.copy()
+    clusters[:10] = 1  # rows 0-9 wrong: 90 % after naming
+    confidence = np.linspace(0, 1, 100)
+    confidence[60] = -1.0  # first round: row 60 (right) and row 0 (wrong)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def record(labels: np.ndarray, known: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert np.array_equal(origin[~known], labels[~known])
+        seen.append((known.copy(), known & (origin != labels)))
+        return labels, confidence
+
+    simulate_with_feedback(truth, clusters, confidence, record)
+    known, corrected = seen[0]
+    assert np.flatnonzero(known).tolist() == [0, 60] and np.flatnonzero(corrected).tolist() == [0]
+    known, corrected = seen[-1]
+    assert np.flatnonzero(corrected).tolist() == np.flatnonzero(known & (np.arange(100) < 10)).tolist()

@@ -221,7 +221,6 @@ def test_changed_weights_file_is_loaded_again(
     assert len(loads) == 2 and third.identity == second.identity and third.computed == 0
 
 
-
 class NaNForFirstImage(CountingBackbone):
     """The real backbone, except that the first image of every batch comes out as NaN (fp16 overflow)."""
 

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 from test_app_fakes import FakeProject, open_app, texts, wait_for_job
 
+from benchmarks.fault_harness.hostile import BROKEN, COPY, HOSTILE_FILES, write_hostile_tree
 from turtle_core.export.dataset import export_dataset
 from turtle_core.ingest.scan import scan_folder
 from turtle_core.names import (
@@ -38,45 +38,7 @@ from turtle_core.names import (
 )
 from turtle_ui.figures import scatter_figure
 
-# Relative paths as bytes: what a user's disk may hold.
-HOSTILE_FILES: list[bytes] = [
-    b"caf\xe9.png",  # Latin-1 e-acute: not UTF-8
-    b"dossier\xe9/photo \xff\xfe.png",  # a non-UTF-8 folder and file
-    b"$E=mc^2$ price.png",
-    b"**bold** _it_ ~~x~~.png",
-    b"`rm -rf`.png",
-    b"<b>bold<i>.png",
-    "evil\u202egnp.png".encode(),  # right-to-left override: shows as "evilgnp.png" reversed
-    b"up ..\\..\\x.png",  # backslashes are ordinary characters on Linux (names starting "." are hidden)
-    b"back\\xe9slash.png",  # a literal backslash-x-e-9, not an escaped byte
-    b":red[alert] :smile: :material/home:.png",
-    b"line\nbreak.png",
-    b"- list # head &amp; [link](www.x.org) me@x.org.png",
-    b"quote\"comma,semi;.png",
-    "\u0645\u0631\u062d\u0628\u0627 \U0001f422.png".encode(),
-]
-BROKEN: bytes = b"broken \xe9 $x$.png"  # not an image: listed as skipped
-COPY: bytes = b"copy of caf\xe9.png"  # same bytes as caf\xe9.png: a duplicate
 CLUSTER_NAMES = ["$x$ **bold**", "`code` <b>html</b> :red[r]", "evil\u202egnp.exe ../../etc"]
-
-
-def _write_hostile_tree(root: Path) -> dict[bytes, bytes]:
-    """Write the hostile images under `root`; returns relative path bytes → file bytes."""
-    written: dict[bytes, bytes] = {}
-    for i, rel in enumerate(HOSTILE_FILES):
-        path = os.path.join(os.fsencode(root), rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        image = Image.new("RGB", (32, 32), ((37 * i) % 256, (91 * i) % 256, (53 * i + 40) % 256))
-        image.putpixel((i, i), (255, 255, 255))
-        image.save(os.fsdecode(path), format="PNG")
-        with open(path, "rb") as handle:
-            written[rel] = handle.read()
-    with open(os.path.join(os.fsencode(root), BROKEN), "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n not an image at all")
-    with open(os.path.join(os.fsencode(root), COPY), "wb") as handle:
-        handle.write(written[HOSTILE_FILES[0]])
-    written[COPY] = written[HOSTILE_FILES[0]]
-    return written
 
 
 @pytest.fixture
@@ -177,7 +139,7 @@ def test_plotly_hover_and_labels_are_escaped() -> None:
 
 
 def test_export_writes_readable_files_that_lead_back_to_the_originals(hostile_root: Path, tmp_path) -> None:
-    written = _write_hostile_tree(hostile_root)
+    written = write_hostile_tree(hostile_root)
     scan = scan_folder(hostile_root)
     assert {os.fsencode(r.path) for r in scan.images} == set(written)
     assert [os.fsencode(s.path) for s in scan.skipped] == [BROKEN]
@@ -214,7 +176,9 @@ def test_export_writes_readable_files_that_lead_back_to_the_originals(hostile_ro
     records = [json.loads(line) for line in lines]
     assert len(records) == n - labels.count(None)
     for rec in records:
-        assert open_path(hostile_root, rec["source_path"]).read_bytes() == (dest / rec["file_name"]).read_bytes()
+        assert (
+            open_path(hostile_root, rec["source_path"]).read_bytes() == (dest / rec["file_name"]).read_bytes()
+        )
         assert rec["label"] in CLUSTER_NAMES
     tasks = json.loads((dest / "labelstudio_tasks.json").read_text(encoding="utf-8"))
     assert len(tasks) == len(records)
@@ -231,7 +195,7 @@ def test_export_writes_readable_files_that_lead_back_to_the_originals(hostile_ro
 
 
 def test_cli_labels_and_skip_report_read_back_with_pandas(hostile_root: Path, tmp_path, turtle_home) -> None:
-    written = _write_hostile_tree(hostile_root)
+    written = write_hostile_tree(hostile_root)
     out = tmp_path / "out" / "labels.csv"
     env = {**os.environ, "TURTLE_HOME": str(turtle_home), "TURTLE_OFFLINE": "1"}
     command = [sys.executable, "-m", "turtle_core", "discover", os.fsencode(hostile_root), "-k", "2"]
@@ -261,7 +225,7 @@ class HostileProject(FakeProject):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(folder, per_class=2, discovered=False)
-        _write_hostile_tree(folder)
+        write_hostile_tree(folder)
         self.scan_result = scan_folder(folder)
         self._records = list(self.scan_result.images)
         n = len(self._records)
@@ -349,7 +313,7 @@ def _keys(at, kind: str) -> list[str]:
 def test_a_non_utf8_folder_typed_as_our_escape_opens_and_scans(monkeypatch, hostile_root: Path) -> None:
     from turtle_ui import session
 
-    _write_hostile_tree(hostile_root)
+    write_hostile_tree(hostile_root)
     at = open_app(monkeypatch, None)  # the real engine
     at.text_input(key="folder_input").set_value(escape_name(hostile_root))  # as our CSV files write it
     at.button[0].click().run()

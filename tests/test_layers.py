@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"base"},  # atomic, paths, progress, constants, names, jobs: plumbing every layer may use
     {"ingest"},
     {"embedding"},
-    {"discovery", "maps", "export"},
+    {"discovery", "maps", "export", "cleaning"},
     {"state"},
     {"operations"},
     {"cli"},

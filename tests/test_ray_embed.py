@@ -189,9 +189,10 @@ def test_project_page_offers_a_cluster_address_only_with_ray(
     assert field.label == "Ray cluster address"
     field.set_value(" 10.0.0.7:6379 ").run()
     assert not at.exception
-    assert project.ray_address == "10.0.0.7:6379"
+    choices = at.session_state[f"run_choices:{project.folder}"]  # this visitor's, not the shared project's
+    assert choices.ray_address == "10.0.0.7:6379" and project.ray_address is None
     at.text_input(key=f"ray-address:{project.folder}").set_value("").run()
-    assert project.ray_address is None
+    assert at.session_state[f"run_choices:{project.folder}"].ray_address is None
 
     monkeypatch.setattr(ray_embed, "ray_installed", lambda: False)
     at = open_app(monkeypatch, project)

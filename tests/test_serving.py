@@ -184,3 +184,130 @@ def test_checkpoints_and_export_destinations_stay_inside_the_allow_list(monkeypa
     assert not at.exception
     assert "Cannot export there" in at.error[0].value
     assert at.button(key="export").disabled
+    at.text_input[0].set_value(str(allowed / "labeled")).run()
+    at.button(key="export").click().run()
+    from test_app_fakes import wait_for_job
+
+    assert wait_for_job(at, project, "export").state == "done"
+    assert project.export_within == [folder_policy(None, os.environ).read_roots]  # the engine was told
+    assert (allowed / "labeled" / "manifest.csv").is_file()
+
+
+def _current(at):
+    from turtle_ui import session
+
+    return session._open_project(at.session_state["folder"])
+
+
+def test_served_scan_and_gallery_never_follow_a_link_out_of_the_allowed_folders(
+    monkeypatch, make_image_tree, tmp_path: Path, turtle_home: Path
+) -> None:
+    from test_app_fakes import wait_for_job
+
+    allowed = make_image_tree({"a": 3, "b": 3}, root=tmp_path / "allowed" / "shoot")
+    private = make_image_tree({"secret": 2}, root=tmp_path / "private")
+    (allowed / "a" / "peek.png").symlink_to(private / "secret" / "secret_000.png")
+    monkeypatch.setenv(ALLOWED_FOLDERS_ENV, str(tmp_path / "allowed"))
+    at = _open(open_app(monkeypatch, None), allowed)
+    project = _current(at)
+    wait_for_job(at, project, "scan")
+    assert not at.exception
+    assert [r.path for r in project.scan_result.images if "peek" in r.path] == []
+    assert {s.path: s.reason for s in project.scan_result.skipped}["a/peek.png"].startswith(
+        "a link to a place"
+    )
+    assert "Skipped files (1)" in [e.label for e in at.expander]
+    # A discovery made earlier without the policy (say, by the command line) lists the link: the served
+    # Clusters page (its real gallery, on the real snapshot) still shows no picture of it.
+    import numpy as np
+
+    from turtle_core.ingest.scan import scan_folder
+    from turtle_core.state.discovery_result import DiscoveryResult
+
+    free = scan_folder(allowed)
+    n = len(free.images)
+    labels = np.array([1 if r.path == "a/peek.png" else 0 for r in free.images], np.int32)
+    assert n == 7 and labels.sum() == 1
+    split = DiscoveryResult(
+        free.images,
+        labels,
+        np.eye(2, dtype=np.float32)[labels],
+        np.linspace(0, 1, n),
+        2,
+        0.5,
+        {2: 0.5},
+        {},
+        ["effnet-lite0"],
+        ["x"],
+        0.0,
+    )
+    project.state.install_discovery(split)
+    at.switch_page("pages/clusters.py").run()
+    assert not at.exception
+    assert [len(strip.value) for strip in at.get("image")] == [5]  # the link's own cluster shows none
+    assert "No preview available." in texts(at)
+    secret = next(r.content_hash for r in free.images if r.path == "a/peek.png")
+    assert not list((turtle_home / "thumbnails").rglob(f"{secret}*"))  # never rendered
+
+
+def test_served_checkpoints_and_ray_clusters_obey_the_policy(monkeypatch, tmp_path: Path) -> None:
+    from turtle_core.embedding import ray_embed
+    from turtle_ui.access import ALLOWED_RAY_ENV
+
+    allowed = tmp_path / "allowed"
+    project = FakeProject(allowed / "images")
+    monkeypatch.setattr(ray_embed, "ray_installed", lambda: True)
+    monkeypatch.setenv(ALLOWED_FOLDERS_ENV, str(allowed))
+    at = open_app(monkeypatch, project)
+    # No Ray address can be typed: the server would connect wherever a visitor says.
+    assert "Ray cluster address" not in [widget.label for widget in at.text_input]
+    assert "TURTLE_ALLOWED_RAY_ADDRESSES" in texts(at)
+    at.segmented_control[0].set_value("fast").run()
+    checkpoint = [t for t in at.text_input if t.key and t.key.startswith("ckpt:")][0]
+    # A local-dir: folder is checked as the folder it names, not as a path under the working directory.
+    checkpoint.set_value(f"local-dir:{tmp_path / 'elsewhere'}").run()
+    assert "Checkpoint refused" in at.error[0].value and project.checkpoints == {}
+    inside = f"local-dir:{allowed / 'models' / 'clip'}"
+    [t for t in at.text_input if t.key and t.key.startswith("ckpt:")][0].set_value(inside).run()
+    assert not at.error and list(project.checkpoints.values()) == [inside]
+    assert folder_policy("0.0.0.0", {ALLOWED_FOLDERS_ENV: str(allowed)}).permits_checkpoint(inside)
+    assert not folder_policy("0.0.0.0", {ALLOWED_FOLDERS_ENV: str(allowed)}).permits_checkpoint(
+        "local-dir:models"  # relative: the server's working directory is not an allowed folder
+    )
+
+    monkeypatch.setenv(ALLOWED_RAY_ENV, "10.0.0.7:6379, local")
+    at = open_app(monkeypatch, project)
+    picker = at.selectbox(key=f"ray-address:{project.folder}")
+    assert picker.options == ["this machine", "10.0.0.7:6379", "local"]
+    picker.set_value("10.0.0.7:6379").run()
+    assert at.session_state[f"run_choices:{project.folder}"].ray_address == "10.0.0.7:6379"
+    policy = folder_policy("0.0.0.0", {ALLOWED_FOLDERS_ENV: str(allowed), ALLOWED_RAY_ENV: "10.0.0.7:6379"})
+    assert policy.permits_ray("10.0.0.7:6379") and policy.permits_ray(None)
+    assert not policy.permits_ray("evil.example.org:6379") and not policy.permits_ray("local")
+    assert folder_policy("localhost", {}).permits_ray("anywhere:1")
+
+
+def test_one_visitors_choices_never_reach_another_visitors_run(monkeypatch, tmp_path: Path) -> None:
+    from turtle_core.embedding import ray_embed
+    from turtle_core.embedding.backbones import PRESETS
+
+    project = FakeProject(tmp_path / "allowed" / "images", discovered=False)
+    monkeypatch.setattr(ray_embed, "ray_installed", lambda: True)
+    bob = open_app(monkeypatch, project)  # Bob opens the project first, with its saved settings
+    alice = open_app(monkeypatch, project)
+    alice.segmented_control[0].set_value("fast").run()
+    alice.text_input(key=f"ray-address:{project.folder}").set_value("10.0.0.7:6379").run()
+    assert project.ray_address is None  # the shared project holds no visitor's Ray address
+
+    bob.switch_page("pages/discover.py").run()
+    assert "backbones: effnet-lite0" in texts(bob)
+    bob.button(key="run_discovery").click().run()
+    from test_app_fakes import wait_for_job
+
+    wait_for_job(bob, project, "discover")
+    run = project.discover_runs[-1]
+    assert run["backbones"] == list(PRESETS["offline"]) and run["ray_address"] is None
+    assert run["within"] is None  # on this machine only: the engine may read anywhere
+
+    alice.switch_page("pages/discover.py").run()
+    assert f"backbones: {', '.join(PRESETS['fast'])}" in texts(alice)

@@ -109,3 +109,56 @@ def test_split_of_a_cluster_merged_away_meanwhile_says_so(discovered: Project) -
 
     with pytest.raises(SplitError, match="no longer exists"):
         discovered.split_cluster(a, 2, progress=merge_it_away)
+
+
+def test_a_cluster_larger_than_the_sample_is_split_as_discovery_samples(tmp_path: Path, monkeypatch) -> None:
+    from turtle_core.discovery import sampled, selection
+    from turtle_core.ingest.scan import ImageRecord
+    from turtle_core.operations.split import split_cluster
+    from turtle_core.state.discovery_result import DiscoveryResult
+    from turtle_core.state.project_state import ProjectState
+    from turtle_core.state.store import ProjectStore
+
+    rng = np.random.default_rng(0)
+    n_big, n_other = 2400, 200
+    halves = np.repeat([0, 1], n_big // 2)  # two well-separated kinds merged into cluster 0
+    centres = rng.standard_normal((3, 16)) * 6
+    truth = np.concatenate([halves, np.full(n_other, 2)])
+    features = (centres[truth] + rng.standard_normal((truth.size, 16))).astype(np.float32)
+    order = rng.permutation(truth.size)  # the cluster's members are spread over the rows
+    features, truth = features[order], truth[order]
+    labels = (truth == 2).astype(np.int32)
+    images = [ImageRecord(f"img_{i:05d}.png", 1, 0, f"h{i}", 8, 8, None) for i in range(truth.size)]
+    discovery = DiscoveryResult(
+        images, labels, np.eye(2, dtype=np.float32)[labels], np.full(truth.size, 0.5, np.float32), 2, 0.5,
+        {2: 0.5}, {}, ["synthetic"], ["synthetic"], 0.0,
+    )  # fmt: skip
+    state = ProjectState(ProjectStore(tmp_path / "work"), tmp_path)
+    state.install_discovery(discovery)
+
+    fitted_rows: list[int] = []
+    real_select = selection.select_model
+
+    def recording(spaces, *args, **kwargs):
+        fitted_rows.append(int(spaces[0].shape[0]))
+        return real_select(spaces, *args, **kwargs)
+
+    predicted_blocks: list[int] = []
+    real_predict = sampled.predict_rows_chunked
+
+    def chunked(model, spaces, rows, chunk=None):
+        predicted_blocks.append(int(np.asarray(rows).size))
+        return real_predict(model, spaces, rows, chunk=256)
+
+    monkeypatch.setattr(selection, "select_model", recording)
+    monkeypatch.setattr("turtle_core.operations.split.predict_rows_chunked", chunked)
+    parts = split_cluster(state, state.snapshot(), [features], 0, 2, sample_rows=600)
+
+    assert fitted_rows == [600]  # TURTLE saw the sample only, never a copy of all 2,400 members
+    assert predicted_blocks == [n_big]  # and every member was then labelled by the fitted model
+    curation = state.snapshot().curation
+    assert all(abs(curation.sizes()[p] - n_big // 2) <= 24 for p in parts)
+    members = np.flatnonzero(truth != 2)
+    for part in parts:
+        kinds = truth[members[np.isin(members, curation.members(part))]]
+        assert np.bincount(kinds).max() / kinds.size >= 0.99

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image
 
 from turtle_core.ingest import thumbnails as thumbnails_module
+from turtle_core.ingest.scan import hash_bytes
 from turtle_core.ingest.thumbnails import ThumbnailCache
 from turtle_core.progress import Cancelled
 
@@ -19,19 +19,19 @@ def _image(path: Path, size: tuple[int, int], seed: int = 0) -> tuple[Path, str]
     pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+    return path, hash_bytes(path.read_bytes())
 
 
 @pytest.fixture
 def counting_loader(monkeypatch):
     calls = []
-    real = thumbnails_module.load_image
+    real = thumbnails_module.decode_image
 
-    def counted(path, **kwargs):
-        calls.append(Path(path))
-        return real(path, **kwargs)
+    def counted(data, **kwargs):
+        calls.append(hash_bytes(data))
+        return real(data, **kwargs)
 
-    monkeypatch.setattr(thumbnails_module, "load_image", counted)
+    monkeypatch.setattr(thumbnails_module, "decode_image", counted)
     return calls
 
 
@@ -46,11 +46,11 @@ def test_thumbnail_made_once_and_size_bounded(tmp_path: Path, counting_loader) -
         assert im.format == "WEBP" and im.size == (64, 32)
     mtime = thumb.stat().st_mtime_ns
     assert cache.get(wide, wide_hash) == thumb
-    assert counting_loader == [wide]  # the second call did not decode again
+    assert counting_loader == [wide_hash]  # the second call did not decode again
     assert thumb.stat().st_mtime_ns == mtime
     # A new cache object over the same folder also finds it without decoding.
     assert ThumbnailCache(tmp_path / "thumbs", size=64).get(wide, wide_hash) == thumb
-    assert counting_loader == [wide]
+    assert counting_loader == [wide_hash]
 
     with Image.open(cache.get(small, small_hash)) as im:
         assert im.size == (20, 30)  # never enlarged
@@ -72,7 +72,7 @@ def test_bad_images_give_none(tmp_path: Path, counting_loader) -> None:
     assert cache.get(tmp_path / "missing.png", "c" * 64) is None
     assert cache.get(tmp_path, "d" * 64) is None  # a folder
     assert cache.get(garbage, "a" * 64) is None
-    assert len(counting_loader) == 4  # a known-bad image is not decoded again
+    assert len(counting_loader) == 2  # the two that could be read; a known-bad one is not read again
     assert not (tmp_path / "thumbs").exists() or not any((tmp_path / "thumbs").rglob("*.webp"))
     # Odd hashes never escape the cache folder.
     odd = cache.path_for("../../etc/passwd")
@@ -137,3 +137,43 @@ def test_warm_thumbnails_are_fast(tmp_path: Path) -> None:
     )
     assert all(paths)
     assert warm < 0.5
+
+
+def _solid(path: Path, colour: tuple[int, int, int]) -> tuple[Path, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (60, 60), colour).save(path)
+    return path, hash_bytes(path.read_bytes())
+
+
+def _mean_colour(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), float).reshape(-1, 3).mean(0)
+
+
+def test_a_file_changed_since_its_scan_never_files_its_picture_under_the_old_hash(tmp_path: Path) -> None:
+    red, blue = (220, 20, 20), (20, 20, 220)
+    cache = ThumbnailCache(tmp_path / "thumbs", size=32)
+    path, scanned = _solid(tmp_path / "a" / "photo.png", red)
+    _, now = _solid(path, blue)  # edited after the scan: another picture
+    assert cache.get(path, scanned) is None  # not the picture the scan saw
+    assert not cache.path_for(scanned).exists()  # nothing filed under the scan-time hash...
+    assert np.allclose(_mean_colour(cache.path_for(now)), blue, atol=12)  # ...the new one under its own
+    # Another project holding the original content (the scan-time hash) gets the original picture.
+    original, same = _solid(tmp_path / "b" / "original.png", red)
+    assert same == scanned
+    thumb = cache.get(original, scanned)
+    assert thumb == cache.path_for(scanned)
+    assert np.allclose(_mean_colour(thumb), red, atol=12)
+
+
+def test_a_damaged_thumbnail_file_is_made_again_not_handed_to_a_page(tmp_path: Path) -> None:
+    cache = ThumbnailCache(tmp_path / "thumbs", size=32)
+    path, digest = _solid(tmp_path / "photo.png", (20, 180, 20))
+    thumb = cache.get(path, digest)
+    for damage in (lambda data: data[: len(data) // 2], lambda data: bytes(b ^ 0xFF for b in data)):
+        thumb.write_bytes(damage(thumb.read_bytes()))
+        again = ThumbnailCache(tmp_path / "thumbs", size=32).get(path, digest)  # a page's next run
+        assert again == thumb
+        with Image.open(again) as image:
+            image.load()  # decodes: what a page shows never fails
+        assert np.allclose(_mean_colour(again), (20, 180, 20), atol=12)

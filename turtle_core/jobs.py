@@ -35,6 +35,8 @@ JOB_WRITES: dict[str, frozenset[str]] = {
     "umap": frozenset(),
     "export": frozenset(),
     "classifier": frozenset(),
+    "duplicates": frozenset(),  # the neighbour graph is a cache file of its own
+    "names": frozenset(),
 }
 
 

@@ -22,8 +22,11 @@ def start_rescan(project: Project) -> None:
     curated = project.discovery is not None
     kind = "update" if curated else "scan"
     run = project.update if curated else project.scan
+    roots = session.read_roots()  # served to others: links out of the allowed folders are not followed
     try:
-        jobs_ui.submit_job(project, kind, lambda progress, cancel: run(progress=progress, cancel=cancel))
+        jobs_ui.submit_job(
+            project, kind, lambda progress, cancel: run(progress=progress, cancel=cancel, within=roots)
+        )
     except JobConflict as error:  # a discovery is scanning and embedding right now
         session.flash("warning", str(error))
 

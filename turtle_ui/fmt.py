@@ -91,4 +91,3 @@ def middle_ellipsis(text: str, max_chars: int = 22) -> str:
     head = (keep + 1) // 2
     tail = keep - head
     return f"{text[:head]}…{text[-tail:]}" if tail else f"{text[:head]}…"
-

@@ -24,10 +24,13 @@ if TYPE_CHECKING:
 
 
 def thumbnail_paths(project: Project | Snapshot, indices: Sequence[int]) -> list[str | None]:
+    from turtle_ui.session import read_roots
+
+    roots = read_roots()  # served to others: never a picture from outside the allowed folders
     paths: list[str | None] = []
     for index in indices:
         try:
-            path = project.thumbnail(int(index))
+            path = project.thumbnail(int(index), within=roots)
         except Exception:  # a broken file must not break the gallery
             path = None
         paths.append(str(path) if path is not None else None)
@@ -156,9 +159,10 @@ def file_name(project: Project | Snapshot, index: int) -> str:
 def preview_image(project: Project | Snapshot, index: int, max_side: int = 640) -> None:
     """One image, larger than a thumbnail (EXIF-rotated, downscaled), or a note when it cannot be read."""
     from turtle_core.ingest.scan import UnusableImage, load_image
+    from turtle_ui.session import read_roots
 
     try:
-        image = load_image(project.image_path(index))
+        image = load_image(project.image_path(index), within=read_roots())
         image.thumbnail((max_side, max_side))
     except (UnusableImage, OSError) as error:
         st.warning(f"Cannot show this image: {markdown_text(error)}")

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +88,11 @@ def _open_from_url(folder: str) -> None:
     if project.scan_result is None:
         from turtle_ui import jobs as jobs_ui
 
+        roots = read_roots()
         jobs_ui.submit_job(
-            project, "scan", lambda progress, cancel: project.scan(progress=progress, cancel=cancel)
+            project,
+            "scan",
+            lambda progress, cancel: project.scan(progress=progress, cancel=cancel, within=roots),
         )
 
 
@@ -122,6 +126,34 @@ def folder_policy() -> FolderPolicy:
     from turtle_ui.access import folder_policy as policy_for
 
     return policy_for(st.get_option("server.address"))
+
+
+def read_roots() -> tuple[Path, ...] | None:
+    """The folders the engine may read for this app (None: anywhere); pass as `within=`."""
+    return folder_policy().read_roots
+
+
+@dataclass
+class RunChoices:
+    """What this visitor chose for their runs on a project: kept in their session, never in the
+    project object that every visitor of the folder shares."""
+
+    backbones: list[str]
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    ray_address: str | None = None
+
+
+def run_choices(project: Project) -> RunChoices:
+    """This session's choices for `project`, first taken from the project's saved settings (checkpoints
+    the serving policy refuses are left out)."""
+    from turtle_core.names import escape_name
+
+    key = f"run_choices:{escape_name(project.folder)}"
+    if key not in st.session_state:
+        policy = folder_policy()
+        checkpoints = {n: p for n, p in project.checkpoints.items() if policy.permits_checkpoint(p)}
+        st.session_state[key] = RunChoices(list(project.backbones), checkpoints)
+    return st.session_state[key]
 
 
 def open_folder(folder: str | os.PathLike[str]) -> Project:

@@ -17,6 +17,8 @@ from turtle_core.atomic import atomic_write_bytes, atomic_write_json
 REPO = Path(__file__).resolve().parents[2]
 # What a discovery's result depends on: the discovery package and the engine constants.
 ENGINE_SOURCES = ("turtle_core/discovery", "turtle_core/constants.py")
+# The propagation's learner, which no discovery imports: a change there re-runs the refines, not the starts.
+PROPAGATION_SOURCES = ("turtle_core/discovery/refine.py", "turtle_core/discovery/probe.py")
 
 
 def digest_files(paths: Iterable[Path]) -> str:
@@ -28,13 +30,19 @@ def digest_files(paths: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
-def engine_digest(roots: Iterable[str] = ENGINE_SOURCES) -> str:
+def engine_digest(roots: Iterable[str] = ENGINE_SOURCES, leave_out: Iterable[str] = ()) -> str:
     """Hash of the engine's discovery sources: any change there re-runs the product's methods."""
+    skipped = {REPO / name for name in leave_out}
     files: list[Path] = []
     for root in roots:
         path = REPO / root
         files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    return digest_files(files)
+    return digest_files(path for path in files if path not in skipped and path.exists())
+
+
+def discovery_digest() -> str:
+    """Hash of what a discovery's start depends on: the engine's sources less the propagation's learner."""
+    return engine_digest(leave_out=PROPAGATION_SOURCES)
 
 
 def source_digest(*functions: Callable[..., Any] | type) -> str:

@@ -20,8 +20,9 @@ import numpy as np
 TARGET = 0.95
 ROUND_FRACTION = 0.02
 
-# refine(labels, checked) -> (new labels, confidence); checked rows must keep their label.
-RefineFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+# refine(labels, checked, origin) -> (new labels, confidence); checked rows must keep their label; `origin`: each
+# row's label when the curator looked at it (a checked row whose origin differs from its label was moved).
+RefineFn = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def simulate_with_feedback(
     round_fraction: float = ROUND_FRACTION,
 ) -> Effort:
     """Name the clusters, then rounds of: inspect the `round_fraction` least-confident unchecked images,
-    fix the wrong ones, mark them checked, refine the unchecked rest. Raises AssertionError if a refine
+    fix the wrong ones, mark them checked (remembering the label each had), refine the unchecked rest. Raises AssertionError if a refine
     changes a checked image's label."""
     truth = np.asarray(truth)
     n = truth.size
@@ -131,6 +132,7 @@ def simulate_with_feedback(
     per_round = max(1, math.ceil(round_fraction * n))
     after_naming = float((labels == truth).mean())
     checked = np.zeros(n, dtype=bool)
+    origin = labels.copy()
     moves = inspected = rounds = 0
     while int((labels == truth).sum()) < needed and not checked.all():
         rounds += 1
@@ -140,13 +142,14 @@ def simulate_with_feedback(
                 break
             inspected += 1
             checked[index] = True
+            origin[index] = labels[index]
             if labels[index] != truth[index]:
                 labels[index] = truth[index]
                 moves += 1
                 correct += 1
         if correct >= needed:
             break
-        new_labels, confidence = refine(labels.copy(), checked.copy())
+        new_labels, confidence = refine(labels.copy(), checked.copy(), origin.copy())
         new_labels = np.asarray(new_labels)
         assert new_labels.shape == labels.shape, "refine returned a different number of labels"
         assert np.array_equal(new_labels[checked], labels[checked]), "refine changed a checked image's label"

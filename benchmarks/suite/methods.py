@@ -38,7 +38,9 @@ class ProbeRefine:
         self.confidence = np.asarray(start_confidence, dtype=np.float64)
         self.seed = seed
 
-    def __call__(self, labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, labels: np.ndarray, checked: np.ndarray, origin: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.linear_model import LogisticRegression
 
         if np.unique(labels[checked]).size < 2:
@@ -73,8 +75,8 @@ def product_refine(features: np.ndarray, seed: int) -> RefineFn | None:
 
     probe = FeatureProbe([np.asarray(features, dtype=np.float32)])  # prepared once, reused every round
 
-    def refine(labels: np.ndarray, checked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        result = refine_labels(probe, labels, checked, random_state=seed)
+    def refine(labels: np.ndarray, checked: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = refine_labels(probe, labels, checked, origin=origin, random_state=seed)
         return np.asarray(result.labels), np.asarray(result.confidence, dtype=np.float64)
 
     return refine

@@ -1,5 +1,7 @@
 """Command line: `python -m turtle_core discover FOLDER --clusters 10 --out labels.csv`;
-`python -m turtle_core embed FOLDER [--ray ADDRESS]` only fills the embedding cache."""
+`python -m turtle_core embed FOLDER [--ray ADDRESS]` only fills the embedding cache;
+`audit FOLDER --out AUDIT.csv` finds near-duplicates and quality flags; `names FOLDER --out NAMES.csv`
+suggests cluster names."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from turtle_core.cli import classify as cli_classify
+from turtle_core.cli import cleaning as cli_cleaning
 from turtle_core.cli import curations as cli_curations
 from turtle_core.cli import labels as cli_labels
 from turtle_core.cli import refine as cli_refine
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_update.add_parser(commands)
     cli_labels.add_parser(commands)
     cli_classify.add_parser(commands)
+    cli_cleaning.add_parsers(commands, _add_embed_arguments)
     return parser
 
 
@@ -109,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_labels.run(args)
     if args.command == "classify":
         return cli_classify.run(args)
+    if args.command == "audit":
+        return cli_cleaning.run_audit(args, _backbone_choice(args))
+    if args.command == "names":
+        return cli_cleaning.run_names(args)
     return _discover(args)
 
 

@@ -2,9 +2,14 @@
 
 LABELS has `path,label,checked` for the folder's images (paths relative to FOLDER, as our CSVs write them;
 `checked` is 1 where a curator confirmed or fixed the label, 0 where it is only a starting point; the column's
-former name `known` is accepted). Every usable image of the folder's last discovery gets a row in OUT
-(`path,label,confidence`); checked rows keep their
-label. The embeddings come from the cache and the images from the last discovery: nothing is recomputed.
+former name `known` is accepted; an `excluded` column, as our manifests carry, marks excluded rows). Every
+usable image of the folder's last discovery gets a row in OUT (`path,label,confidence,excluded`); checked
+rows keep their label. Excluded images (in LABELS, or in the app's curation when LABELS does not name them)
+take no part and are written as excluded: no label, no confidence, `excluded` 1. The rule is the app's
+"Propagate my fixes" (`turtle_core.discovery.refine`): a checked row whose label differs from its cluster's
+name in the project is a fix, one that agrees a confirmation, and an unchecked row changes label only where,
+on the checked rows, the learner made clearly more of those fixes than it broke confirmations.
+The embeddings come from the cache and the images from the last discovery: nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from turtle_core.constants import EXCLUDED
+from turtle_core.names import escape_name
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "t"})
 FALSE_WORDS = frozenset({"0", "false", "no", "n", "f", ""})
@@ -31,12 +40,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     refine.add_argument(
         "--labels", "-l", required=True, help="CSV with path,label,checked (the column `known` is read too)"
     )
-    refine.add_argument("--out", "-o", required=True, help="CSV to write: path,label,confidence")
+    refine.add_argument("--out", "-o", required=True, help="CSV to write: path,label,confidence,excluded")
 
 
-def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
-    """Relative image path (as the engine names it) → (label, checked). The `checked` column is also read
-    under its former name `known`."""
+def read_labels(path: Path) -> dict[str, tuple[str | None, bool]]:
+    """Relative image path (as the engine names it) → (label, checked); the label is None for a row the
+    optional `excluded` column marks. The `checked` column is also read under its former name `known`."""
     import pandas as pd
 
     from turtle_core.names import unescape_name
@@ -52,13 +61,19 @@ def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
         raise LabelsFileError(
             f"{path} lacks the column(s) {', '.join(sorted(missing))} (needs path,label,checked)"
         )
-    rows: dict[str, tuple[str, bool]] = {}
-    for number, (image, label, checked) in enumerate(
-        zip(frame["path"], frame["label"], frame["checked"], strict=True), start=2
+    rows: dict[str, tuple[str | None, bool]] = {}
+    excluded = frame["excluded"] if "excluded" in frame.columns else [""] * len(frame)
+    for number, (image, label, checked, out) in enumerate(
+        zip(frame["path"], frame["label"], frame["checked"], excluded, strict=True), start=2
     ):
         flag = checked.strip().lower()
         if flag not in TRUE_WORDS | FALSE_WORDS:
             raise LabelsFileError(f"{path}, line {number}: checked must be 0 or 1, got {checked!r}")
+        if out.strip().lower() not in TRUE_WORDS | FALSE_WORDS:
+            raise LabelsFileError(f"{path}, line {number}: excluded must be 0 or 1, got {out!r}")
+        if out.strip().lower() in TRUE_WORDS:
+            rows[unescape_name(image)] = (None, flag in TRUE_WORDS)
+            continue
         if flag in TRUE_WORDS and not label.strip():
             raise LabelsFileError(f"{path}, line {number}: a checked row needs a label")
         if label.strip():
@@ -66,11 +81,59 @@ def read_labels(path: Path) -> dict[str, tuple[str, bool]]:
     return rows
 
 
+OUT_HEADER = "path,label,confidence,excluded\n"
+
+
+def starting_labels(
+    paths: list[str],
+    given: dict[str, tuple[str | None, bool]],
+    curation: Any,
+    discovered: np.ndarray,
+) -> tuple[list[str | None], np.ndarray, list[str], int]:
+    """Each image's starting label (None: excluded), whether a curator checked it, its cluster's name in the
+    project (what a checked label confirms or corrects), and how many rows LABELS did not name (those start
+    from their cluster's name in the app's curation, or stay excluded there)."""
+    names: list[str | None] = []
+    origin: list[str] = []
+    checked = np.zeros(len(paths), bool)
+    defaulted = 0
+    for row, image in enumerate(paths):
+        cluster = int(curation.assignments[row]) if curation is not None else int(discovered[row])
+        current = (
+            None
+            if cluster == EXCLUDED
+            else (curation.name_of(cluster) if curation is not None else f"Cluster {cluster}")
+        )
+        origin.append(current if current is not None else "")
+        if image in given:
+            names.append(given[image][0])
+            checked[row] = given[image][1] and given[image][0] is not None
+            continue
+        names.append(current)
+        defaulted += 1
+    return names, checked, origin, defaulted
+
+
+def output_rows(
+    paths: list[str], active: np.ndarray, labels: np.ndarray, confidence: np.ndarray
+) -> list[list[str]]:
+    """OUT's rows: refined label and confidence for active images, excluded ones written as excluded."""
+    rows: list[list[str]] = []
+    refined = iter(zip(labels, confidence, strict=True))
+    for image, keep in zip(paths, active, strict=True):
+        if keep:
+            label, conf = next(refined)
+            rows.append([escape_name(image), str(label), f"{float(conf):.4f}", "0"])
+        else:
+            rows.append([escape_name(image), "", "", "1"])
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from turtle_core.atomic import atomic_write_text
     from turtle_core.cli.common import csv_text
     from turtle_core.discovery.refine import refine_labels
-    from turtle_core.names import display_name, escape_name
+    from turtle_core.names import display_name
     from turtle_core.operations.project import Project, ProjectError
 
     try:
@@ -85,37 +148,38 @@ def run(args: argparse.Namespace) -> int:
     except (ProjectError, LabelsFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    curation = project.curation
     paths = [record.path for record in discovery.images]
-    names: list[str] = []
-    checked = np.zeros(len(paths), bool)
-    defaulted = 0
-    for row, image in enumerate(paths):
-        if image in given:
-            names.append(given[image][0])
-            checked[row] = given[image][1]
-        else:  # not in LABELS: its current cluster's name is the starting point
-            cluster = int(curation.assignments[row]) if curation is not None else int(discovery.labels[row])
-            names.append(
-                curation.name_of(cluster) if curation is not None and cluster >= 0 else f"Cluster {cluster}"
-            )
-            defaulted += 1
+    names, checked, origin, defaulted = starting_labels(paths, given, project.curation, discovery.labels)
+    active = np.array([name is not None for name in names], dtype=bool)
     unknown_paths = sorted(set(given) - set(paths))
-    classes, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
-    result = refine_labels(spaces, codes, checked)
-    rows = [
-        [escape_name(image), classes[code], f"{float(conf):.4f}"]
-        for image, code, conf in zip(paths, result.labels, result.confidence, strict=True)
-    ]
+    kept = [n for n in names if n is not None]
+    kept_origin = [o for o, n in zip(origin, names, strict=True) if n is not None]
+    classes, all_codes = np.unique(np.asarray(kept + kept_origin, dtype=object), return_inverse=True)
+    codes, origin_codes = all_codes[: len(kept)], all_codes[len(kept) :]
+    corrected = checked[active] & (origin_codes != codes)
+    cutoff = None
+    if active.any():
+        result = refine_labels(
+            [np.asarray(X)[active] for X in spaces], codes, checked[active], origin=origin_codes
+        )
+        labels, confidence, cutoff = classes[result.labels], result.confidence, result.cutoff
+        changed = int((result.labels != codes).sum())
+    else:
+        labels, confidence, changed = classes[:0], np.zeros(0), 0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, "path,label,confidence\n" + csv_text(rows))
-    changed = int((result.labels != codes).sum())
+    atomic_write_text(out, OUT_HEADER + csv_text(output_rows(paths, active, labels, confidence)))
     print(
-        f"{len(paths)} images: {int(checked.sum())} checked, {changed} re-labelled, {len(classes)} labels; "
-        f"wrote {display_name(out)}",
+        f"{len(paths)} images: {int(checked.sum())} checked ({int(corrected.sum())} of them fixes), {changed} "
+        f"re-labelled, {np.unique(labels).size} labels, {int((~active).sum())} excluded; wrote {display_name(out)}",
         file=sys.stderr,
     )
+    if cutoff is None and int(checked.sum()):
+        print(
+            "nothing re-labelled: the checked rows do not show yet that the learner's changes would fix more "
+            "labels than they break; check more images (moving the wrong ones) and run it again",
+            file=sys.stderr,
+        )
     if defaulted:
         print(
             f"{defaulted} images were not in {display_name(args.labels)}: started from their cluster's name",

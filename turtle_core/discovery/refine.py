@@ -1,137 +1,185 @@
-"""Fixes that propagate: re-assign every image the curator has not checked, learning from the ones they have.
+"""Fixes that propagate without making labels worse: re-label unchecked images only where the evidence says so.
 
-The curator's checked images (confirmed or moved by hand) are the training set of a linear probe
-in the backbones' feature spaces (each standardised, then concatenated); the probe labels every other
-image. Checked images never change. A class that no checked image carries yet (a named cluster nobody has
-checked) keeps its current members, so it cannot vanish just because nobody looked at it yet; it takes in
-no other image, and its members come first in the review queue (confidence 0).
+The learner (`fit_learner`) is a linear probe trained on the curator's checked images, over the labels they
+carry. It is trusted only as far as the checked images vouch for it: each checked image is predicted by the
+learner fitted without it (k-fold, `held_out`), which shows what the learner would have done to it had it
+been left unchecked: made the curator's fix (*helpful*: the curator had moved it, and the learner finds its
+new label) or broken a right label (*harmful*: the curator had confirmed it, and the learner moves it). An
+unchecked image changes label only where the learner is at least as sure as the cut-off at which the helpful
+outweigh the harmful by more than their noise (`choose_cutoff`); with no such cut-off nothing changes. A
+class nobody checked keeps its members (the learner knows nothing of it; they come first in the review
+queue); checked images never change.
 
-Variants measured on the curator-effort suite did worse: a weak prior on every unchecked image's current
-label cost about twice the curator actions on digits and glyphs (the discovery's mistakes out-vote the
-fixes), and so did the unchecked classes' members as down-weighted training rows (emoji 17.5 actions per
-100 images against 6.6 for the plain probe, glyphs 38.7 against 25.2); self-training and the
-discovery's cluster id as an extra feature were within noise.
+Measured on the curator-effort suite (`benchmarks/short_pass.py`, benchmarks/README.md "Propagation that
+never makes labels worse"): the plain probe, which re-labelled every unchecked image of a checked class,
+lowered the labels' accuracy by more than a point in many short passes (every queue pass on grey_textures,
+where the clusters were perfect: −64 points); thresholds on the probe's own probability could not tell a
+probe fitted on 15 images from one fitted on 500, and per-class error bounds from a handful of held-out
+images blocked every fix a short pass had taught.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from turtle_core.discovery.runtime import check_spaces, cpu_threads
-from turtle_core.discovery.sampled import chunks
+from turtle_core.discovery.probe import FeatureProbe, LinearProbe, softmax
+from turtle_core.discovery.runtime import cpu_threads
 
-# Inverse L2 strength per training row, as scikit-learn's C (the anchor probe of curator-effort.md uses 0.1).
-PROBE_C = 0.1
-_LBFGS_STEPS = 100
+__all__ = ["FeatureProbe", "HeldOut", "LinearProbe", "RefineResult", "fit_learner", "refine_labels"]
+
+HELD_OUT_FOLDS = 5
+# Up to this many checked images each is held out on its own (leave-one-out): with a short pass's 3 fixes in
+# a class, 5 folds often hold two of them out together and the learner, left with one, cannot vouch for them.
+LEAVE_ONE_OUT_UP_TO = 40
+# The learner's sureness (its probability of the new label) a change needs: one of these, chosen by the
+# held-out evidence (`choose_cutoff`).
+CUTOFFS = (0.0, 0.5, 0.7, 0.9)
+# How many standard deviations of the held-out counts the helpful must lead the harmful by, and how many of
+# them it takes at least.
+EVIDENCE_Z = 1.0
+MIN_HELPFUL = 3
+# One-sided z of the upper bound on the held-out change rate that the unchecked change rate must stay under.
+REPRESENTATIVE_Z = 1.64
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Each checked image predicted by the learner fitted without it (k-fold): `predicted` (a class
+    position, −1 when its class had no other checked image), `sureness` (the probability of that
+    prediction), `right` (it is the curator's label), `helpful` (the curator had moved it, and the learner
+    finds its new label), `harmful` (the curator had confirmed it, and the learner moves it), `changes` (the
+    learner moves it off the label it had before the curator checked it)."""
+
+    predicted: np.ndarray
+    sureness: np.ndarray
+    right: np.ndarray
+    helpful: np.ndarray
+    harmful: np.ndarray
+    changes: np.ndarray
+
+    @property
+    def accuracy(self) -> float | None:
+        """Share of checked images the held-out learner labels as the curator did."""
+        return None if self.right.size == 0 else float(self.right.mean())
+
+    def counts(self, cutoff: float) -> tuple[int, int, int]:
+        """(helpful, harmful, changes) among the predictions at least `cutoff` sure."""
+        sure = self.sureness >= cutoff
+        return (
+            int((self.helpful & sure).sum()),
+            int((self.harmful & sure).sum()),
+            int((self.changes & sure).sum()),
+        )
 
 
 @dataclass
 class RefineResult:
-    """New label per row (checked rows unchanged), its confidence (1.0 on checked rows), and the class
-    probabilities over `classes` (the sorted distinct input labels)."""
+    """New label per row (checked rows unchanged), its review confidence (1.0 on checked rows, 0 in classes
+    nobody checked), the learner's probabilities over `classes` (the sorted distinct input labels; 0 for
+    classes nobody checked), which rows the learner `scored` (unchecked rows of checked classes), the cut-off
+    a change needed (None: no change was safe), the held-out evidence, and the learner itself."""
 
     labels: np.ndarray
     confidence: np.ndarray
     probabilities: np.ndarray
     classes: np.ndarray
+    scored: np.ndarray
+    cutoff: float | None
+    held_out: HeldOut | None
+    learner: LinearProbe | None
 
     def changed(self, labels: np.ndarray) -> np.ndarray:
         """Rows whose label differs from `labels`."""
         return np.asarray(labels) != self.labels
 
-
-class FeatureProbe:
-    """The backbones' feature spaces, each standardised (mean and spread over `rows`), concatenated; prepared
-    once and reused across refine rounds. Nothing the size of the features is copied: the standardisation
-    is folded into the probe's weights and every row is scored in chunks (a million 1,280-d images took
-    20.5 GiB at peak when the standardised copy was materialised, `python -m benchmarks million --phases refine`).
-    `rows` (default: all) picks the rows the probe works on; its positions are what `fit_predict` takes."""
-
-    def __init__(self, spaces: Sequence[np.ndarray | torch.Tensor], rows: np.ndarray | None = None) -> None:
-        self.arrays = [np.asarray(X) for X in check_spaces(spaces)]
-        n = self.arrays[0].shape[0]
-        self.rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-        self.means: list[np.ndarray] = []
-        self.scales: list[np.ndarray] = []
-        for X in self.arrays:
-            total = np.zeros(X.shape[1])
-            squares = np.zeros(X.shape[1])
-            for block in chunks(self.rows.size):
-                values = self._gather(X, block).astype(np.float64)
-                if not np.isfinite(values).all():
-                    raise ValueError("feature space contains NaN or infinite values")
-                total += values.sum(0)
-                squares += np.square(values).sum(0)
-            mean = total / max(1, self.rows.size)
-            spread = np.sqrt(np.maximum(squares / max(1, self.rows.size) - np.square(mean), 0.0))
-            self.means.append(mean.astype(np.float32))
-            self.scales.append(np.maximum(spread, 1e-6).astype(np.float32))
-
     @property
-    def n_rows(self) -> int:
-        return int(self.rows.size)
+    def n_learned(self) -> int:
+        return 0 if self.learner is None else self.learner.n_classes
 
-    def _gather(self, X: np.ndarray, positions: slice | np.ndarray) -> np.ndarray:
-        return np.asarray(X[self.rows[positions]], dtype=np.float32)
 
-    def standardised(self, positions: slice | np.ndarray) -> torch.Tensor:
-        """The standardised, concatenated features of the rows at `positions` (a training-sized copy)."""
-        parts = [
-            (self._gather(X, positions) - mean) / scale
-            for X, mean, scale in zip(self.arrays, self.means, self.scales, strict=True)
-        ]
-        return torch.from_numpy(np.ascontiguousarray(np.hstack(parts), dtype=np.float32))
+def fit_learner(
+    spaces: Sequence[np.ndarray | torch.Tensor] | FeatureProbe,
+    labels: np.ndarray | Sequence[int],
+    checked: np.ndarray | Sequence[bool],
+    *,
+    num_threads: int | None = None,
+) -> LinearProbe | None:
+    """The learner "Propagate my fixes" uses: a linear probe fitted on the `checked` rows over the labels they
+    carry (its `classes`); None when the checked rows carry fewer than two labels. Score any images with
+    its `predict_proba(spaces)` (the same backbones' features)."""
+    probe = spaces if isinstance(spaces, FeatureProbe) else FeatureProbe(spaces)
+    labels, checked = _check_rows(probe, labels, checked)
+    rows = np.flatnonzero(checked)
+    classes, targets = np.unique(labels[rows], return_inverse=True)
+    if classes.size < 2:
+        return None
+    with cpu_threads(num_threads, torch.device("cpu")):
+        return probe.fit(rows, targets, classes)
 
-    def fit_predict(
-        self, rows: np.ndarray, targets: np.ndarray, weights: np.ndarray, n_classes: int
-    ) -> np.ndarray:
-        """Class probabilities (n_rows × n_classes) of a weighted multinomial logistic regression fitted on
-        the rows at positions `rows`."""
-        X = self.standardised(rows)
-        y = torch.from_numpy(targets.astype(np.int64))
-        w = torch.from_numpy(weights.astype(np.float32))
-        n, d = X.shape
-        W = torch.zeros(d, n_classes, requires_grad=True)
-        b = torch.zeros(n_classes, requires_grad=True)
-        l2 = 1.0 / (PROBE_C * float(w.sum()))
-        optimizer = torch.optim.LBFGS(
-            [W, b], lr=1.0, max_iter=_LBFGS_STEPS, history_size=10, line_search_fn="strong_wolfe"
-        )
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            nll = torch.nn.functional.cross_entropy(X @ W + b, y, reduction="none")
-            loss = (nll * w).sum() / w.sum() + 0.5 * l2 * W.square().sum()
-            loss.backward()
-            return loss
+def held_out(probe: FeatureProbe, labels: np.ndarray, checked: np.ndarray, origin: np.ndarray) -> HeldOut:
+    """What the learner would have done to each checked image had it been left unchecked (k-fold over the
+    checked images; `labels` and `origin` as class positions)."""
+    rows = np.flatnonzero(checked)
+    targets = labels[rows]
+    predicted = np.full(rows.size, -1)
+    sureness = np.ones(rows.size, np.float32)
+    folds = rows.size if rows.size <= LEAVE_ONE_OUT_UP_TO else HELD_OUT_FOLDS
+    order = np.random.default_rng(0).permutation(rows.size)
+    for fold in (order[i::folds] for i in range(folds)):
+        train = np.setdiff1d(np.arange(rows.size), fold)
+        present = np.unique(targets[train])
+        if present.size < 2:
+            continue
+        learner = probe.fit(rows[train], np.searchsorted(present, targets[train]), present)
+        scores = softmax(learner.logits(probe.arrays, probe.rows[rows[fold]]))
+        predicted[fold] = present[scores.argmax(1)]
+        sureness[fold] = scores.max(1)
+    was_moved = origin[rows] != targets
+    found = predicted >= 0
+    return HeldOut(
+        predicted,
+        sureness,
+        predicted == targets,
+        was_moved & (predicted == targets),
+        ~was_moved & found & (predicted != targets),
+        found & (predicted != origin[rows]),
+    )
 
-        with torch.enable_grad():
-            optimizer.step(closure)
-        return self.predict(W.detach(), b.detach())
 
-    def predict(self, W: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-        """softmax(standardised @ W + b) for every row (W: one block of rows per space, in order), chunk by
-        chunk, with the standardisation folded
-        into per-space weights (raw rows @ W/scale, minus mean/scale @ W)."""
-        blocks, offset = [], 0
-        bias = b.clone()
-        for mean, scale in zip(self.means, self.scales, strict=True):
-            block = W[offset : offset + mean.size] / torch.from_numpy(scale)[:, None]
-            bias -= torch.from_numpy(mean) @ block
-            blocks.append(block)
-            offset += mean.size
-        out = np.empty((self.n_rows, W.shape[1]), dtype=np.float32)
-        with torch.no_grad():
-            for positions in chunks(self.n_rows):
-                logits = bias.clone()
-                for X, block in zip(self.arrays, blocks, strict=True):
-                    logits = logits + torch.from_numpy(self._gather(X, positions)) @ block
-                out[positions] = torch.softmax(logits, dim=1).numpy()
-        return out
+def choose_cutoff(
+    evidence: HeldOut, unchecked_changes: Sequence[float], cutoffs: Sequence[float] = CUTOFFS
+) -> float | None:
+    """The sureness a change needs, or None when no cut-off is safe. At a safe cut-off the held-out learner
+    made at least `MIN_HELPFUL` of the curator's fixes, more than the right labels it broke by `EVIDENCE_Z`
+    standard deviations of their counts, and the checked images vouch for the unchecked ones: the share of
+    unchecked images the learner would move (`unchecked_changes[i]` at `cutoffs[i]`) stays under the upper
+    bound of the share of checked images it moved off their former label (checked images it never moves say
+    nothing about images it would). Among safe cut-offs, the one with the largest lead."""
+    n = evidence.predicted.size
+    best, chosen = 0.0, None
+    for cutoff, unchecked in zip(cutoffs, unchecked_changes, strict=True):
+        helpful, harmful, changes = evidence.counts(cutoff)
+        lead = helpful - harmful - EVIDENCE_Z * math.sqrt(helpful + harmful)
+        vouched = unchecked <= wilson_upper(changes, n, REPRESENTATIVE_Z)
+        if helpful >= MIN_HELPFUL and vouched and lead > best:
+            best, chosen = lead, float(cutoff)
+    return chosen
+
+
+def wilson_upper(successes: int, trials: int, z: float) -> float:
+    """One-sided Wilson upper bound of a proportion."""
+    if trials == 0:
+        return 1.0
+    p = successes / trials
+    centre = p + z * z / (2 * trials)
+    spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return min(1.0, (centre + spread) / (1 + z * z / trials))
 
 
 def refine_labels(
@@ -139,49 +187,86 @@ def refine_labels(
     labels: np.ndarray | Sequence[int],
     checked: np.ndarray | Sequence[bool],
     *,
+    origin: np.ndarray | Sequence[int] | None = None,
     random_state: int = 0,
     num_threads: int | None = None,
 ) -> RefineResult:
-    """Re-assign every row that is not `checked`, learning from the checked rows' `labels` (any integers).
+    """Re-label the rows that are not `checked` where the checked rows' `labels` (any integers) show it is safe.
 
+    `origin`: each row's label before the curator checked it (read on checked rows: where it differs from
+    `labels` the curator moved the image). Default: `labels`, i.e. every checked label was right as it was;
+    then nothing shows that the learner fixes anything, and nothing changes.
     `spaces` are the images' feature matrices (or a prepared `FeatureProbe`, to reuse across rounds).
-    Returns labels from the same set as the input; checked rows keep theirs. Deterministic; `random_state`
-    is accepted for a uniform estimator interface (the probe has no random part).
+    Deterministic; `random_state` is accepted for a uniform estimator interface.
     """
     del random_state
     probe = spaces if isinstance(spaces, FeatureProbe) else FeatureProbe(spaces)
+    labels, checked = _check_rows(probe, labels, checked)
+    origin = labels if origin is None else np.asarray(origin).ravel()
+    if origin.shape != labels.shape:
+        raise ValueError(f"origin ({origin.shape[0]}) needs one entry per row ({labels.size})")
+    classes, codes = np.unique(np.concatenate([labels, origin]), return_inverse=True)
+    inverse, origin_code = codes[: labels.size], codes[labels.size :]
+    learned_class = np.bincount(inverse[checked], minlength=classes.size) > 0
+    scored = ~checked & learned_class[inverse]
+    probabilities = np.zeros((labels.size, classes.size), np.float32)
+    new = inverse.copy()
+    cutoff, evidence, learner = None, None, None
+    with cpu_threads(num_threads, torch.device("cpu")):
+        if learned_class.sum() >= 2:
+            learner = fit_learner(probe, inverse, checked)
+            assert learner is not None
+            probabilities[:, learner.classes] = softmax(probe.logits(learner))
+            if (origin_code[checked] != inverse[checked]).any():
+                evidence = held_out(probe, inverse, checked, origin_code)
+    top, sureness = probabilities.argmax(1), probabilities.max(1)
+    if evidence is not None:
+        proposed = scored & (top != inverse)
+        share = [float((proposed & (sureness >= c)).sum()) / max(1, int(scored.sum())) for c in CUTOFFS]
+        cutoff = choose_cutoff(evidence, share)
+    if cutoff is not None:
+        change = scored & (top != inverse) & (sureness >= cutoff)
+        new[change] = top[change]
+    if learner is not None:
+        learner = LinearProbe(
+            learner.means, learner.scales, learner.weights, learner.bias, classes[learner.classes]
+        )
+    present = np.isin(np.arange(classes.size), inverse)  # the labels' classes (origin may name others)
+    return RefineResult(
+        classes[new],
+        _confidence(probabilities, new, checked, scored),
+        probabilities[:, present],
+        classes[present],
+        scored,
+        cutoff,
+        evidence,
+        learner,
+    )
+
+
+def _confidence(
+    probabilities: np.ndarray, new: np.ndarray, checked: np.ndarray, scored: np.ndarray
+) -> np.ndarray:
+    """How sure the learner is of the label each row ends with: (1 + its probability − the likeliest other
+    class's) / 2, so a label the learner disputes but the evidence kept is below 0.5 and comes early in the
+    review queue, graded (no ties). Checked rows 1; rows the learner did not score (classes nobody checked)
+    0, first in the queue: a class nobody checked is where the next checks teach the most."""
+    rows = np.arange(new.size)
+    own = probabilities[rows, new]
+    others = probabilities.copy()
+    others[rows, new] = -np.inf
+    confidence = np.where(scored, (1.0 + own - others.max(1)) / 2.0, 0.0).astype(np.float32)
+    confidence[checked] = 1.0
+    return confidence
+
+
+def _check_rows(
+    probe: FeatureProbe, labels: np.ndarray | Sequence[int], checked: np.ndarray | Sequence[bool]
+) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).ravel()
     checked = np.asarray(checked, dtype=bool).ravel()
     if labels.shape[0] != probe.n_rows or checked.shape[0] != probe.n_rows:
         raise ValueError(
             f"labels ({labels.shape[0]}) and checked ({checked.shape[0]}) need one entry per row ({probe.n_rows})"
         )
-    classes, inverse = np.unique(labels, return_inverse=True)
-    if classes.size < 2:
-        return RefineResult(
-            labels.copy(), np.ones(labels.shape[0], np.float32), np.ones((labels.size, 1)), classes
-        )
-    learned_class = np.bincount(inverse[checked], minlength=classes.size) > 0
-    # Images of a class nobody checked yet keep their label (the class does not vanish) and come first in
-    # the review queue (confidence 0): the probe knows nothing of that class.
-    frozen = ~checked & ~learned_class[inverse]
-    probabilities = np.zeros((labels.size, classes.size), np.float32)
-    if learned_class.sum() >= 2:
-        rows = np.flatnonzero(checked)
-        learned = np.flatnonzero(learned_class)
-        position = np.cumsum(learned_class) - 1
-        with cpu_threads(num_threads, torch.device("cpu")):
-            probabilities[:, learned] = probe.fit_predict(
-                rows, position[inverse[rows]], np.ones(rows.size), learned.size
-            )
-    else:  # fewer than two checked classes: nothing to tell apart yet
-        probabilities[np.arange(labels.size), inverse] = 1.0
-    new = probabilities.argmax(1)
-    new[checked | frozen] = inverse[checked | frozen]
-    # The margin between the two likeliest classes, not the top probability: it ordered the next round's
-    # queue better on 5 of 6 suite sets (docs/decisions.md).
-    ordered = np.sort(probabilities, axis=1)
-    confidence = (ordered[:, -1] - ordered[:, -2]).astype(np.float32)
-    confidence[frozen] = 0.0
-    confidence[checked] = 1.0
-    return RefineResult(classes[new], confidence, probabilities.astype(np.float32), classes)
+    return labels, checked

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -23,18 +25,38 @@ def default_cpu_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+# torch's thread count is one setting for the whole process, and jobs run side by side in threads: each
+# `cpu_threads` registers what it asked for, the count follows the latest one still active, and the count
+# found before the first one is put back when the last one ends, in whatever order they end.
+_threads_lock = threading.Lock()
+_threads_active: dict[int, int] = {}  # entry number → threads asked for, in the order of entry
+_threads_before: list[int] = []  # the count to put back when no `cpu_threads` is active any more
+_entries = itertools.count()
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
-    """Temporarily run torch's CPU kernels on `n` threads (default: `default_cpu_threads()`)."""
+    """Temporarily run torch's CPU kernels on `n` threads (default: `default_cpu_threads()`, or fewer if
+    fewer are set). Safe when jobs in several threads overlap: the process's count is restored exactly
+    once, when the last of them ends."""
     if device.type != "cpu":
         yield
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)) if n else min(previous, default_cpu_threads()))
+    with _threads_lock:
+        current = torch.get_num_threads()
+        if not _threads_active:
+            _threads_before[:] = [current]
+        wanted = max(1, int(n)) if n else min(current, default_cpu_threads())
+        entry = next(_entries)
+        _threads_active[entry] = wanted
+        torch.set_num_threads(wanted)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        with _threads_lock:
+            del _threads_active[entry]
+            latest = next(reversed(_threads_active.values()), None)
+            torch.set_num_threads(latest if latest is not None else _threads_before[0])
 
 
 def check_spaces(

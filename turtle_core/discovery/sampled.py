@@ -62,6 +62,18 @@ def predict_proba_chunked(model, spaces: Sequence[np.ndarray], chunk: int | None
     return out
 
 
+def predict_rows_chunked(
+    model, spaces: Sequence[np.ndarray], rows: np.ndarray, chunk: int | None = None
+) -> np.ndarray:
+    """`model.predict` (a fitted `Turtle`) of the given `rows` of `spaces`, gathered and labelled chunk
+    by chunk, so the rows' features are never copied all at once."""
+    rows = np.asarray(rows)
+    labels = np.empty(rows.size, dtype=np.int64)
+    for block in chunks(rows.size, chunk):
+        labels[block] = model.predict([X[rows[block]] for X in spaces])
+    return labels
+
+
 def kmeans_baseline_sampled(
     spaces: Sequence[np.ndarray],
     n_clusters: int,

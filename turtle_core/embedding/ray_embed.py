@@ -100,17 +100,50 @@ class BackboneActor:
         }
 
 
+# The Ray connection is one per process, and jobs run side by side in threads: the connection this
+# module makes is shared by every job that asks for the same address and closed when the last one ends.
+_ray_lock = threading.Lock()
+_ray_users = 0  # jobs using the connection this module made
+_ray_address: str | None = None  # the address it was made to
+
+
 @contextlib.contextmanager
 def ray_session(address: str) -> Iterator[Any]:
     """Connected Ray for the duration: `address` is a cluster (`host:port`, `ray://...`, `auto`) or
-    `local` (start a private local instance). Reuses a connection this process already holds."""
+    `local` (start a private local instance). Jobs that overlap share the connection, which is closed
+    when the last of them ends; a job asking for another cluster meanwhile gets `RayUnavailable`. A
+    connection the caller made itself is used as it is and never closed here."""
+    global _ray_users, _ray_address
     # No usage reports to Anyscale, and no Ray Data metrics poller thread: nothing here phones home.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     ray = _import_ray()
-    if ray.is_initialized():
+    with _ray_lock:
+        if _ray_users:
+            if address != _ray_address:
+                raise RayUnavailable(
+                    f"This app is embedding on the Ray cluster at {_ray_address!r} for another job; run "
+                    f"this one on {address!r} when that job has ended, or use the same cluster."
+                )
+            _ray_users += 1
+        elif not ray.is_initialized():
+            _connect(ray, address)
+            _ray_users, _ray_address = 1, address
+        owned = _ray_users > 0  # else: the caller's own connection
+    if not owned:
         yield ray
         return
+    try:
+        yield ray
+    finally:
+        with _ray_lock:
+            _ray_users -= 1
+            if _ray_users == 0:
+                _ray_address = None
+                ray.shutdown()
+
+
+def _connect(ray: Any, address: str) -> None:
     package = Path(__file__).resolve().parents[1]
     runtime_env = {
         # Ship this engine to the workers, so a cluster needs only the same Python packages.
@@ -121,10 +154,6 @@ def ray_session(address: str) -> Iterator[Any]:
         ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise RayUnavailable(f"Cannot connect to the Ray cluster at {address!r}: {error}") from error
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def _pool_options(ray: Any, actors: int | None, blocks: int) -> dict[str, Any]:
@@ -194,7 +223,9 @@ def embed_folder_images_ray(
     computed = 0
     writer = CacheWriter(cache)
     if not todo:  # nothing to send (no images at all): no cluster needed
-        return assemble_embeddings(records, vectors_by_hash, failures, identity, cache.dim or 0, from_cache, 0)
+        return assemble_embeddings(
+            records, vectors_by_hash, failures, identity, cache.dim or 0, from_cache, 0
+        )
     with ray_session(address) as ray:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # progress goes to our own callback instead

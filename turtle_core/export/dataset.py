@@ -3,10 +3,12 @@
 This module writes the tree and puts it in place; `naming` makes folder and file names safe,
 `formats` writes the manifests and metadata, `marker` proves which folders are our exports.
 
-Everything is built in a hidden sibling folder `<dest>.partial-<random>` and renamed into place at the
-end, so an interrupted export never leaves a half-written `dest`, and an existing export is replaced
-only when the new one is complete. Every export carries a marker file (`MARKER`); a non-empty folder
-without it is never replaced, whatever the flags. Source paths in the manifests are written with
+Everything is built in a staging folder and put in place only when complete (`staging`: beside `dest`
+when its parent may be written, else inside it; a re-export keeps the folder itself and swaps its
+entries; what a killed export left is cleaned by the next one). Every export carries a marker file
+(`MARKER`); a non-empty folder without it is never replaced, whatever the flags. With `within`, source
+images that lie (through a link) outside those folders are not exported, and nothing is written
+outside them. Source paths in the manifests are written with
 `turtle_core.names.escape_name` (undecodable bytes as `\\xNN`; `unescape_name` reverses it).
 """
 
@@ -15,14 +17,14 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
 import shutil
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from turtle_core.export import staging as stage
 from turtle_core.export.formats import (
     HF_METADATA,
     HF_README,
@@ -37,7 +39,7 @@ from turtle_core.export.formats import (
     manifest_frame,
     write_metadata,
 )
-from turtle_core.export.marker import MARKER, check_replaceable, write_marker
+from turtle_core.export.marker import MARKER, check_replaceable, is_staging_name, write_marker
 from turtle_core.export.naming import (
     MAX_NAME_BYTES,
     safe_file_name,
@@ -46,6 +48,7 @@ from turtle_core.export.naming import (
     valid_unicode,
 )
 from turtle_core.names import display_name, has_undecodable
+from turtle_core.paths import ReadRoots, is_within, open_within
 from turtle_core.progress import Progress, ProgressMeter, check_cancel
 
 __all__ = [  # the export's public names, wherever they live
@@ -118,6 +121,8 @@ def export_dataset(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     labelstudio_root: Path | None = None,
+    quality: Mapping[str, Sequence[int]] | None = None,
+    within: ReadRoots = None,
 ) -> ExportReport:
     """Write the labeled dataset to `dest`: an ImageFolder tree `<label>/<file>` plus manifests
     (CSV, Parquet), Hugging Face `metadata.jsonl` + `README.md`, and Label Studio tasks + config.
@@ -126,7 +131,10 @@ def export_dataset(
     `mode="hardlink"` shares the files with the originals (editing one in place edits both); it falls
     back to copying across file systems. Symlinks are absolute. A non-empty `dest` is replaced only
     with `overwrite=True` and only if it is a previous export. `labelstudio_root` is Label Studio's
-    LOCAL_FILES_DOCUMENT_ROOT (default: the folder that contains `dest`)."""
+    LOCAL_FILES_DOCUMENT_ROOT (default: the folder that contains `dest`). `quality` (flag name → 0/1 per
+    image) adds the image-quality flags to every manifest and metadata file. `within` (resolved folders):
+    the destination must lie inside them, staging stays inside them, and sources outside them are
+    skipped with a warning."""
     n = check_lengths(paths, labels, cluster_ids, confidence, checked)
     if mode not in ("copy", "hardlink", "symlink"):
         raise ExportError(f"unknown export mode {mode!r}: use 'copy', 'hardlink' or 'symlink'")
@@ -136,6 +144,8 @@ def export_dataset(
         raise ExportError(f"unknown export formats {sorted(unknown)}; known: {', '.join(ALL_FORMATS)}")
     source_root = Path(source_root).resolve()
     dest = Path(os.path.abspath(dest))
+    if not is_within(dest, within):
+        raise ExportError(f"{display_name(str(dest))} is outside the folders this app may write to")
     _check_destination(source_root, dest, overwrite)
     rel_paths = [_check_relative(p) for p in paths]
 
@@ -148,14 +158,15 @@ def export_dataset(
     targets = _target_names(rel_paths, labels, folders) if write_tree else {}
     sample = _stat_sample(source_root, rel_paths, targets)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.parent / f"{dest.name}.partial-{secrets.token_hex(4)}"
-    partial.mkdir()
+    staging = stage.open_staging(dest, within)
+    partial = staging.path
     try:
         exported = [""] * n
         if write_tree:
-            exported = _write_tree(source_root, rel_paths, targets, partial, mode, warnings, progress, cancel)
-        frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported)
+            exported = _write_tree(
+                source_root, rel_paths, targets, partial, mode, warnings, progress, cancel, within
+            )
+        frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported, quality)
         files = write_metadata(frame, wanted, partial, dest, labelstudio_root, label_names, warnings)
         if any(has_undecodable(str(p)) for p in paths):
             warnings.append(
@@ -164,10 +175,13 @@ def export_dataset(
             )
         write_marker(partial, mode, n)
         check_cancel(cancel)
-        _check_destination(source_root, dest, overwrite)  # again: the folder may have changed meanwhile
-        _swap_into_place(partial, dest)
+        with stage.destination_lock(dest):
+            if stage.remove_leftovers(dest):
+                warnings.append("What an interrupted earlier export left there was cleaned up.")
+            _check_destination(source_root, dest, overwrite)  # again: the folder may have changed meanwhile
+            stage.install(staging, dest)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        stage.discard_staging(staging, dest)
         raise
     warnings.extend(_changed_sources(source_root, sample))
     return ExportReport(
@@ -205,8 +219,8 @@ def _check_destination(source_root: Path, dest: Path, overwrite: bool) -> None:
         return
     if not dest.is_dir():
         raise ExportExists(f"{dest} exists and is not a folder")
-    if not any(dest.iterdir()):
-        return
+    if all(is_staging_name(entry.name) for entry in os.scandir(dest)):
+        return  # empty, or only what a killed export left (cleaned before the new one goes in)
     check = check_replaceable(dest)
     if not check.replaceable:
         raise ExportExists(check.reason)
@@ -252,6 +266,7 @@ def _write_tree(
     warnings: list[str],
     progress: Callable[[Progress], None] | None,
     cancel: threading.Event | None,
+    within: ReadRoots = None,
 ) -> list[str]:
     exported = [""] * len(rel_paths)
     meter = ProgressMeter("export", len(targets), progress)
@@ -268,7 +283,7 @@ def _write_tree(
         src = source_root / rel_paths[row]
         dst = out / rel
         try:
-            fallbacks += _materialise(src, dst, mode)
+            fallbacks += _materialise(src, dst, mode, within)
             exported[row] = rel
         except OSError as error:
             missing.append(f"{display_name(rel_paths[row])} ({error.strerror or error})")
@@ -286,41 +301,36 @@ def _write_tree(
     return exported
 
 
-def _materialise(src: Path, dst: Path, mode: ExportMode) -> int:
-    """Put `src` at `dst`; returns 1 when a link was impossible and the file was copied instead."""
-    if mode == "copy":
+def _materialise(src: Path, dst: Path, mode: ExportMode, within: ReadRoots = None) -> int:
+    """Put `src` at `dst`; returns 1 when a link was impossible and the file was copied instead.
+    With `within`, a source that lies outside those folders raises `OutsideReadRoots` (an OSError)."""
+    if mode != "copy":
+        if not src.is_file():
+            raise FileNotFoundError(errno.ENOENT, "No such file", str(src))
+        real = Path(os.path.realpath(src)) if within is not None else src
+        if not is_within(real, within):
+            open_within(src, within).close()  # raises with the reason
+        try:
+            if mode == "hardlink":
+                os.link(real, dst)
+            else:
+                os.symlink(real.absolute(), dst)
+            return 0
+        except OSError as error:
+            if error.errno not in _LINK_FALLBACK_ERRNOS:
+                raise
+    _copy(src, dst, within)
+    return 0 if mode == "copy" else 1
+
+
+def _copy(src: Path, dst: Path, within: ReadRoots) -> None:
+    """`shutil.copy2` from the file actually opened (checked against `within`)."""
+    if within is None:
         shutil.copy2(src, dst)
-        return 0
-    if not src.is_file():
-        raise FileNotFoundError(errno.ENOENT, "No such file", str(src))
-    try:
-        if mode == "hardlink":
-            os.link(src, dst)
-        else:
-            os.symlink(src.absolute(), dst)
-        return 0
-    except OSError as error:
-        if error.errno not in _LINK_FALLBACK_ERRNOS:
-            raise
-    shutil.copy2(src, dst)
-    return 1
-
-
-def _swap_into_place(partial: Path, dest: Path) -> None:
-    if not (dest.exists() or dest.is_symlink()):
-        os.rename(partial, dest)
         return
-    backup = dest.parent / f"{dest.name}.old-{secrets.token_hex(4)}"
-    os.rename(dest, backup)
-    try:
-        os.rename(partial, dest)
-    except BaseException:
-        os.rename(backup, dest)
-        raise
-    if backup.is_symlink():
-        backup.unlink()  # a link to a folder: remove the link only, never what it points to
-    else:
-        shutil.rmtree(backup)  # does not follow symlinks: linked source images are safe
+    with open_within(src, within) as source, open(dst, "xb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+    shutil.copystat(src, dst)
 
 
 def _stat_sample(

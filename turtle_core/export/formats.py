@@ -6,7 +6,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
@@ -49,15 +49,20 @@ def manifest_frame(
     confidence: Sequence[float],
     checked: Sequence[bool],
     exported_paths: Sequence[str] | None = None,
+    quality: Mapping[str, Sequence[int]] | None = None,
 ) -> pd.DataFrame:
     """One row per image: path (source, relative), exported_path (relative to the export, or ""),
-    label (None if excluded), cluster_id, confidence, checked, excluded."""
+    label (None if excluded), cluster_id, confidence, checked, excluded, then one 0/1 column per
+    image-quality flag in `quality` (flag name → one value per image)."""
     n = check_lengths(paths, labels, cluster_ids, confidence, checked)
     exported = [""] * n if exported_paths is None else list(exported_paths)
     if len(exported) != n:
         raise ExportError(f"exported_paths has {len(exported)} entries for {n} images")
+    flags = dict(quality or {})
+    if any(len(values) != n for values in flags.values()):
+        raise ExportError(f"every quality flag needs one value per image ({n})")
     label_list = [None if label is None else valid_unicode(str(label)) for label in labels]
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "path": pd.array([escape_name(str(p)) for p in paths], dtype="string"),
             "exported_path": pd.array(exported, dtype="string"),
@@ -69,6 +74,14 @@ def manifest_frame(
         },
         columns=list(MANIFEST_COLUMNS),
     )
+    for flag, values in flags.items():
+        frame[flag] = np.asarray(values, dtype=np.int8).reshape(n)
+    return frame
+
+
+def quality_columns(frame: pd.DataFrame) -> list[str]:
+    """The manifest's image-quality flag columns (those after the fixed columns)."""
+    return [column for column in frame.columns if column not in MANIFEST_COLUMNS]
 
 
 def manifest_csv_bytes(
@@ -78,9 +91,10 @@ def manifest_csv_bytes(
     confidence: Sequence[float],
     checked: Sequence[bool],
     exported_paths: Sequence[str] | None = None,
+    quality: Mapping[str, Sequence[int]] | None = None,
 ) -> bytes:
     """The manifest as UTF-8 CSV (for a download button)."""
-    frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported_paths)
+    frame = manifest_frame(paths, labels, cluster_ids, confidence, checked, exported_paths, quality)
     return frame.to_csv(index=False).encode("utf-8")
 
 
@@ -123,6 +137,7 @@ def write_metadata(
 
 
 def _write_hf(rows: pd.DataFrame, out: Path, warnings: list[str]) -> None:
+    flags = quality_columns(rows)
     with open(out / HF_METADATA, "w", encoding="utf-8") as handle:
         for rec in rows.itertuples(index=False):
             line = {
@@ -133,6 +148,7 @@ def _write_hf(rows: pd.DataFrame, out: Path, warnings: list[str]) -> None:
                 "checked": bool(rec.checked),
                 "source_path": rec.path,
             }
+            line.update({flag: int(getattr(rec, flag)) for flag in flags})
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
     # The README pins a single split so `load_dataset(dest)` does not guess splits from names.
     (out / HF_README).write_text(
@@ -164,6 +180,7 @@ def _write_labelstudio(
             "tasks use file:// URLs instead."
         )
     tasks = []
+    flags = quality_columns(rows)
     for rec in rows.itertuples(index=False):
         if base is not None:
             rel = f"{base}/{rec.exported_path}" if base not in ("", ".") else rec.exported_path
@@ -184,7 +201,10 @@ def _write_labelstudio(
         score = _json_float(rec.confidence)
         if score is not None:
             prediction["score"] = score
-        tasks.append({"data": {"image": url, "source_path": rec.path}, "predictions": [prediction]})
+        data = {"image": url, "source_path": rec.path}
+        if flags:
+            data["quality_flags"] = ", ".join(flag for flag in flags if getattr(rec, flag))
+        tasks.append({"data": data, "predictions": [prediction]})
     (out / LS_TASKS).write_text(json.dumps(tasks, ensure_ascii=False, indent=1), encoding="utf-8")
     choices = "\n".join(f"    <Choice value={quoteattr(name)}/>" for name in label_names)
     config = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ MARKER = ".turtle-export.json"
 MARKER_FORMAT_VERSION = 2  # 1 (older exports): exported_by, mode, n_images; 2 adds version, time, entries
 EXPORTED_BY = "turtle-labels"
 _MAX_MARKER_BYTES = 1 << 20
+# What an export in progress, or one killed, may leave inside the destination (`export/staging.py`):
+# its staging folder, the previous entries swapped out, and the marker's temp file.
+_STAGING_NAME = re.compile(
+    r"^(?:\.turtle-(?:partial|old)-[0-9a-f]{8}|\.turtle-export\.json\.[A-Za-z0-9_]+\.tmp)$"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ def check_replaceable(folder: Path) -> ExportCheck:
     """May `folder` (an existing, non-empty folder) be replaced? Only when it carries our marker and
     holds nothing at its top that the export did not write there."""
     marker = folder / MARKER
+    if all(is_staging_name(entry.name) for entry in os.scandir(folder)):
+        return ExportCheck(True)  # only what a killed export left: the next export cleans it
     if marker.is_symlink() or not marker.is_file():
         return ExportCheck(
             False,
@@ -69,6 +77,20 @@ def check_replaceable(folder: Path) -> ExportCheck:
     return ExportCheck(True)
 
 
+def is_staging_name(name: str) -> bool:
+    """Whether a top-level entry of an export folder is an export's own staging leftover (cleaned by
+    the next export, never counted as a file the user added)."""
+    return bool(_STAGING_NAME.match(name))
+
+
+def marker_record(folder: Path) -> dict | None:
+    """The marker of `folder` when it is a real marker of this app (not a link), else None."""
+    marker = folder / MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return None
+    return _read_marker(marker)
+
+
 def _read_marker(marker: Path) -> dict | None:
     try:
         if marker.stat().st_size > _MAX_MARKER_BYTES:
@@ -83,4 +105,8 @@ def _read_marker(marker: Path) -> dict | None:
 
 def _extra_entries(folder: Path, written: Collection[object]) -> list[str]:
     known = {str(name) for name in written} | {MARKER}
-    return sorted(entry.name for entry in os.scandir(folder) if entry.name not in known)
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.name not in known and not is_staging_name(entry.name)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -19,7 +20,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
+from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality
 from turtle_core.names import display_name
+from turtle_core.paths import OUTSIDE_REASON, OutsideReadRoots, ReadRoots, is_within, open_within
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -27,8 +30,17 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # would only repeat it. (warnings.catch_warnings is not thread-safe, hence a global filter.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-SCAN_FORMAT_VERSION = 1
+SCAN_FORMAT_VERSION = 2  # 2: quality scores and pixel signatures per record (format 1: read without them)
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _CHUNK = 64  # candidates handed to the thread pool between cancellation checks
 
 
@@ -47,7 +59,9 @@ class UnusableImage(Exception):
 @dataclass(frozen=True)
 class ImageRecord:
     """One usable image. `path` is relative to the scan root with "/" separators; `width`/`height`
-    are as displayed (EXIF orientation applied); `label` is the first-level sub-folder or None."""
+    are as displayed (EXIF orientation applied); `label` is the first-level sub-folder or None;
+    `quality` the image-quality scores measured at scan time and `signature` its pixel signature
+    (`ingest.quality.pixel_signature`), both None when not measured."""
 
     path: str
     size: int
@@ -56,6 +70,12 @@ class ImageRecord:
     width: int
     height: int
     label: str | None
+    quality: QualityScores | None = None
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quality is not None and not isinstance(self.quality, QualityScores):
+            object.__setattr__(self, "quality", QualityScores(*self.quality))  # read back from JSON
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,9 @@ class ScanResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanResult:
+        """Read `to_dict`'s output (any format up to `SCAN_FORMAT_VERSION`)."""
+        if int(data.get("version", 1)) > SCAN_FORMAT_VERSION:
+            raise ValueError(f"scan format {data.get('version')} is newer than this program reads")
         return cls(
             root=data["root"],
             images=[ImageRecord(**r) for r in data["images"]],
@@ -154,6 +177,8 @@ def _reason_for(exc: BaseException) -> str:
         return "too large (possible decompression bomb)"
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (format not recognised)"
+    if isinstance(exc, OutsideReadRoots):
+        return OUTSIDE_REASON
     if isinstance(exc, PermissionError):
         return "unreadable: permission denied"
     if isinstance(exc, MemoryError):
@@ -195,12 +220,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str] | bytes, *, min_size: int | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str] | bytes, *, min_size: int | None = None, within: ReadRoots = None
+) -> Image.Image:
     """Decode an image file to 8-bit RGB: EXIF orientation applied, first frame only, alpha
     composited on white, greyscale and 16-bit converted. `min_size` lets JPEG decode at a reduced
-    scale whose shorter side is still at least `min_size` pixels. Raises `UnusableImage`."""
+    scale whose shorter side is still at least `min_size` pixels. With `within`, a file that lies
+    (through a link) outside those folders is refused. Raises `UnusableImage`."""
     try:
-        with open(path, "rb") as handle:
+        with open_within(path, within) as handle:
             return _decode(handle, min_size)
     except UnusableImage:
         raise
@@ -229,8 +257,9 @@ def _decode(handle: BinaryIO, min_size: int | None) -> Image.Image:
     return _to_rgb(image)
 
 
-def _inspect(data: bytes) -> tuple[int, int]:
-    """Fully check encoded image bytes; return the displayed (width, height)."""
+def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores | None, str | None]:
+    """Fully check encoded image bytes; return the displayed (width, height) and, with `quality`,
+    the image's quality scores and pixel signature, measured on the decoded pixels."""
     with Image.open(io.BytesIO(data)) as image:
         _check_pixels(image)
         width, height = image.size
@@ -243,11 +272,17 @@ def _inspect(data: bytes) -> tuple[int, int]:
         except Exception:
             orientation = None
         if image.format == "JPEG":
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            image.draft(image.mode, draft_size(width, height) if quality else (width // 8, height // 8))
         image.load()
+        scores = signature = None
+        if quality:
+            rgb = _to_rgb(image)
+            with contextlib.suppress(Exception):  # the signature is oriented as displayed, like the image
+                rgb = rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb
+            scores, signature = measure_quality(image, rgb)
     if orientation in _SWAPPED_ORIENTATIONS:
         width, height = height, width
-    return width, height
+    return width, height, scores, signature
 
 
 # ---------------------------------------------------------------- walking
@@ -258,6 +293,7 @@ class _Candidate:
     rel: str
     abs: str
     label: str | None
+    within: ReadRoots = None
 
 
 @dataclass
@@ -267,7 +303,7 @@ class _Walk:
     ignored: int = 0
 
 
-def _walk(root: str, cancel: threading.Event | None) -> _Walk:
+def _walk(root: str, cancel: threading.Event | None, within: ReadRoots = None) -> _Walk:
     result = _Walk()
     root_stat = os.stat(root)
     visited = {(root_stat.st_dev, root_stat.st_ino)}
@@ -288,6 +324,9 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
             if entry.name.startswith("."):
                 continue
             rel = (*rel_parts, entry.name)
+            if within is not None and entry.is_symlink() and not is_within(entry.path, within):
+                result.skipped.append(SkippedFile("/".join(rel), OUTSIDE_REASON))
+                continue
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
                 is_file = not is_dir and entry.is_file(follow_symlinks=True)
@@ -307,7 +346,7 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
             elif is_file:
                 if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
                     label = rel[0] if len(rel) > 1 else None
-                    result.candidates.append(_Candidate("/".join(rel), entry.path, label))
+                    result.candidates.append(_Candidate("/".join(rel), entry.path, label, within))
                 else:
                     result.ignored += 1
             elif entry.is_symlink():
@@ -317,9 +356,9 @@ def _walk(root: str, cancel: threading.Event | None) -> _Walk:
     return result
 
 
-def _examine(candidate: _Candidate) -> ImageRecord | SkippedFile:
+def _examine(candidate: _Candidate, quality: bool = True) -> ImageRecord | SkippedFile:
     try:
-        with open(candidate.abs, "rb") as handle:
+        with open_within(candidate.abs, candidate.within) as handle:
             st = os.fstat(handle.fileno())
             if not stat.S_ISREG(st.st_mode):
                 return SkippedFile(candidate.rel, "not a regular file")
@@ -330,10 +369,12 @@ def _examine(candidate: _Candidate) -> ImageRecord | SkippedFile:
         return SkippedFile(candidate.rel, _reason_for(exc))
     digest = hash_bytes(data)
     try:
-        width, height = _inspect(data)
+        width, height, scores, signature = _inspect(data, quality)
     except Exception as exc:
         return SkippedFile(candidate.rel, _reason_for(exc))
-    return ImageRecord(candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label)
+    return ImageRecord(
+        candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label, scores, signature
+    )
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -358,17 +399,24 @@ def scan_folder(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    quality: bool = True,
+    within: ReadRoots = None,
 ) -> ScanResult:
     """Walk `root` recursively and check every image file. Bad files become `skipped` entries with
-    a reason; records of `previous` whose path, size and mtime are unchanged are reused unread.
+    a reason; records of `previous` whose path, size and mtime are unchanged are reused unread (with
+    `quality`, those without quality scores, from an older scan, are read again to measure them).
+    With `within` (resolved folders, `paths.resolve_roots`), links that lead outside them are not
+    followed: each is skipped with its reason.
     Raises `ScanError` when `root` is missing, not a folder or unreadable; `Cancelled` on cancel."""
     root_str = os.path.abspath(os.fsdecode(os.fspath(root)))
     if not os.path.exists(root_str):
         raise ScanError(f"The folder {root_str!r} does not exist.")
     if not os.path.isdir(root_str):
         raise ScanError(f"{root_str!r} is not a folder.")
+    if not is_within(root_str, within):
+        raise ScanError(f"The folder {root_str!r} is outside the folders this app may read.")
     try:
-        walk = _walk(root_str, cancel)
+        walk = _walk(root_str, cancel, within)
     except PermissionError as exc:
         raise ScanError(f"The folder {root_str!r} cannot be read (permission denied).") from exc
     except OSError as exc:
@@ -382,7 +430,8 @@ def scan_folder(
     to_read: list[tuple[int, _Candidate]] = []
     for candidate in walk.candidates:
         record = old.get(candidate.rel)
-        if record is not None and _stat_key(candidate.abs) == (record.size, record.mtime_ns):
+        scored = record is not None and (not quality or None not in (record.quality, record.signature))
+        if scored and _stat_key(candidate.abs) == (record.size, record.mtime_ns):
             results.append(record)
             reused += 1
         else:
@@ -391,12 +440,13 @@ def scan_folder(
     meter.advance(reused)
 
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    examine = functools.partial(_examine, quality=quality)
     with ThreadPoolExecutor(max_workers=max(1, n_workers), thread_name_prefix="scan") as pool:
         for start in range(0, len(to_read), _CHUNK):
             check_cancel(cancel)
             chunk = to_read[start : start + _CHUNK]
             for (index, candidate), outcome in zip(
-                chunk, pool.map(_examine, [c for _, c in chunk]), strict=True
+                chunk, pool.map(examine, [c for _, c in chunk]), strict=True
             ):
                 results[index] = outcome
                 meter.advance(1, message=display_name(candidate.rel))

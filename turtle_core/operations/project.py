@@ -3,6 +3,10 @@
 What the project keeps on disk is owned by `store.ProjectStore`; the discovery/curation pair, its lock
 and every edit by `state.ProjectState` (`apply`, `snapshot`). One folder is one `Project` object per
 process, however it was named (symlinks are resolved).
+
+The object is shared by everyone who opens the folder in this process (the app's visitors): what one
+person chooses for a run (backbones, checkpoints, Ray address, the folders the engine may read) is
+passed to the step that uses it, and the project's own settings are only the defaults.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from turtle_core.operations.classifier import Classifier
 from turtle_core.operations.labels_in import ImportReport
 from turtle_core.operations.propagate import RefineProposal, propose_refine
 from turtle_core.operations.update import UpdateReport
-from turtle_core.paths import embedding_cache_dir, project_dir, turtle_home
+from turtle_core.paths import ReadRoots, embedding_cache_dir, project_dir, turtle_home
 from turtle_core.progress import ProgressCallback, check_cancel
 from turtle_core.state.archive import ArchivedCuration
 from turtle_core.state.curation import Curation
@@ -137,17 +141,29 @@ class Project:
             }
         self._save_settings()
 
-    def availability(self) -> list[Availability]:
-        return [check_availability(name, self.checkpoints.get(name)) for name in self.backbones]
+    def availability(
+        self, backbones: Sequence[str] | None = None, checkpoints: Mapping[str, str] | None = None
+    ) -> list[Availability]:
+        """Whether each backbone's weights are present (default: the project's backbones/checkpoints)."""
+        checkpoints = self.checkpoints if checkpoints is None else checkpoints
+        names = self.backbones if backbones is None else backbones
+        return [check_availability(name, checkpoints.get(name)) for name in names]
 
     # ----------------------------------------------------------------- pipeline
     def scan(
-        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+        self,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        within: ReadRoots = None,
     ) -> ScanResult:
-        """Scan the folder (incrementally: unchanged files are not re-read) and save the result."""
+        """Scan the folder (incrementally: unchanged files are not re-read) and save the result. With
+        `within` (resolved folders), links that lead outside them are skipped, not followed."""
         check_folder(self.folder)
         try:
-            result = scan_folder(self.folder, previous=self.scan_result, progress=progress, cancel=cancel)
+            result = scan_folder(
+                self.folder, previous=self.scan_result, progress=progress, cancel=cancel, within=within
+            )
         except ScanError as error:
             raise ProjectError(str(error)) from error
         self.scan_result = result
@@ -159,12 +175,16 @@ class Project:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         ray_address: str | None = None,
+        *,
+        backbones: Sequence[str] | None = None,
+        checkpoints: Mapping[str, str] | None = None,
     ) -> tuple[list[ImageRecord], list[np.ndarray], list[str], list[SkippedFile]]:
         """Embed every scanned image with each chosen backbone (cached by content).
 
         Returns the images usable in every space, one feature matrix per backbone (rows aligned to
         those images), the backbones' cache identities, and the images that failed to decode.
-        With `ray_address` (default: `self.ray_address`) the missing vectors are computed on Ray.
+        With `ray_address` (default: `self.ray_address`) the missing vectors are computed on Ray;
+        `backbones`/`checkpoints` default to the project's.
         """
         from turtle_core.operations.pipeline import embed_records
 
@@ -174,8 +194,8 @@ class Project:
         return embed_records(
             self.folder,
             self.scan_result.images,
-            self.backbones,
-            self.checkpoints,
+            list(self.backbones if backbones is None else backbones),
+            dict(self.checkpoints if checkpoints is None else checkpoints),
             progress,
             cancel,
             device=self.device,
@@ -192,6 +212,10 @@ class Project:
         replace_edits: bool = True,
         partition: str = "auto",
         replaceable: str | None = None,
+        backbones: Sequence[str] | None = None,
+        checkpoints: Mapping[str, str] | None = None,
+        ray_address: str | None = None,
+        within: ReadRoots = None,
     ) -> DiscoveryResult:
         """Scan, embed and discover categories; the result replaces the curation, whose names and checked
         images carry over (the whole curation is kept among the earlier curations).
@@ -202,6 +226,8 @@ class Project:
         With `replaceable` (the `work_token()` the curator saw when they agreed), the run stops before
         saving with `CurationChanged` (holding the result) if the curation changed meanwhile.
         `partition`: "auto" (the stability choice between TURTLE and k-means), "turtle" or "kmeans".
+        `backbones`, `checkpoints` and `ray_address` are this run's (default: the project's); `within`
+        limits what the scan may read (see `scan`).
         """
         from turtle_core.discovery.effort import resolve_effort
 
@@ -217,9 +243,12 @@ class Project:
                 raise CurationHasEdits(self.state.work_message())
         from turtle_core.operations.pipeline import discover_features
 
+        names = list(self.backbones if backbones is None else backbones)
         started = time.perf_counter()
-        self.scan(progress, cancel)
-        images, spaces, identities, failed = self.embed(progress, cancel)
+        self.scan(progress, cancel, within=within)
+        images, spaces, identities, failed = self.embed(
+            progress, cancel, ray_address, backbones=names, checkpoints=checkpoints
+        )
         result = discover_features(
             images,
             spaces,
@@ -228,7 +257,7 @@ class Project:
             chosen,
             progress,
             cancel,
-            backbones=list(self.backbones),
+            backbones=names,
             failed=failed,
             partition=partition,
         )
@@ -248,16 +277,21 @@ class Project:
         return self.state.work_token()
 
     def update(
-        self, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+        self,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        within: ReadRoots = None,
     ) -> UpdateReport:
         """Rescan the folder and bring the curation up to date (`operations/update.py`): added images are
-        embedded and labelled with the curated categories (one undoable step), removed ones leave."""
+        embedded and labelled with the curated categories (one undoable step), removed ones leave. `within`
+        limits what the scan may read (see `scan`)."""
         from turtle_core.operations.pipeline import embed_records
         from turtle_core.operations.update import prepare_update
         from turtle_core.state.rebase import map_rows
 
         snap = self._require_snapshot()
-        scan = self.scan(progress, cancel)
+        scan = self.scan(progress, cancel, within=within)
         rows = map_rows(snap.images, scan.images)
         added = [scan.images[row] for row in rows.added]
         usable: list[ImageRecord] = []
@@ -418,8 +452,8 @@ class Project:
         return propose_refine(snap, self.spaces(snap.discovery), cancel)
 
     def refine(self) -> int:
-        """Re-label every unchecked image from the checked ones (one undoable edit); returns how many moved."""
-        return self.apply(self.propose_refine().edit)
+        """Apply the whole proposal of `propose_refine` (one undoable edit); returns how many images moved."""
+        return self.apply(self.propose_refine().edit()).moved
 
     def layout(
         self,
@@ -450,11 +484,12 @@ class Project:
     def image_path(self, index: int) -> Path:
         return self.folder / self.images[index].path
 
-    def thumbnail(self, index: int) -> Path | None:
+    def thumbnail(self, index: int, within: ReadRoots = None) -> Path | None:
+        """The gallery thumbnail of image `index` (None: unusable, changed, or outside `within`)."""
         from turtle_core.ingest.thumbnails import ThumbnailCache
 
         record = self.images[index]
-        return ThumbnailCache(turtle_home() / "thumbnails").get(
+        return ThumbnailCache(turtle_home() / "thumbnails", within=within).get(
             self.folder / record.path, record.content_hash
         )
 
@@ -487,8 +522,11 @@ class Project:
         overwrite: bool = False,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        *,
+        within: ReadRoots = None,
     ) -> Any:
-        """Write the labeled dataset to `dest` (never inside the source folder; never over an export unasked)."""
+        """Write the labeled dataset to `dest` (never inside the source folder; never over an export unasked).
+        With `within`, nothing is read or written outside those folders."""
         from turtle_core.export.dataset import export_dataset
 
         kwargs: dict[str, Any] = {
@@ -496,6 +534,7 @@ class Project:
             "overwrite": overwrite,
             "progress": progress,
             "cancel": cancel,
+            "within": within,
         }
         if formats is not None:
             kwargs["formats"] = formats
@@ -504,6 +543,8 @@ class Project:
 
     # ----------------------------------------------------------------- internals
     def _export_columns(self) -> dict[str, Any]:
+        from turtle_core.operations.cleaning import snapshot_quality
+
         snap = self._require_snapshot()
         return {
             "paths": [record.path for record in snap.images],
@@ -511,6 +552,7 @@ class Project:
             "cluster_ids": snap.curation.assignments.tolist(),
             "confidence": snap.confidence.tolist(),
             "checked": snap.curation.checked.tolist(),
+            "quality": snapshot_quality(snap, self.scan_result).columns(),
         }
 
     def _require_discovery(self) -> DiscoveryResult:
@@ -526,12 +568,23 @@ class Project:
         return snap
 
     def _save_settings(self) -> None:
+        """Save the settings when they differ from the saved ones; a failed write (a full disk) is said
+        once and the settings still apply in this process."""
         settings = {
             "folder": os.fspath(self.folder),
             "backbones": self.backbones,
             "checkpoints": self.checkpoints,
         }
-        self.store.write_settings(settings)
+        saved, _ = self.store.read_settings()
+        if {key: saved.get(key) for key in settings} == settings:
+            return
+        try:
+            self.store.write_settings(settings)
+        except OSError as error:
+            self.state.add_notice(
+                f"The project's settings could not be saved ({error.strerror or error}); they apply until "
+                "the app stops."
+            )
 
     def _restore(self) -> None:
         from turtle_core.embedding.backbones import BACKBONES

@@ -2,7 +2,9 @@
 
 The training runs without touching the curation, so the curator can keep editing other clusters
 meanwhile; the parts are then assigned to the cluster's members at the moment the split is applied
-(images moved into or out of it during the split are handled too)."""
+(images moved into or out of it during the split are handled too). A cluster larger than discovery's
+sample (`discovery.sampled.SAMPLE_ROWS`) is split as discovery works on a big folder: TURTLE is fitted on
+a fixed random sample of its members, and every member is then labelled chunk by chunk."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from turtle_core.discovery.sampled import discovery_sample, predict_rows_chunked
 from turtle_core.progress import Progress, ProgressCallback, check_cancel
 from turtle_core.state.curation import Curation
 from turtle_core.state.edits import Split
@@ -65,11 +68,13 @@ def split_cluster(
     effort: str | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    sample_rows: int | None = None,
 ) -> list[int]:
     """Find the parts of `cluster_id` with TURTLE and apply them as one undoable `Split` edit; returns the
     parts' ids. Computed on `snap` (whose discovery's features are `spaces`); if the cluster changes
     meanwhile, it is placed with the trained model as it is then (a new discovery or a merged-away cluster
-    changes nothing and says so)."""
+    changes nothing and says so). Above `sample_rows` members (default `SAMPLE_ROWS`) TURTLE is fitted
+    on a random sample of them and every member labelled by the fitted model."""
     from turtle_core.discovery.effort import resolve_effort
     from turtle_core.discovery.selection import select_model
 
@@ -80,8 +85,10 @@ def split_cluster(
     except SplitError as error:
         raise SplitError(f"'{name}': {error}") from None
     chosen = resolve_effort(effort or SPLIT_EFFORT)
+    sample = discovery_sample(len(members), sample_rows)
+    fitted = members if sample is None else members[sample]
     selection = select_model(
-        [space[members] for space in spaces],
+        [space[fitted] for space in spaces],
         request,
         random_state=0,
         progress=_as_split(progress),
@@ -95,10 +102,10 @@ def split_cluster(
     if cluster_id not in now.curation.cluster_ids():
         raise SplitError(f"'{name}' no longer exists (merged or emptied meanwhile); nothing was split.")
     current = now.curation.members(cluster_id)
-    if np.array_equal(current, members):
+    if sample is None and np.array_equal(current, members):
         sub_labels = np.asarray(selection.best.labels_)
-    else:  # the cluster changed during the split: place its current images with the trained model
-        sub_labels = selection.best.predict([space[current] for space in spaces])
+    else:  # sampled, or the cluster changed during the split: the trained model places every member
+        sub_labels = predict_rows_chunked(selection.best, spaces, current)
     n_found = int(np.unique(sub_labels).size)
     if n_found < 2:
         raise SplitError(f"TURTLE found no split in '{name}': its images all look alike to it.")

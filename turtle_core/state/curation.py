@@ -54,7 +54,8 @@ class Curation(CurationView):
 
     `checked` is set for images the curator acted on individually (move, new cluster, confirm, exclude, restore);
     cluster-level edits (rename, merge, split) leave it alone. `version` increases on every change,
-    including undo and redo, so callers can key caches on it. A project applies edits through
+    including undo and redo, so callers can key caches on it; `state_id` (lineage and version) names one
+    state across processes and restarts. A project applies edits through
     `Project.apply` (one lock, one save, a discovery check); calling these methods directly edits
     only this object.
     """
@@ -244,14 +245,15 @@ class Curation(CurationView):
         )
         return moved
 
-    def exclude(self, indices: Sequence[int] | np.ndarray) -> int:
-        """Exclude images from the dataset; returns how many were newly excluded."""
+    def exclude(self, indices: Sequence[int] | np.ndarray, description: str | None = None) -> int:
+        """Exclude images from the dataset; returns how many were newly excluded. `description` names
+        the step in the history (default "Excluded N images")."""
         rows = self._check_indices(indices)
         rows = rows[self._assign[rows] != EXCLUDED]
         if rows.size == 0:
             return 0
         self._commit(
-            f"Excluded {image_count(rows.size)}",
+            description or f"Excluded {image_count(rows.size)}",
             rows,
             new_assign=np.full(rows.size, EXCLUDED, np.int32),
             new_checked=np.ones(rows.size, bool),
@@ -410,6 +412,7 @@ class Curation(CurationView):
             before_exclusion=self._before,
             confidence=self._confidence,
             version=self.version,
+            lineage=self.lineage,
         )
         twin._undo = list(self._undo)
         twin._redo = list(self._redo)

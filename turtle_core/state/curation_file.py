@@ -52,6 +52,7 @@ class CurationRecord:
     version: int
     undo: list[Step]
     redo: list[Step]
+    lineage: str = ""
 
     @property
     def n_images(self) -> int:
@@ -77,6 +78,7 @@ def curation_to_bytes(record: CurationRecord, image_key: str = "", discovery_id:
         "image_key": image_key,
         "discovery_id": discovery_id,
         "version": record.version,
+        "lineage": record.lineage,
         "names": {str(k): v for k, v in record.names.items()},
         "undo": undo_meta,
         "redo": redo_meta,
@@ -142,6 +144,8 @@ def read_curation_file(
             int(meta["version"]),
             steps_from_arrays(meta["undo"], arrays, "undo", n),
             steps_from_arrays(meta["redo"], arrays, "redo", n),
+            # Files written before the lineage existed: one derived from their bytes, the same in every process.
+            str(meta.get("lineage") or "file-" + hashlib.sha256(data).hexdigest()[:24]),
         )
     except (OSError, ValueError, EOFError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as error:
         raise CurationError(f"{source} is corrupt or unreadable ({error}); it was not loaded") from error

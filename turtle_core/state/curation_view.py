@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -29,6 +30,7 @@ class CurationView:
         before_exclusion: np.ndarray | None = None,
         confidence: np.ndarray | None = None,
         version: int = 0,
+        lineage: str | None = None,
     ) -> None:
         assign = np.asarray(assignments)
         if assign.ndim != 1:
@@ -55,6 +57,9 @@ class CurationView:
             )
         self._names: dict[int, str] = {int(k): str(v) for k, v in (names or {}).items()}
         self.version = int(version)
+        # Which curation this is (a new one for every curation started from a discovery): with `version`,
+        # it names one state of it across processes and restarts (`state_id`).
+        self.lineage = uuid.uuid4().hex if lineage is None else str(lineage)
         self._undo: list[Step] = []
         self._redo: list[Step] = []
         self.origin = ""  # stamped on the steps of the edits made now (`ProjectState.apply` sets it)
@@ -80,6 +85,7 @@ class CurationView:
             self.version,
             list(self._undo),
             list(self._redo),
+            self.lineage,
         )
 
     @classmethod
@@ -92,6 +98,7 @@ class CurationView:
             before_exclusion=record.before_exclusion,
             confidence=record.confidence,
             version=record.version,
+            lineage=record.lineage or None,
         )
         if curation.n_images != record.n_images:
             raise ValueError("array length does not match the recorded number of images")
@@ -100,6 +107,12 @@ class CurationView:
         return curation
 
     # ----------------------------------------------------------------- read-only views and queries
+
+    @property
+    def state_id(self) -> str:
+        """Names this exact state: it changes with every edit, undo and redo, is saved with the curation, and
+        a curation started again (a new discovery, a damaged file replaced) never repeats an earlier one."""
+        return f"{self.lineage}/{self.version}"
 
     @property
     def n_images(self) -> int:
@@ -114,6 +127,22 @@ class CurationView:
     def checked(self) -> np.ndarray:
         """Whether a curator checked this image (moved, confirmed, excluded or restored it by hand); a read-only view."""
         return _readonly(self._checked)
+
+    def origins(self) -> np.ndarray:
+        """Per image: the cluster it was in when the curator checked it, as the undo history tells (a checked
+        image whose origin differs from its cluster was moved by the curator: that label was wrong); its
+        current cluster for unchecked images and for images checked in edits older than the history keeps."""
+        origin = self._assign.copy()
+        for step in self._undo:  # oldest first; the step that checks an image says where it was
+            became = (
+                ~step.old_checked
+                & step.new_checked
+                & (step.old_assign != EXCLUDED)
+                & (step.new_assign != EXCLUDED)
+            )
+            origin[step.indices[became]] = step.old_assign[became]
+        checked = self._checked & (self._assign != EXCLUDED)
+        return np.where(checked, origin, self._assign)
 
     def review_confidence(self, discovery_confidence: np.ndarray) -> np.ndarray:
         """Per image: the last refine's confidence where it re-estimated one, else the discovery's."""

@@ -106,6 +106,21 @@ class Exclude(Edit):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KeepOnePerGroup(Edit):
+    """Near-duplicates: keep one image of each of `groups` groups and exclude the rest (`images`), as one step."""
+
+    images: tuple[str, ...]
+    groups: int
+
+    def run(self, curation: Curation, rows_of: RowLookup) -> int:
+        groups = "a group" if self.groups == 1 else f"{self.groups} groups"
+        return curation.exclude(
+            rows_of(self.images),
+            f"Kept one image of {groups} of near-duplicates, excluded {len(self.images)}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Restore(Edit):
     images: tuple[str, ...]
 
@@ -171,20 +186,36 @@ class Confirm(Edit):
         return curation.confirm(rows_of(self.images))
 
 
+@dataclass(frozen=True)
+class Relabelled:
+    """What a `Relabel` did: how many images changed cluster, and the curation's state right after it."""
+
+    moved: int
+    state_id: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Relabel(Edit):
-    """A refine's proposal: new clusters and review confidences for unchecked images, as one step.
-    Images checked or excluded since the proposal was computed are left alone."""
+    """Part or all of a propagation's proposal: new clusters and review confidences for unchecked images, as
+    one step. `curation_state` is the `Curation.state_id` the proposal was computed on (or that its own
+    previous part left); after any other change the edit is refused (`StaleEdit`), never replayed."""
 
     images: tuple[str, ...]
     cluster_ids: tuple[int, ...]
     confidence: tuple[float, ...]
     description: str
+    curation_state: str
 
-    def run(self, curation: Curation, rows_of: RowLookup) -> int:
-        return curation.relabel(
+    def run(self, curation: Curation, rows_of: RowLookup) -> Relabelled:
+        if curation.state_id != self.curation_state:
+            raise StaleEdit(
+                "The clusters changed after this proposal was computed (an edit, an undo, another tab or "
+                "program); nothing was changed. Compute the proposal again."
+            )
+        moved = curation.relabel(
             rows_of(self.images), np.asarray(self.cluster_ids), np.asarray(self.confidence), self.description
         )
+        return Relabelled(moved, curation.state_id)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from turtle_core.ingest.scan import ImageRecord
+from turtle_core.paths import ReadRoots
 from turtle_core.state.archive import ArchivedCuration
 from turtle_core.state.curation import Curation
 from turtle_core.state.discovery_result import DiscoveryResult
@@ -83,12 +84,12 @@ class Snapshot:
     def image_path(self, index: int) -> Path:
         return self.folder / self.images[index].path
 
-    def thumbnail(self, index: int) -> Path | None:
+    def thumbnail(self, index: int, within: ReadRoots = None) -> Path | None:
         from turtle_core.ingest.thumbnails import ThumbnailCache
         from turtle_core.paths import turtle_home
 
         record = self.images[index]
-        return ThumbnailCache(turtle_home() / "thumbnails").get(
+        return ThumbnailCache(turtle_home() / "thumbnails", within=within).get(
             self.folder / record.path, record.content_hash
         )
 

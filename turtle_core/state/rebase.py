@@ -8,6 +8,7 @@ renumbered and forgets the images that left, so undo never touches a row that no
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -124,6 +125,8 @@ def rebase_record(
         version=record.version + 1,
         undo=_renumbered(record.undo, rows.old_to_new),
         redo=_renumbered(record.redo, rows.old_to_new),
+        # Another list of images is another curation state: a proposal computed before never applies after.
+        lineage=uuid.uuid4().hex,
     )
 
 

@@ -1,0 +1,194 @@
+"""The short curator pass of curator-effort.md (shared docs): a few names, a few checks, one propagation.
+
+People do not walk the whole review queue before they press *Propagate my fixes*: they name a few
+clusters, fix what they happen to see, confirm a page, and press it once. Each variant below is one such
+pass, drawn at random from a seed; the labels are scored before and after one propagation.
+
+Labels live in "name space": a cluster the curator named after its majority class carries that class's
+id, a cluster with its automatic name carries `n_classes + cluster` (a name that matches no class), and a
+moved image carries its true class (the class's name, a new cluster when no cluster has it yet). Accuracy
+counts an image right when its label is its class's name; purity counts each label as its majority class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+PAGE = 48  # the Clusters page's gallery page
+
+# propagate(labels, checked, origin) -> new labels (checked rows unchanged); `origin`: each row's label before
+# the curator checked it (a checked row whose origin differs from its label was moved by the curator)
+PropagateFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What the curator did: labels in name space after their edits, the rows they checked, and the labels
+    before they moved any image (`origin`)."""
+
+    labels: np.ndarray
+    checked: np.ndarray
+    origin: np.ndarray
+    named: int
+    moved: int
+
+
+@dataclass(frozen=True)
+class PassScore:
+    """One pass scored before and after one propagation (accuracy with the names, and purity)."""
+
+    variant: str
+    seed: int
+    named: int
+    checked: int
+    moved: int
+    changed: int
+    accuracy_before: float
+    accuracy_after: float
+    purity_before: float
+    purity_after: float
+
+    @property
+    def accuracy_change(self) -> float:
+        return self.accuracy_after - self.accuracy_before
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {**asdict(self), "accuracy_change": self.accuracy_change}
+
+
+def name_space(truth: np.ndarray, clusters: np.ndarray, named: np.ndarray) -> np.ndarray:
+    """Labels when the clusters in `named` carry their majority class's name and the rest their automatic one."""
+    n_classes = int(truth.max()) + 1
+    labels = n_classes + np.asarray(clusters, dtype=np.int64)
+    for cluster in named:
+        members = clusters == cluster
+        labels[members] = np.bincount(truth[members]).argmax()
+    return labels
+
+
+def purity(truth: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images in their label's majority class."""
+    _, inverse = np.unique(labels, return_inverse=True)
+    table = np.zeros((inverse.max() + 1, int(truth.max()) + 1), dtype=np.int64)
+    np.add.at(table, (inverse, truth), 1)
+    return float(table.max(axis=1).sum() / truth.size)
+
+
+def _inspect(truth: np.ndarray, labels: np.ndarray, checked: np.ndarray, rows: np.ndarray) -> int:
+    """The curator looks at `rows`: wrong ones move to their class, all become checked; returns the moves."""
+    rows = np.asarray(rows, dtype=np.int64)
+    wrong = rows[labels[rows] != truth[rows]]
+    labels[wrong] = truth[wrong]
+    checked[rows] = True
+    return int(wrong.size)
+
+
+def _clusters_of(clusters: np.ndarray) -> np.ndarray:
+    return np.unique(clusters)
+
+
+def short_pass(
+    truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
+) -> Pass:
+    """Name 3 random clusters after their majority class, inspect 5 random images in each."""
+    named = rng.choice(_clusters_of(clusters), size=min(3, _clusters_of(clusters).size), replace=False)
+    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
+    labels = origin.copy()
+    moved = 0
+    for cluster in named:
+        members = np.flatnonzero(clusters == cluster)
+        moved += _inspect(truth, labels, checked, rng.choice(members, min(5, members.size), replace=False))
+    return Pass(labels, checked, origin, int(named.size), moved)
+
+
+def page_pass(
+    truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
+) -> Pass:
+    """Name 3 random clusters; open one and check its first gallery page (least sure first, the default sort)."""
+    named = rng.choice(_clusters_of(clusters), size=min(3, _clusters_of(clusters).size), replace=False)
+    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
+    labels = origin.copy()
+    members = np.flatnonzero(clusters == named[0])
+    page = members[np.argsort(confidence[members], kind="stable")[:PAGE]]
+    moved = _inspect(truth, labels, checked, page)
+    return Pass(labels, checked, origin, int(named.size), moved)
+
+
+def every_cluster_pass(
+    truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
+) -> Pass:
+    """Name every cluster; inspect 3 random images in each."""
+    every = _clusters_of(clusters)
+    origin, checked = name_space(truth, clusters, every), np.zeros(truth.size, bool)
+    labels = origin.copy()
+    moved = 0
+    for cluster in every:
+        members = np.flatnonzero(clusters == cluster)
+        moved += _inspect(truth, labels, checked, rng.choice(members, min(3, members.size), replace=False))
+    return Pass(labels, checked, origin, int(every.size), moved)
+
+
+def queue_pass(
+    truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
+) -> Pass:
+    """Name 3 random clusters; inspect the 9 least sure images of the review queue (any cluster)."""
+    named = rng.choice(_clusters_of(clusters), size=min(3, _clusters_of(clusters).size), replace=False)
+    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
+    labels = origin.copy()
+    moved = _inspect(truth, labels, checked, np.argsort(confidence, kind="stable")[:9])
+    return Pass(labels, checked, origin, int(named.size), moved)
+
+
+def typical_pages_pass(
+    truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
+) -> Pass:
+    """Name every cluster; check the first page of each sorted most typical first."""
+    every = _clusters_of(clusters)
+    origin, checked = name_space(truth, clusters, every), np.zeros(truth.size, bool)
+    labels = origin.copy()
+    moved = 0
+    for cluster in every:
+        members = np.flatnonzero(clusters == cluster)
+        moved += _inspect(
+            truth, labels, checked, members[np.argsort(-confidence[members], kind="stable")[:PAGE]]
+        )
+    return Pass(labels, checked, origin, int(every.size), moved)
+
+
+VARIANTS: dict[str, Callable[..., Pass]] = {
+    "short": short_pass,
+    "page": page_pass,
+    "queue": queue_pass,
+    "every_cluster": every_cluster_pass,
+    "typical_pages": typical_pages_pass,
+}
+
+
+def score_pass(
+    variant: str,
+    seed: int,
+    truth: np.ndarray,
+    clusters: np.ndarray,
+    confidence: np.ndarray,
+    propagate: PropagateFn,
+) -> PassScore:
+    """Draw one pass of `variant` with `seed`, propagate once, and score the labels before and after."""
+    truth = np.asarray(truth, dtype=np.int64)
+    done = VARIANTS[variant](truth, np.asarray(clusters), np.asarray(confidence), np.random.default_rng(seed))
+    after = np.asarray(propagate(done.labels.copy(), done.checked.copy(), done.origin.copy()))
+    assert np.array_equal(after[done.checked], done.labels[done.checked]), "a checked image changed"
+    return PassScore(
+        variant,
+        seed,
+        done.named,
+        int(done.checked.sum()),
+        done.moved,
+        int((after != done.labels).sum()),
+        float((done.labels == truth).mean()),
+        float((after == truth).mean()),
+        purity(truth, done.labels),
+        purity(truth, after),
+    )

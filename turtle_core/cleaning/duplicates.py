@@ -1,0 +1,273 @@
+"""Near-duplicates from the embeddings the discovery already has: a nearest-neighbour graph, a threshold
+that adapts to the folder, and groups built around a kept image.
+
+Distance between two images: the mean over backbones of their cosine distance (0 = same direction).
+Images with identical content (one content hash) are one node of the graph, so exact copies are always
+grouped together and never use up each other's neighbour slots. Up to `EXACT_LIMIT` nodes the
+neighbours are exact; above it they come from an inverted-file index (faiss) over a PCA projection,
+and every candidate's distance is then computed exactly in the full space.
+
+Embeddings are invariant to what a category ignores, so different pictures of one kind can lie as close as
+two copies of one picture; a pair near in the embeddings is confirmed by the images' pixel signatures
+(8 × 8 RGB, measured at scan time), which copies share and other pictures rarely do.
+
+Groups are not connected components (which chain unrelated images through intermediate ones): images
+are visited from the one most worth keeping (most pixels, then largest file); each not yet grouped
+becomes the kept image of a group holding every other ungrouped image within the threshold of it.
+Every member of a group is therefore within the threshold of its kept image.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from turtle_core.cleaning.neighbours import (
+    approximate_neighbours,
+    candidate_pairs,
+    exact_neighbours,
+    pair_distances,
+    signature_neighbours,
+)
+from turtle_core.ingest.quality import signature_vectors
+from turtle_core.progress import ProgressCallback, check_cancel
+
+EXACT_LIMIT = 50_000
+NEIGHBOURS = 16
+# The default threshold, as a fraction of the folder's median nearest-neighbour distance
+# (benchmarks/cleaning_duplicates.py chose it on planted copies; cleanlab's default is 0.13).
+DEFAULT_FRACTION = 5.0
+EMBEDDINGS_ONLY_FRACTION = 0.5  # images scanned without pixel signatures: the embeddings alone decide
+# Two images near in the embeddings are near-duplicates when their 8 × 8 pixel signatures correlate at
+# least this much: copies of one picture do, different pictures of one kind (or one scene) rarely.
+SIGNATURE_MATCH = 0.97
+_PAIR_FLOOR = 0.8  # candidate pairs whose signatures correlate less are not kept at all
+_GRAPH_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """The nearest neighbours of every distinct image. `node_of_row` maps an image row to its node
+    (images with identical content share one); `indices`/`distances` (nodes × k, ascending, -1 / inf
+    padded) list each node's nearest other nodes."""
+
+    node_of_row: np.ndarray
+    indices: np.ndarray
+    distances: np.ndarray
+    exact: bool
+    # Candidate pairs (nodes a < b) from both the embeddings' and the signatures' neighbours, with their
+    # embedding distance and signature correlation; None when the images have no pixel signatures.
+    pairs: np.ndarray | None = None
+    pair_distances: np.ndarray | None = None
+    pair_matches: np.ndarray | None = None
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def has_signatures(self) -> bool:
+        return self.pairs is not None
+
+    def nearest_distances(self) -> np.ndarray:
+        """Each node's distance to its nearest other node (nodes without one left out)."""
+        first = self.distances[:, 0] if self.distances.size else np.zeros(0, np.float32)
+        return first[np.isfinite(first)]
+
+    def median_distance(self) -> float:
+        """The folder's typical nearest-neighbour distance (0 when there are fewer than two nodes)."""
+        nearest = self.nearest_distances()
+        return float(np.median(nearest)) if nearest.size else 0.0
+
+    def default_threshold(self, fraction: float | None = None) -> float:
+        """`fraction` of the median nearest-neighbour distance: the threshold adapts to the folder
+        (default `DEFAULT_FRACTION` with pixel signatures, `EMBEDDINGS_ONLY_FRACTION` without)."""
+        if fraction is None:
+            fraction = DEFAULT_FRACTION if self.has_signatures else EMBEDDINGS_ONLY_FRACTION
+        return fraction * self.median_distance()
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        extra = {}
+        if self.pairs is not None:
+            extra = {
+                "pairs": self.pairs,
+                "pair_distances": self.pair_distances,
+                "pair_matches": self.pair_matches,
+            }
+        np.savez(
+            buffer,
+            format=np.asarray(_GRAPH_FORMAT),
+            node_of_row=self.node_of_row,
+            indices=self.indices,
+            distances=self.distances,
+            exact=np.asarray(self.exact),
+            **extra,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NeighbourGraph:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            if int(arrays["format"]) != _GRAPH_FORMAT:
+                raise ValueError(f"unsupported neighbour graph format {int(arrays['format'])}")
+            pairs = {k: arrays[k] for k in ("pairs", "pair_distances", "pair_matches") if k in arrays.files}
+            return cls(
+                arrays["node_of_row"], arrays["indices"], arrays["distances"], bool(arrays["exact"]), **pairs
+            )
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Images that are near-duplicates of the kept one: `keep` and `others` are image rows,
+    `distances` each other's distance to the kept image (0 for an exact copy)."""
+
+    keep: int
+    others: tuple[int, ...]
+    distances: tuple[float, ...]
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        return (self.keep, *self.others)
+
+    @property
+    def exact(self) -> bool:
+        """Every image of the group has the kept image's content."""
+        return all(distance == 0.0 for distance in self.distances)
+
+
+def build_neighbour_graph(
+    spaces: Sequence[np.ndarray],
+    content_hashes: Sequence[str],
+    *,
+    k: int = NEIGHBOURS,
+    exact_limit: int = EXACT_LIMIT,
+    signatures: Sequence[str | None] | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    seed: int = 0,
+) -> NeighbourGraph:
+    """The `k` nearest neighbours of every distinct image (rows of `spaces` align with `content_hashes`);
+    with `signatures` (per row, `ingest.quality.pixel_signature`) also the candidate pairs among the
+    nearest neighbours in the embeddings or in the signatures, with both measures."""
+    n_rows = len(content_hashes)
+    if any(space.shape[0] != n_rows for space in spaces):
+        raise ValueError("every feature matrix needs one row per image")
+    _, first_row, node_of_row = np.unique(np.asarray(content_hashes), return_index=True, return_inverse=True)
+    node_of_row = node_of_row.astype(np.int64).ravel()
+    k = max(1, min(k, len(first_row) - 1))
+    if len(first_row) < 2:
+        empty = np.zeros((len(first_row), 0))
+        return NeighbourGraph(node_of_row, empty.astype(np.int32), empty.astype(np.float32), True)
+    exact = len(first_row) <= exact_limit
+    if exact:
+        indices, distances = exact_neighbours(spaces, first_row, k, progress, cancel)
+    else:
+        indices, distances = approximate_neighbours(spaces, first_row, k, progress, cancel, seed)
+    graph = NeighbourGraph(node_of_row, indices, distances, exact)
+    if signatures is None:
+        return graph
+    vectors, present = signature_vectors([signatures[row] for row in first_row])
+    pairs = candidate_pairs(indices, signature_neighbours(vectors, present, k, exact, seed))
+    matches = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    keep = present[pairs[:, 0]] & present[pairs[:, 1]] & (matches >= _PAIR_FLOOR)
+    pairs, matches = pairs[keep], matches[keep]
+    check_cancel(cancel)
+    return NeighbourGraph(
+        node_of_row,
+        indices,
+        distances,
+        exact,
+        pairs.astype(np.int32),
+        pair_distances(spaces, first_row, pairs),
+        matches.astype(np.float32),
+    )
+
+
+def duplicate_groups(
+    graph: NeighbourGraph, threshold: float, priority: np.ndarray, min_match: float = SIGNATURE_MATCH
+) -> list[DuplicateGroup]:
+    """Groups of near-duplicates at `threshold`, each around the kept image (highest `priority` per row).
+    In a graph with pixel signatures two images are near-duplicates when their embeddings are within the
+    threshold and their signatures correlate by at least `min_match`; without, the embeddings alone
+    decide. Exact copies are grouped at any threshold. Largest groups first."""
+    rows_of_node = _rows_by_node(graph.node_of_row)
+    priority = np.asarray(priority, dtype=np.float64)
+    node_priority = np.full(graph.n_nodes, -np.inf)
+    np.maximum.at(node_priority, graph.node_of_row, priority)
+    partners = _pairs_within(graph, threshold, min_match)
+    has_copies = np.asarray([len(rows) > 1 for rows in rows_of_node])
+    candidates = np.flatnonzero(has_copies | np.asarray([len(p) > 0 for p in partners]))
+    taken = np.zeros(graph.n_nodes, bool)
+    groups: list[DuplicateGroup] = []
+    for node in candidates[np.argsort(-node_priority[candidates], kind="stable")]:
+        if taken[node]:
+            continue
+        members = [(other, distance) for other, distance in partners[node] if not taken[other]]
+        if not members and not has_copies[node]:
+            continue
+        taken[node] = True
+        rows = sorted(rows_of_node[node], key=lambda row: -priority[row])
+        others = [(row, 0.0) for row in rows[1:]]
+        for other, distance in sorted(members, key=lambda item: item[1]):
+            taken[other] = True
+            others.extend((row, distance) for row in rows_of_node[other])
+        groups.append(
+            DuplicateGroup(int(rows[0]), tuple(int(r) for r, _ in others), tuple(float(d) for _, d in others))
+        )
+    return sorted(groups, key=lambda group: (-len(group.others), group.keep))
+
+
+def keep_priority(pixels: Sequence[int], file_sizes: Sequence[int]) -> np.ndarray:
+    """Which image of a group to keep: the most pixels, then the largest file."""
+    pixels_array = np.asarray(pixels, dtype=np.float64)
+    sizes = np.asarray(file_sizes, dtype=np.float64)
+    return pixels_array * 1e12 + np.minimum(sizes, 1e12 - 1)
+
+
+def distance_histogram(
+    graph: NeighbourGraph, bins: int = 40, upper: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and bin edges of the nearest-neighbour distances up to `upper` (default: their 99th
+    percentile; larger ones fall in the last bin), for the threshold's histogram."""
+    nearest = graph.nearest_distances()
+    top = upper if upper is not None else float(np.percentile(nearest, 99)) if nearest.size else 1.0
+    return np.histogram(np.clip(nearest, 0, top), bins=bins, range=(0.0, max(top, 1e-6)))
+
+
+# ---------------------------------------------------------------------------------------- internals
+
+
+def _rows_by_node(node_of_row: np.ndarray) -> list[list[int]]:
+    order = np.argsort(node_of_row, kind="stable")
+    bounds = np.searchsorted(node_of_row[order], np.arange(int(node_of_row.max(initial=-1)) + 2))
+    return [order[bounds[i] : bounds[i + 1]].tolist() for i in range(len(bounds) - 1)]
+
+
+def _pairs_within(graph: NeighbourGraph, threshold: float, min_match: float) -> list[list[tuple[int, float]]]:
+    """For every node, the other nodes that are near-duplicates of it at `threshold`."""
+    partners: list[list[tuple[int, float]]] = [[] for _ in range(graph.n_nodes)]
+    if graph.pairs is not None:
+        assert graph.pair_distances is not None and graph.pair_matches is not None
+        keep = (graph.pair_distances <= threshold) & (graph.pair_matches >= min_match)
+        for a, b, d in zip(*graph.pairs[keep].T.tolist(), graph.pair_distances[keep].tolist(), strict=True):
+            partners[a].append((b, d))
+            partners[b].append((a, d))
+        return partners
+    near = (graph.distances <= threshold) & (graph.indices >= 0)
+    sources, slots = np.nonzero(near)
+    targets = graph.indices[sources, slots]
+    values = graph.distances[sources, slots]
+    seen: set[tuple[int, int]] = set()
+    for a, b, d in zip(sources.tolist(), targets.tolist(), values.tolist(), strict=True):
+        key = (a, b) if a < b else (b, a)
+        if a == b or key in seen:
+            continue
+        seen.add(key)
+        partners[a].append((b, d))
+        partners[b].append((a, d))
+    return partners

@@ -1,0 +1,107 @@
+"""Image-quality flags for a folder: cleanvision's thresholds applied to the scores the scan measured.
+
+Odd size is the one flag relative to the folder: an image whose square-root area lies outside the
+quartiles widened by three inter-quartile ranges (cleanvision's rule; when most images share one size,
+every other size is odd).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from turtle_core.ingest.scan import ImageRecord
+
+QUALITY_FLAGS: tuple[str, ...] = (
+    "dark",
+    "light",
+    "blurry",
+    "low_information",
+    "odd_aspect_ratio",
+    "odd_size",
+    "grayscale",
+)
+FLAG_TITLES: dict[str, str] = {
+    "dark": "dark",
+    "light": "light",
+    "blurry": "blurry",
+    "low_information": "low information",
+    "odd_aspect_ratio": "odd aspect ratio",
+    "odd_size": "odd size",
+    "grayscale": "grayscale",
+}
+# cleanvision's defaults: a score below its threshold is an issue.
+THRESHOLDS: dict[str, float] = {
+    "dark": 0.32,
+    "light": 0.05,
+    "blurry": 0.29,
+    "low_information": 0.3,
+    "odd_aspect_ratio": 0.35,
+}
+ODD_SIZE_IQR_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class QualityFlags:
+    """One row per image, one boolean column per flag (`QUALITY_FLAGS` order); `measured` is False
+    for images scanned before quality was measured (only their shape flags can be set)."""
+
+    table: np.ndarray
+    measured: np.ndarray
+
+    def column(self, flag: str) -> np.ndarray:
+        """The images that carry `flag`."""
+        return self.table[:, QUALITY_FLAGS.index(flag)]
+
+    def counts(self) -> dict[str, int]:
+        """How many images carry each flag."""
+        return {flag: int(count) for flag, count in zip(QUALITY_FLAGS, self.table.sum(0), strict=True)}
+
+    def any_of(self, flags: Sequence[str]) -> np.ndarray:
+        """The images that carry at least one of `flags` (none given: none)."""
+        if not flags:
+            return np.zeros(self.table.shape[0], bool)
+        return self.table[:, [QUALITY_FLAGS.index(flag) for flag in flags]].any(1)
+
+    def names_of(self, row: int) -> list[str]:
+        """The flags of one image, in `QUALITY_FLAGS` order."""
+        return [flag for flag, on in zip(QUALITY_FLAGS, self.table[row], strict=True) if on]
+
+    def columns(self) -> dict[str, list[int]]:
+        """Flag → 0/1 per image (for manifests and CSV files)."""
+        return {flag: self.table[:, i].astype(int).tolist() for i, flag in enumerate(QUALITY_FLAGS)}
+
+
+def quality_flags(records: Sequence[ImageRecord]) -> QualityFlags:
+    """The flags of `records` (a folder's usable images) from their scan-time scores and sizes."""
+    n = len(records)
+    table = np.zeros((n, len(QUALITY_FLAGS)), bool)
+    if n == 0:
+        return QualityFlags(table, np.zeros(0, bool))
+    measured = np.asarray([record.quality is not None for record in records])
+    scores = np.asarray(
+        [record.quality if record.quality is not None else (1.0, 1.0, 1.0, 1.0, 0.0) for record in records],
+        dtype=np.float64,
+    )
+    width = np.asarray([max(1, record.width) for record in records], dtype=np.float64)
+    height = np.asarray([max(1, record.height) for record in records], dtype=np.float64)
+    for i, flag in enumerate(("dark", "light", "low_information", "blurry")):
+        table[:, QUALITY_FLAGS.index(flag)] = scores[:, i] < THRESHOLDS[flag]
+    table[:, QUALITY_FLAGS.index("grayscale")] = scores[:, 4] >= 0.5
+    aspect = np.minimum(width / height, height / width)
+    table[:, QUALITY_FLAGS.index("odd_aspect_ratio")] = aspect < THRESHOLDS["odd_aspect_ratio"]
+    table[:, QUALITY_FLAGS.index("odd_size")] = odd_sizes(np.sqrt(width * height))
+    table[~measured] &= np.isin(np.arange(len(QUALITY_FLAGS)), [4, 5])  # shape flags only
+    return QualityFlags(table, measured)
+
+
+def odd_sizes(size: np.ndarray) -> np.ndarray:
+    """cleanvision's odd-size rule on square-root areas."""
+    q1, q3 = np.percentile(size, [25, 75])
+    low, high = q1 - ODD_SIZE_IQR_FACTOR * (q3 - q1), q3 + ODD_SIZE_IQR_FACTOR * (q3 - q1)
+    middle, gap = (low + high) / 2, high - low
+    if gap > 0:
+        return np.abs(size - middle) / gap > 0.5
+    return np.abs(size - middle) > 0
