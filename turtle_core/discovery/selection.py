@@ -11,7 +11,15 @@ import numpy as np
 import torch
 
 from turtle_core.constants import TURTLE_OUTER_STEPS
-from turtle_core.discovery.effort import DEFAULT_EFFORT, EFFORTS
+from turtle_core.discovery.effort import (
+    DEFAULT_EFFORT,
+    EFFORTS,
+    REFINED_CLUSTER_VALUES,
+    cluster_values,
+    is_screened,
+    screening_steps,
+    selection_steps,
+)
 from turtle_core.discovery.features import (
     DEFAULT_N_COMPONENTS,
     DEFAULT_PREPROCESSING,
@@ -45,12 +53,9 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = ({"inner_lr": 1e-3, "outer_lr": 1e-3,
 # Restarts (seeds) per grid point; TURTLE's result varies a lot with the initialisation, and the
 # generalisation score picks among restarts (measured on Animal-MNIST, see benchmarks/README.md).
 DEFAULT_RESTARTS = EFFORTS[DEFAULT_EFFORT].n_restarts
-# k-means starts tried per grid point before the full runs. Each gets a short screening run and the
-# score; the full runs start from the best-scoring ones. On Animal-MNIST (Lite0) about 1 start in 10
-# leads TURTLE to the good solution, and after 300 steps the score ranks those starts first while
-# it does not yet after 100 (benchmarks/README.md).
+# k-means starts tried per grid point before the full runs. Each gets a short screening run
+# (`effort.screen_steps`) and the score; the full runs start from the best-scoring ones.
 DEFAULT_SCREEN = EFFORTS[DEFAULT_EFFORT].n_screen
-SCREEN_STEPS = 300
 
 # Scores closer than this to the best count as ties (about two standard errors of a 10k-row score).
 TIE_TOLERANCE = 0.005
@@ -138,17 +143,12 @@ def _seeds(random_state: int | None, count: int) -> list[int]:
 
 
 def _cluster_range(n_clusters: int | tuple[int, int], n_rows: int) -> list[int]:
-    if isinstance(n_clusters, (tuple, list)):
-        lo, hi = (int(v) for v in n_clusters)
-    else:
-        lo = hi = int(n_clusters)
-    if lo > hi:
-        lo, hi = hi, lo
-    if lo < 2 or hi > n_rows:
+    ks = cluster_values(n_clusters)
+    if ks[0] < 2 or ks[-1] > n_rows:
         raise ValueError(
             f"numbers of clusters must lie between 2 and the number of images ({n_rows}); got {n_clusters}"
         )
-    return list(range(lo, hi + 1))
+    return ks
 
 
 def select_model(
@@ -159,7 +159,7 @@ def select_model(
     n_restarts: int = DEFAULT_RESTARTS,
     n_screen: int = DEFAULT_SCREEN,
     screen_steps: int | None = None,
-    refine: int = 2,
+    refine: int = REFINED_CLUSTER_VALUES,
     criterion: Criterion = "kappa",
     n_folds: int = 10,
     tolerance: float = TIE_TOLERANCE,
@@ -210,15 +210,11 @@ def select_model(
         refined = min(max(1, int(refine)), len(ks))
         full_steps = int(base.get("outer_steps", TURTLE_OUTER_STEPS))
         if screen_steps is None:
-            screen_steps = max(1, min(SCREEN_STEPS, full_steps // 5))
+            screen_steps = screening_steps(full_steps)
 
         def screens(point: dict[str, Any]) -> bool:
-            merged = {**base, **point}
-            return (
-                merged.get("init", "kmeans") != "random"
-                and n_screen > n_restarts
-                and screen_steps < full_steps
-            )
+            init = str({**base, **point}.get("init", "kmeans"))
+            return is_screened(n_screen, n_restarts, screen_steps, full_steps, init)
 
         def starts(point: dict[str, Any]) -> list[dict[str, Any]]:
             """Seeds, and with the default k-means init alternately Euclidean and cosine k-means starts."""
@@ -233,8 +229,14 @@ def select_model(
         # Progress counts TURTLE outer steps of every run (screening and full), so that one bar with one
         # rate and ETA covers the whole selection and never steps back.
         steps_per_point = [
-            len(ks) * ((int(n_screen) * screen_steps if screens(point) else 0) + full_steps)
-            + refined * (n_restarts - 1) * full_steps
+            selection_steps(
+                len(ks),
+                full_steps=full_steps,
+                n_restarts=n_restarts,
+                n_screen=int(n_screen) if screens(point) else 0,
+                screen_steps=screen_steps,
+                refine=refined,
+            )
             for point in points
         ]
         meter = ProgressMeter("select", sum(steps_per_point), progress, unit="steps")
