@@ -177,179 +177,250 @@ def select_model(
     Every grid point runs `n_restarts` times (seeds `random_state`, +1, ...); with a range of C, the
     extra restarts run only for the `refine` best-scoring values of C. With k-means starts (the
     default `init`, alternately Euclidean and cosine), `n_screen` seeds are first screened: each runs
-    `screen_steps` outer steps (default: 300, at most a fifth of the full runs' steps) and is scored,
-    and the full runs take the best-screened seeds in order. `criterion="kappa"` (default) compares
-    runs by chance-corrected probe agreement, which does not favour few clusters; `"accuracy"` is
-    the paper's raw score. Scores within `tolerance` of the best are ties, won by the labeling with
-    the most used (non-empty) clusters, then by the smaller C, then by the run the other runs of its
-    C agree with most.
+    `screen_steps` outer steps (default: `effort.screening_steps`, 300 and at most a fifth of the full
+    runs' steps) and is scored, and the full runs take the best-screened seeds in order.
+    `criterion="kappa"` (default) compares runs by chance-corrected probe agreement, which does not
+    favour few clusters; `"accuracy"` is the paper's raw score. Scores within `tolerance` of the best
+    are ties, won by the labeling with the most used (non-empty) clusters, then by the smaller C, then
+    by the run the other runs of its C agree with most.
     `turtle_params` are passed to every `Turtle` (e.g. `outer_steps`, `gamma`, `precision`, `num_threads`).
     """
     if criterion not in ("kappa", "accuracy"):
         raise ValueError(f"criterion must be 'kappa' or 'accuracy', got {criterion!r}")
     arrays = check_spaces(spaces)
-    n_rows = arrays[0].shape[0]
-    ks = _cluster_range(n_clusters, n_rows)
+    ks = _cluster_range(n_clusters, arrays[0].shape[0])
     points = _resolve_grid(grid)
     base = dict(turtle_params or {})
     for reserved in ("n_clusters", "progress", "cancel", "preprocessing", "n_components"):
         base.pop(reserved, None)
     base.setdefault("device", device)
     base.setdefault("random_state", random_state)
-
+    full_steps = int(base.get("outer_steps", TURTLE_OUTER_STEPS))
+    schedule = _Schedule(
+        n_restarts=max(1, int(n_restarts)),
+        n_screen=int(n_screen),
+        screen_steps=screening_steps(full_steps) if screen_steps is None else int(screen_steps),
+        full_steps=full_steps,
+        refined=min(max(1, int(refine)), len(ks)),
+    )
+    scoring = _Scoring(criterion, n_folds, random_state, tolerance)
     dev = resolve_device(base["device"])
     with cpu_threads(base.get("num_threads"), dev):
         check_cancel(cancel)
-        preprocessors = [
-            SpacePreprocessor(preprocessing, effective_components(n_components, len(X), max(ks))).fit(X, dev)
-            for X in arrays
-        ]
-        features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
-        dims = [int(X.shape[1]) for X in arrays]
-        n_restarts = max(1, int(n_restarts))
-        refined = min(max(1, int(refine)), len(ks))
-        full_steps = int(base.get("outer_steps", TURTLE_OUTER_STEPS))
-        if screen_steps is None:
-            screen_steps = screening_steps(full_steps)
-
-        def screens(point: dict[str, Any]) -> bool:
-            init = str({**base, **point}.get("init", "kmeans"))
-            return is_screened(n_screen, n_restarts, screen_steps, full_steps, init)
-
-        def starts(point: dict[str, Any]) -> list[dict[str, Any]]:
-            """Seeds, and with the default k-means init alternately Euclidean and cosine k-means starts."""
-            seeds = _seeds(point.get("random_state", base["random_state"]), max(n_restarts, int(n_screen)))
-            if {**base, **point}.get("init", "kmeans") != "kmeans":
-                return [{"random_state": seed} for seed in seeds]
-            return [
-                {"random_state": seed, "init": "kmeans" if j % 2 == 0 else "kmeans_cosine"}
-                for j, seed in enumerate(seeds)
-            ]
-
-        # Progress counts TURTLE outer steps of every run (screening and full), so that one bar with one
-        # rate and ETA covers the whole selection and never steps back.
-        steps_per_point = [
-            selection_steps(
-                len(ks),
-                full_steps=full_steps,
-                n_restarts=n_restarts,
-                n_screen=int(n_screen) if screens(point) else 0,
-                screen_steps=screen_steps,
-                refine=refined,
-            )
-            for point in points
-        ]
-        meter = ProgressMeter("select", sum(steps_per_point), progress, unit="steps")
-        meter.report(message="Preparing the features", force=True)
-        phase = {"message": ""}
-
-        def forward(report: Progress) -> None:
-            # A run's own steps, shown on top of the runs already counted.
-            meter.report(message=phase["message"], extra=report.done, force=report.done == 0)
-
-        def for_what(k: int, index: int) -> str:
-            setting = f", setting {index + 1} of {len(points)}" if len(points) > 1 else ""
-            return f"for {k} categories{setting}"
-
-        candidates: list[Candidate] = []
-        screened: list[Candidate] = []
-        models: dict[int, Turtle] = {}
-        # k-means starts by (C, seed, init): a screened start's full run reuses its clustering.
-        start_labels: dict[tuple[int, int, str], np.ndarray | None] = {}
-
-        def start_key(k: int, params: dict[str, Any]) -> tuple[int, int, str]:
-            return (k, int(params["random_state"]), str(params.get("init", "kmeans")))
-
-        def fit(
-            k: int, point: dict[str, Any], start: dict[str, Any], steps: int | None
-        ) -> tuple[Turtle, Candidate]:
-            check_cancel(cancel)
-            params = {**base, **point, **start}
-            if steps is not None:
-                params["outer_steps"] = steps
-            model = Turtle(
-                n_clusters=k,
-                preprocessing=preprocessing,
-                n_components=n_components,
-                progress=forward if progress is not None else None,
-                cancel=cancel,
-                **params,
-            )
-            key = start_key(k, params)
-            if key not in start_labels:
-                start_labels[key] = model.initial_labels(arrays)
-            model._fit_prepared(features, preprocessors, dims, start_labels[key])
-            details = generalization_details(
-                features, model.labels_, n_folds=n_folds, random_state=random_state, device=base.get("device")
-            )
-            score = details.kappa if criterion == "kappa" else details.accuracy
-            used = used_clusters(model.labels_, k)
-            labels = model.labels_.copy()
-            run_params = {**point, **start}
-            return model, Candidate(
-                k, run_params, float(score), labels, details.accuracy, details.kappa, used
-            )
-
-        def run(k: int, index: int, start: dict[str, Any], which: str) -> None:
-            nonlocal models
-            point = points[index]
-            phase["message"] = (
-                f"Training {which} {for_what(k, index)}: {count_text(full_steps)} steps, then a score"
-            )
-            model, candidate = fit(k, point, start, None)
-            candidates.append(candidate)
-            # The best score only grows, so a run that falls out of the near-tie set can never win again.
-            models[id(candidate)] = model
-            top = max(c.score for c in candidates)
-            alive = {id(c) for c in candidates if c.score >= top - tolerance}
-            models = {key: value for key, value in models.items() if key in alive}
-            done_text = f"Trained {which} {for_what(k, index)}: score {candidate.score:.3f}"
-            meter.advance(full_steps, message=done_text)
-
-        def start_order(k: int, index: int) -> list[dict[str, Any]]:
-            """The starts of the full runs, best-screened first."""
-            point = points[index]
-            options = starts(point)
-            if not screens(point):
-                return options[:n_restarts]
-            scored = []
-            for j, start in enumerate(options):
-                phase["message"] = (
-                    f"Trying start {j + 1} of {len(options)} {for_what(k, index)}: "
-                    f"a short run of {count_text(screen_steps)} steps, then a score"
-                )
-                _, candidate = fit(k, point, start, screen_steps)
-                screened.append(candidate)
-                scored.append((candidate.score, -j))
-                meter.advance(screen_steps, message=phase["message"])
-            chosen = [options[-j] for _, j in sorted(scored, reverse=True)][:n_restarts]
-            keep = {start_key(k, {**base, **point, **start}) for start in chosen}
-            for key in [key for key in start_labels if key[0] == k and key not in keep]:
-                del start_labels[key]
-            return chosen
-
+        run = _SelectionRun(arrays, ks, points, base, schedule, scoring, progress, cancel)
+        run.prepare(preprocessing, n_components, dev)
         orders: dict[tuple[int, int], list[dict[str, Any]]] = {}
         for k in ks:
             for index in range(len(points)):
-                orders[k, index] = start_order(k, index)
-                first = "the best-scoring start" if screens(points[index]) else "start 1"
-                run(k, index, orders[k, index][0], first)
+                orders[k, index] = run.screen(k, index)
+                run.train(k, index, orders[k, index][0], run.first_start_name(index))
         # Restarts only for the most promising numbers of clusters.
-        by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}
-        best_ks = sorted(ks, key=lambda k: by_k[k], reverse=True)[:refined]
-        for k in best_ks:
+        for k in run.most_promising(schedule.refined):
             for index in range(len(points)):
                 for number, start in enumerate(orders[k, index][1:], 2):
-                    run(k, index, start, f"start {number} of {len(orders[k, index])}")
-        meter.report(message="Comparing the runs and choosing the best", force=True)
-    _set_agreements(candidates)
-    best_candidate = _choose(candidates, tolerance)
-    scores_by_k = {k: max(c.score for c in candidates if c.n_clusters == k) for k in ks}
-    return SelectionResult(
-        best=models[id(best_candidate)],
-        best_params=dict(best_candidate.params),
-        best_n_clusters=best_candidate.n_clusters,
-        candidates=candidates,
-        scores_by_k=scores_by_k,
-        screened=screened,
-    )
+                    run.train(k, index, start, f"start {number} of {len(orders[k, index])}")
+        run.meter.report(message="Comparing the runs and choosing the best", force=True)
+    return run.result()
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """How many runs and steps one grid point of a selection trains (see `effort.selection_steps`)."""
+
+    n_restarts: int
+    n_screen: int
+    screen_steps: int
+    full_steps: int
+    refined: int  # values of C that get the restarts
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """How runs are scored (`generalization_details`) and which scores tie (`_choose`)."""
+
+    criterion: Criterion
+    n_folds: int
+    random_state: int | None
+    tolerance: float
+
+
+class _SelectionRun:
+    """The state one `select_model` call shares between its steps: the prepared features, the k-means
+    starts, the progress bar, and the runs so far (screened and full)."""
+
+    def __init__(
+        self,
+        arrays: list[np.ndarray],
+        ks: list[int],
+        points: list[dict[str, Any]],
+        base: dict[str, Any],
+        schedule: _Schedule,
+        scoring: _Scoring,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.arrays, self.ks, self.points, self.base = arrays, ks, points, base
+        self.schedule, self.scoring = schedule, scoring
+        self.progress, self.cancel = progress, cancel
+        self.candidates: list[Candidate] = []
+        self.screened: list[Candidate] = []
+        self.models: dict[int, Turtle] = {}  # id(candidate) -> model, for the near-ties of the best only
+        # k-means starts by (C, seed, init): a screened start's full run reuses its clustering.
+        self.start_labels: dict[tuple[int, int, str], np.ndarray | None] = {}
+        self.message = ""
+        # Progress counts TURTLE outer steps of every run (screening and full), so that one bar with one
+        # rate and ETA covers the whole selection and never steps back.
+        total = sum(self._steps(point) for point in points)
+        self.meter = ProgressMeter("select", total, progress, unit="steps")
+
+    def _steps(self, point: dict[str, Any]) -> int:
+        plan = self.schedule
+        return selection_steps(
+            len(self.ks),
+            full_steps=plan.full_steps,
+            n_restarts=plan.n_restarts,
+            n_screen=plan.n_screen if self.screens(point) else 0,
+            screen_steps=plan.screen_steps,
+            refine=plan.refined,
+        )
+
+    def prepare(
+        self, preprocessing: PreprocessingMethod, n_components: int | None, device: torch.device
+    ) -> None:
+        """Fit each space's preprocessing once for every run (at least 2 axes per cluster of the largest C)."""
+        self.meter.report(message="Preparing the features", force=True)
+        self.preprocessing, self.n_components = preprocessing, n_components
+        self.preprocessors = [
+            SpacePreprocessor(preprocessing, effective_components(n_components, len(X), max(self.ks))).fit(
+                X, device
+            )
+            for X in self.arrays
+        ]
+        self.features = [p.transform(X) for p, X in zip(self.preprocessors, self.arrays, strict=True)]
+        self.dims = [int(X.shape[1]) for X in self.arrays]
+
+    # ------------------------------------------------------------------ screen
+    def screens(self, point: dict[str, Any]) -> bool:
+        plan = self.schedule
+        init = str({**self.base, **point}.get("init", "kmeans"))
+        return is_screened(plan.n_screen, plan.n_restarts, plan.screen_steps, plan.full_steps, init)
+
+    def starts(self, point: dict[str, Any]) -> list[dict[str, Any]]:
+        """Seeds, and with the default k-means init alternately Euclidean and cosine k-means starts."""
+        count = max(self.schedule.n_restarts, self.schedule.n_screen)
+        seeds = _seeds(point.get("random_state", self.base["random_state"]), count)
+        if {**self.base, **point}.get("init", "kmeans") != "kmeans":
+            return [{"random_state": seed} for seed in seeds]
+        return [
+            {"random_state": seed, "init": "kmeans" if j % 2 == 0 else "kmeans_cosine"}
+            for j, seed in enumerate(seeds)
+        ]
+
+    def screen(self, k: int, index: int) -> list[dict[str, Any]]:
+        """Screen the starts of C = `k` at grid point `index`: the full runs' starts, best-screened first."""
+        point = self.points[index]
+        options = self.starts(point)
+        if not self.screens(point):
+            return options[: self.schedule.n_restarts]
+        steps = self.schedule.screen_steps
+        scored = []
+        for j, start in enumerate(options):
+            self.message = (
+                f"Trying start {j + 1} of {len(options)} {self._for_what(k, index)}: "
+                f"a short run of {count_text(steps)} steps, then a score"
+            )
+            _, candidate = self.fit(k, point, start, steps)
+            self.screened.append(candidate)
+            scored.append((candidate.score, -j))
+            self.meter.advance(steps, message=self.message)
+        chosen = [options[-j] for _, j in sorted(scored, reverse=True)][: self.schedule.n_restarts]
+        keep = {self._start_key(k, {**self.base, **point, **start}) for start in chosen}
+        for key in [key for key in self.start_labels if key[0] == k and key not in keep]:
+            del self.start_labels[key]
+        return chosen
+
+    def first_start_name(self, index: int) -> str:
+        return "the best-scoring start" if self.screens(self.points[index]) else "start 1"
+
+    # ------------------------------------------------------------------ train
+    def fit(
+        self, k: int, point: dict[str, Any], start: dict[str, Any], steps: int | None
+    ) -> tuple[Turtle, Candidate]:
+        """One TURTLE run from `start` (`steps` outer steps, None: the full run's) and its score."""
+        check_cancel(self.cancel)
+        params = {**self.base, **point, **start}
+        if steps is not None:
+            params["outer_steps"] = steps
+        model = Turtle(
+            n_clusters=k,
+            preprocessing=self.preprocessing,
+            n_components=self.n_components,
+            progress=self._forward if self.progress is not None else None,
+            cancel=self.cancel,
+            **params,
+        )
+        key = self._start_key(k, params)
+        if key not in self.start_labels:
+            self.start_labels[key] = model.initial_labels(self.arrays)
+        model._fit_prepared(self.features, self.preprocessors, self.dims, self.start_labels[key])
+        return model, self._candidate(k, {**point, **start}, model.labels_)
+
+    def _candidate(self, k: int, params: dict[str, Any], labels: np.ndarray) -> Candidate:
+        scoring = self.scoring
+        details = generalization_details(
+            self.features,
+            labels,
+            n_folds=scoring.n_folds,
+            random_state=scoring.random_state,
+            device=self.base.get("device"),
+        )
+        score = details.kappa if scoring.criterion == "kappa" else details.accuracy
+        used = used_clusters(labels, k)
+        return Candidate(k, params, float(score), labels.copy(), details.accuracy, details.kappa, used)
+
+    def train(self, k: int, index: int, start: dict[str, Any], which: str) -> None:
+        """A full run from `start`; its model is kept while its score is among the near-ties of the best."""
+        full = self.schedule.full_steps
+        self.message = f"Training {which} {self._for_what(k, index)}: {count_text(full)} steps, then a score"
+        model, candidate = self.fit(k, self.points[index], start, None)
+        self.candidates.append(candidate)
+        # The best score only grows, so a run that falls out of the near-tie set can never win again.
+        self.models[id(candidate)] = model
+        top = max(c.score for c in self.candidates)
+        alive = {id(c) for c in self.candidates if c.score >= top - self.scoring.tolerance}
+        self.models = {key: value for key, value in self.models.items() if key in alive}
+        done_text = f"Trained {which} {self._for_what(k, index)}: score {candidate.score:.3f}"
+        self.meter.advance(full, message=done_text)
+
+    def most_promising(self, count: int) -> list[int]:
+        """The `count` values of C whose best full run scored highest."""
+        by_k = {k: max(c.score for c in self.candidates if c.n_clusters == k) for k in self.ks}
+        return sorted(self.ks, key=lambda k: by_k[k], reverse=True)[:count]
+
+    # ------------------------------------------------------------------ choose
+    def result(self) -> SelectionResult:
+        """The chosen run (`_choose` after `_set_agreements`) and every run's scores."""
+        _set_agreements(self.candidates)
+        best = _choose(self.candidates, self.scoring.tolerance)
+        scores_by_k = {k: max(c.score for c in self.candidates if c.n_clusters == k) for k in self.ks}
+        return SelectionResult(
+            best=self.models[id(best)],
+            best_params=dict(best.params),
+            best_n_clusters=best.n_clusters,
+            candidates=self.candidates,
+            scores_by_k=scores_by_k,
+            screened=self.screened,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _forward(self, report: Progress) -> None:
+        # A run's own steps, shown on top of the runs already counted.
+        self.meter.report(message=self.message, extra=report.done, force=report.done == 0)
+
+    def _for_what(self, k: int, index: int) -> str:
+        setting = f", setting {index + 1} of {len(self.points)}" if len(self.points) > 1 else ""
+        return f"for {k} categories{setting}"
+
+    @staticmethod
+    def _start_key(k: int, params: dict[str, Any]) -> tuple[int, int, str]:
+        return (k, int(params["random_state"]), str(params.get("init", "kmeans")))
