@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from turtle_core.atomic import atomic_write_json  # noqa: E402
 from turtle_core.discovery.effort import EFFORTS  # noqa: E402
 from turtle_core.discovery.metrics import evaluate, kmeans_baseline  # noqa: E402
-from turtle_core.discovery.selection import _choose, select_model  # noqa: E402
+from turtle_core.discovery.selection import choose, select_model  # noqa: E402
 from turtle_core.discovery.turtle import Turtle  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "discovery_quality.json"
@@ -344,7 +344,7 @@ def c_choice(
             dataclasses.replace(c, score=c.accuracy if criterion == "accuracy" else c.kappa)
             for c in result.candidates
         ]
-        picks[criterion] = _choose(rescored).n_clusters
+        picks[criterion] = choose(rescored).n_clusters
     per_c = {
         c.n_clusters: {
             "probe_accuracy": round(c.accuracy, 4),

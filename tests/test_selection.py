@@ -14,11 +14,11 @@ from turtle_core.discovery.selection import (
     DEFAULT_RESTARTS,
     PAPER_GRID,
     Candidate,
-    _choose,
-    _set_agreements,
+    choose,
     generalization_details,
     generalization_score,
     select_model,
+    set_agreements,
     used_clusters,
 )
 from turtle_core.progress import Cancelled, Progress
@@ -159,8 +159,8 @@ def test_near_ties_go_to_more_used_clusters_then_smaller_c() -> None:
         Candidate(8, {}, 0.999, padded, n_used=5),
         Candidate(3, {}, 0.97, np.minimum(five, 2), n_used=3),
     ]
-    assert _choose(candidates).n_clusters == 5
-    assert _choose(candidates, tolerance=0.0).n_clusters == 4
+    assert choose(candidates).n_clusters == 5
+    assert choose(candidates, tolerance=0.0).n_clusters == 4
 
 
 def test_among_near_ties_of_one_c_the_run_the_others_agree_with_wins() -> None:
@@ -173,11 +173,11 @@ def test_among_near_ties_of_one_c_the_run_the_others_agree_with_wins() -> None:
         Candidate(4, {"random_state": 1}, 0.9973, truth, n_used=4),
         Candidate(4, {"random_state": 2}, 0.9969, truth.copy(), n_used=4),
     ]
-    _set_agreements(runs)
+    set_agreements(runs)
     assert runs[1].agreement == pytest.approx((1.0 + runs[0].agreement) / 2)
     assert runs[1].agreement > runs[0].agreement
-    assert _choose(runs).params["random_state"] == 1
-    assert _choose(runs, tolerance=0.0).params["random_state"] == 0  # no tie: the score decides
+    assert choose(runs).params["random_state"] == 1
+    assert choose(runs, tolerance=0.0).params["random_state"] == 0  # no tie: the score decides
 
 
 # What select_model chose on this problem before it was split into steps (screen, train, choose): the
