@@ -29,7 +29,7 @@ import torch
 from benchmarks.common import FEATURES, RESULTS, write_results
 from turtle_core.discovery.effort import EFFORTS
 from turtle_core.discovery.metrics import evaluate, kmeans_baseline
-from turtle_core.discovery.selection import _choose, select_model
+from turtle_core.discovery.selection import choose, select_model
 from turtle_core.discovery.turtle import Turtle
 
 OUT = RESULTS / "discovery_quality.json"
@@ -344,7 +344,7 @@ def c_choice(
             dataclasses.replace(c, score=c.accuracy if criterion == "accuracy" else c.kappa)
             for c in result.candidates
         ]
-        picks[criterion] = _choose(rescored).n_clusters
+        picks[criterion] = choose(rescored).n_clusters
     per_c = {
         c.n_clusters: {
             "probe_accuracy": round(c.accuracy, 4),

@@ -12,7 +12,7 @@ ENGINE = ROOT / "turtle_core"
 # Lowest first. A module may import from its own package and from lower layers only; packages that
 # share a layer are independent of each other.
 LAYERS: list[set[str]] = [
-    {"base"},  # atomic, paths, progress, constants, names, jobs: plumbing every layer may use
+    {"base"},  # atomic, paths, progress, constants, names, jobs, pca: plumbing every layer may use
     {"ingest"},
     {"embedding"},
     {"discovery", "maps", "export", "cleaning"},

@@ -14,11 +14,11 @@ from turtle_core.discovery.selection import (
     DEFAULT_RESTARTS,
     PAPER_GRID,
     Candidate,
-    _choose,
-    _set_agreements,
+    choose,
     generalization_details,
     generalization_score,
     select_model,
+    set_agreements,
     used_clusters,
 )
 from turtle_core.progress import Cancelled, Progress
@@ -159,8 +159,8 @@ def test_near_ties_go_to_more_used_clusters_then_smaller_c() -> None:
         Candidate(8, {}, 0.999, padded, n_used=5),
         Candidate(3, {}, 0.97, np.minimum(five, 2), n_used=3),
     ]
-    assert _choose(candidates).n_clusters == 5
-    assert _choose(candidates, tolerance=0.0).n_clusters == 4
+    assert choose(candidates).n_clusters == 5
+    assert choose(candidates, tolerance=0.0).n_clusters == 4
 
 
 def test_among_near_ties_of_one_c_the_run_the_others_agree_with_wins() -> None:
@@ -173,8 +173,54 @@ def test_among_near_ties_of_one_c_the_run_the_others_agree_with_wins() -> None:
         Candidate(4, {"random_state": 1}, 0.9973, truth, n_used=4),
         Candidate(4, {"random_state": 2}, 0.9969, truth.copy(), n_used=4),
     ]
-    _set_agreements(runs)
+    set_agreements(runs)
     assert runs[1].agreement == pytest.approx((1.0 + runs[0].agreement) / 2)
     assert runs[1].agreement > runs[0].agreement
-    assert _choose(runs).params["random_state"] == 1
-    assert _choose(runs, tolerance=0.0).params["random_state"] == 0  # no tie: the score decides
+    assert choose(runs).params["random_state"] == 1
+    assert choose(runs, tolerance=0.0).params["random_state"] == 0  # no tie: the score decides
+
+
+# What select_model chose on this problem before it was split into steps (screen, train, choose): the
+# full runs' starts in training order, the chosen run and its labels. Same seeds, same result.
+BEFORE_THE_SPLIT = {
+    "range": (
+        [(3, 5, "kmeans"), (4, 5, "kmeans"), (5, 3, "kmeans"), (3, 3, "kmeans"), (4, 4, "kmeans_cosine")],
+        (4, 4, "kmeans_cosine"),
+    ),
+    "fixed": ([(4, 5, "kmeans"), (4, 4, "kmeans_cosine"), (4, 8, "kmeans_cosine")], (4, 4, "kmeans_cosine")),
+}
+LABELS_BEFORE_THE_SPLIT = (
+    "033130011101203211021103103201013301032302113232203223302231212002330003013212232022011312130110"
+    "121122303123001220302103300133222102121120200032012131311231111033121110103210330333103123202220"
+    "333011321230013331223130232300020021020001223331"
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "settings"),
+    [
+        (
+            "range",
+            {"n_clusters": (3, 5), "n_restarts": 2, "n_screen": 4, "turtle_params": {"outer_steps": 150}},
+        ),
+        (
+            "fixed",
+            {
+                "n_clusters": 4,
+                "n_restarts": 3,
+                "n_screen": 6,
+                "screen_steps": 25,
+                "turtle_params": {"outer_steps": 120},
+            },
+        ),
+    ],
+)
+def test_same_seeds_give_the_same_selection_as_before_the_split(case: str, settings: dict) -> None:
+    spaces, truth = make_blobs(n=240, n_clusters=4, dims=(6, 8), sep=1.6, seed=21)  # overlapping blobs
+    settings = dict(settings)
+    result = select_model(spaces, settings.pop("n_clusters"), random_state=3, **settings)
+    runs, best = BEFORE_THE_SPLIT[case]
+    assert [(c.n_clusters, c.params["random_state"], c.params["init"]) for c in result.candidates] == runs
+    assert (result.best_n_clusters, result.best_params["random_state"], result.best_params["init"]) == best
+    assert "".join(map(str, result.best.labels_)) == LABELS_BEFORE_THE_SPLIT
+    assert hungarian_accuracy(truth, result.best.labels_) >= 0.95

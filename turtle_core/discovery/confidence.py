@@ -28,6 +28,7 @@ import torch
 
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
 from turtle_core.discovery.runtime import check_spaces, cpu_threads
+from turtle_core.pca import principal_axes
 
 N_NEIGHBOURS = 10
 PCA_DIMS = 128
@@ -35,25 +36,32 @@ PCA_DIMS = 128
 # their mean similarity, a local average, which a 20k-row sample estimates well).
 _NEIGHBOUR_REFERENCE_ROWS = 20_000
 _BLOCK = 2048
+_PROJECT_ROWS = 65_536  # rows projected at a time (65,536 × 1,280 float32 = 335 MB)
 
 
-def _joint_space(spaces: Sequence[np.ndarray | torch.Tensor], dims: int = PCA_DIMS) -> np.ndarray:
-    """L2-normalised rows of every space, concatenated (spaces weigh alike), centred, PCA to `dims`."""
-    Z = joint_unit_rows(spaces)
-    Z = Z - Z.mean(0, dtype=np.float64).astype(np.float32)
-    T = torch.from_numpy(np.ascontiguousarray(Z))
-    return (T @ pca_axes(T, dims)).numpy()
-
-
-def pca_axes(T: torch.Tensor, dims: int) -> torch.Tensor:
-    """The top `min(dims, *T.shape)` principal axes of the (centred) rows of `T`, as columns. Seeded: the
-    randomised PCA otherwise moves the review queue's order a little from one run to the next (1 of the
-    31 least-sure emoji images differed between two calls)."""
-    d = min(dims, *T.shape)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        _, _, V = torch.pca_lowrank(T, q=d, center=False, niter=3)
-    return V[:, :d].contiguous()
+def joint_space(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    dims: int = PCA_DIMS,
+    fit_rows: np.ndarray | None = None,
+    chunk: int = _PROJECT_ROWS,
+) -> np.ndarray:
+    """L2-normalised rows of every space, concatenated (spaces weigh alike), centred and projected on their
+    top `dims` principal axes (N × dims float32). The centre and the axes are fitted on the `fit_rows`
+    rows (default: all); every row is projected `chunk` rows at a time, so no full-width copy of many
+    rows is kept. The PCA is seeded: unseeded, the review queue's order moved a little from one run to
+    the next (1 of the 31 least-sure emoji images differed between two calls)."""
+    arrays = check_spaces(spaces)
+    S = joint_unit_rows(arrays if fit_rows is None else [X[fit_rows] for X in arrays])
+    mean = S.mean(0, dtype=np.float64).astype(np.float32)
+    axes, _ = principal_axes(torch.from_numpy(np.ascontiguousarray(S - mean)), dims, randomized=True)
+    del S
+    projection = torch.from_numpy(axes)
+    n = arrays[0].shape[0]
+    out = np.empty((n, axes.shape[1]), dtype=np.float32)
+    for lo in range(0, n, chunk):
+        block = joint_unit_rows([X[lo : lo + chunk] for X in arrays]) - mean
+        out[lo : lo + chunk] = (torch.from_numpy(np.ascontiguousarray(block)) @ projection).numpy()
+    return out
 
 
 def _unit(Z: np.ndarray) -> np.ndarray:
@@ -135,7 +143,7 @@ def confidence_and_atypicality(
         return unscored(labels.size)
     lab = labels[active]
     with cpu_threads(num_threads, torch.device("cpu")):
-        Z = _joint_space([np.asarray(X)[active] for X in check_spaces(spaces)])
+        Z = joint_space([np.asarray(X)[active] for X in check_spaces(spaces)])
         margin, own = centroid_margin(Z, lab)
         closeness = neighbour_closeness(Z)
     return combine_scores(labels.size, active, lab, margin, own, closeness)

@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from turtle_core.constants import STABILITY_TURTLE_RUNS
-from turtle_core.discovery.effort import EFFORTS, Effort
-from turtle_core.discovery.estimate import selection_steps
+from turtle_core.discovery.effort import Effort, discovery_plan
 from turtle_core.discovery.selection import SelectionResult, select_model
 from turtle_core.discovery.stability import PartitionChoice, choose_partition
 from turtle_core.progress import Progress, ProgressCallback
@@ -76,41 +74,35 @@ def discover(
 ) -> Discovery:
     """TURTLE's selection at `effort`, then `choose_partition` against k-means at its number of clusters.
 
-    TURTLE's stability is the agreement of `STABILITY_TURTLE_RUNS` independent quick selections (seeds
-    `random_state`, +1, ...): the quick effort keeps the best-scoring of them; a larger effort runs its
-    own selection and these beside it. The agreement *within* one selection (its full runs start from
-    the best-screened starts, which look alike) did not tell the cases apart: on digits it chose
-    k-means' 0.64 over TURTLE's 0.83.
+    The selections run are `effort.discovery_plan`'s: TURTLE's stability is the agreement of
+    `STABILITY_TURTLE_RUNS` independent quick selections (seeds `random_state`, +1, ...); the quick effort
+    keeps the best-scoring of them, a larger effort runs its own selection and these beside it. The
+    agreement *within* one selection (its full runs start from the best-screened starts, which look
+    alike) did not tell the cases apart: on digits it chose k-means' 0.64 over TURTLE's 0.83.
     `partition="turtle"` or `"kmeans"` skips the comparison (one selection at `effort`) and keeps that method.
     """
-    quick = EFFORTS["quick"]
-    seeds = [int(random_state) + i for i in range(STABILITY_TURTLE_RUNS)]
-    if partition == "auto":
-        plan = [(effort, int(random_state))] if effort != quick else []
-        plan += [(quick, seed) for seed in seeds]
-    else:
-        plan = [(effort, int(random_state))]
-    steps = [selection_steps(n_clusters, chosen) for chosen, _ in plan]
+    plan = discovery_plan(effort, partition, random_state)
+    steps = plan.steps(n_clusters)
     selections: list[SelectionResult] = []
-    for index, (chosen, seed) in enumerate(plan):
+    for index, planned in enumerate(plan.selections):
         selections.append(
             select_model(
                 spaces,
                 n_clusters,
                 progress=_offset(progress, sum(steps[:index]), sum(steps)),
                 cancel=cancel,
-                random_state=seed,
-                **chosen.select_kwargs(),
+                random_state=planned.random_state,
+                **planned.effort.select_kwargs(),
             )
         )
-    quick_runs = selections if effort == quick or partition != "auto" else selections[1:]
-    kept = max(quick_runs, key=_best_score) if effort == quick else selections[0]
+    stability_runs = [selections[i] for i in plan.stability]
+    kept = max((selections[i] for i in plan.kept_from), key=_best_score)
     if progress is not None and partition != "turtle":
         message = "Comparing with k-means: which partition do independent runs agree on more?"
         progress(Progress("stability", 0, 0, message=message))
     choice = choose_partition(
         spaces,
-        [run.best.labels_ for run in quick_runs],
+        [run.best.labels_ for run in stability_runs],
         kept.best.labels_,
         kept.best.probabilities_,
         random_state=random_state,

@@ -17,9 +17,14 @@ from turtle_core.constants import (
     STABILITY_KMEANS_INITS,
     STABILITY_KMEANS_RUNS,
     STABILITY_KMEANS_SAMPLE_ROWS,
-    STABILITY_TURTLE_RUNS,
 )
-from turtle_core.discovery.effort import EFFORTS, Effort
+from turtle_core.discovery.effort import (
+    REFINED_CLUSTER_VALUES,
+    Effort,
+    cluster_values,
+    discovery_plan,
+    screening_steps,
+)
 from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_rate
 
 # TURTLE outer step (forward, inner steps, backward, with the screening's scores) on the 2-core CPU at
@@ -28,7 +33,6 @@ from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_r
 STEP_S_AT_2K = 0.0030
 STEP_S_AT_10K = 0.0104
 BATCH_CAP = 10_000
-SCREEN_STEPS = 300  # selection.SCREEN_STEPS (not imported: that module imports torch)
 SCORE_S_PER_ROW = 2e-5  # one label-free score (10-fold linear probes), per image
 # One k-means start of the stability choice (discovery/stability.py), per image and cluster, on 1,280
 # dimensions: 1,797 rows × 10 clusters took 0.55 s per start on this CPU (idle), 1.4 s at load 5.
@@ -48,49 +52,22 @@ class DiscoveryEstimate:
         return self.embed_s + self.turtle_s
 
 
-def _cluster_values(n_clusters: int | tuple[int, int]) -> list[int]:
-    if isinstance(n_clusters, tuple):
-        return list(range(int(n_clusters[0]), int(n_clusters[1]) + 1))
-    return [int(n_clusters)]
-
-
-def selection_steps(n_clusters: int | tuple[int, int], effort: Effort) -> int:
-    """TURTLE outer steps one `select_model` at `effort` trains (screening and full runs), as it counts them."""
-    ks = _cluster_values(n_clusters)
-    full = effort.outer_steps
-    screen = _screen_steps(effort)
-    screening = effort.n_screen * screen if effort.n_screen > effort.n_restarts and screen < full else 0
-    return len(ks) * (screening + full) + min(2, len(ks)) * (effort.n_restarts - 1) * full
-
-
-def discovery_plan(effort: Effort, partition: str = "auto") -> list[Effort]:
-    """The selections `discovery.discover` runs: the effort's own, then quick ones for the stability
-    choice (the quick effort's own selection is the best of those); one when a partition is forced."""
-    quick = EFFORTS["quick"]
-    if partition != "auto":
-        return [effort]
-    return ([effort] if effort != quick else []) + [quick] * STABILITY_TURTLE_RUNS
-
-
 def turtle_seconds(
     n_images: int, n_clusters: int | tuple[int, int], effort: Effort, partition: str = "auto"
 ) -> float:
     """The discovery's expected time for `effort` at one C or a range (lo, hi): TURTLE's selections as
-    `discovery.discover` runs them, and the k-means runs of the stability choice (none for "turtle")."""
-    ks = _cluster_values(n_clusters)
-    total = sum(_selection_seconds(n_images, ks, chosen) for chosen in discovery_plan(effort, partition))
+    `discovery.discover` runs them (`effort.discovery_plan`), and the k-means runs of the stability
+    choice (none for "turtle")."""
+    ks = cluster_values(n_clusters)
+    plan = discovery_plan(effort, partition)
+    total = sum(_selection_seconds(n_images, ks, planned.effort) for planned in plan.selections)
     return total + (0.0 if partition == "turtle" else _stability_seconds(n_images, ks[-1]))
-
-
-def _screen_steps(effort: Effort) -> int:
-    """Steps of one screening run, as `select_model` sets them."""
-    return max(1, min(SCREEN_STEPS, effort.outer_steps // 5))
 
 
 def _selection_seconds(n_images: int, ks: list[int], effort: Effort) -> float:
     full = effort.outer_steps
-    screen = _screen_steps(effort)
-    refined = min(2, len(ks))
+    screen = screening_steps(full)
+    refined = min(REFINED_CLUSTER_VALUES, len(ks))
     rows = min(max(n_images, 1), BATCH_CAP)
     step_at_10 = STEP_S_AT_2K + (rows - 2000) * (STEP_S_AT_10K - STEP_S_AT_2K) / 8000
     step_at_10 = max(step_at_10, 0.0005)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from turtle_core.discovery.runtime import check_spaces
+from turtle_core.pca import principal_axes
 
 PreprocessingMethod = Literal["none", "l2", "center_l2", "standardize", "pca", "whiten", "whiten_l2"]
 PREPROCESSING_METHODS: tuple[str, ...] = get_args(PreprocessingMethod)
@@ -79,27 +80,11 @@ class SpacePreprocessor:
         return self
 
     def _fit_pca(self, Xc: np.ndarray, device: torch.device) -> None:
-        n, d = Xc.shape
-        # The smaller Gram/covariance matrix is built in float32 (the expensive part) and decomposed in
-        # float64 for stable small eigenvalues.
-        Xt = torch.from_numpy(np.ascontiguousarray(Xc)).to(device)
-        if n >= d:
-            cov = (Xt.T @ Xt).double() / max(n - 1, 1)
-            evals, evecs = torch.linalg.eigh(cov)
-        else:
-            gram = (Xt @ Xt.T).double() / max(n - 1, 1)
-            evals, u = torch.linalg.eigh(gram)
-            evecs = Xt.double().T @ u / torch.sqrt(torch.clamp(evals * max(n - 1, 1), min=_EPS))
-        evals, evecs = evals.cpu(), evecs.cpu()
-        evals, evecs = evals.flip(0), evecs.flip(1)
-        keep = int((evals > max(float(evals[0]), _EPS) * 1e-9).sum())
-        k = max(1, min(keep, self.n_components or keep))
-        evals, evecs = evals[:k], evecs[:, :k]
-        projection = evecs
+        axes, variances = principal_axes(Xc, self.n_components, device=device)  # float64
         if self.method in ("whiten", "whiten_l2"):
-            projection = evecs / torch.sqrt(evals)
-        self.projection_ = projection.float().numpy()
-        self.explained_variance_ = evals.float().numpy()
+            axes = axes / np.sqrt(variances)
+        self.projection_ = axes.astype(np.float32)
+        self.explained_variance_ = variances.astype(np.float32)
 
     def transform(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         """Apply the fitted transform; returns float32 rows."""

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from turtle_core.discovery.confidence import pca_axes
 from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.discovery.runtime import check_spaces, cpu_threads
 
@@ -97,26 +96,6 @@ def kmeans_baseline_sampled(
 
 
 # ------------------------------------------------------------------ confidence and atypicality
-def joint_space_sampled(
-    spaces: Sequence[np.ndarray], sample: np.ndarray, dims: int, chunk: int | None = None
-) -> np.ndarray:
-    """`confidence._joint_space` with its centre and PCA axes fitted on the `sample` rows, every row
-    projected chunk by chunk (N × dims float32; never a full-width copy of all rows)."""
-    arrays = check_spaces(spaces)
-    S = joint_unit_rows([X[sample] for X in arrays])
-    mean = S.mean(0, dtype=np.float64).astype(np.float32)
-    T = torch.from_numpy(np.ascontiguousarray(S - mean))
-    axes = pca_axes(T, dims)
-    d = axes.shape[1]
-    del S, T
-    n = arrays[0].shape[0]
-    out = np.empty((n, d), dtype=np.float32)
-    for rows in chunks(n, chunk):
-        block = joint_unit_rows([X[rows] for X in arrays]) - mean
-        out[rows] = (torch.from_numpy(np.ascontiguousarray(block)) @ axes).numpy()
-    return out
-
-
 def confidence_and_atypicality_sampled(
     spaces: Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray | Sequence[int],
@@ -143,7 +122,7 @@ def confidence_and_atypicality_sampled(
         sample = sample[sample >= 0]
     lab = labels[active]
     with cpu_threads(num_threads, torch.device("cpu")):
-        Z = joint_space_sampled(arrays, sample, conf.PCA_DIMS)
+        Z = conf.joint_space(arrays, conf.PCA_DIMS, fit_rows=sample, chunk=CHUNK_ROWS)
         margin, own = conf.centroid_margin(Z, lab)
         reference = sample
         if reference.size > reference_rows:

@@ -29,6 +29,7 @@ from turtle_core.constants import (
     STABILITY_KMEANS_SAMPLE_ROWS,
 )
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
+from turtle_core.discovery.runtime import default_cpu_threads
 from turtle_core.progress import check_cancel
 
 Method = Literal["turtle", "kmeans"]
@@ -89,10 +90,11 @@ def kmeans_runs(
     cancel: threading.Event | None = None,
     sample_rows: int = STABILITY_KMEANS_SAMPLE_ROWS,
 ) -> list[KMeansRun]:
-    """k-means (best of `STABILITY_KMEANS_INITS` k-means++ starts) once per seed; fitted on one fixed
-    sample of `sample_rows` rows when there are more (inertias then compare on that sample), every row
-    assigned: its 30 fits would otherwise outgrow TURTLE's own time (whose batches stop at 10,000)."""
+    """k-means (best of `STABILITY_KMEANS_INITS` k-means++ starts) once per seed, on TURTLE's CPU thread
+    budget; fitted on one fixed sample of `sample_rows` rows when there are more (inertias then compare on
+    that sample), every row assigned: its 30 fits would otherwise outgrow TURTLE's own time."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     fit_rows = data
     if data.shape[0] > sample_rows:
@@ -101,8 +103,11 @@ def kmeans_runs(
     for seed in seeds:
         check_cancel(cancel)
         model = KMeans(n_clusters=n_clusters, n_init=STABILITY_KMEANS_INITS, random_state=int(seed))
-        model.fit(fit_rows)
-        distances = model.transform(data) ** 2
+        # TURTLE's thread budget: on a shared 2-core machine (load 10) two OpenMP threads took 6x as long
+        # as one for the same partition (digits, 10 starts: 51 s against 8.6 s).
+        with threadpool_limits(limits=default_cpu_threads()):
+            model.fit(fit_rows)
+            distances = model.transform(data) ** 2
         runs.append(
             KMeansRun(
                 distances.argmin(1).astype(np.int64),

@@ -18,10 +18,11 @@ from typing import Any, Literal
 import numpy as np
 
 from turtle_core.atomic import atomic_save_npy
+from turtle_core.pca import fit_pca
 from turtle_core.progress import Progress
 
 LayoutMethod = Literal["pca", "umap"]
-LAYOUT_VERSION = 1  # bump when the layout algorithms change, so old cached layouts are not reused
+LAYOUT_VERSION = 2  # bump when the layout algorithms change, so old cached layouts are not reused
 UMAP_DEFAULTS: dict[str, Any] = {
     "n_neighbors": 15,
     "min_dist": 0.1,
@@ -70,24 +71,17 @@ def pca_layout_spaces(
 def _pca_fit_project(blocks: Sequence[np.ndarray], fit: np.ndarray, chunk: int) -> np.ndarray:
     """Two principal axes fitted on the rows `fit` of `concat_spaces(blocks)`; all rows projected on
     them, `chunk` rows at a time."""
-    from sklearn.decomposition import PCA
-
     sample = _as_matrix(concat_spaces([X[fit] for X in blocks]))
-    n, d = blocks[0].shape[0], sample.shape[1]
+    n = blocks[0].shape[0]
     out = np.zeros((n, 2), dtype=np.float32)
-    k = min(2, d, max(len(fit) - 1, 0))
-    if k == 0:
-        return out
-    if min(sample.shape) > 4 * k + 10:
-        pca = PCA(n_components=k, svd_solver="randomized", iterated_power=3, random_state=0).fit(sample)
-    else:
-        pca = PCA(n_components=k, svd_solver="full").fit(sample.astype(np.float64))
+    fitted = _fit_axes(sample, 2)
     del sample
-    mean = pca.mean_.astype(np.float32)
-    axes = np.ascontiguousarray(pca.components_.T, dtype=np.float32)  # d × k
+    if fitted is None:
+        return out
+    mean, axes = fitted
     for lo in range(0, n, chunk):
         block = _as_matrix(concat_spaces([X[lo : lo + chunk] for X in blocks]))
-        out[lo : lo + chunk, :k] = (block - mean) @ axes
+        out[lo : lo + chunk, : axes.shape[1]] = (block - mean) @ axes
     return out
 
 
@@ -238,22 +232,31 @@ def _as_matrix(X: np.ndarray) -> np.ndarray:
 
 
 def _pca(data: np.ndarray, n_components: int, iterated_power: int = 3) -> np.ndarray:
-    """Project onto the top principal components (zero-padded when there are fewer).
-    Few power iterations: ~3 s instead of ~9 s for 50k x 1024, plenty for a map."""
+    """Project onto the top principal components (zero-padded when there are fewer)."""
+    out = np.zeros((data.shape[0], n_components), dtype=np.float32)
+    fitted = _fit_axes(data, n_components, iterated_power)
+    if fitted is not None:
+        mean, axes = fitted
+        out[:, : axes.shape[1]] = (data - mean) @ axes
+    return out
+
+
+def _fit_axes(
+    data: np.ndarray, n_components: int, iterated_power: int = 3
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and top principal axes (d × k, k ≤ `n_components`) of `data`; None when it has no axis (fewer
+    than two rows). Exact for narrow or few rows; otherwise the randomized solver with few power
+    iterations: ~3 s instead of ~9 s for 50k × 1024, plenty for a map."""
     n, d = data.shape
-    out = np.zeros((n, n_components), dtype=np.float32)
     k = min(n_components, d, max(n - 1, 0))
     if k == 0:
-        return out
-    from sklearn.decomposition import PCA
-
-    solver = "randomized" if min(n, d) > 4 * k + 10 else "full"
-    if solver == "randomized":
-        pca = PCA(n_components=k, svd_solver=solver, iterated_power=iterated_power, random_state=0)
-    else:
-        pca = PCA(n_components=k, svd_solver=solver)
-    out[:, :k] = pca.fit_transform(data.astype(np.float64) if solver == "full" else data)
-    return out
+        return None
+    randomized = min(n, d) > 4 * k + 10
+    mean, axes = fit_pca(data, k, randomized=randomized, n_iter=iterated_power, oversample=10)
+    # Each axis points where its largest loading is positive (scikit-learn's convention), so the map
+    # keeps its orientation whichever solver ran.
+    signs = np.sign(axes[np.abs(axes).argmax(0), np.arange(axes.shape[1])])
+    return mean, axes * np.where(signs == 0, 1, signs).astype(np.float32)
 
 
 # ------------------------------------------------------------------ big maps (hundreds of thousands of points)
@@ -320,14 +323,12 @@ def sampled_umap_layout(
 
 def _pca_axes(sample: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and top `dims` principal axes (D × dims, float32) of `sample`; identity when D <= dims."""
-    mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     d = sample.shape[1]
     if not dims or d <= dims:
-        return mean, np.eye(d, dtype=np.float32)
-    from sklearn.utils.extmath import randomized_svd
-
-    _, _, vt = randomized_svd(sample - mean, n_components=dims, n_iter=4, random_state=0)
-    return mean, np.ascontiguousarray(vt.T, dtype=np.float32)
+        return sample.mean(axis=0, dtype=np.float64).astype(np.float32), np.eye(d, dtype=np.float32)
+    fitted = _fit_axes(sample, dims, iterated_power=4)
+    assert fitted is not None
+    return fitted
 
 
 def density_sample(n: int, size: int, seed: int = 0) -> np.ndarray:
