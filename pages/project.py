@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from turtle_core.names import display_name, escape_name, markdown_text, unescape_name
-from turtle_ui import curations, fmt, session
+from turtle_ui import curations, fmt, labels_import, session
 from turtle_ui import jobs as jobs_ui
 
 st.title("Project")
@@ -160,6 +160,7 @@ if scan is not None and not scanning:
             )
             st.dataframe(frame, hide_index=True, width="stretch")
 
+labels_import.import_panel(project)
 curations.earlier_curations(project)
 
 # ------------------------------------------------------------------------------------------ backbones

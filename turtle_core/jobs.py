@@ -31,6 +31,7 @@ JOB_WRITES: dict[str, frozenset[str]] = {
     "scan": frozenset({"scan"}),
     "discover": frozenset({"scan", "discovery", "curation"}),
     "update": frozenset({"scan", "discovery", "curation"}),
+    "import": frozenset({"scan", "discovery", "curation"}),  # a folder without clusters is discovered first
     "split": frozenset({"curation"}),
     "umap": frozenset(),
     "export": frozenset(),
