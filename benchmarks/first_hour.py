@@ -11,6 +11,8 @@ Parts (results merge into `results/first_hour.json`, with the load average, sinc
   old settings against the new, each run twice alternately.
 - `end_to_end`: the real engine from an empty `$TURTLE_HOME`: write the demo folder, open, scan, embed,
   discover with the effort the demo's first run uses; seconds per stage.
+- `browser` (not in the default parts): `streamlit run app.py` and headless Chromium as a new user: Try the
+  demo, Discover, Run discovery with the page's defaults, until "Result"; then `end_to_end`; the ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -178,6 +181,147 @@ def part_end_to_end(effort: str | None) -> dict[str, object]:
     }
 
 
+class _AppWatch:
+    """What the page receives over Streamlit's websocket: the script runs (full or fragment) as they start,
+    and the job panel's stage headings ("**Discovery** · Training TURTLE") with when each first appeared."""
+
+    def __init__(self, page, t0: float) -> None:
+        from turtle_ui.jobs import STAGE_LABELS
+
+        self.t0 = t0
+        self.stage_keys = {label: key for key, label in STAGE_LABELS.items()}
+        self.runs: list[tuple[float, bool]] = []  # (seconds since t0, fragment run)
+        self.stages: dict[str, float] = {}  # "Discovery: select" -> seconds since t0 when first shown
+        self.last_caption: dict[str, str] = {}  # stage -> the panel's last rate · time left · elapsed line
+        self._stage = ""
+        page.on("websocket", lambda ws: ws.on("framereceived", self._received))
+
+    def _received(self, payload: bytes | str) -> None:
+        if isinstance(payload, str):
+            return
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        message = ForwardMsg()
+        message.ParseFromString(payload)
+        kind = message.WhichOneof("type")
+        now = time.perf_counter() - self.t0
+        if kind == "new_session":
+            self.runs.append((now, bool(message.metadata.run.fragment_ids)))
+        elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+            element = message.delta.new_element
+            if element.WhichOneof("type") != "markdown":
+                return
+            body = element.markdown.body
+            head = re.match(r"^\*\*(\w+)\*\* · (.+)$", body)
+            if head:
+                self._stage = f"{head[1]}: {self.stage_keys.get(head[2], head[2])}"
+                self.stages.setdefault(self._stage, round(now, 1))
+            elif self._stage and "elapsed" in body:
+                self.last_caption[self._stage] = body
+
+    def runs_between(self, start: float, end: float) -> dict[str, int]:
+        inside = [fragment for t, fragment in self.runs if start <= t <= end]
+        return {"full": inside.count(False), "fragment": inside.count(True)}
+
+
+def _browser_demo(timeout_s: float) -> dict[str, object]:
+    """A new user in headless Chromium: open the app, Try the demo, the Discover page, Run discovery with
+    the page's defaults, until the heading "Result"; seconds from the click on Try the demo."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from benchmarks._app_server import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"no Chromium at {CHROMIUM} (set TURTLE_CHROMIUM)")
+    timeout_ms = timeout_s * 1000
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="first-hour-browser-") as tmp:
+        server = AppServer(Path(tmp))
+        try:
+            server.wait_healthy()
+            out["server_pid"] = server.process.pid
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
+                context = browser.new_context(viewport={"width": 1440, "height": 1000})
+                context.set_default_timeout(120_000)
+                page = context.new_page()
+                watch = _AppWatch(page, time.perf_counter())
+                page.goto(server.url)
+                demo = page.get_by_role("button", name="Try the demo")
+                demo.wait_for()
+                page.wait_for_selector(IDLE)
+                out["load_average_before"] = load_average()
+
+                clicked = time.perf_counter()
+                demo.click()
+                page.get_by_text("Usable images").wait_for(timeout=timeout_ms)
+                scanned = time.perf_counter()
+                page.wait_for_selector(IDLE)
+                out["usable_images"] = page.locator("[data-testid='stMetricValue']").first.inner_text()
+
+                page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Discover").click()
+                page.get_by_role("heading", name="Discover categories").wait_for()
+                run = page.get_by_role("button", name="Run discovery")
+                expect(run).to_be_enabled()
+                page.wait_for_selector(IDLE)
+                checked = (
+                    "[data-testid='stRadioGroup'][aria-label='{}'] "
+                    "[data-testid='stRadioOption'][data-selected='true']"
+                )
+                out["page_defaults"] = {
+                    "categories": page.get_by_label("Categories", exact=True).input_value(),
+                    "effort": page.locator(checked.format("Effort")).inner_text(),
+                    "partition": page.locator(checked.format("Partition")).inner_text(),
+                }
+                server_cpu = server.cpu_seconds()
+                started = time.perf_counter()
+                run.click()
+                page.get_by_role("heading", name="Result").wait_for(timeout=timeout_ms)
+                ended = time.perf_counter()
+                server_cpu = server.cpu_seconds() - server_cpu
+                out["load_average_after"] = load_average()
+                browser.close()
+        finally:
+            server.stop()
+    out.update(
+        {
+            "seconds_total": round(ended - clicked, 1),
+            "seconds_demo_written_and_scanned": round(scanned - clicked, 1),
+            "seconds_to_discover_page_and_run": round(started - scanned, 1),
+            "seconds_run_to_result": round(ended - started, 1),
+            "stage_shown_at_s": {k: round(v - (clicked - watch.t0), 1) for k, v in watch.stages.items()},
+            "last_progress_caption": watch.last_caption,
+            "script_runs_during_discovery": watch.runs_between(started - watch.t0, ended - watch.t0),
+            "server_cpu_s_during_discovery": round(server_cpu, 1),
+        }
+    )
+    return out
+
+
+def part_browser(timeout_s: float) -> dict[str, object]:
+    """The demo in Chromium, then the engine path (`end_to_end`) right after it, side by side."""
+    os.environ.update({"TURTLE_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})  # the engine as offline as the app
+    browser = _browser_demo(timeout_s)
+    print("browser", json.dumps(browser), flush=True)
+    load_before_engine = load_average()
+    engine = part_end_to_end(None)
+    engine["load_average_before"] = load_before_engine
+    print("engine", json.dumps(engine), flush=True)
+    ratio = round(browser["seconds_total"] / engine["seconds_total"], 2)
+    print(
+        f"\n{'':>8}  {'seconds':>8}  load before → after\n"
+        f"{'browser':>8}  {browser['seconds_total']:8.1f}  {browser['load_average_before']} → "
+        f"{browser['load_average_after']}\n"
+        f"{'engine':>8}  {engine['seconds_total']:8.1f}  {engine['load_average_before']} → "
+        f"{engine['load_average_after']}\n"
+        f"browser / engine: {ratio} (target ≤ 1.2; browser ≤ 60 s)\n",
+        flush=True,
+    )
+    return {"browser": browser, "engine": engine, "ratio_browser_over_engine": ratio}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--efforts", default="quick,standard")
     parser.add_argument("--umap-repeats", type=int, default=2)
     parser.add_argument("--effort", default=None, help="end_to_end: effort (default: the demo's)")
+    parser.add_argument("--browser-timeout", type=float, default=900, help="browser: seconds per wait")
     args = parser.parse_args(argv)
     report: dict[str, dict[str, object]] = {}
     for part in args.parts.split(","):
@@ -203,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
             report[part] = part_umap(args.features_dir, args.umap_repeats)
         elif part == "end_to_end":
             report[part] = part_end_to_end(args.effort)
+        elif part == "browser":
+            report[part] = part_browser(args.browser_timeout)
         else:
             raise SystemExit(f"unknown part {part!r}")
         report[part]["wall_s"] = round(time.perf_counter() - started, 1)
