@@ -106,7 +106,7 @@ def busy_notice(project: Project, *, show_split: bool = True) -> bool:
 def job_panel(
     job: Job[Any] | None, title: str, *, cancel_label: str = "Cancel", compact: bool = False
 ) -> None:
-    """Live status of a background job, redrawn every 0.5 s while it runs (the rest of the page stays
+    """Live status of a background job, redrawn every second while it runs (the rest of the page stays
     responsive); when it finishes, the whole app reruns once so the page shows the result.
     `compact`: a single progress line without a cancel button, for narrow columns."""
     if job is None:
@@ -123,15 +123,17 @@ def job_panel(
         else:
             _draw_job(job, title, cancel_label)
 
+    # Once a second: each fragment run takes the GIL from the job's thread (TURTLE's many small torch steps
+    # ran 1.4x slower in the browser than in the engine with twice-a-second reruns).
     # Two guards against Streamlit 1.67 dropping the element after a polling fragment. On a busy
-    # server the browser's 0.5 s reruns of the fragment pile up and can run right after the full
+    # server the browser's reruns of the fragment pile up and can run right after the full
     # rerun that follows the job; the full run's delta for the fragment's block is then discarded
     # unsent, the browser drops the old block as stale (shifting its siblings up) and the late
     # fragment run writes its block over the next sibling (seen: "Exported N images" vanished).
     # So the fragment lives alone in its own container, and once the job is over there is no
     # fragment for late reruns to find.
     with st.container():
-        st.fragment(draw, run_every=0.5)()
+        st.fragment(draw, run_every=1.0)()
 
 
 def _detail(title: str, message: str) -> str:

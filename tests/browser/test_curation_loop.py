@@ -210,7 +210,7 @@ def step_map(page) -> int:
     returns how many images moved."""
     nav(page, "Map")
     # The map first shows PCA while UMAP is computed in the background, with a progress fragment that
-    # polls the server every 0.5 s; on a loaded machine those polls queue up between the clicks below
+    # polls the server every second; on a loaded machine those polls queue up between the clicks below
     # (CI once waited over 60 s for the app to go idle after a click). So wait for UMAP first.
     expect(page.get_by_text(re.compile("while UMAP is computed"))).to_have_count(0, timeout=UMAP_TIMEOUT_MS)
     settle(page)
