@@ -131,6 +131,26 @@ def test_corrupt_curation_or_discovery_never_makes_a_project_unopenable(folder: 
     assert list(workdir.glob("discovery.npz.bad-*"))
 
 
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 torn"])
+def test_a_damaged_curation_file_costs_at_most_the_last_edit(folder: Path, damage: bytes) -> None:
+    state = _state(folder)
+    discovery = synthetic_discovery(image_names(30))
+    state.install_discovery(discovery)
+    for cid, name in enumerate(["cats", "dogs", "birds"]):
+        state.apply(edits.Rename(discovery_id=discovery.discovery_id, cluster_id=cid, name=name))
+    (project_dir(folder) / "curation.npz").write_bytes(damage)
+
+    reopened = _state(folder)
+    names = [reopened.curation.name_of(cid) for cid in range(3)]
+    assert names[:2] == ["cats", "dogs"]  # only the last save is gone
+    notice = reopened.take_notices()[0]
+    assert "could not be used" in notice and "the save before it was restored" in notice
+    assert list(project_dir(folder).glob("curation.npz.bad-*"))  # the damaged file is kept aside
+    again = _state(folder)  # the restored curation was saved: a second reopen needs no rescue
+    assert [again.curation.name_of(cid) for cid in range(2)] == ["cats", "dogs"]
+    assert again.take_notices() == []
+
+
 def test_refusing_to_replace_edits(folder: Path) -> None:
     state = _state(folder)
     state.install_discovery(synthetic_discovery(image_names(30)))

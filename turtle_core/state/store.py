@@ -65,6 +65,8 @@ class ProjectStore:
         self.scan_path = self.workdir / "scan.json"
         self.discovery_path = self.workdir / "discovery.npz"
         self.curation_path = self.workdir / "curation.npz"
+        # The save before the last one (a hard link: no copy): a damaged curation file costs one edit.
+        self.previous_curation_path = self.workdir / "curation.previous.npz"
         self.layouts_dir = self.workdir / "layouts"
         self.image_lists = ImageLists(self.workdir / "image-lists")
         self.archive = CurationArchive(self.workdir / "curations")
@@ -159,8 +161,6 @@ class ProjectStore:
         its images (a rescan interrupted between its two writes) is carried onto the discovery's images by
         path. A corrupt one, or one of another discovery, is moved aside with a warning and the curation
         starts from the discovery."""
-        from turtle_core.state.rebase import carry_work, map_rows, rebase_record
-
         try:
             data = self.curation_path.read_bytes()
         except FileNotFoundError:
@@ -171,37 +171,54 @@ class ProjectStore:
             read_error = None
         if data is not None:
             try:
-                header, record = read_curation_file(data, source="the saved curation")
-                if header.image_key == discovery.image_key() and header.n_images == len(discovery.images):
-                    if header.discovery_id in (None, discovery.discovery_id):
-                        return Curation.from_record(record), None, False
-                    raise CurationMismatch("this curation was made from another discovery")
-                old_images = self.image_lists.read(header.image_key)
-                if old_images is None:
-                    raise CurationMismatch("this curation was made for a different list of images")
-                if header.discovery_id != discovery.discovery_id:  # a new discovery's install was cut short
-                    fresh = Curation.from_discovery(discovery.labels)
-                    carry_work(fresh, Curation.from_record(record), old_images, discovery)
-                    return fresh, CARRIED_TO_NEW_DISCOVERY, True
-                rows = map_rows(old_images, discovery.images)
-                carried = rebase_record(record, rows, np.asarray(discovery.labels)[rows.added])
-                return (
-                    Curation.from_record(carried),
-                    CARRIED_TO_NEW_IMAGES.format(len(discovery.images)),
-                    True,
-                )
+                return self._curation_from(data, discovery)
             except (CurationError, ValueError) as error:
                 read_error = error
         aside = self.set_aside(self.curation_path)
         where = f"kept as {aside.name} in {self.workdir}" if aside != self.curation_path else "left in place"
+        try:
+            previous = self.previous_curation_path.read_bytes()
+            if read_curation_file(previous)[0].discovery_id != discovery.discovery_id:
+                raise CurationMismatch("the previous save belongs to another discovery")
+            curation, _, carried = self._curation_from(previous, discovery)
+        except (OSError, CurationError, ValueError):
+            return (
+                Curation.from_discovery(discovery.labels),
+                (
+                    f"The saved curation could not be used ({_short(read_error)}); it was {where}, "
+                    "and the clusters start again from the last discovery."
+                ),
+                False,
+            )
         return (
-            Curation.from_discovery(discovery.labels),
+            curation,
             (
-                f"The saved curation could not be used ({_short(read_error)}); it was {where}, "
-                "and the clusters start again from the last discovery."
+                f"The saved curation could not be used ({_short(read_error)}); it was {where}, and the save "
+                "before it was restored: the last edit may be missing."
             ),
-            False,
+            True,
         )
+
+    def _curation_from(self, data: bytes, discovery: DiscoveryResult) -> tuple[Curation, str | None, bool]:
+        """A curation file's bytes as a curation of `discovery` (see `read_curation`); raises `CurationError`
+        or `ValueError` when they cannot be used."""
+        from turtle_core.state.rebase import carry_work, map_rows, rebase_record
+
+        header, record = read_curation_file(data, source="the saved curation")
+        if header.image_key == discovery.image_key() and header.n_images == len(discovery.images):
+            if header.discovery_id in (None, discovery.discovery_id):
+                return Curation.from_record(record), None, False
+            raise CurationMismatch("this curation was made from another discovery")
+        old_images = self.image_lists.read(header.image_key)
+        if old_images is None:
+            raise CurationMismatch("this curation was made for a different list of images")
+        if header.discovery_id != discovery.discovery_id:  # a new discovery's install was cut short
+            fresh = Curation.from_discovery(discovery.labels)
+            carry_work(fresh, Curation.from_record(record), old_images, discovery)
+            return fresh, CARRIED_TO_NEW_DISCOVERY, True
+        rows = map_rows(old_images, discovery.images)
+        carried = rebase_record(record, rows, np.asarray(discovery.labels)[rows.added])
+        return Curation.from_record(carried), CARRIED_TO_NEW_IMAGES.format(len(discovery.images)), True
 
     def read_orphan_curation(self) -> Curation | None:
         """The saved curation when no discovery can be paired with it (its discovery is damaged or gone)."""
@@ -218,7 +235,19 @@ class ProjectStore:
             return None
 
     def write_curation(self, curation: Curation, discovery: DiscoveryResult) -> None:
+        self._keep_previous_curation()
         curation.save(self.curation_path, discovery.image_key(), discovery.discovery_id)
+
+    def _keep_previous_curation(self) -> None:
+        """Link the curation file about to be replaced as the previous one (the atomic write that follows
+        gives the new file a new inode, so the link keeps the old bytes)."""
+        link = self.workdir / f".{self.previous_curation_path.name}.link.tmp"
+        try:
+            link.unlink(missing_ok=True)
+            os.link(self.curation_path, link)
+            os.replace(link, self.previous_curation_path)
+        except OSError:  # no curation yet, or a filesystem without hard links: nothing to keep
+            link.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- earlier curations
     def archive_curation(self, curation: Curation, reason: str) -> ArchivedCuration | None:
