@@ -132,22 +132,32 @@ def test_a_thinly_checked_class_cannot_swallow_another() -> None:
     assert np.array_equal(result.labels[truth == 0], labels[truth == 0])
 
 
-def test_choose_cutoff_needs_a_lead_beyond_the_noise_and_checked_images_like_the_unchecked() -> None:
-    def evidence(helpful: list[bool], harmful: list[bool], sureness: list[float]) -> HeldOut:
-        n = len(sureness)
-        changes = np.asarray(helpful) | np.asarray(harmful)
-        return HeldOut(np.zeros(n, int), np.asarray(sureness), ~np.asarray(harmful), np.asarray(helpful),
-                       np.asarray(harmful), changes)  # fmt: skip
+def test_choose_cutoff_weighs_the_bounded_fix_and_harm_rates_by_what_the_unchecked_look_like() -> None:
+    def evidence(moved: list[bool], right: list[bool], sureness: list[float], origin=None) -> HeldOut:
+        """Held-out outcomes: a moved image the learner finds is helpful; a confirmed one it moves, harmful."""
+        moved, right = np.asarray(moved), np.asarray(right)
+        n = moved.size
+        return HeldOut(np.zeros(n, int), np.asarray(sureness), right, moved & right, ~moved & ~right,
+                       (moved & right) | (~moved & ~right), moved, np.ones(n, bool),
+                       np.zeros(n, int) if origin is None else np.asarray(origin))  # fmt: skip
 
-    few = evidence([True, True, False, False], [False] * 4, [0.9] * 4)
-    assert choose_cutoff(few, [0.1] * 4) is None  # two fixes: fewer than MIN_HELPFUL
-    many = evidence(
-        [True] * 6 + [False] * 10, [False] * 6 + [True] * 3 + [False] * 7, [0.95] * 6 + [0.6] * 10
-    )
-    assert choose_cutoff(many, [0.3, 0.3, 0.2, 0.1]) == 0.7  # the harmful ones were unsure: left out
-    # The learner would move 60 % of the unchecked images but moved 6 of 16 checked ones: not vouched for.
-    assert choose_cutoff(many, [0.6, 0.6, 0.6, 0.6]) is None
-    assert choose_cutoff(evidence([False] * 4, [True] * 4, [0.99] * 4), [0.0] * 4) is None
+    # 10 fixes found of 10, 30 confirmations kept: the learner is trusted where it disputes 30 % of the unchecked.
+    good = evidence([True] * 10 + [False] * 30, [True] * 40, [0.95] * 40)
+    assert choose_cutoff(good, [0.3, 0.3, 0.3, 0.3]) is not None
+    # The same learner disputing 5 % of the unchecked: no more than its harm bound alone explains.
+    assert choose_cutoff(good, [0.05] * 4) is None
+    # Only 2 fixes found: fewer than MIN_HELPFUL.
+    few = evidence([True] * 2 + [False] * 30, [True] * 32, [0.95] * 32)
+    assert choose_cutoff(few, [0.3] * 4) is None
+    # Fixes but no confirmation at all: the harm on right labels is unknown.
+    assert choose_cutoff(evidence([True] * 10, [True] * 10, [0.95] * 10), [0.5] * 4) is None
+    # Harm among unsure predictions only: the cut-off leaves them out.
+    mixed = evidence([True] * 10 + [False] * 30, [True] * 30 + [False] * 10, [0.95] * 30 + [0.6] * 10)
+    assert choose_cutoff(mixed, [0.4, 0.4, 0.3, 0.3]) == 0.7
+    # Per class: confirmations of class 1 only vouch for class 1's unchecked members.
+    by_class = evidence([True] * 10 + [False] * 30, [True] * 40, [0.95] * 40, origin=[0] * 10 + [1] * 30)
+    assert choose_cutoff(by_class, [0.3] * 4, source=1) is not None
+    assert choose_cutoff(by_class, [0.3] * 4, source=2) is None
 
 
 def test_the_learner_scores_new_rows_as_the_propagation_did() -> None:

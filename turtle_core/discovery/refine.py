@@ -39,12 +39,10 @@ LEAVE_ONE_OUT_UP_TO = 40
 # The learner's sureness (its probability of the new label) a change needs: one of these, chosen by the
 # held-out evidence (`choose_cutoff`).
 CUTOFFS = (0.0, 0.5, 0.7, 0.9)
-# How many standard deviations of the held-out counts the helpful must lead the harmful by, and how many of
-# them it takes at least.
-EVIDENCE_Z = 1.0
+# One-sided z of the bounds on the held-out rates (the harm rate's upper bound, the fix rate's lower bound), and
+# how many of the curator's fixes the held-out learner must have made at least.
+BOUND_Z = 1.64
 MIN_HELPFUL = 3
-# One-sided z of the upper bound on the held-out change rate that the unchecked change rate must stay under.
-REPRESENTATIVE_Z = 1.64
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,9 @@ class HeldOut:
     position, −1 when its class had no other checked image), `sureness` (the probability of that
     prediction), `right` (it is the curator's label), `helpful` (the curator had moved it, and the learner
     finds its new label), `harmful` (the curator had confirmed it, and the learner moves it), `changes` (the
-    learner moves it off the label it had before the curator checked it)."""
+    learner moves it off the label it had before the curator checked it), `moved` (the curator had moved it),
+    `found` (the learner could predict it: its class had other checked images), `origin` (its class before the
+    curator checked it)."""
 
     predicted: np.ndarray
     sureness: np.ndarray
@@ -61,6 +61,9 @@ class HeldOut:
     helpful: np.ndarray
     harmful: np.ndarray
     changes: np.ndarray
+    moved: np.ndarray
+    found: np.ndarray
+    origin: np.ndarray
 
     @property
     def accuracy(self) -> float | None:
@@ -149,27 +152,77 @@ def held_out(probe: FeatureProbe, labels: np.ndarray, checked: np.ndarray, origi
         was_moved & (predicted == targets),
         ~was_moved & found & (predicted != targets),
         found & (predicted != origin[rows]),
+        was_moved,
+        found,
+        origin[rows],
     )
 
 
 def choose_cutoff(
-    evidence: HeldOut, unchecked_changes: Sequence[float], cutoffs: Sequence[float] = CUTOFFS
+    evidence: HeldOut,
+    unchecked_changes: Sequence[float],
+    cutoffs: Sequence[float] = CUTOFFS,
+    source: int | None = None,
 ) -> float | None:
-    """The sureness a change needs, or None when no cut-off is safe. At a safe cut-off the held-out learner
-    made at least `MIN_HELPFUL` of the curator's fixes, more than the right labels it broke by `EVIDENCE_Z`
-    standard deviations of their counts, and the checked images vouch for the unchecked ones: the share of
-    unchecked images the learner would move (`unchecked_changes[i]` at `cutoffs[i]`) stays under the upper
-    bound of the share of checked images it moved off their former label (checked images it never moves say
-    nothing about images it would). Among safe cut-offs, the one with the largest lead."""
-    n = evidence.predicted.size
+    """The sureness a change needs, or None when no cut-off is safe.
+
+    The checked images are not a fair sample of the unchecked ones (the curator looked at the least sure, and
+    moved the wrong ones), so their counts are not compared directly. They give two rates, each bounded
+    against its noise: how often the learner, trained without an image, moves a *right* label off (`harm`,
+    upper bound over the confirmed images) and how often it finds the right label of a *wrong* one (`fix`,
+    lower bound over the moved images). How many unchecked images the learner would move (`unchecked_changes`)
+    then tells how many of them are wrong: no more than the share beyond what `harm` alone would move. A
+    cut-off is safe where the expected fixes among those moves outweigh the expected harm at these bounds;
+    among safe cut-offs, the one with the largest expected gain. With `source`, for the unchecked images of
+    that class: the harm is bounded over that class's confirmed images only (a class whose members nobody
+    confirmed is not vouched for by the others')."""
+    moved = evidence.moved
+    confirmed = ~moved & evidence.found
+    harmful = evidence.harmful
+    if source is not None:
+        confirmed, harmful = confirmed & (evidence.origin == source), harmful & (evidence.origin == source)
+    n_moved, n_confirmed = int(moved.sum()), int(confirmed.sum())
     best, chosen = 0.0, None
-    for cutoff, unchecked in zip(cutoffs, unchecked_changes, strict=True):
-        helpful, harmful, changes = evidence.counts(cutoff)
-        lead = helpful - harmful - EVIDENCE_Z * math.sqrt(helpful + harmful)
-        vouched = unchecked <= wilson_upper(changes, n, REPRESENTATIVE_Z)
-        if helpful >= MIN_HELPFUL and vouched and lead > best:
-            best, chosen = lead, float(cutoff)
+    for cutoff, share in zip(cutoffs, unchecked_changes, strict=True):
+        sure = evidence.sureness >= cutoff
+        helpful = int((evidence.helpful & sure).sum())
+        if helpful < MIN_HELPFUL or n_confirmed == 0:
+            continue
+        harm = wilson_upper(int((harmful & sure).sum()), n_confirmed, BOUND_Z)
+        fix = wilson_lower(helpful, n_moved, BOUND_Z)
+        moves_wrong = float((evidence.changes & moved & sure).sum()) / n_moved  # the learner moves a wrong label
+        if moves_wrong <= harm:
+            continue
+        wrong = min(1.0, max(0.0, (share - harm) / (moves_wrong - harm)))  # unchecked labels that are wrong
+        gain = wrong * fix - (1.0 - wrong) * harm  # per scored image
+        if gain > best:
+            best, chosen = gain, float(cutoff)
     return chosen
+
+
+def class_cutoffs(
+    evidence: HeldOut,
+    labels: np.ndarray,
+    scored: np.ndarray,
+    disputed: np.ndarray,
+    sureness: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
+    """Per class (a position), the sureness a change of its unchecked members needs (`choose_cutoff` with
+    that class as `source`); NaN where no change is safe. `disputed`: the learner's choice is another class."""
+    needed = np.full(n_classes, np.nan)
+    for source in np.unique(labels[scored]):
+        members = scored & (labels == source)
+        share = [float((disputed & members & (sureness >= c)).sum()) / int(members.sum()) for c in CUTOFFS]
+        chosen = choose_cutoff(evidence, share, CUTOFFS, int(source))
+        if chosen is not None:
+            needed[source] = chosen
+    return needed
+
+
+def wilson_lower(successes: int, trials: int, z: float) -> float:
+    """One-sided Wilson lower bound of a proportion."""
+    return 0.0 if trials == 0 else 1.0 - wilson_upper(trials - successes, trials, z)
 
 
 def wilson_upper(successes: int, trials: int, z: float) -> float:
@@ -221,12 +274,10 @@ def refine_labels(
                 evidence = held_out(probe, inverse, checked, origin_code)
     top, sureness = probabilities.argmax(1), probabilities.max(1)
     if evidence is not None:
-        proposed = scored & (top != inverse)
-        share = [float((proposed & (sureness >= c)).sum()) / max(1, int(scored.sum())) for c in CUTOFFS]
-        cutoff = choose_cutoff(evidence, share)
-    if cutoff is not None:
-        change = scored & (top != inverse) & (sureness >= cutoff)
+        needed = class_cutoffs(evidence, inverse, scored, top != inverse, sureness, classes.size)
+        change = scored & (top != inverse) & (sureness >= needed[inverse])  # NaN: never
         new[change] = top[change]
+        cutoff = None if np.isnan(needed).all() else float(np.nanmin(needed))
     if learner is not None:
         learner = LinearProbe(
             learner.means, learner.scales, learner.weights, learner.bias, classes[learner.classes]
