@@ -27,8 +27,8 @@ def _wait_for_proposal(at, project) -> None:
 
 
 def _merged_project(tmp_path: Path) -> FakeProject:
-    """The discovery put class 2 into cluster 1; the curator moved three class-2 images to a new cluster
-    "twos" and confirmed two images of each other class."""
+    """The discovery put class 2 into cluster 1; the curator moved six class-2 images to a new cluster
+    "twos" and confirmed twelve images of each other class."""
     project = FakeProject(tmp_path / "images", per_class=20)
     truth = project._truth
     labels = np.minimum(truth, 1).astype(np.int32)
@@ -40,9 +40,11 @@ def _merged_project(tmp_path: Path) -> FakeProject:
     snap = project.snapshot()
     wrong = np.flatnonzero(truth == 2)
     project.apply(
-        edits.MoveToNewCluster(discovery_id=snap.discovery_id, images=snap.keys(wrong[:3]), name="twos")
+        edits.MoveToNewCluster(discovery_id=snap.discovery_id, images=snap.keys(wrong[:6]), name="twos")
     )
-    project.apply(edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys([0, 1, 20, 21])))
+    project.apply(
+        edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys(list(range(12)) + list(range(20, 32))))
+    )
     return project
 
 
@@ -57,12 +59,12 @@ def test_the_proposal_table_applies_a_row_and_undoes(monkeypatch, tmp_path: Path
     twos = [c for c in before.cluster_ids() if before.name_of(c) == "twos"][0]
     at = open_app(monkeypatch, project, PAGE)
     assert not at.exception
-    assert "learn from your 7 checked image(s)" in texts(at)
+    assert "learn from your 30 checked image(s)" in texts(at)
 
     at.button(key="refine:start").click().run()
     _wait_for_proposal(at, project)
     page = texts(at)
-    assert "would move" in page and "of 53 unchecked images, learned from 7 checked image(s)" in page
+    assert "would move" in page and "of 30 unchecked images, learned from 30 checked image(s)" in page
     assert "Cluster 1 → **twos**" in page
     assert {"refine:apply", "refine:discard", f"refine:row:1:{twos}"} <= _keys(at)
     assert project.snapshot().curation.state_id == before.state_id  # nothing changed yet

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,27 +91,33 @@ def starting_labels(
     curation: Any,
     discovered: np.ndarray,
 ) -> tuple[list[str | None], np.ndarray, list[str], int]:
-    """Each image's starting label (None: excluded), whether a curator checked it, its cluster's name in the
-    project (what a checked label confirms or corrects), and how many rows LABELS did not name (those start
-    from their cluster's name in the app's curation, or stay excluded there)."""
+    """Each image's starting label (None: excluded), whether a curator checked it, what a checked label
+    confirms or corrects (`origin`: the label LABELS gives most often in the image's cluster of the project,
+    i.e. the cluster's name as LABELS spells it), and how many rows LABELS did not name (those start from
+    their cluster's name in the app's curation, or stay excluded there)."""
     names: list[str | None] = []
-    origin: list[str] = []
+    clusters = np.empty(len(paths), np.int64)
     checked = np.zeros(len(paths), bool)
     defaulted = 0
     for row, image in enumerate(paths):
         cluster = int(curation.assignments[row]) if curation is not None else int(discovered[row])
+        clusters[row] = cluster
         current = (
             None
             if cluster == EXCLUDED
             else (curation.name_of(cluster) if curation is not None else f"Cluster {cluster}")
         )
-        origin.append(current if current is not None else "")
         if image in given:
             names.append(given[image][0])
             checked[row] = given[image][1] and given[image][0] is not None
             continue
         names.append(current)
         defaulted += 1
+    spelled: dict[int, str] = {}
+    for cluster in np.unique(clusters):
+        named = Counter(names[row] for row in np.flatnonzero(clusters == cluster) if names[row] is not None)
+        spelled[int(cluster)] = named.most_common(1)[0][0] if named else ""
+    origin = [spelled[int(cluster)] for cluster in clusters]
     return names, checked, origin, defaulted
 
 
