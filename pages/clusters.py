@@ -198,7 +198,7 @@ def overview() -> None:
                 head.markdown(f"**{markdown_text(curation.name_of(cid))}**")
                 button.button("Open", key=f"open-{cid}", on_click=_open_cluster, args=(cid,), type="tertiary")
                 st.caption(
-                    f"{fmt.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
+                    f"{fmt.fmt_count(sizes[cid], 'image')} · mean confidence {float(confidence[members].mean()):.2f}"
                 )
                 gallery.image_strip(snap, members[:5].tolist(), width=46)
                 cleaning_ui.suggestion_buttons(project, snap, cid, suggested.get(cid, []), busy=bool(busy))
@@ -285,7 +285,7 @@ def review_queue() -> None:
     passing = cleaning_ui.quality_filter(project, snap, key="review")
     if passing is not None:
         queue = queue[passing[queue]]
-    st.caption(f"{fmt.fmt_int(queue.size)} images to review")
+    st.caption(f"{fmt.fmt_count(queue.size, 'image')} to review")
     captions = [
         f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" + (" · new" if fresh[i] else "")
         for i in queue

@@ -93,7 +93,9 @@ with st.container(border=True):
             request = (int(low), int(high))
         backbones = ", ".join(choices.backbones)
         st.caption(
-            f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
+            f"{fmt.fmt_count(n_images, 'image')} · backbones: {backbones}"
+            if scan
+            else f"Backbones: {backbones}"
         )
         if scan is not None and n_images:
             from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
@@ -111,7 +113,7 @@ with st.container(border=True):
                 partition=partition,
             )
             embed_part = (
-                f"embedding {fmt.fmt_int(max(pending.values()))} images {fmt.fmt_duration(guess.embed_s)}"
+                f"embedding {fmt.fmt_count(max(pending.values()), 'image')} {fmt.fmt_duration(guess.embed_s)}"
                 if guess.embed_s
                 else "embeddings cached"
             )

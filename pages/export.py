@@ -150,7 +150,7 @@ jobs_ui.job_panel(job, "Export")
 if job is not None and job.state == "done" and job.result is not None:
     report = job.result
     st.success(
-        f"Exported {fmt.fmt_int(report.n_exported)} images to {markdown_text(report.dest)}.",
+        f"Exported {fmt.fmt_count(report.n_exported, 'image')} to {markdown_text(report.dest)}.",
         icon=":material/check_circle:",
     )
     rcols = st.columns(3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,32 @@ def test_undo_says_whose_edit_it_reverts_and_never_undoes_one_it_did_not_show(
     assert curation.name_of(2) == "owls" and curation.name_of(1) == "dogs"
     assert "nothing was undone" in at.warning[0].value
     assert "Last edit, by the command line" in texts(at)
+
+
+def test_counts_say_1_image_not_1_images(monkeypatch, tmp_path: Path) -> None:
+    from turtle_ui.fmt import fmt_count
+
+    assert [fmt_count(n, "image") for n in (0, 1, 2, 1234)] == [
+        "0 images",
+        "1 image",
+        "2 images",
+        "1\u202f234 images",
+    ]
+    assert fmt_count(1, "category", "categories") == "1 category"
+    assert fmt_count(3, "category", "categories") == "3 categories"
+
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    _by_key(at, "checkbox", "pick:cluster0:")[0].check().run()
+    assert at.button(key="cluster0:move").label == "Move 1 image"
+    _by_key(at, "selectbox", "cluster0:target")[0].set_value(1).run()
+    at.button(key="cluster0:move").click().run()
+    assert not at.exception
+    assert at.success[0].value == "Moved 1 image to 'Cluster 1'."
+    at.segmented_control(key="clusters_view").set_value("Overview").run()
+    fake_project.curation.move(fake_project.curation.members(2)[1:], 0)  # a cluster of a single image
+    at.run()
+    page = texts(at)
+    assert "1 image · mean confidence" in page
+    assert not re.search(r"\b1 images", page)

@@ -75,7 +75,7 @@ def test_slider_previews_the_cut_then_applies_it_as_one_undoable_merge(monkeypat
         assert any(
             f"Cluster {2 * c}" in str(m.value) and f"Cluster {2 * c + 1}" in str(m.value) for m in at.markdown
         )
-    assert page.count("60 images · 2 cluster(s)") == 0 and page.count("30 images · 2 cluster(s)") == 3
+    assert page.count("60 images · 2 clusters") == 0 and page.count("30 images · 2 clusters") == 3
     assert len(curation.cluster_ids()) == 6 and project.saves == 0  # a view, not an edit
     assert "**Cluster 0**" not in page  # the per-cluster cards give way to the groups
 

@@ -11,7 +11,7 @@ import streamlit as st
 from turtle_core.names import display_name, escape_name, markdown_text
 from turtle_core.state import edits
 from turtle_ui import gallery, session
-from turtle_ui.fmt import fmt_int
+from turtle_ui.fmt import fmt_count
 
 if TYPE_CHECKING:
     from turtle_core.discovery.hierarchy import MergeStep, MergeTree
@@ -189,5 +189,7 @@ def _grouped_overview(project: Project, curation: Curation, tree: MergeTree, n: 
         for col, group in zip(cols, groups[row : row + per_row], strict=False):
             with col, st.container(border=True):
                 st.markdown(f"**{markdown_text(_group_name(curation, group))}**")
-                st.caption(f"{fmt_int(sum(sizes[c] for c in group))} images · {len(group)} cluster(s)")
+                st.caption(
+                    f"{fmt_count(sum(sizes[c] for c in group), 'image')} · {fmt_count(len(group), 'cluster')}"
+                )
                 gallery.image_strip(project, _typical(project, curation, group), width=56)
