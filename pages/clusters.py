@@ -9,7 +9,7 @@ from turtle_core.constants import ATYPICAL_Z, EXCLUDED
 from turtle_core.discovery.effort import EFFORTS
 from turtle_core.jobs import JobConflict
 from turtle_core.names import display_name, markdown_text
-from turtle_core.operations.split import SPLIT_EFFORT
+from turtle_core.operations.split import SPLIT_EFFORT, part_names
 from turtle_core.state import edits as curation_edits
 from turtle_ui import cleaning as cleaning_ui
 from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
@@ -171,11 +171,10 @@ def overview() -> None:
                     except JobConflict as error:
                         session.flash("warning", str(error))
                     st.rerun()
+                first, second = (markdown_text(n) for n in part_names(curation, cid, 2))
                 st.caption(
                     "TURTLE runs again on this cluster's images only, in the background (cancellable). The parts "
-                    f"are named after the cluster: '{markdown_text(curation.name_of(cid))} 1', "
-                    f"'{markdown_text(curation.name_of(cid))} 2', …; "
-                    "the split is one undoable edit."
+                    f"are named after the cluster: '{first}', '{second}', …; the split is one undoable edit."
                 )
         except ValueError as error:
             st.error(markdown_text(error), icon=":material/warning:")

@@ -144,7 +144,8 @@ def section(project: Project, curation: Curation, *, busy: bool) -> bool:
                     f"Merged {n_clusters} clusters into {n} categories (one undo).",
                 )
         elif st.toggle("Show the most alike clusters side by side", key="merge_suggestions_on"):
-            _suggestions(project, curation, tree.suggestions(SUGGESTIONS), busy)
+            # The parts of a split the curator made are not offered back for merging (undo does that).
+            _suggestions(project, curation, tree.suggestions(SUGGESTIONS, curation.split_parts()), busy)
     if previewing:
         _grouped_overview(project, curation, tree, n)
     return previewing
