@@ -14,6 +14,7 @@ from turtle_core.state import edits as curation_edits
 from turtle_ui import cleaning as cleaning_ui
 from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
+from turtle_ui.pickers import cluster_selectbox
 
 st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
@@ -95,9 +96,7 @@ def overview() -> None:
         try:
             with rename_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
-                cid = a.selectbox(
-                    "Cluster", list(options), format_func=options.get, key=f"rename_cid:{nonce}"
-                )
+                cid = cluster_selectbox(a, "Cluster", list(options), options.get, key=f"rename_cid:{nonce}")
                 name = b.text_input(
                     "New name", placeholder=display_name(curation.name_of(cid)), key=f"rename_name:{nonce}"
                 )
@@ -141,7 +140,7 @@ def overview() -> None:
                     )
             with split_tab:
                 a, b, e, c = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
-                cid = a.selectbox("Cluster", list(options), format_func=options.get, key=f"split_cid:{nonce}")
+                cid = cluster_selectbox(a, "Cluster", list(options), options.get, key=f"split_cid:{nonce}")
                 parts = b.selectbox(
                     "Parts",
                     [None, 2, 3, 4],
@@ -214,15 +213,12 @@ SORTS = {
 @st.fragment
 def cluster_gallery() -> None:
     choices = list(options) + ([EXCLUDED] if (assign == EXCLUDED).any() else [])
-    if st.session_state.get("gallery_cluster") not in choices:
-        st.session_state.gallery_cluster = choices[0]
     a, b, c = st.columns([5, 4, 2], vertical_alignment="bottom")
-    cid = a.selectbox(
+    cid = cluster_selectbox(
+        a,
         "Cluster",
         choices,
-        format_func=lambda c_: (
-            f"Excluded ({int((assign == EXCLUDED).sum())})" if c_ == EXCLUDED else options[c_]
-        ),
+        lambda c_: f"Excluded ({int((assign == EXCLUDED).sum())})" if c_ == EXCLUDED else options[c_],
         key="gallery_cluster",
     )
     sort = b.segmented_control("Sort", list(SORTS), default="Least sure", required=True, key="gallery_sort")
