@@ -9,11 +9,12 @@ from turtle_core.constants import ATYPICAL_Z, EXCLUDED
 from turtle_core.discovery.effort import EFFORTS
 from turtle_core.jobs import JobConflict
 from turtle_core.names import display_name, markdown_text
-from turtle_core.operations.split import SPLIT_EFFORT
+from turtle_core.operations.split import SPLIT_EFFORT, part_names
 from turtle_core.state import edits as curation_edits
 from turtle_ui import cleaning as cleaning_ui
 from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
+from turtle_ui.pickers import cluster_selectbox
 
 st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
@@ -95,9 +96,7 @@ def overview() -> None:
         try:
             with rename_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
-                cid = a.selectbox(
-                    "Cluster", list(options), format_func=options.get, key=f"rename_cid:{nonce}"
-                )
+                cid = cluster_selectbox(a, "Cluster", list(options), options.get, key=f"rename_cid:{nonce}")
                 name = b.text_input(
                     "New name", placeholder=display_name(curation.name_of(cid)), key=f"rename_name:{nonce}"
                 )
@@ -141,7 +140,7 @@ def overview() -> None:
                     )
             with split_tab:
                 a, b, e, c = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
-                cid = a.selectbox("Cluster", list(options), format_func=options.get, key=f"split_cid:{nonce}")
+                cid = cluster_selectbox(a, "Cluster", list(options), options.get, key=f"split_cid:{nonce}")
                 parts = b.selectbox(
                     "Parts",
                     [None, 2, 3, 4],
@@ -171,11 +170,10 @@ def overview() -> None:
                     except JobConflict as error:
                         session.flash("warning", str(error))
                     st.rerun()
+                first, second = (markdown_text(n) for n in part_names(curation, cid, 2))
                 st.caption(
                     "TURTLE runs again on this cluster's images only, in the background (cancellable). The parts "
-                    f"are named after the cluster: '{markdown_text(curation.name_of(cid))} 1', "
-                    f"'{markdown_text(curation.name_of(cid))} 2', …; "
-                    "the split is one undoable edit."
+                    f"are named after the cluster: '{first}', '{second}', …; the split is one undoable edit."
                 )
         except ValueError as error:
             st.error(markdown_text(error), icon=":material/warning:")
@@ -198,7 +196,7 @@ def overview() -> None:
                 head.markdown(f"**{markdown_text(curation.name_of(cid))}**")
                 button.button("Open", key=f"open-{cid}", on_click=_open_cluster, args=(cid,), type="tertiary")
                 st.caption(
-                    f"{fmt.fmt_int(sizes[cid])} images · mean confidence {float(confidence[members].mean()):.2f}"
+                    f"{fmt.fmt_count(sizes[cid], 'image')} · mean confidence {float(confidence[members].mean()):.2f}"
                 )
                 gallery.image_strip(snap, members[:5].tolist(), width=46)
                 cleaning_ui.suggestion_buttons(project, snap, cid, suggested.get(cid, []), busy=bool(busy))
@@ -215,15 +213,12 @@ SORTS = {
 @st.fragment
 def cluster_gallery() -> None:
     choices = list(options) + ([EXCLUDED] if (assign == EXCLUDED).any() else [])
-    if st.session_state.get("gallery_cluster") not in choices:
-        st.session_state.gallery_cluster = choices[0]
     a, b, c = st.columns([5, 4, 2], vertical_alignment="bottom")
-    cid = a.selectbox(
+    cid = cluster_selectbox(
+        a,
         "Cluster",
         choices,
-        format_func=lambda c_: (
-            f"Excluded ({int((assign == EXCLUDED).sum())})" if c_ == EXCLUDED else options[c_]
-        ),
+        lambda c_: f"Excluded ({int((assign == EXCLUDED).sum())})" if c_ == EXCLUDED else options[c_],
         key="gallery_cluster",
     )
     sort = b.segmented_control("Sort", list(SORTS), default="Least sure", required=True, key="gallery_sort")
@@ -285,7 +280,7 @@ def review_queue() -> None:
     passing = cleaning_ui.quality_filter(project, snap, key="review")
     if passing is not None:
         queue = queue[passing[queue]]
-    st.caption(f"{fmt.fmt_int(queue.size)} images to review")
+    st.caption(f"{fmt.fmt_count(queue.size, 'image')} to review")
     captions = [
         f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" + (" · new" if fresh[i] else "")
         for i in queue

@@ -10,6 +10,7 @@ from turtle_core.discovery.describe import partition_note
 from turtle_core.discovery.effort import DEFAULT_EFFORT, DEMO_EFFORT, EFFORTS
 from turtle_core.ingest.demo import MARKER as DEMO_MARKER
 from turtle_core.names import display_name, escape_name
+from turtle_core.operations.checks import cluster_request_problem
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.rediscover import discovery_or_hold, held_back
@@ -92,7 +93,9 @@ with st.container(border=True):
             request = (int(low), int(high))
         backbones = ", ".join(choices.backbones)
         st.caption(
-            f"{fmt.fmt_int(n_images)} images · backbones: {backbones}" if scan else f"Backbones: {backbones}"
+            f"{fmt.fmt_count(n_images, 'image')} · backbones: {backbones}"
+            if scan
+            else f"Backbones: {backbones}"
         )
         if scan is not None and n_images:
             from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
@@ -110,7 +113,7 @@ with st.container(border=True):
                 partition=partition,
             )
             embed_part = (
-                f"embedding {fmt.fmt_int(max(pending.values()))} images {fmt.fmt_duration(guess.embed_s)}"
+                f"embedding {fmt.fmt_count(max(pending.values()), 'image')} {fmt.fmt_duration(guess.embed_s)}"
                 if guess.embed_s
                 else "embeddings cached"
             )
@@ -136,6 +139,8 @@ with st.container(border=True):
             key="confirm_rediscover",
         )
     no_images = scan is not None and n_images == 0
+    # The engine's own rule (one image per category at least), checked before Run rather than failing after.
+    too_few = cluster_request_problem(request, n_images) if scan is not None and not no_images else None
     if scanning:
         st.caption("The folder is being scanned; discovery can start when the scan is done.")
     elif no_images:
@@ -145,11 +150,18 @@ with st.container(border=True):
             icon=":material/hide_image:",
         )
         st.page_link(session.PROJECT_PAGE, label="Project page", icon=":material/folder_open:")
+    elif too_few is not None and not running:
+        st.warning(too_few, icon=":material/photo_library:")
     if st.button(
         "Run discovery",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=running or not confirmed or not choices.backbones or no_images or scanning,
+        disabled=running
+        or not confirmed
+        or not choices.backbones
+        or no_images
+        or scanning
+        or too_few is not None,
         key="run_discovery",
     ):
         from turtle_core.jobs import JobConflict

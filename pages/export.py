@@ -18,7 +18,7 @@ session.show_flash()
 project = session.require_project()
 curation = session.require_curation(project)
 
-from turtle_core.export.dataset import ALL_FORMATS  # noqa: E402
+from turtle_core.export.dataset import ALL_FORMATS, destination_problem  # noqa: E402
 from turtle_core.export.marker import check_replaceable  # noqa: E402
 from turtle_core.names import display_name, escape_name, markdown_text, unescape_name  # noqa: E402
 
@@ -90,8 +90,12 @@ with st.container(border=True):
 
     target = Path(dest).expanduser() if dest else None
     policy = session.folder_policy()  # served to others: only inside the allowed folders
-    allowed = target is None or policy.permits(target)
-    if not allowed:
+    # The engine's own refusal (the image folder, inside it, or a folder holding it), said as it is typed.
+    refused = destination_problem(project.folder, target) if target is not None else None
+    allowed = target is None or (refused is None and policy.permits(target))
+    if refused is not None:
+        st.error(markdown_text(refused), icon=":material/block:")
+    elif not allowed:
         st.error(markdown_text(f"Cannot export there. {policy.explanation}"), icon=":material/block:")
     exists = allowed and target is not None and target.exists()
     exists = exists and (not target.is_dir() or any(target.iterdir()))
@@ -146,7 +150,7 @@ jobs_ui.job_panel(job, "Export")
 if job is not None and job.state == "done" and job.result is not None:
     report = job.result
     st.success(
-        f"Exported {fmt.fmt_int(report.n_exported)} images to {markdown_text(report.dest)}.",
+        f"Exported {fmt.fmt_count(report.n_exported, 'image')} to {markdown_text(report.dest)}.",
         icon=":material/check_circle:",
     )
     rcols = st.columns(3)

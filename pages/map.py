@@ -205,7 +205,7 @@ with map_col:
         config={"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"]},
     )
     st.caption(
-        f"{fmt.fmt_int(n)} images · {len(curation.cluster_ids())} clusters · hover a point for its name"
+        f"{fmt.fmt_count(n, 'image')} · {fmt.fmt_count(len(curation.cluster_ids()), 'cluster')} · hover a point for its name"
     )
 
 # Key access works for Streamlit's selection state and for a plain dict (AppTest seeds one).
@@ -246,7 +246,7 @@ with side_col:
     else:
         by_cluster = np.unique(curation.assignments[selected], return_counts=True)
         parts = sorted(zip(by_cluster[1].tolist(), by_cluster[0].tolist(), strict=True), reverse=True)[:4]
-        st.markdown(f"**{fmt.fmt_int(selected.size)} images selected**")
+        st.markdown(f"**{fmt.fmt_count(selected.size, 'image')} selected**")
         st.caption(" · ".join(f"{markdown_text(curation.name_of(c))}: {k}" for k, c in parts))
 
     with st.container(border=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,92 @@ def test_undo_says_whose_edit_it_reverts_and_never_undoes_one_it_did_not_show(
     assert curation.name_of(2) == "owls" and curation.name_of(1) == "dogs"
     assert "nothing was undone" in at.warning[0].value
     assert "Last edit, by the command line" in texts(at)
+
+
+def test_counts_say_1_image_not_1_images(monkeypatch, tmp_path: Path) -> None:
+    from turtle_ui.fmt import fmt_count
+
+    assert [fmt_count(n, "image") for n in (0, 1, 2, 1234)] == [
+        "0 images",
+        "1 image",
+        "2 images",
+        "1\u202f234 images",
+    ]
+    assert fmt_count(1, "category", "categories") == "1 category"
+    assert fmt_count(3, "category", "categories") == "3 categories"
+
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    _by_key(at, "checkbox", "pick:cluster0:")[0].check().run()
+    assert at.button(key="cluster0:move").label == "Move 1 image"
+    _by_key(at, "selectbox", "cluster0:target")[0].set_value(1).run()
+    at.button(key="cluster0:move").click().run()
+    assert not at.exception
+    assert at.success[0].value == "Moved 1 image to 'Cluster 1'."
+    at.segmented_control(key="clusters_view").set_value("Overview").run()
+    fake_project.curation.move(fake_project.curation.members(2)[1:], 0)  # a cluster of a single image
+    at.run()
+    page = texts(at)
+    assert "1 image · mean confidence" in page
+    assert not re.search(r"\b1 images", page)
+
+
+def _browser_keeps_labels(monkeypatch) -> None:
+    """Make AppTest send back what a browser sends for a select box: the label of the option picked, as the
+    browser was last given it. AppTest re-formats the value with the current labels; a browser keeps the
+    old label (say "Cluster 1 (12)" after a move made it 11) until the app sends it a new value."""
+    from streamlit.testing.v1.element_tree import InitialValue, Selectbox
+
+    given: dict[str, str] = {}
+    formatted = Selectbox._widget_state.fget
+
+    def sent(self):
+        state = formatted(self)
+        if not isinstance(self._value, InitialValue) or self.key not in given:  # picked now, or first drawn
+            given[self.key] = state.string_value
+        elif self.proto.set_value:  # the app gave the browser a value: its label as of that run
+            given[self.key] = self.proto.raw_value
+        state.string_value = given[self.key]
+        return state
+
+    monkeypatch.setattr(Selectbox, "_widget_state", property(sent))
+
+
+def _move_one(at, project, cid: int, target: int) -> None:
+    _by_key(at, "checkbox", f"pick:cluster{cid}:")[0].check().run()
+    _by_key(at, "selectbox", f"cluster{cid}:target")[0].set_value(target).run()
+    at.button(key=f"cluster{cid}:move").click().run()
+    assert not at.exception
+
+
+def test_the_gallery_stays_on_its_cluster_after_a_move_and_an_undo(monkeypatch, tmp_path: Path) -> None:
+    _browser_keeps_labels(monkeypatch)
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    at.selectbox(key="gallery_cluster").set_value(1).run()
+    _move_one(at, fake_project, 1, 2)
+    at.segmented_control(key="gallery_sort").set_value("File name").run()  # the next click, any click
+    assert at.selectbox(key="gallery_cluster").value == 1
+    assert len(_by_key(at, "checkbox", "pick:cluster1:")) == 11
+    at.button(key="undo").click().run()
+    at.segmented_control(key="gallery_sort").set_value("Least sure").run()
+    assert not at.exception
+    assert at.selectbox(key="gallery_cluster").value == 1
+    assert len(_by_key(at, "checkbox", "pick:cluster1:")) == 12
+
+
+def test_the_cluster_pickers_show_the_counts_after_an_edit(monkeypatch, tmp_path: Path) -> None:
+    _browser_keeps_labels(monkeypatch)
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Gallery").run()
+    at.selectbox(key="gallery_cluster").set_value(1).run()
+    _move_one(at, fake_project, 1, 2)
+    box = at.selectbox(key="gallery_cluster")
+    assert list(box.options) == ["Cluster 2 (13)", "Cluster 0 (12)", "Cluster 1 (11)"]
+    assert box.proto.set_value and box.proto.raw_value == "Cluster 1 (11)"  # the label shown, not "(12)"
+    at.segmented_control(key="clusters_view").set_value("Overview").run()
+    for key in ("rename_cid", "split_cid"):
+        assert _by_key(at, "selectbox", key)[0].options[0] == "Cluster 2 (13)"

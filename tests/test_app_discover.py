@@ -151,3 +151,77 @@ def test_without_discovery_other_pages_point_here(monkeypatch, tmp_path) -> None
         at.switch_page(page).run()
         assert not at.exception, page
         assert "run discovery first" in at.info[0].value, page
+
+
+def test_too_few_images_for_the_categories_is_said_before_run(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", per_class=4, discovered=False)  # 12 images
+    at = open_app(monkeypatch, project, PAGE)
+    at.number_input(key=f"k_fixed:{project.folder}").set_value(13).run()
+    assert not at.exception
+    assert at.button(key="run_discovery").disabled
+    assert (
+        "Only 12 usable images: too few for 13 categories. Choose at most 12 categories, or add images "
+        "to the folder." in [w.value for w in at.warning]
+    )
+    at.radio(key=f"k_mode:{project.folder}").set_value("Choose automatically").run()
+    at.slider(key=f"k_range:{project.folder}").set_value((13, 20)).run()
+    assert at.button(key="run_discovery").disabled
+    assert "too few for a range starting at 13 categories. Start the range at 12 or fewer" in texts(at)
+    at.radio(key=f"k_mode:{project.folder}").set_value("Fixed").run()
+    at.number_input(key=f"k_fixed:{project.folder}").set_value(10).run()  # the engine finds 10 among 12
+    assert not at.button(key="run_discovery").disabled
+    assert "too few" not in texts(at)
+    at.button(key="run_discovery").click().run()
+    assert wait_for_job(at, project, "discover").state == "done"
+    assert project.discover_calls == [10]
+
+
+def test_a_single_image_cannot_start_a_discovery(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    project.scan_result.images = project.scan_result.images[:1]
+    at = open_app(monkeypatch, project, PAGE)
+    at.number_input(key=f"k_fixed:{project.folder}").set_value(10).run()
+    assert at.button(key="run_discovery").disabled
+    assert "Only 1 usable image: discovery needs at least 2 (one per category)." in texts(at)
+    assert "images:" not in texts(at)
+
+
+def test_run_is_usable_again_after_a_failed_discovery(monkeypatch, tmp_path) -> None:
+    project = FakeProject(tmp_path / "images", discovered=False)
+    works = project.run_discovery
+    calls: list[object] = []
+
+    def fails_once(n_clusters, progress=None, cancel=None, **run):
+        calls.append(n_clusters)
+        if len(calls) == 1:
+            raise ValueError("Backbone effnet-lite0 is missing: install its wheel.")
+        return works(n_clusters, progress, cancel, **run)
+
+    project.run_discovery = fails_once
+    at = open_app(monkeypatch, project, PAGE)
+    at.button(key="run_discovery").click().run()
+    assert wait_for_job(at, project, "discover").state == "failed"
+    assert "Discovery failed" in at.error[0].value
+    assert not at.button(key="run_discovery").disabled
+    at.button(key="run_discovery").click().run()
+    assert wait_for_job(at, project, "discover").state == "done"
+    assert calls == [3, 3]
+    assert "Categories: 3" in texts(at)
+
+
+def test_the_engine_refuses_what_the_page_refuses() -> None:
+    import pytest
+
+    from turtle_core.operations.checks import checked_cluster_request, cluster_request_problem
+    from turtle_core.state.errors import ProjectError
+
+    assert cluster_request_problem(10, 12) is None
+    assert checked_cluster_request(10, 12) == 10
+    assert checked_cluster_request((20, 5), 12) == (5, 12)  # a range is ordered and clipped
+    assert checked_cluster_request((12, 30), 12) == 12
+    for request, images in ((10, 1), (13, 12), ((13, 20), 12), (1, 50)):
+        problem = cluster_request_problem(request, images)
+        assert problem is not None
+        with pytest.raises(ProjectError) as raised:
+            checked_cluster_request(request, images)
+        assert str(raised.value) == problem

@@ -91,3 +91,24 @@ def test_formats_mode_and_manifest_download(monkeypatch, tmp_path: Path) -> None
     assert not (out / "metadata.jsonl").exists()
     linked = list(out.glob("*/*.png"))
     assert len(linked) == 36 and all(p.is_symlink() for p in linked)
+
+
+def test_a_destination_in_the_image_folder_is_refused_as_it_is_typed(monkeypatch, tmp_path: Path) -> None:
+    from turtle_ui import jobs as jobs_ui
+
+    fake_project = FakeProject(tmp_path / "images")
+    at = open_app(monkeypatch, fake_project, PAGE)
+    for dest, said in (
+        (fake_project.folder, "is inside the image folder"),
+        (fake_project.folder / "cats" / "labeled", "is inside the image folder"),
+        (tmp_path, "contains the image folder"),
+    ):
+        at.text_input[0].set_value(str(dest)).run()
+        assert not at.exception
+        errors = " ".join(error.value for error in at.error)
+        assert said in errors and ("outside it" in errors or "another one" in errors), dest
+        assert at.button(key="export").disabled, dest
+    assert jobs_ui.project_job(fake_project, "export") is None
+    at.text_input[0].set_value(str(tmp_path / "out")).run()
+    assert not at.error
+    assert not at.button(key="export").disabled

@@ -75,7 +75,7 @@ def test_slider_previews_the_cut_then_applies_it_as_one_undoable_merge(monkeypat
         assert any(
             f"Cluster {2 * c}" in str(m.value) and f"Cluster {2 * c + 1}" in str(m.value) for m in at.markdown
         )
-    assert page.count("60 images · 2 cluster(s)") == 0 and page.count("30 images · 2 cluster(s)") == 3
+    assert page.count("60 images · 2 clusters") == 0 and page.count("30 images · 2 clusters") == 3
     assert len(curation.cluster_ids()) == 6 and project.saves == 0  # a view, not an edit
     assert "**Cluster 0**" not in page  # the per-cluster cards give way to the groups
 
@@ -98,3 +98,28 @@ def test_slider_previews_the_cut_then_applies_it_as_one_undoable_merge(monkeypat
     at.button(key="undo").click().run()
     assert len(curation.cluster_ids()) == 6  # one undo brings all six back
     assert _slider(at).value == 6
+
+
+def test_the_halves_of_a_split_just_made_are_not_suggested_back(monkeypatch, tmp_path: Path) -> None:
+    project = FakeProject(tmp_path / "images", per_class=20)  # 3 clusters, one per class
+    project.curation.rename(0, "reds")
+    parts = project.split_cluster(0, 2)  # two halves of one class: the closest pair of the tree
+    assert [project.curation.name_of(c) for c in parts] == ["reds · part 1", "reds · part 2"]
+    tree = merge_view.current_tree(project, project.curation)
+    assert set(tree.steps[0].left + tree.steps[0].right) == set(parts)  # what the tree puts first
+    at = open_app(monkeypatch, project, PAGE)
+    at.toggle(key="merge_suggestions_on").set_value(True).run()
+    assert not at.exception
+    shown = [str(m.value) for m in at.markdown if " and **" in str(m.value)]
+    assert len(shown) == len(tree.steps) - 1, shown  # every merge of the tree but the split's own
+    assert not [
+        line
+        for line in shown
+        if line.startswith(
+            ("**reds · part 1** and **reds · part 2**", "**reds · part 2** and **reds · part 1**")
+        )
+    ]
+
+    at.button(key="undo").click().run()  # undone: the cluster is whole again, nothing to keep apart
+    assert not at.exception and "reds" in project.curation.names.values()
+    assert project.curation.split_parts() == []

@@ -59,12 +59,12 @@ def test_the_proposal_table_applies_a_row_and_undoes(monkeypatch, tmp_path: Path
     twos = [c for c in before.cluster_ids() if before.name_of(c) == "twos"][0]
     at = open_app(monkeypatch, project, PAGE)
     assert not at.exception
-    assert "learn from your 30 checked image(s)" in texts(at)
+    assert "learn from your 30 checked images" in texts(at)
 
     at.button(key="refine:start").click().run()
     _wait_for_proposal(at, project)
     page = texts(at)
-    assert "would move" in page and "of 30 unchecked images, learned from 30 checked image(s)" in page
+    assert "would move" in page and "of 30 unchecked images, learned from 30 checked images" in page
     assert "Cluster 1 → **twos**" in page
     assert {"refine:apply", "refine:discard", f"refine:row:1:{twos}"} <= _keys(at)
     assert project.snapshot().curation.state_id == before.state_id  # nothing changed yet
@@ -145,5 +145,5 @@ def test_confirm_marks_ticked_images_checked(monkeypatch, tmp_path: Path) -> Non
     at.button(key="review:confirm").click().run()
     assert not at.exception
     assert int(np.asarray(project.snapshot().curation.checked).sum()) == 2
-    assert "Confirmed 2 image(s)" in at.success[0].value
+    assert "Confirmed 2 images" in at.success[0].value
     assert "28 images to review" in texts(at)  # confirmed images leave the queue of unchecked ones

@@ -48,9 +48,15 @@ def test_split_names_the_parts_after_the_cluster(monkeypatch, tmp_path: Path) ->
     assert not at.exception
     assert fake_project.split_calls == [(2, 3)]
     names = sorted(curation.name_of(c) for c in curation.cluster_ids())
-    assert names == ["Cluster 0", "Cluster 1", "owls 1", "owls 2", "owls 3"]  # no part keeps "owls" alone
+    assert names == [
+        "Cluster 0",
+        "Cluster 1",
+        "owls · part 1",
+        "owls · part 2",
+        "owls · part 3",
+    ]  # no part keeps "owls" alone
     assert sorted(curation.sizes().values()) == [4, 4, 4, 12, 12]
-    assert "Split into 3 clusters: 'owls 1', 'owls 2', 'owls 3'." in at.success[0].value
+    assert "Split into 3 clusters: 'owls · part 1', 'owls · part 2', 'owls · part 3'." in at.success[0].value
     at.run()
     assert not at.success, "the message is shown once"
 
@@ -105,7 +111,7 @@ def test_split_message_does_not_come_back_after_a_reload(monkeypatch, tmp_path: 
     reloaded.run()
     reloaded.switch_page(PAGE).run()
     assert not reloaded.exception
-    assert "Cluster 0 1" in texts(reloaded)
+    assert "Cluster 0 · part 1" in texts(reloaded)
     assert not reloaded.success, "an earlier split is not news in a new session"
 
 

@@ -99,3 +99,13 @@ def test_whitened_spaces_computed_once_give_the_same_tree() -> None:
     direct = merge_tree([features], labels, geometry="whiten")
     reused = merge_tree(whitened_spaces([features], 8), labels, geometry="l2")
     assert direct.steps == reused.steps
+
+
+def test_suggestions_skip_merges_inside_a_set_kept_apart() -> None:
+    features, _, labels = _overclustered_blobs(3, parts=2)
+    tree = merge_tree([features], labels)
+    first = tree.steps[0]
+    halves = frozenset(first.left) | frozenset(first.right)
+    kept = tree.suggestions(3, apart=[halves])
+    assert first not in kept and len(kept) == 3
+    assert kept == [s for s in tree.steps if not set(s.left) | set(s.right) <= halves][:3]

@@ -26,11 +26,11 @@ def _curation() -> Curation:
 
 def test_parts_are_numbered_after_the_cluster_and_skip_taken_names() -> None:
     curation = _curation()
-    assert part_names(curation, 0, 3) == ["cats 1", "cats 2", "cats 3"]
-    curation.rename(1, "cats 2")
-    assert part_names(curation, 0, 3) == ["cats 1", "cats 3", "cats 4"]
+    assert part_names(curation, 0, 3) == ["cats · part 1", "cats · part 2", "cats · part 3"]
+    curation.rename(1, "cats · part 2")
+    assert part_names(curation, 0, 3) == ["cats · part 1", "cats · part 3", "cats · part 4"]
     ids = apply_parts(curation, 0, [0, 1, 0, 1, 2, 2])
-    assert [curation.name_of(c) for c in ids] == ["cats 1", "cats 3", "cats 4"]
+    assert [curation.name_of(c) for c in ids] == ["cats · part 1", "cats · part 3", "cats · part 4"]
     assert "cats" not in curation.names.values()
     curation.undo()
     assert curation.name_of(0) == "cats" and curation.sizes()[0] == 6
@@ -73,13 +73,13 @@ def test_split_finds_merged_classes_with_progress_and_respects_edits_made_meanwh
         reports.append(report)
 
     ids = discovered.split_cluster(merged, 2, progress=progress)
-    assert [curation.name_of(cid) for cid in ids] == ["warm 1", "warm 2"]
+    assert [curation.name_of(cid) for cid in ids] == ["warm · part 1", "warm · part 2"]
     assert int(curation.assignments[outsider]) in ids, "the image moved in meanwhile is split too"
     assert discovered.current_metrics()["accuracy"] >= 0.8
     assert {r.stage for r in reports} == {"split"} and {r.unit for r in reports} == {"steps"}
     # The quick effort: 6 screened starts of 200 steps, the best trained for 1 000.
     assert reports[-1].done == reports[-1].total == 6 * 200 + 1000
-    assert curation.history()[-1].startswith("Split 'warm' into 'warm 1', 'warm 2'")
+    assert curation.history()[-1].startswith("Split 'warm' into 'warm · part 1', 'warm · part 2'")
     reopened = Project.open(discovered.folder)
     assert sorted(reopened.curation.names.values()) == sorted(curation.names.values())
 
@@ -162,3 +162,16 @@ def test_a_cluster_larger_than_the_sample_is_split_as_discovery_samples(tmp_path
     for part in parts:
         kinds = truth[members[np.isin(members, curation.members(part))]]
         assert np.bincount(kinds).max() / kinds.size >= 0.99
+
+
+def test_split_parts_are_remembered_until_undone() -> None:
+    curation = _curation()
+    assert curation.split_parts() == []
+    ids = apply_parts(curation, 0, [0, 1, 0, 1, 0, 1])
+    assert curation.split_parts() == [frozenset(ids)]
+    curation.merge([2, ids[1]])  # one of the two parts merged into another cluster
+    assert curation.split_parts() == []  # a single part left: nothing to keep apart
+    curation.undo()
+    assert curation.split_parts() == [frozenset(ids)]
+    curation.undo()
+    assert curation.split_parts() == []

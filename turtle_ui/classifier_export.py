@@ -20,11 +20,13 @@ JOB_KIND = "classifier"
 
 def refusal(project: Project, target: Path) -> str | None:
     """Why the classifier cannot be written to `target` (None: it can)."""
+    from turtle_core.export.dataset import destination_problem
     from turtle_core.operations.classifier import CARD_FILE
 
     resolved = Path(os.path.realpath(target))
-    if resolved == project.folder or project.folder in resolved.parents:
-        return "That is inside the image folder, which is never written to: choose another folder."
+    refused = destination_problem(project.folder, resolved)  # the export's rule: never in the images
+    if refused is not None:
+        return refused
     policy = session.folder_policy()
     if not policy.permits(resolved):
         return f"Cannot write there. {policy.explanation}"

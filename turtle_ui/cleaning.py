@@ -15,7 +15,7 @@ from turtle_core.operations import cleaning
 from turtle_core.state import edits
 from turtle_ui import gallery, session
 from turtle_ui import jobs as jobs_ui
-from turtle_ui.fmt import fmt_int
+from turtle_ui.fmt import fmt_count, fmt_int
 
 if TYPE_CHECKING:
     from turtle_core.cleaning.duplicates import DuplicateGroup, NeighbourGraph
@@ -109,7 +109,7 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
     done = len(groups) - len(open_groups)
     if not groups:
         st.success(
-            f"No near-duplicates or exact copies among {fmt_int(len(snap.images))} images at this threshold.",
+            f"No near-duplicates or exact copies among {fmt_count(len(snap.images), 'image')} at this threshold.",
             icon=":material/check_circle:",
         )
         return
@@ -214,7 +214,7 @@ def _keep_one(project: Project, snap: Snapshot, groups: list[DuplicateGroup]) ->
         project,
         edit,
         lambda excluded: (
-            f"Kept one image of each of {len(groups)} group(s); excluded {excluded} (undo brings them back)."
+            f"Kept one image of each of {fmt_count(len(groups), 'group')}; excluded {excluded} (undo brings them back)."
         ),
     )
 

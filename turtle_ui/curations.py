@@ -84,7 +84,7 @@ def earlier_curations(project: Project) -> None:
             names = ", ".join(entry.names[:5]) + (f" +{len(entry.names) - 5}" if len(entry.names) > 5 else "")
             text.markdown(
                 f"**{entry.saved.replace('T', ' ').rstrip('Z')} UTC** · {markdown_text(entry.reason)}  \n"
-                f"{fmt.fmt_int(entry.n_images)} images · {entry.n_edits} edit(s) · "
+                f"{fmt.fmt_count(entry.n_images, 'image')} · {fmt.fmt_count(entry.n_edits, 'edit')} · "
                 f"{fmt.fmt_int(entry.n_checked)} checked" + (f" · {markdown_text(names)}" if names else "")
             )
             if button.button(

@@ -10,7 +10,7 @@ import streamlit as st
 
 from turtle_core.names import markdown_text
 from turtle_core.state import edits
-from turtle_ui.fmt import cluster_options
+from turtle_ui.fmt import cluster_options, fmt_count
 from turtle_ui.session import apply_edit, made_by
 
 if TYPE_CHECKING:
@@ -61,11 +61,10 @@ def edit_actions(
     elif horizontal:
         name_col.empty()
     none = indices.size == 0
-    n_text = "image" if indices.size == 1 else "images"
     images = snap.keys(indices)
     since = {"discovery_id": snap.discovery_id}
     if move_col.button(
-        f"Move {indices.size} {n_text}" if indices.size else "Move",
+        f"Move {fmt_count(indices.size, 'image')}" if indices.size else "Move",
         type="primary",
         icon=":material/arrow_forward:",
         disabled=disabled or none,
@@ -77,14 +76,16 @@ def edit_actions(
             apply_edit(
                 project,
                 edits.MoveToNewCluster(images=images, name=name, **since),
-                lambda cid: f"Moved {indices.size} {n_text} to the new cluster '{name or f'Cluster {cid}'}'.",
+                lambda cid: (
+                    f"Moved {fmt_count(indices.size, 'image')} to the new cluster '{name or f'Cluster {cid}'}'."
+                ),
             )
         else:
             target_name = curation.name_of(int(target))
             apply_edit(
                 project,
                 edits.Move(images=images, cluster_id=int(target), **since),
-                lambda moved: f"Moved {moved} {n_text} to '{target_name}'.",
+                lambda moved: f"Moved {fmt_count(moved, 'image')} to '{target_name}'.",
             )
     if restore:
         if exclude_col.button(
@@ -97,7 +98,7 @@ def edit_actions(
             apply_edit(
                 project,
                 edits.Restore(images=images, **since),
-                lambda restored: f"Restored {restored} {n_text} to their clusters.",
+                lambda restored: f"Restored {fmt_count(restored, 'image')} to their clusters.",
             )
     elif exclude_col.button(
         "Exclude",
@@ -109,7 +110,7 @@ def edit_actions(
         apply_edit(
             project,
             edits.Exclude(images=images, **since),
-            lambda excluded: f"Excluded {excluded} {n_text} from the dataset.",
+            lambda excluded: f"Excluded {fmt_count(excluded, 'image')} from the dataset.",
         )
 
 

@@ -46,6 +46,12 @@ def fmt_int(n: int) -> str:
     return f"{int(n):,}".replace(",", THIN_SPACE)
 
 
+def fmt_count(n: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun, singular for exactly one: "1 image", "2 images", "1 category" /
+    "3 categories" (pass `plural` where adding "s" is wrong), thousands grouped like `fmt_int`."""
+    return f"{fmt_int(n)} {noun if int(n) == 1 else plural or noun + 's'}"
+
+
 def fmt_number(value: float, decimals: int = 1) -> str:
     """A number with thin-space thousands and a point as the decimal mark: "85 916.6"."""
     return f"{value:,.{decimals}f}".replace(",", THIN_SPACE)

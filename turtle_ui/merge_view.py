@@ -11,7 +11,7 @@ import streamlit as st
 from turtle_core.names import display_name, escape_name, markdown_text
 from turtle_core.state import edits
 from turtle_ui import gallery, session
-from turtle_ui.fmt import fmt_int
+from turtle_ui.fmt import fmt_count
 
 if TYPE_CHECKING:
     from turtle_core.discovery.hierarchy import MergeStep, MergeTree
@@ -144,7 +144,8 @@ def section(project: Project, curation: Curation, *, busy: bool) -> bool:
                     f"Merged {n_clusters} clusters into {n} categories (one undo).",
                 )
         elif st.toggle("Show the most alike clusters side by side", key="merge_suggestions_on"):
-            _suggestions(project, curation, tree.suggestions(SUGGESTIONS), busy)
+            # The parts of a split the curator made are not offered back for merging (undo does that).
+            _suggestions(project, curation, tree.suggestions(SUGGESTIONS, curation.split_parts()), busy)
     if previewing:
         _grouped_overview(project, curation, tree, n)
     return previewing
@@ -189,5 +190,7 @@ def _grouped_overview(project: Project, curation: Curation, tree: MergeTree, n: 
         for col, group in zip(cols, groups[row : row + per_row], strict=False):
             with col, st.container(border=True):
                 st.markdown(f"**{markdown_text(_group_name(curation, group))}**")
-                st.caption(f"{fmt_int(sum(sizes[c] for c in group))} images · {len(group)} cluster(s)")
+                st.caption(
+                    f"{fmt_count(sum(sizes[c] for c in group), 'image')} · {fmt_count(len(group), 'cluster')}"
+                )
                 gallery.image_strip(project, _typical(project, curation, group), width=56)

@@ -21,7 +21,7 @@ from turtle_core.names import markdown_text
 from turtle_core.state import edits
 from turtle_ui import gallery
 from turtle_ui import jobs as jobs_ui
-from turtle_ui.fmt import fmt_int
+from turtle_ui.fmt import fmt_count, fmt_int
 from turtle_ui.session import apply_edit
 
 if TYPE_CHECKING:
@@ -49,7 +49,9 @@ def confirm_button(
         apply_edit(
             project,
             edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys(rows)),
-            lambda n: f"Confirmed {n} image(s): they keep their labels and teach 'Propagate my fixes'.",
+            lambda n: (
+                f"Confirmed {fmt_count(n, 'image')}: they keep their labels and teach 'Propagate my fixes'."
+            ),
         )
 
 
@@ -72,7 +74,7 @@ def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False)
             return
         text, button = st.columns([4, 1], vertical_alignment="center")
         text.markdown(
-            f"**Propagate my fixes** · learn from your {fmt_int(n_checked)} checked image(s) (moved or "
+            f"**Propagate my fixes** · learn from your {fmt_count(n_checked, 'checked image')} (moved or "
             "confirmed) and move the unchecked images they show to be wrong; you see every change before "
             "anything changes."
         )
@@ -141,7 +143,7 @@ def _proposal_table(
     total = sum(move.count(at_least) for move in shown)
     caption, apply_col, discard_col = st.columns([3, 1, 1], vertical_alignment="center")
     caption.caption(
-        f"{fmt_int(total)} image(s) in {len(shown)} row(s) at this setting. Each click is one undoable "
+        f"{fmt_count(total, 'image')} in {fmt_count(len(shown), 'row')} at this setting. Each click is one undoable "
         "edit; 'Apply all shown' also re-orders the review queue by the learner's confidence."
     )
     if apply_col.button(
@@ -190,16 +192,19 @@ def _apply(
 ) -> None:
     def advance(done: edits.Relabelled) -> str:
         st.session_state[f"refine_proposal:{job_id}"] = proposal.after(done, pairs, at_least)
-        return f"Propagated your fixes: {done.moved} image(s) moved (undo restores them)."
+        return f"Propagated your fixes: {fmt_count(done.moved, 'image')} moved (undo restores them)."
 
     apply_edit(project, proposal.edit(pairs, at_least), advance)
 
 
 def _summary(proposal: RefineProposal) -> str:
-    learned = f"learned from {fmt_int(proposal.n_checked)} checked image(s) in {fmt_int(proposal.n_learned)} cluster(s)"
+    learned = (
+        f"learned from {fmt_count(proposal.n_checked, 'checked image')} "
+        f"in {fmt_count(proposal.n_learned, 'cluster')}"
+    )
     if not proposal.moves:
         return f"nothing to move ({learned})."
-    return f"would move **{fmt_int(proposal.n_changed)}** of {fmt_int(proposal.n_unchecked)} unchecked images, {learned}."
+    return f"would move **{fmt_int(proposal.n_changed)}** of {fmt_count(proposal.n_unchecked, 'unchecked image')}, {learned}."
 
 
 def _why_nothing(proposal: RefineProposal) -> str:

@@ -133,7 +133,9 @@ def test_reload_keeps_the_project_and_a_split_can_be_watched_and_cancelled(
         choose(page, in_tab(page), "Effort", "Quick")
         button = in_tab(page).get_by_role("button", name="Split", exact=True)
         page.runs.act(button.click, "start the quick split")
-        page.get_by_text("Split into 2 clusters: 'pair 1', 'pair 2'.").wait_for(timeout=SPLIT_TIMEOUT_MS)
+        page.get_by_text("Split into 2 clusters: 'pair · part 1', 'pair · part 2'.").wait_for(
+            timeout=SPLIT_TIMEOUT_MS
+        )
         wait_idle(page)
         screenshot(page, "first-hour-03-split-done")
 

@@ -92,9 +92,15 @@ class MergeTree:
                 best_k, best_ratio = k, ratio
         return best_k
 
-    def suggestions(self, limit: int = 5) -> list[MergeStep]:
-        """The first `limit` merges of the tree: the groups of clusters that are most alike."""
-        return list(self.steps[: max(0, limit)])
+    def suggestions(self, limit: int = 5, apart: Sequence[frozenset[int]] = ()) -> list[MergeStep]:
+        """The first `limit` merges of the tree: the groups of clusters that are most alike. A merge that
+        would only join clusters of one set in `apart` (e.g. the parts of a split just made) is skipped."""
+        kept = [
+            step
+            for step in self.steps
+            if not any(set(step.left) | set(step.right) <= together for together in apart)
+        ]
+        return kept[: max(0, limit)]
 
 
 def cluster_centroids(

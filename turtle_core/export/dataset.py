@@ -202,19 +202,29 @@ def _check_relative(path: str) -> str:
     return str(path)
 
 
+def destination_problem(source_root: Path, dest: Path) -> str | None:
+    """Why nothing may be written to `dest` for the images of `source_root` (None: the place is fine):
+    the image folder itself, a folder inside it (its copies would be scanned as new images) or one that
+    holds it. The export checks it before and after writing; the pages check it as the folder is typed."""
+    source = Path(source_root).resolve()
+    resolved = Path(dest).resolve()
+    shown, images = display_name(str(dest)), display_name(str(source))
+    if resolved == source or source in resolved.parents:
+        return (
+            f"The export folder {shown} is inside the image folder {images}; its copies would be scanned as "
+            "new images. Choose a folder outside it."
+        )
+    if resolved in source.parents:
+        return f"The export folder {shown} contains the image folder {images}; choose another one."
+    return None
+
+
 def _check_destination(source_root: Path, dest: Path, overwrite: bool) -> None:
     if not source_root.is_dir():
         raise ExportError(f"image folder {source_root} does not exist")
-    resolved = dest.resolve()
-    if resolved == source_root or source_root in resolved.parents:
-        raise ExportError(
-            f"the export folder {dest} is inside the image folder {source_root}; its copies would be "
-            "scanned as new images. Choose a folder outside it."
-        )
-    if resolved in source_root.parents:
-        raise ExportError(
-            f"the export folder {dest} contains the image folder {source_root}; choose another one"
-        )
+    problem = destination_problem(source_root, dest)
+    if problem is not None:
+        raise ExportError(problem)
     if not (dest.exists() or dest.is_symlink()):
         return
     if not dest.is_dir():

@@ -24,24 +24,44 @@ def check_folder(path: Path) -> None:
         raise ProjectError(f"The folder {path} cannot be read (permission denied).")
 
 
-def checked_cluster_request(request: int | tuple[int, int], n_images: int) -> int | tuple[int, int]:
-    """A number of clusters or a range, checked against the number of images (ranges are clipped)."""
+def cluster_request_problem(request: int | tuple[int, int], n_images: int) -> str | None:
+    """Why discovery cannot find `request` categories (a number or a range) among `n_images` usable images,
+    as a sentence saying what to change; None when it can. TURTLE needs one image per category at least
+    (`discovery/turtle.py`), so a fixed number must not exceed the images and a range must start at or
+    below them (its top is clipped); every count is at least 2."""
+    low = min(int(value) for value in request) if isinstance(request, tuple | list) else int(request)
+    if low < 2:
+        return "The number of categories must be at least 2."
+    images = f"{n_images} usable image" if n_images == 1 else f"{n_images} usable images"
+    if n_images < 2:
+        return (
+            f"Only {images}: discovery needs at least 2 (one per category). Add images to the folder and "
+            "rescan it on the Project page."
+        )
+    if low <= n_images:
+        return None
     if isinstance(request, tuple | list):
-        low, high = (int(value) for value in request)
-        if low > high:
-            low, high = high, low
-        if low < 2:
-            raise ProjectError("The number of categories must be at least 2.")
+        return (
+            f"Only {images}: too few for a range starting at {low} categories. Start the range at "
+            f"{n_images} or fewer, or add images to the folder."
+        )
+    return (
+        f"Only {images}: too few for {low} categories. Choose at most {n_images} categories, or add "
+        "images to the folder."
+    )
+
+
+def checked_cluster_request(request: int | tuple[int, int], n_images: int) -> int | tuple[int, int]:
+    """A number of clusters or a range, checked against the number of images (ranges are clipped);
+    raises `ProjectError` with `cluster_request_problem`'s sentence."""
+    problem = cluster_request_problem(request, n_images)
+    if problem is not None:
+        raise ProjectError(problem)
+    if isinstance(request, tuple | list):
+        low, high = sorted(int(value) for value in request)
         high = min(high, n_images)
-        if low > high:
-            raise ProjectError(f"Only {n_images} usable images: too few for {low} categories.")
         return (low, high) if low < high else low
-    count = int(request)
-    if count < 2:
-        raise ProjectError("The number of categories must be at least 2.")
-    if count > n_images:
-        raise ProjectError(f"Only {n_images} usable images: too few for {count} categories.")
-    return count
+    return int(request)
 
 
 def rows_for(vectors: np.ndarray, mask: np.ndarray, keep: np.ndarray) -> np.ndarray:

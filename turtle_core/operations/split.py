@@ -31,15 +31,18 @@ class SplitError(ProjectError):
     """A split that cannot be done or applied, with a message for the curator."""
 
 
+PART_NAME = "{name} · part {number}"  # never "<name> 2", which reads as a number in the name
+
+
 def part_names(curation: Curation, cluster_id: int, n_parts: int) -> list[str]:
-    """ "<name> 1", "<name> 2", …: no part keeps the old name alone, since none is sure to be mostly it.
-    Numbers another cluster already uses are skipped."""
+    """ "<name> · part 1", "<name> · part 2", …: no part keeps the old name alone, since none is sure to be
+    mostly it. Numbers another cluster already uses are skipped."""
     base = curation.name_of(cluster_id)
     taken = {name for cid, name in curation.names.items() if cid != cluster_id}
     names: list[str] = []
     number = 1
     while len(names) < n_parts:
-        candidate = f"{base} {number}"
+        candidate = PART_NAME.format(name=base, number=number)
         if candidate not in taken:
             names.append(candidate)
         number += 1
@@ -120,7 +123,7 @@ def split_cluster(
 
 
 def apply_parts(curation: Curation, cluster_id: int, sub_labels: np.ndarray | Sequence[int]) -> list[int]:
-    """Split `cluster_id` by `sub_labels` (one per member) into parts named "<name> 1", "<name> 2", …"""
+    """Split `cluster_id` by `sub_labels` (one per member) into parts named "<name> · part 1", "<name> · part 2", …"""
     n_parts = int(np.unique(np.asarray(sub_labels)).size)
     if n_parts < 2:
         raise SplitError(

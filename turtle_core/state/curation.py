@@ -36,6 +36,7 @@ __all__ = [
     "image_list_key",
 ]
 
+SPLIT_STEP = "Split "  # how a split's step description starts (`split_parts` finds splits by it)
 MAX_HISTORY = 1000  # oldest undo steps are dropped beyond this, bounding memory and file size
 # ...and beyond this many bytes of diffs: a propagation over a million images is ~30 MB a step, and every
 # edit rewrites the whole history into the curation file (the newest step is always kept).
@@ -306,12 +307,24 @@ class Curation(CurationView):
         new_assign = np.asarray(ids, np.int32)[inverse.ravel()]
         moved = new_assign != cid
         self._commit(
-            f"Split {quoted(self.name_of(cid))} into " + ", ".join(quoted(n) for n in part_names),
+            f"{SPLIT_STEP}{quoted(self.name_of(cid))} into " + ", ".join(quoted(n) for n in part_names),
             rows[moved],
             new_assign=new_assign[moved],
             names=dict(zip(ids, part_names, strict=True)),
         )
         return ids
+
+    def split_parts(self) -> list[frozenset[int]]:
+        """The parts of each split in the undo history that still stand as clusters (two or more of them):
+        what a merge suggestion should not offer back, since the curator just took them apart."""
+        current = set(self.cluster_ids())
+        found = []
+        for step in self._undo:
+            if step.description.startswith(SPLIT_STEP):
+                parts = frozenset(step.new_names) & current
+                if len(parts) >= 2:
+                    found.append(parts)
+        return found
 
     def undo(self, step_id: str | None = None) -> bool:
         """Revert the last edit; False when there is nothing to undo. With `step_id`, only when the last
