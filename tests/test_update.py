@@ -139,3 +139,20 @@ def test_the_project_page_rescans_a_curated_folder_and_every_page_agrees_on_the_
     at.segmented_control(key="clusters_view").set_value("Review queue").run()
     assert at.segmented_control(key="review_group").value == "New images (2)"
     assert "2 images to review" in texts(at)
+
+
+def test_the_clusters_page_drawn_before_a_rescan_draws_the_rescanned_images(curated, monkeypatch) -> None:
+    """The page's caches of per-image arrays (the merge tree's features, the images' words) are keyed by the
+    rows, not by the discovery: a rescan keeps the discovery id (regression: "features of shape (24, …) do
+    not match 26 assignments" after a rescan, on the Clusters page drawn before it)."""
+    from test_app_fakes import open_app, texts
+
+    project, root = curated
+    at = open_app(monkeypatch, project, "pages/clusters.py")
+    assert not at.exception and "Images: 24" in texts(at)
+    paint(root / "late" / "late_blue.png", COLOURS["blue"], 4)
+    paint(root / "late" / "late_green.png", COLOURS["green"], 2)
+    project.update()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Images: 26" in texts(at)

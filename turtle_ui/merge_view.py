@@ -32,9 +32,15 @@ def _curation_key(project: Project, curation: Curation) -> tuple[str, int]:
     return (discovery.discovery_id if discovery else "", curation.version)
 
 
+def _rows_key(project: Project, curation: Curation) -> tuple[str, int]:
+    # The caches hold per-row arrays: a rescan keeps the discovery id but changes the rows (`rows_key`).
+    discovery = project.discovery
+    return (discovery.rows_key if discovery else "", curation.version)
+
+
 @st.cache_resource(show_spinner="Comparing the clusters…", max_entries=2)
-def _features(_project: Any, folder: str, discovery_key: str) -> list[np.ndarray] | None:
-    """The discovery's features as TURTLE sees them (whitened): computed once per discovery."""
+def _features(_project: Any, folder: str, rows_key: str) -> list[np.ndarray] | None:
+    """The discovery's features as TURTLE sees them (whitened): computed once per discovery and rescan."""
     from turtle_core.discovery.hierarchy import whitened_spaces
     from turtle_core.operations.project import ProjectError
 
@@ -46,10 +52,10 @@ def _features(_project: Any, folder: str, discovery_key: str) -> list[np.ndarray
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _tree(_project: Any, _curation: Any, folder: str, curation_key: tuple[str, int]) -> MergeTree | None:
+def _tree(_project: Any, _curation: Any, folder: str, rows_key: tuple[str, int]) -> MergeTree | None:
     from turtle_core.discovery.hierarchy import merge_tree
 
-    features = _features(_project, folder, curation_key[0])
+    features = _features(_project, folder, rows_key[0])
     if features is None:
         return None
     return merge_tree(features, _curation.assignments, geometry="l2")  # already whitened
@@ -59,7 +65,7 @@ def current_tree(project: Project, curation: Curation) -> MergeTree | None:
     """The merge tree of the current clusters (cached until the next edit); None below 3 clusters."""
     if len(curation.cluster_ids()) < 3:
         return None
-    return _tree(project, curation, escape_name(project.folder), _curation_key(project, curation))
+    return _tree(project, curation, escape_name(project.folder), _rows_key(project, curation))
 
 
 def previewed_count(project: Project, curation: Curation) -> int | None:

@@ -63,7 +63,7 @@ def images_with_quality(images: Sequence[ImageRecord], scan: ScanResult | None) 
 
 def snapshot_quality(snap: Snapshot, scan: ScanResult | None) -> QualityFlags:
     """The quality flags of a snapshot's images (rows of the snapshot)."""
-    key = f"quality:{snap.discovery_id}:{id(scan)}"
+    key = f"quality:{snap.rows_key}:{id(scan)}"  # rows_key: a rescan changes the rows
     return _memoised(key, lambda: quality_flags(images_with_quality(snap.images, scan)))
 
 
@@ -132,7 +132,7 @@ def image_priority(images: Sequence[ImageRecord]) -> np.ndarray:
 
 def near_duplicates(snap: Snapshot, graph: NeighbourGraph, threshold: float) -> list[DuplicateGroup]:
     """The snapshot's groups of near-duplicates at `threshold` (exact copies at any threshold)."""
-    key = f"groups:{snap.discovery_id}:{id(graph)}:{threshold:.6f}"
+    key = f"groups:{snap.rows_key}:{id(graph)}:{threshold:.6f}"
     return _memoised(key, lambda: duplicate_groups(graph, threshold, image_priority(snap.images)))
 
 
@@ -179,7 +179,7 @@ def top_words(
         return None
     index, name = chosen
     words = tuple(dict.fromkeys([*imagenet_names(), *extra_words])) if is_clip(name) else ()
-    key = f"words:{discovery.discovery_id}:{hash(words)}"
+    key = f"words:{discovery.rows_key}:{hash(words)}"  # per row: new after a rescan
     if not compute:
         with _memo_lock:
             if key not in _memo:
