@@ -190,7 +190,9 @@ def choose_cutoff(
             continue
         harm = wilson_upper(int((harmful & sure).sum()), n_confirmed, BOUND_Z)
         fix = wilson_lower(helpful, n_moved, BOUND_Z)
-        moves_wrong = float((evidence.changes & moved & sure).sum()) / n_moved  # the learner moves a wrong label
+        moves_wrong = (
+            float((evidence.changes & moved & sure).sum()) / n_moved
+        )  # the learner moves a wrong label
         if moves_wrong <= harm:
             continue
         wrong = min(1.0, max(0.0, (share - harm) / (moves_wrong - harm)))  # unchecked labels that are wrong
