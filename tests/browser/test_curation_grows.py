@@ -129,7 +129,7 @@ def step_name_clusters(page) -> tuple[dict[str, str], str]:
     checkbox = page.locator(f"{MAIN} [data-testid='stCheckbox']").first
     act(page, checkbox.click, "tick the first image")
     click(page, re.compile(r"Confirm 1$"))
-    said(page, re.compile(r"Confirmed 1 image\(s\)"))
+    said(page, re.compile(r"Confirmed 1 image\b"))
     screenshot(page, "grows-03-gallery-confirmed")
 
     segment(page, "Overview")

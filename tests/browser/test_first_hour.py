@@ -141,6 +141,6 @@ def test_reload_keeps_the_project_and_a_split_can_be_watched_and_cancelled(
 
     with step(page, app_server, "reload-after-split"):
         reload(page, "Edit clusters")
-        expect(page.get_by_text("pair 1", exact=True).first).to_be_visible()
+        expect(page.get_by_text("pair · part 1", exact=True).first).to_be_visible()
         expect(page.get_by_text(re.compile("^Split into"))).to_have_count(0)
     assert page.runs.external_requests == []
