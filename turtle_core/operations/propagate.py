@@ -186,7 +186,7 @@ def propose_refine(
         kept_clusters=tuple(int(c) for c in current[stays]),
         n_unchecked=int((~checked).sum()),
         n_checked=int(checked.sum()),
-        n_learned=int(result.n_learned),
+        n_learned=int(np.unique(assign[active][checked]).size),  # clusters holding checked images
         held_out_accuracy=None if result.held_out is None else result.held_out.accuracy,
         cutoff=result.cutoff,
     )
