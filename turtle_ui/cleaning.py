@@ -13,6 +13,7 @@ from turtle_core.constants import EXCLUDED
 from turtle_core.names import markdown_text
 from turtle_core.operations import cleaning
 from turtle_core.state import edits
+from turtle_core.state.errors import ProjectError
 from turtle_ui import gallery, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.fmt import fmt_count, fmt_int
@@ -241,8 +242,12 @@ def suggestions(project: Project, snap: Snapshot) -> dict[int, list] | None:
         found = cleaning.cluster_suggestions(project, snap, compute=False)
     except cleaning.NotComputed:
         if len(snap.images) <= NAMES_INLINE_LIMIT:
-            with st.spinner("Finding words for the clusters…"):
-                found = cleaning.cluster_suggestions(project, snap)
+            try:
+                with st.spinner("Finding words for the clusters…"):
+                    found = cleaning.cluster_suggestions(project, snap)
+            except ProjectError as error:  # e.g. the embedding cache lost the features: the page goes on
+                st.caption(f"No name suggestions: {markdown_text(str(error))}")
+                return None
             return _said(found)
         job = jobs_ui.project_job(project, "names")
         if job is None or not job.running:

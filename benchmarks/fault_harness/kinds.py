@@ -244,6 +244,9 @@ def full_workspace(sandbox: Sandbox) -> Iterator[str]:
     try:
         if mounted:
             shutil.copytree(aside, work, symlinks=True, dirs_exist_ok=True)
+            # Each save replaces the previous save's copy, which frees as much as it writes: without one to
+            # free, the next save finds the disk full.
+            (work / "curation.previous.npz").unlink(missing_ok=True)
             with contextlib.suppress(OSError), open(work / "filler", "wb") as filler:
                 while True:
                     filler.write(b"\0" * 4096)
