@@ -19,14 +19,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from turtle_core.atomic import atomic_write_text
-    from turtle_core.cli.common import TerminalProgress, csv_text
+    from turtle_core.cli.common import TerminalProgress, csv_text, reported
     from turtle_core.names import display_name, escape_name
     from turtle_core.operations.classifier import classify_folder
     from turtle_core.operations.project import Project, ProjectError
-    from turtle_core.progress import Cancelled
 
     progress = TerminalProgress(enabled=not args.quiet)
-    try:
+    with reported(progress, (ProjectError, ValueError)):
         project = Project.open(args.project)
         classifier = project.classifier()
         other = Path(args.other).expanduser().resolve()
@@ -35,15 +34,6 @@ def run(args: argparse.Namespace) -> int:
         result = classify_folder(
             classifier, other, project.checkpoints, device=args.device, progress=progress
         )
-    except (ProjectError, ValueError) as error:
-        progress.close()
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (Cancelled, KeyboardInterrupt):
-        progress.close()
-        print("cancelled", file=sys.stderr)
-        return 130
-    progress.close()
     rows = [
         [escape_name(record.path), escape_name(label), f"{float(conf):.4f}"]
         for record, label, conf in zip(result.images, result.labels, result.confidence, strict=True)

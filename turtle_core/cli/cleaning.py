@@ -8,8 +8,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from turtle_core.progress import Cancelled
-
 
 def add_parsers(commands: argparse._SubParsersAction, add_embed_arguments: Callable[..., None]) -> None:
     """Register `audit` and `names` (`add_embed_arguments` adds the folder and backbone options)."""
@@ -38,7 +36,7 @@ def run_audit(args: argparse.Namespace, backbones: tuple[list[str], dict[str, st
     from turtle_core.atomic import atomic_write_text
     from turtle_core.cleaning.duplicates import build_neighbour_graph, duplicate_groups
     from turtle_core.cleaning.quality import FLAG_TITLES, QUALITY_FLAGS, quality_flags
-    from turtle_core.cli.common import TerminalProgress, csv_text
+    from turtle_core.cli.common import TerminalProgress, csv_text, reported
     from turtle_core.embedding.backbones import BackboneUnavailable
     from turtle_core.names import display_name, escape_name
     from turtle_core.operations.cleaning import image_priority
@@ -48,7 +46,7 @@ def run_audit(args: argparse.Namespace, backbones: tuple[list[str], dict[str, st
     if backbones is None:
         return 2
     progress = TerminalProgress(enabled=not args.quiet)
-    try:
+    with reported(progress, (ProjectError, BackboneUnavailable)):
         project = Project.open(args.folder)
         project.device = args.device
         project.ray_address = args.ray
@@ -61,15 +59,6 @@ def run_audit(args: argparse.Namespace, backbones: tuple[list[str], dict[str, st
             signatures=[r.signature for r in embedded],
             progress=progress,
         )
-    except (ProjectError, BackboneUnavailable) as error:
-        progress.close()
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (Cancelled, KeyboardInterrupt):
-        progress.close()
-        print("cancelled", file=sys.stderr)
-        return 130
-    progress.close()
     threshold = graph.default_threshold(args.fraction)
     fraction = threshold / graph.median_distance() if graph.median_distance() else 0.0
     groups = duplicate_groups(graph, threshold, image_priority(embedded))

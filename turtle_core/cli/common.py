@@ -6,8 +6,10 @@ import csv
 import io
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from turtle_core.progress import Progress
+from turtle_core.progress import Cancelled, Progress
 
 STAGE_UNITS = {"scan": "file", "embed": "img", "turtle": "step", "select": "step", "layout": "pt"}
 
@@ -52,3 +54,30 @@ def csv_text(rows: list[list[object]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()
+
+
+class CommandExit(Exception):
+    """Ends a command with an exit status (`main` returns it); its message was printed already."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextmanager
+def reported(
+    progress: TerminalProgress, errors: tuple[type[Exception], ...], cancelled: str = "cancelled"
+) -> Iterator[None]:
+    """Run a command's work: the progress bars close when it ends; an error of `errors` is printed and
+    ends the command with status 1, a cancel (Ctrl-C) says `cancelled` and ends it with 130."""
+    try:
+        yield
+    except errors as error:
+        progress.close()
+        print(f"error: {error}", file=sys.stderr)
+        raise CommandExit(1) from None
+    except (Cancelled, KeyboardInterrupt):
+        progress.close()
+        print(cancelled, file=sys.stderr)
+        raise CommandExit(130) from None
+    progress.close()

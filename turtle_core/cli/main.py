@@ -18,7 +18,7 @@ from turtle_core.cli import curations as cli_curations
 from turtle_core.cli import labels as cli_labels
 from turtle_core.cli import refine as cli_refine
 from turtle_core.cli import update as cli_update
-from turtle_core.cli.common import TerminalProgress, csv_text
+from turtle_core.cli.common import CommandExit, TerminalProgress, csv_text, reported
 from turtle_core.progress import Cancelled
 
 if TYPE_CHECKING:
@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run_command(args)
+    except CommandExit as ended:
+        return ended.code
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "backbones":
         return _list_backbones()
     if args.command == "embed":
@@ -292,7 +299,11 @@ def _embed(args: argparse.Namespace) -> int:
     project: Project | None = None
     lines: list[str] = []
     failed: dict[str, str] = {}
-    try:
+    with reported(
+        progress,
+        (ProjectError, BackboneUnavailable, RayUnavailable),
+        "cancelled; every batch embedded so far is in the cache",
+    ):
         project = Project.open(args.folder)
         project.set_backbones(names, checkpoints)
         images = project.scan(progress).images
@@ -313,15 +324,6 @@ def _embed(args: argparse.Namespace) -> int:
                 f"from the cache, {result.computed} computed{where}, {len(result.failed)} failed); "
                 f"cache {result.identity}"
             )
-    except (ProjectError, BackboneUnavailable, RayUnavailable) as error:
-        progress.close()
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (Cancelled, KeyboardInterrupt):
-        progress.close()
-        print("cancelled; every batch embedded so far is in the cache", file=sys.stderr)
-        return 130
-    progress.close()
     for path, reason in _scan_skips(project) + sorted(failed.items()):
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     for line in lines:

@@ -22,28 +22,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from turtle_core.atomic import atomic_write_text
-    from turtle_core.cli.common import TerminalProgress, csv_text
+    from turtle_core.cli.common import TerminalProgress, csv_text, reported
     from turtle_core.names import display_name, escape_name
     from turtle_core.operations.project import Project, ProjectError
-    from turtle_core.progress import Cancelled
 
     progress = TerminalProgress(enabled=not args.quiet)
-    try:
+    with reported(progress, (ProjectError,), "cancelled; nothing was changed"):
         project = Project.open(args.folder)
         if project.discovery is None:
             raise ProjectError(
                 f"{display_name(args.folder)} has no discovery yet: run `python -m turtle_core discover` first."
             )
         report = project.update(progress=progress)
-    except ProjectError as error:
-        progress.close()
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (Cancelled, KeyboardInterrupt):
-        progress.close()
-        print("cancelled; nothing was changed", file=sys.stderr)
-        return 130
-    progress.close()
     snap = project.snapshot()
     assert snap is not None
     labels = snap.curation.labels_as_names()
