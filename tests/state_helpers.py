@@ -9,7 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from turtle_core.ingest.scan import ImageRecord
+from turtle_core.paths import project_dir
 from turtle_core.state.discovery_result import DiscoveryResult
+from turtle_core.state.project_state import ProjectState
+from turtle_core.state.store import ProjectStore
 
 
 def synthetic_discovery(
@@ -91,3 +94,10 @@ def editor_main(workdir: str, folder: str, seed: int) -> None:
 
 if __name__ == "__main__":
     editor_main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+
+
+def open_state(folder: Path) -> ProjectState:
+    """The project state of `folder`, loaded from its workspace as the app opens it."""
+    state = ProjectState(ProjectStore(project_dir(folder)), folder)
+    state.load()
+    return state

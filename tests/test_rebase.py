@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from state_helpers import image_names, synthetic_discovery
+from state_helpers import image_names, open_state, synthetic_discovery
 
 from turtle_core.constants import EXCLUDED
 from turtle_core.ingest.scan import ImageRecord
@@ -18,13 +18,6 @@ from turtle_core.state.curation import Curation
 from turtle_core.state.errors import CurationHasEdits, StaleEdit
 from turtle_core.state.project_state import ProjectState
 from turtle_core.state.rebase import ImageListUpdate, map_rows, rebase_record
-from turtle_core.state.store import ProjectStore
-
-
-def _state(folder: Path) -> ProjectState:
-    state = ProjectState(ProjectStore(project_dir(folder)), folder)
-    state.load()
-    return state
 
 
 @pytest.fixture
@@ -88,7 +81,7 @@ def test_a_step_that_only_touched_removed_images_leaves_the_history() -> None:
 
 def test_a_new_discovery_carries_names_and_checked_labels_over(folder: Path) -> None:
     paths = image_names(60)
-    state = _state(folder)
+    state = open_state(folder)
     first = synthetic_discovery(paths, n_clusters=3)
     state.install_discovery(first)
     snap = state.snapshot()
@@ -119,7 +112,7 @@ def test_a_new_discovery_carries_names_and_checked_labels_over(folder: Path) -> 
 
 def test_checked_images_of_a_cluster_that_no_longer_exists_keep_their_name(folder: Path) -> None:
     paths = image_names(30)
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(paths, n_clusters=3))
     snap = state.snapshot()
     birds = snap.keys(snap.curation.members(2)[:3])
@@ -134,14 +127,14 @@ def test_checked_images_of_a_cluster_that_no_longer_exists_keep_their_name(folde
 
 
 def test_replace_edits_false_refuses_even_when_the_discovery_is_damaged(folder: Path) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(20)))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats"))
     discovery_file = project_dir(folder) / "discovery.npz"
     discovery_file.write_bytes(discovery_file.read_bytes()[:200])  # truncated
 
-    reopened = _state(folder)
+    reopened = open_state(folder)
     assert reopened.discovery is None
     assert reopened.has_edits()
     with pytest.raises(CurationHasEdits):
@@ -156,7 +149,7 @@ def test_replace_edits_false_refuses_even_when_the_discovery_is_damaged(folder: 
 
 
 def test_an_earlier_curation_comes_back(folder: Path) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(20)))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=1, name="dogs"))
@@ -170,14 +163,14 @@ def test_an_earlier_curation_comes_back(folder: Path) -> None:
     assert state.discovery.discovery_id == snap.discovery_id
     assert state.curation.name_of(1) == "dogs" and state.curation.history()[-1].startswith("Renamed")
     assert kept is None  # the replacing curation held no work of its own
-    assert _state(folder).curation.name_of(1) == "dogs"  # saved
+    assert open_state(folder).curation.name_of(1) == "dogs"  # saved
 
 
 def test_only_the_newest_earlier_curations_are_kept(folder: Path, monkeypatch) -> None:
     from turtle_core.state import archive
 
     monkeypatch.setattr(archive, "KEEP", 2)
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(10)))
     for round_ in range(4):
         snap = state.snapshot()
@@ -218,7 +211,7 @@ def _update(state: ProjectState, paths: list[str], labels: dict[str, int]) -> Im
 
 def test_an_update_labels_new_images_in_one_undoable_step_and_drops_removed_ones(folder: Path) -> None:
     paths = image_names(12)
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(paths, n_clusters=3))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats"))
@@ -247,13 +240,13 @@ def test_an_update_labels_new_images_in_one_undoable_step_and_drops_removed_ones
     state.apply(edits.Undo(discovery_id=snap.discovery_id))
     state.apply(edits.Undo(discovery_id=snap.discovery_id))
     assert set(state.curation.assignments[rows].tolist()) == {holding}
-    reopened = _state(folder)
+    reopened = open_state(folder)
     assert reopened.curation.n_images == 14 and reopened.discovery.revision == 1
 
 
 def test_an_update_computed_on_an_old_image_list_is_refused(folder: Path) -> None:
     paths = image_names(6)
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(paths, n_clusters=2))
     first = _update(state, paths + ["x.png"], {"x.png": 1})
     second = _update(state, paths + ["y.png"], {"y.png": 0})
@@ -265,7 +258,7 @@ def test_an_update_computed_on_an_old_image_list_is_refused(folder: Path) -> Non
 
 def test_a_rescan_cut_short_between_its_writes_is_finished_on_open(folder: Path) -> None:
     paths = image_names(10)
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(paths, n_clusters=2))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=1, name="dogs"))
@@ -274,7 +267,7 @@ def test_a_rescan_cut_short_between_its_writes_is_finished_on_open(folder: Path)
     state.store.image_lists.write(state.discovery.image_key(), state.discovery.images)
     state.store.write_discovery(update.discovery)  # ... and the process dies before the curation is saved
 
-    reopened = _state(folder)
+    reopened = open_state(folder)
 
     assert any("rescan was interrupted" in notice for notice in reopened.take_notices())
     assert reopened.curation.n_images == 10 and reopened.curation.name_of(1) == "dogs"
@@ -285,7 +278,7 @@ def test_a_rescan_cut_short_between_its_writes_is_finished_on_open(folder: Path)
 def test_a_discovery_never_replaces_edits_made_after_the_curator_agreed(folder: Path) -> None:
     from turtle_core.state.errors import CurationChanged
 
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(20)))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats"))

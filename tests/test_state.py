@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from state_helpers import image_names, synthetic_discovery
+from state_helpers import image_names, open_state, synthetic_discovery
 
 from turtle_core.constants import EXCLUDED
 from turtle_core.paths import project_dir
@@ -29,12 +29,6 @@ from turtle_core.state.store import ProjectStore
 HERE = Path(__file__).resolve().parent
 
 
-def _state(folder: Path) -> ProjectState:
-    state = ProjectState(ProjectStore(project_dir(folder)), folder)
-    state.load()
-    return state
-
-
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     path = tmp_path / "images"
@@ -43,35 +37,35 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_apply_saves_every_edit_and_undo_survives_reopening(folder: Path) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(30)))
     snap = state.snapshot()
     assert state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats")) == "cats"
     assert state.apply(edits.Exclude(discovery_id=snap.discovery_id, images=snap.keys([4, 5]))) == 2
     assert snap.curation.name_of(0) == "Cluster 0"  # a snapshot is a copy: edits do not change it
 
-    reopened = _state(folder)
+    reopened = open_state(folder)
     assert reopened.take_notices() == []
     assert reopened.curation.name_of(0) == "cats"
     assert reopened.curation.assignments[4] == EXCLUDED
     assert reopened.apply(edits.Undo(discovery_id=snap.discovery_id)) is True
-    assert _state(folder).curation.assignments[4] != EXCLUDED
+    assert open_state(folder).curation.assignments[4] != EXCLUDED
 
 
 def test_edit_made_against_another_discovery_is_refused_and_changes_nothing(folder: Path) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(30)))
     old = state.snapshot()
     state.install_discovery(synthetic_discovery(image_names(30), seed=1))
     with pytest.raises(StaleEdit, match="recomputed"):
         state.apply(edits.Exclude(discovery_id=old.discovery_id, images=old.keys([0])))
     assert not state.has_edits()
-    assert not _state(folder).has_edits()
+    assert not open_state(folder).has_edits()
 
 
 def test_selection_by_identity_acts_on_the_ticked_images_after_a_rescan(folder: Path) -> None:
     """Defect 5: rows shift when a rescan finds a new file; an edit names images, not rows."""
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(20)))
     ticked = state.snapshot().keys([3, 4])  # what the curator ticked
     state.install_discovery(synthetic_discovery(["aaa_new.png", *image_names(20)]))
@@ -83,7 +77,7 @@ def test_selection_by_identity_acts_on_the_ticked_images_after_a_rescan(folder: 
 
 def test_crash_between_discovery_and_curation_writes_never_pairs_them(folder: Path, monkeypatch) -> None:
     """Defect 3: the old curation (same images, other discovery) is set aside, not silently reused."""
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(30)))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=1, name="my work"))
@@ -96,7 +90,7 @@ def test_crash_between_discovery_and_curation_writes_never_pairs_them(folder: Pa
         patch.setattr(ProjectStore, "write_curation", crash)
         state.install_discovery(new)
 
-    reopened = _state(folder)
+    reopened = open_state(folder)
     assert reopened.discovery.discovery_id == new.discovery_id
     np.testing.assert_array_equal(reopened.curation.assignments, new.labels)
     assert not reopened.has_edits()
@@ -111,12 +105,12 @@ def test_crash_between_discovery_and_curation_writes_never_pairs_them(folder: Pa
 
 @pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 torn", b"not a zip at all"])
 def test_corrupt_curation_or_discovery_never_makes_a_project_unopenable(folder: Path, damage: bytes) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     discovery = synthetic_discovery(image_names(30))
     state.install_discovery(discovery)
     workdir = project_dir(folder)
     (workdir / "curation.npz").write_bytes(damage)
-    reopened = _state(folder)
+    reopened = open_state(folder)
     np.testing.assert_array_equal(reopened.curation.assignments, discovery.labels)
     assert "could not be used" in reopened.take_notices()[0]
 
@@ -133,43 +127,43 @@ def test_corrupt_curation_or_discovery_never_makes_a_project_unopenable(folder: 
 
 @pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 torn"])
 def test_a_damaged_curation_file_costs_at_most_the_last_edit(folder: Path, damage: bytes) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     discovery = synthetic_discovery(image_names(30))
     state.install_discovery(discovery)
     for cid, name in enumerate(["cats", "dogs", "birds"]):
         state.apply(edits.Rename(discovery_id=discovery.discovery_id, cluster_id=cid, name=name))
     (project_dir(folder) / "curation.npz").write_bytes(damage)
 
-    reopened = _state(folder)
+    reopened = open_state(folder)
     names = [reopened.curation.name_of(cid) for cid in range(3)]
     assert names[:2] == ["cats", "dogs"]  # only the last save is gone
     notice = reopened.take_notices()[0]
     assert "could not be used" in notice and "the save before it was restored" in notice
     assert list(project_dir(folder).glob("curation.npz.bad-*"))  # the damaged file is kept aside
-    again = _state(folder)  # the restored curation was saved: a second reopen needs no rescue
+    again = open_state(folder)  # the restored curation was saved: a second reopen needs no rescue
     assert [again.curation.name_of(cid) for cid in range(2)] == ["cats", "dogs"]
     assert again.take_notices() == []
 
 
 def test_refusing_to_replace_edits(folder: Path) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(30)))
     state.install_discovery(synthetic_discovery(image_names(30), seed=1), replace_edits=False)  # no edits
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="kept"))
     with pytest.raises(CurationHasEdits, match="1 edit"):
         state.install_discovery(synthetic_discovery(image_names(30), seed=2), replace_edits=False)
-    assert _state(folder).curation.name_of(0) == "kept"
+    assert open_state(folder).curation.name_of(0) == "kept"
 
 
 def test_another_process_discovery_is_noticed_and_never_overwritten(folder: Path) -> None:
     """Defect 4 (app side): the app's stale curation is never saved over a newer discovery."""
-    app = _state(folder)
+    app = open_state(folder)
     app.install_discovery(synthetic_discovery(image_names(30)))
     seen = app.snapshot()
     app.curation.rename(0, "edited in place")  # the old way: edit the object, then save it
 
-    cli = _state(folder)  # another process: same files, its own memory
+    cli = open_state(folder)  # another process: same files, its own memory
     new = synthetic_discovery(image_names(30), seed=3)
     cli.install_discovery(new)
 
@@ -255,7 +249,7 @@ def test_split_applies_when_nothing_changed_meanwhile(folder: Path) -> None:
 
 def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, turtle_home: Path) -> None:
     """SIGKILL an editing process at random moments; every reopen works and pairs correctly."""
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(60)))
     workdir = project_dir(folder)
     env = {
@@ -282,7 +276,7 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
         assert "Traceback" not in errors, errors
         kind, discovery_id, version = (first + rest).strip().splitlines()[-1].split()
 
-        reopened = _state(folder)
+        reopened = open_state(folder)
         assert reopened.discovery is not None and reopened.curation is not None
         curation_file = workdir / "curation.npz"
         if curation_file.exists():  # absent right after a mismatched one was set aside
@@ -303,13 +297,13 @@ def test_kill_at_random_points_loses_at_most_the_edit_in_flight(folder: Path, tu
 
 
 def test_temp_files_of_a_killed_writer_are_cleaned_up_when_old(folder: Path) -> None:
-    state = _state(folder)
+    state = open_state(folder)
     state.install_discovery(synthetic_discovery(image_names(10)))
     workdir = project_dir(folder)
     old, fresh = workdir / ".curation.npz.abc123.tmp", workdir / ".curation.npz.def456.tmp"
     old.write_bytes(b"half a file")
     fresh.write_bytes(b"a write in progress")
     os.utime(old, (time.time() - 3600, time.time() - 3600))
-    _state(folder)
+    open_state(folder)
     assert not old.exists() and fresh.exists()
     assert (workdir / "curation.npz").exists()
