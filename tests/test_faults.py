@@ -54,10 +54,10 @@ def test_damaged_files_never_stop_the_project_from_opening(sandbox: Sandbox) -> 
         before = fk.outside_state(sandbox)
         damage(files[what], how)
         outcome = fk.assess(sandbox, fk.RunOutcome(how, what), before, sandbox.baseline()["prior"])
-        if what == "workspace/discovery.npz":  # the edits belong to it: the project says so and starts again
-            assert outcome.reopened and "moved to discovery.npz.bad-" in " ".join(outcome.notices)
+        if what == "workspace/discovery.npz":  # set aside, and its copy restored: the edits still pair with it
+            assert outcome.reopened and "its copy was restored" in " ".join(outcome.notices)
             assert outcome.crashes == [] and outcome.touched == []
-            assert outcome.edits_lost == len(sandbox.baseline()["prior"])  # kept aside, not restorable here
+            assert outcome.edits_lost == 0
         else:
             _holds_up(outcome)
     # A damaged curation is set aside (never deleted) and the pages say so instead of failing.

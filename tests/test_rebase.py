@@ -131,8 +131,9 @@ def test_replace_edits_false_refuses_even_when_the_discovery_is_damaged(folder: 
     state.install_discovery(synthetic_discovery(image_names(20)))
     snap = state.snapshot()
     state.apply(edits.Rename(discovery_id=snap.discovery_id, cluster_id=0, name="cats"))
-    discovery_file = project_dir(folder) / "discovery.npz"
-    discovery_file.write_bytes(discovery_file.read_bytes()[:200])  # truncated
+    for name in ("discovery.npz", "discovery.copy.npz"):  # both truncated: no discovery to restore
+        discovery_file = project_dir(folder) / name
+        discovery_file.write_bytes(discovery_file.read_bytes()[:200])
 
     reopened = open_state(folder)
     assert reopened.discovery is None

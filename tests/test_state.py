@@ -115,6 +115,7 @@ def test_corrupt_curation_or_discovery_never_makes_a_project_unopenable(folder: 
     assert "could not be used" in reopened.take_notices()[0]
 
     (workdir / "discovery.npz").write_bytes(damage)
+    (workdir / "discovery.copy.npz").write_bytes(damage)  # both copies damaged: nothing to restore
     (workdir / "project.json").write_bytes(b"{ torn")
     from turtle_core.operations.project import Project
 
@@ -143,6 +144,22 @@ def test_a_damaged_curation_file_costs_at_most_the_last_edit(folder: Path, damag
     again = open_state(folder)  # the restored curation was saved: a second reopen needs no rescue
     assert [again.curation.name_of(cid) for cid in range(2)] == ["cats", "dogs"]
     assert again.take_notices() == []
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 torn"])
+def test_a_damaged_discovery_file_is_restored_from_its_copy(folder: Path, damage: bytes) -> None:
+    state = open_state(folder)
+    discovery = synthetic_discovery(image_names(30))
+    state.install_discovery(discovery)
+    state.apply(edits.Rename(discovery_id=discovery.discovery_id, cluster_id=1, name="cats"))
+    (project_dir(folder) / "discovery.npz").write_bytes(damage)
+
+    reopened = open_state(folder)
+    assert reopened.discovery.discovery_id == discovery.discovery_id
+    assert reopened.curation.name_of(1) == "cats"  # the curation still pairs with it: nothing lost
+    assert "its copy was restored" in reopened.take_notices()[0]
+    assert list(project_dir(folder).glob("discovery.npz.bad-*"))
+    assert open_state(folder).take_notices() == []  # restored on disk too
 
 
 def test_refusing_to_replace_edits(folder: Path) -> None:

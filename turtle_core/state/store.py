@@ -6,7 +6,9 @@ written atomically (`turtle_core.atomic`):
 - `project.json`  settings (folder, backbones, checkpoints)
 - `scan.json`     the last scan
 - `discovery.npz` the last discovery; its `discovery_id` is recorded in every file derived from it
+- `discovery.copy.npz` the same bytes in another file: a damaged `discovery.npz` is restored from it
 - `curation.npz`  the curator's work on that discovery (records the discovery id and image list)
+- `curation.previous.npz` the save before the last (a hard link): a damaged curation costs one edit
 - `image-lists/`  the image lists the discovery and the curation refer to (`state/image_lists.py`), so a
                   curation can always be carried onto the discovery's images
 - `curations/`    earlier curations that a new discovery or a restore replaced (`state/archive.py`)
@@ -65,6 +67,8 @@ class ProjectStore:
         self.scan_path = self.workdir / "scan.json"
         self.discovery_path = self.workdir / "discovery.npz"
         self.curation_path = self.workdir / "curation.npz"
+        # A second copy of the discovery's bytes (another file, written with it): damage to one costs nothing.
+        self.discovery_copy_path = self.workdir / "discovery.copy.npz"
         # The save before the last one (a hard link: no copy): a damaged curation file costs one edit.
         self.previous_curation_path = self.workdir / "curation.previous.npz"
         self.layouts_dir = self.workdir / "layouts"
@@ -132,26 +136,52 @@ class ProjectStore:
 
     # ----------------------------------------------------------------- discovery and curation
     def read_discovery(self) -> tuple[DiscoveryResult | None, str | None]:
-        """The saved discovery (None when there is none or it is unreadable) and a warning if unreadable."""
+        """The saved discovery (None when there is none or it is unreadable) and a warning if unreadable. A
+        damaged file is set aside and its copy restored when the copy is sound (and the curation's)."""
         try:
             data = self.discovery_path.read_bytes()
         except FileNotFoundError:
             return None, None
         except OSError as error:
-            return None, f"The saved discovery {self.discovery_path} cannot be read ({error.strerror})."
+            return (
+                self._discovery_copy(),
+                f"The saved discovery {self.discovery_path} cannot be read ({error.strerror}).",
+            )
         try:
             return DiscoveryResult.from_bytes(data), None
         except Exception as error:  # noqa: BLE001 - any damage (torn zip, bad JSON, missing key) is recovered
             aside = self.set_aside(self.discovery_path)
+            copy = self._discovery_copy()
+            if copy is not None:
+                atomic_write_bytes(self.discovery_path, copy.to_bytes())
+                return copy, (
+                    f"The saved discovery was damaged ({_short(error)}) and was moved to {aside.name}; its copy "
+                    "was restored, nothing was lost."
+                )
             return None, (
                 f"The saved discovery was damaged ({_short(error)}) and was moved to {aside.name}; "
                 "run discovery again."
             )
 
+    def _discovery_copy(self) -> DiscoveryResult | None:
+        """The discovery's copy when it is sound and the saved curation (if any) was made from it."""
+        try:
+            copy = DiscoveryResult.from_bytes(self.discovery_copy_path.read_bytes())
+        except Exception:  # noqa: BLE001 - a missing or damaged copy is simply not used
+            return None
+        try:
+            made_from = read_curation_file(self.curation_path.read_bytes())[0].discovery_id
+        except (OSError, CurationError, ValueError):
+            made_from = None
+        return copy if made_from in (None, copy.discovery_id) else None
+
     def write_discovery(self, discovery: DiscoveryResult) -> None:
-        """Write the discovery, after keeping its image list (a curation can then always be carried onto it)."""
+        """Write the discovery, after keeping its image list (a curation can then always be carried onto it),
+        and its copy."""
         self.image_lists.write(discovery.image_key(), discovery.images)
-        atomic_write_bytes(self.discovery_path, discovery.to_bytes())
+        data = discovery.to_bytes()
+        atomic_write_bytes(self.discovery_path, data)
+        atomic_write_bytes(self.discovery_copy_path, data)
 
     def read_curation(self, discovery: DiscoveryResult) -> tuple[Curation, str | None, bool]:
         """The curation of `discovery`, a warning, and whether it was carried onto the discovery's images
