@@ -54,7 +54,9 @@ def test_damaged_files_never_stop_the_project_from_opening(sandbox: Sandbox) -> 
         before = fk.outside_state(sandbox)
         damage(files[what], how)
         outcome = fk.assess(sandbox, fk.RunOutcome(how, what), before, sandbox.baseline()["prior"])
-        if what == "workspace/discovery.npz":  # set aside, and its copy restored: the edits still pair with it
+        if (
+            what == "workspace/discovery.npz"
+        ):  # set aside, and its copy restored: the edits still pair with it
             assert outcome.reopened and "its copy was restored" in " ".join(outcome.notices)
             assert outcome.crashes == [] and outcome.touched == []
             assert outcome.edits_lost == 0
