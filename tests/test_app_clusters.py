@@ -296,13 +296,20 @@ def _move_one(at, project, cid: int, target: int) -> None:
     assert not at.exception
 
 
-def test_the_gallery_stays_on_its_cluster_after_a_move_and_an_undo(monkeypatch, tmp_path: Path) -> None:
+def _gallery_after_a_move(monkeypatch, tmp_path: Path):
+    """The Clusters gallery on cluster 1, after one of its images moved to cluster 2 (labels sent back as a
+    browser sends them)."""
     _browser_keeps_labels(monkeypatch)
     fake_project = FakeProject(tmp_path / "images")
     at = open_app(monkeypatch, fake_project, PAGE)
     at.segmented_control(key="clusters_view").set_value("Gallery").run()
     at.selectbox(key="gallery_cluster").set_value(1).run()
     _move_one(at, fake_project, 1, 2)
+    return at
+
+
+def test_the_gallery_stays_on_its_cluster_after_a_move_and_an_undo(monkeypatch, tmp_path: Path) -> None:
+    at = _gallery_after_a_move(monkeypatch, tmp_path)
     at.segmented_control(key="gallery_sort").set_value("File name").run()  # the next click, any click
     assert at.selectbox(key="gallery_cluster").value == 1
     assert len(_by_key(at, "checkbox", "pick:cluster1:")) == 11
@@ -314,12 +321,7 @@ def test_the_gallery_stays_on_its_cluster_after_a_move_and_an_undo(monkeypatch, 
 
 
 def test_the_cluster_pickers_show_the_counts_after_an_edit(monkeypatch, tmp_path: Path) -> None:
-    _browser_keeps_labels(monkeypatch)
-    fake_project = FakeProject(tmp_path / "images")
-    at = open_app(monkeypatch, fake_project, PAGE)
-    at.segmented_control(key="clusters_view").set_value("Gallery").run()
-    at.selectbox(key="gallery_cluster").set_value(1).run()
-    _move_one(at, fake_project, 1, 2)
+    at = _gallery_after_a_move(monkeypatch, tmp_path)
     box = at.selectbox(key="gallery_cluster")
     assert list(box.options) == ["Cluster 2 (13)", "Cluster 0 (12)", "Cluster 1 (11)"]
     assert box.proto.set_value and box.proto.raw_value == "Cluster 1 (11)"  # the label shown, not "(12)"

@@ -12,7 +12,7 @@ counts an image right when its label is its class's name; purity counts each lab
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -86,76 +86,69 @@ def _inspect(truth: np.ndarray, labels: np.ndarray, checked: np.ndarray, rows: n
     return int(wrong.size)
 
 
-def _clusters_of(clusters: np.ndarray) -> np.ndarray:
-    return np.unique(clusters)
+def _three_named(clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    every = np.unique(clusters)
+    return rng.choice(every, size=min(3, every.size), replace=False)
+
+
+def _members(clusters: np.ndarray, cluster: int) -> np.ndarray:
+    return np.flatnonzero(clusters == cluster)
+
+
+def _pass(
+    truth: np.ndarray, clusters: np.ndarray, named: np.ndarray, looked_at: Iterable[np.ndarray]
+) -> Pass:
+    """The clusters in `named` get their majority class's name, then the curator looks at each group of rows
+    in `looked_at` in turn (drawn lazily, so a seed draws them in the same order as the curator looks)."""
+    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
+    labels = origin.copy()
+    moved = sum(_inspect(truth, labels, checked, rows) for rows in looked_at)
+    return Pass(labels, checked, origin, int(named.size), moved)
 
 
 def short_pass(
     truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
 ) -> Pass:
     """Name 3 random clusters after their majority class, inspect 5 random images in each."""
-    named = rng.choice(_clusters_of(clusters), size=min(3, _clusters_of(clusters).size), replace=False)
-    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
-    labels = origin.copy()
-    moved = 0
-    for cluster in named:
-        members = np.flatnonzero(clusters == cluster)
-        moved += _inspect(truth, labels, checked, rng.choice(members, min(5, members.size), replace=False))
-    return Pass(labels, checked, origin, int(named.size), moved)
+    named = _three_named(clusters, rng)
+    members = (_members(clusters, cluster) for cluster in named)
+    return _pass(truth, clusters, named, (rng.choice(m, min(5, m.size), replace=False) for m in members))
 
 
 def page_pass(
     truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
 ) -> Pass:
     """Name 3 random clusters; open one and check its first gallery page (least sure first, the default sort)."""
-    named = rng.choice(_clusters_of(clusters), size=min(3, _clusters_of(clusters).size), replace=False)
-    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
-    labels = origin.copy()
-    members = np.flatnonzero(clusters == named[0])
-    page = members[np.argsort(confidence[members], kind="stable")[:PAGE]]
-    moved = _inspect(truth, labels, checked, page)
-    return Pass(labels, checked, origin, int(named.size), moved)
+    named = _three_named(clusters, rng)
+    members = _members(clusters, named[0])
+    return _pass(truth, clusters, named, [members[np.argsort(confidence[members], kind="stable")[:PAGE]]])
 
 
 def every_cluster_pass(
     truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
 ) -> Pass:
     """Name every cluster; inspect 3 random images in each."""
-    every = _clusters_of(clusters)
-    origin, checked = name_space(truth, clusters, every), np.zeros(truth.size, bool)
-    labels = origin.copy()
-    moved = 0
-    for cluster in every:
-        members = np.flatnonzero(clusters == cluster)
-        moved += _inspect(truth, labels, checked, rng.choice(members, min(3, members.size), replace=False))
-    return Pass(labels, checked, origin, int(every.size), moved)
+    every = np.unique(clusters)
+    members = (_members(clusters, cluster) for cluster in every)
+    return _pass(truth, clusters, every, (rng.choice(m, min(3, m.size), replace=False) for m in members))
 
 
 def queue_pass(
     truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
 ) -> Pass:
     """Name 3 random clusters; inspect the 9 least sure images of the review queue (any cluster)."""
-    named = rng.choice(_clusters_of(clusters), size=min(3, _clusters_of(clusters).size), replace=False)
-    origin, checked = name_space(truth, clusters, named), np.zeros(truth.size, bool)
-    labels = origin.copy()
-    moved = _inspect(truth, labels, checked, np.argsort(confidence, kind="stable")[:9])
-    return Pass(labels, checked, origin, int(named.size), moved)
+    return _pass(truth, clusters, _three_named(clusters, rng), [np.argsort(confidence, kind="stable")[:9]])
 
 
 def typical_pages_pass(
     truth: np.ndarray, clusters: np.ndarray, confidence: np.ndarray, rng: np.random.Generator
 ) -> Pass:
     """Name every cluster; check the first page of each sorted most typical first."""
-    every = _clusters_of(clusters)
-    origin, checked = name_space(truth, clusters, every), np.zeros(truth.size, bool)
-    labels = origin.copy()
-    moved = 0
-    for cluster in every:
-        members = np.flatnonzero(clusters == cluster)
-        moved += _inspect(
-            truth, labels, checked, members[np.argsort(-confidence[members], kind="stable")[:PAGE]]
-        )
-    return Pass(labels, checked, origin, int(every.size), moved)
+    every = np.unique(clusters)
+    members = (_members(clusters, cluster) for cluster in every)
+    return _pass(
+        truth, clusters, every, (m[np.argsort(-confidence[m], kind="stable")[:PAGE]] for m in members)
+    )
 
 
 VARIANTS: dict[str, Callable[..., Pass]] = {
