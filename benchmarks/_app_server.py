@@ -1,5 +1,5 @@
-"""The real app for browser benchmarks: `streamlit run app.py` on a free port with its own engine home, as
-`tests/browser/conftest.py`'s `AppServer`, without the tests' small demo (the demo here is the real one)."""
+"""The real app in a browser's reach: `streamlit run app.py` on a free port with its own engine home, for the
+browser benchmarks (the real demo) and, through `tests/browser/conftest.py`, the browser tests (a small one)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def free_port() -> int:
 
 
 class AppServer:
-    """`streamlit run app.py`, headless, offline, with `home/turtle_home` as its engine home; its output
-    goes to `home/streamlit.log`."""
+    """`streamlit run <script>` (default: the app), headless, offline, with `home/turtle_home` as its engine
+    home and `env` on top of that environment; its output goes to `home/streamlit.log`."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, script: Path = REPO / "app.py") -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,8 +44,9 @@ class AppServer:
                 "PYTHONPATH": str(REPO),
             }
         )
+        environment.update(env or {})
         command = [
-            sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+            sys.executable, "-m", "streamlit", "run", str(script),
             "--server.headless", "true",
             "--server.port", str(self.port),
             "--server.address", "127.0.0.1",

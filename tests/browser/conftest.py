@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -16,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import _app_server as app_server
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("TURTLE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = app_server.CHROMIUM
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+IDLE = app_server.IDLE
 
 # Counts the websocket messages the page's JavaScript has received, so a wait can make sure the page
 # has seen every message the browser's network layer reported.
@@ -37,76 +36,14 @@ _COUNT_FRAMES_JS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AppServer:
-    """A `streamlit run <script>` subprocess (default: the app) with its own engine home."""
+class AppServer(app_server.AppServer):
+    """The app (or another `script`) for a test: the 200-image demo, so that a discovery fits CI's time."""
 
     def __init__(self, home: Path, env: dict[str, str] | None = None, script: Path = ROOT / "app.py") -> None:
-        self.home = home
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / "streamlit.log"
-        environment = dict(os.environ)
-        environment.update(
-            {
-                "TURTLE_HOME": str(home / "turtle_home"),
-                "TURTLE_OFFLINE": "1",
-                "HF_HUB_OFFLINE": "1",
-                "TURTLE_DEMO_PER_CLASS": "20",
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(ROOT),
-            }
-        )
-        environment.update(env or {})
-        command = [
-            sys.executable, "-m", "streamlit", "run", str(script),
-            "--server.headless", "true",
-            "--server.port", str(self.port),
-            "--server.address", "127.0.0.1",
-            "--server.fileWatcherType", "none",
-            "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        self._log_handle = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=environment, stdout=self._log_handle, stderr=subprocess.STDOUT
-        )
+        super().__init__(home, {"TURTLE_DEMO_PER_CLASS": "20", **(env or {})}, script)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{self.log.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode().strip() == "ok":
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(
-            f"streamlit did not become healthy in {timeout} s:\n{self.log.read_text(errors='replace')}"
-        )
-
-    def log_tail(self, n_chars: int = 6000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n_chars:]
-        except OSError as error:
-            return f"(no server log: {error})"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log_handle.close()
+        super().wait_healthy(timeout)
 
 
 class AppRuns:
