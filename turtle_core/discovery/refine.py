@@ -70,15 +70,6 @@ class HeldOut:
         """Share of checked images the held-out learner labels as the curator did."""
         return None if self.right.size == 0 else float(self.right.mean())
 
-    def counts(self, cutoff: float) -> tuple[int, int, int]:
-        """(helpful, harmful, changes) among the predictions at least `cutoff` sure."""
-        sure = self.sureness >= cutoff
-        return (
-            int((self.helpful & sure).sum()),
-            int((self.harmful & sure).sum()),
-            int((self.changes & sure).sum()),
-        )
-
 
 @dataclass
 class RefineResult:
