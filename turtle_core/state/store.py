@@ -143,8 +143,9 @@ class ProjectStore:
         except FileNotFoundError:
             return None, None
         except OSError as error:
+            copy = self._discovery_copy()
             return (
-                self._discovery_copy(),
+                None if copy is None else copy[0],
                 f"The saved discovery {self.discovery_path} cannot be read ({error.strerror}).",
             )
         try:
@@ -153,8 +154,8 @@ class ProjectStore:
             aside = self.set_aside(self.discovery_path)
             copy = self._discovery_copy()
             if copy is not None:
-                atomic_write_bytes(self.discovery_path, copy.to_bytes())
-                return copy, (
+                atomic_write_bytes(self.discovery_path, copy[1])
+                return copy[0], (
                     f"The saved discovery was damaged ({_short(error)}) and was moved to {aside.name}; its copy "
                     "was restored, nothing was lost."
                 )
@@ -163,17 +164,19 @@ class ProjectStore:
                 "run discovery again."
             )
 
-    def _discovery_copy(self) -> DiscoveryResult | None:
-        """The discovery's copy when it is sound and the saved curation (if any) was made from it."""
+    def _discovery_copy(self) -> tuple[DiscoveryResult, bytes] | None:
+        """The discovery's copy and its bytes, when it is sound and the saved curation (if any) was made
+        from it."""
         try:
-            copy = DiscoveryResult.from_bytes(self.discovery_copy_path.read_bytes())
+            data = self.discovery_copy_path.read_bytes()
+            copy = DiscoveryResult.from_bytes(data)
         except Exception:  # noqa: BLE001 - a missing or damaged copy is simply not used
             return None
         try:
             made_from = read_curation_file(self.curation_path.read_bytes())[0].discovery_id
         except (OSError, CurationError, ValueError):
             made_from = None
-        return copy if made_from in (None, copy.discovery_id) else None
+        return (copy, data) if made_from in (None, copy.discovery_id) else None
 
     def write_discovery(self, discovery: DiscoveryResult) -> None:
         """Write the discovery, after keeping its image list (a curation can then always be carried onto it),
