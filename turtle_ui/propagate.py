@@ -59,12 +59,20 @@ def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False)
     """The "Propagate my fixes" action: proposal in the background, then its table (or "out of date")."""
     n_checked = int(np.asarray(snap.curation.checked).sum())
     job = jobs_ui.project_job(project, JOB_KIND)
+    # One reading of the job for the whole panel: a job that ends while the panel is drawn would otherwise
+    # leave "Learning…" on the page with no live panel to redraw it (seen in the browser test).
+    running = job is not None and job.running
     proposal: RefineProposal | None = None
-    if job is not None and job.state == "done" and st.session_state.get("refine_dismissed") != job.id:
+    if (
+        not running
+        and job is not None
+        and job.state == "done"
+        and st.session_state.get("refine_dismissed") != job.id
+    ):
         # What is left of it after rows applied from this session, else the job's own result.
         proposal = st.session_state.get(f"refine_proposal:{job.id}", job.result)
     with st.container(border=True):
-        if job is not None and job.running:
+        if running:
             st.caption("Learning from your checked images…")
         elif proposal is not None and job is not None:
             if proposal.discovery_id == snap.discovery_id and proposal.state_id == snap.curation.state_id:
@@ -81,7 +89,7 @@ def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False)
         if button.button(
             "Propagate my fixes",
             icon=":material/auto_fix_high:",
-            disabled=disabled or n_checked == 0 or (job is not None and job.running),
+            disabled=disabled or n_checked == 0 or running,
             help=None
             if n_checked
             else "Confirm or move some images first (the review queue is a good start).",
@@ -89,7 +97,9 @@ def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False)
             width="stretch",
         ):
             _start(project)
-    if job is not None and job.running:
+    if running:
+        if not job.running:  # it ended while this run drew it as running: draw the page again
+            st.rerun()
         jobs_ui.job_panel(job, "Propagate my fixes", compact=True)
     elif job is not None and job.state == "failed" and job.error is not None:
         jobs_ui.job_panel(job, "Propagate my fixes")
