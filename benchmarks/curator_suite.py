@@ -116,8 +116,8 @@ class Suite:
             code = source_digest(methods.ProbeRefine)
             refine = methods.ProbeRefine(self.features, confidence, seed)
         else:
-            code = self.engine
-            refine = methods.product_refine(self.features, seed)
+            code = {"engine": self.engine, "adapter": source_digest(methods.product_refine)}
+            refine = methods.product_refine(self.features, confidence, seed)
             if refine is None:
                 return None
         key = key_of(

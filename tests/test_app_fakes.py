@@ -265,7 +265,8 @@ class FakeProject:
         )  # the real proposal, on the fake's features
 
     def refine(self) -> int:
-        return self.apply(self.propose_refine().edit()).moved
+        proposal = self.propose_refine()
+        return self.apply(proposal.edit()).moved if proposal.moves else 0
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2

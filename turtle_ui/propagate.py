@@ -2,10 +2,10 @@
 
 "Propagate my fixes" computes a proposal in the background (nothing changes yet) and shows it as a from →
 to table: per pair of clusters, how many images would move and a few of them. A slider narrows it to the
-changes the learner is surer of; each row applies on its own, "Apply all shown" applies every row shown
-(and re-scores the review queue); each click is one undoable edit. A proposal belongs to the curation it
-was computed on: after any other change (here, in another tab or program, an undo) it says "out of date"
-and offers to recompute, never to apply.
+changes the learner is surer of; each row applies on its own, "Apply all shown" applies every row shown;
+each click is one undoable edit, and the review queue keeps its order (moved images keep their place). A
+proposal belongs to the curation it was computed on: after any other change (here, in another tab or
+program, an undo) it says "out of date" and offers to recompute, never to apply.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _proposal_table(
     caption, apply_col, discard_col = st.columns([3, 1, 1], vertical_alignment="center")
     caption.caption(
         f"{fmt_count(total, 'image')} in {fmt_count(len(shown), 'row')} at this setting. Each click is one undoable "
-        "edit; 'Apply all shown' also re-orders the review queue by the learner's confidence."
+        "edit; moved images keep their place in the review queue, so you can check what moved."
     )
     if apply_col.button(
         "Apply all shown",

@@ -66,17 +66,20 @@ def load_product_refine() -> Callable[..., tuple[np.ndarray, np.ndarray]] | None
     return refine_labels
 
 
-def product_refine(features: np.ndarray, seed: int) -> RefineFn | None:
-    """The product's refine as the simulated curator calls it, or None while the engine lacks it."""
+def product_refine(features: np.ndarray, confidence: np.ndarray, seed: int) -> RefineFn | None:
+    """The product's propagation as the simulated curator calls it, or None while the engine lacks it. Like
+    the product (`turtle_core/operations/propagate.py`), it moves images and leaves the review queue's order
+    alone: every image keeps the start's `confidence`."""
     refine_labels = load_product_refine()
     if refine_labels is None:
         return None
     from turtle_core.discovery.refine import FeatureProbe
 
     probe = FeatureProbe([np.asarray(features, dtype=np.float32)])  # prepared once, reused every round
+    queue = np.asarray(confidence, dtype=np.float64)
 
     def refine(labels: np.ndarray, checked: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         result = refine_labels(probe, labels, checked, origin=origin, random_state=seed)
-        return np.asarray(result.labels), np.asarray(result.confidence, dtype=np.float64)
+        return np.asarray(result.labels), queue.copy()
 
     return refine

@@ -452,8 +452,10 @@ class Project:
         return propose_refine(snap, self.spaces(snap.discovery), cancel)
 
     def refine(self) -> int:
-        """Apply the whole proposal of `propose_refine` (one undoable edit); returns how many images moved."""
-        return self.apply(self.propose_refine().edit()).moved
+        """Apply the whole proposal of `propose_refine` (one undoable edit; none when it moves nothing); returns
+        how many images moved."""
+        proposal = self.propose_refine()
+        return self.apply(proposal.edit()).moved if proposal.moves else 0
 
     def layout(
         self,
