@@ -8,11 +8,13 @@ import streamlit as st
 
 from turtle_core.names import markdown_text
 from turtle_ui import fmt, session
+from turtle_ui import jobs as jobs_ui
 
 # A bundled file, not a material icon: Streamlit fetches those favicons from fonts.gstatic.com.
 FAVICON = Path(__file__).parent / "assets" / "favicon.png"
 st.set_page_config(page_title="TURTLE Labels", page_icon=str(FAVICON), layout="wide")
 session.init_session()
+jobs_ui.mark_run_start()
 session.palette_css()
 
 PAGES = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,15 +104,28 @@ def busy_notice(project: Project, *, show_split: bool = True) -> bool:
     return bool(discovering)
 
 
+RUN_STARTED = "jobs:run_started"
+
+
+def mark_run_start() -> None:
+    """Note when this script run began (app.py, every full run): `job_panel` draws the page again when a job
+    ended after that, since the page may have drawn it as running before it ended."""
+    st.session_state[RUN_STARTED] = time.time()
+
+
 def job_panel(
     job: Job[Any] | None, title: str, *, cancel_label: str = "Cancel", compact: bool = False
 ) -> None:
     """Live status of a background job, redrawn every second while it runs (the rest of the page stays
-    responsive); when it finishes, the whole app reruns once so the page shows the result.
-    `compact`: a single progress line without a cancel button, for narrow columns."""
+    responsive); when it finishes, the whole app reruns once so the page shows the result, also when it
+    finished during this run, after the page above read it as running. `compact`: a single progress line
+    without a cancel button, for narrow columns."""
     if job is None:
         return
     if not job.running:
+        run_started = st.session_state.get(RUN_STARTED)
+        if run_started is not None and job.finished is not None and job.finished >= run_started:
+            st.rerun()
         _draw_job(job, title, cancel_label)
         return
 

@@ -97,9 +97,7 @@ def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False)
             width="stretch",
         ):
             _start(project)
-    if running:
-        if not job.running:  # it ended while this run drew it as running: draw the page again
-            st.rerun()
+    if running:  # the panel draws the page again if the job ended while this run drew it as running
         jobs_ui.job_panel(job, "Propagate my fixes", compact=True)
     elif job is not None and job.state == "failed" and job.error is not None:
         jobs_ui.job_panel(job, "Propagate my fixes")
