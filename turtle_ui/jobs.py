@@ -124,7 +124,9 @@ def job_panel(
         return
     if not job.running:
         run_started = st.session_state.get(RUN_STARTED)
-        if run_started is not None and job.finished is not None and job.finished >= run_started:
+        # Only a job that was already running when this run began: one started and finished within this run
+        # (a quick job a page starts on every run) would have the page drawn again and again.
+        if run_started is not None and job.finished is not None and job.started < run_started <= job.finished:
             st.rerun()
         _draw_job(job, title, cancel_label)
         return
