@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 
@@ -234,6 +236,11 @@ with side_col:
         )
         st.stop()
 
+    # Each selection has its own tick boxes, all ticked: un-ticking leaves an image out of the actions, and a
+    # new lasso starts with every image ticked again.
+    scope = "map:" + hashlib.sha1(selected.tobytes()).hexdigest()[:12]
+    left_out = gallery.unticked(scope, snap, selected) if selected.size > 1 else selected[:0]
+    acted_on = np.setdiff1d(selected, left_out)
     if selected.size == 1:
         index = int(selected[0])
         cid = int(curation.assignments[index])
@@ -244,18 +251,25 @@ with side_col:
             f"{markdown_text(snap.images[index].path)}"
         )
     else:
-        by_cluster = np.unique(curation.assignments[selected], return_counts=True)
+        by_cluster = np.unique(curation.assignments[acted_on], return_counts=True)
         parts = sorted(zip(by_cluster[1].tolist(), by_cluster[0].tolist(), strict=True), reverse=True)[:4]
-        st.markdown(f"**{fmt.fmt_count(selected.size, 'image')} selected**")
+        head = f"**{fmt.fmt_count(selected.size, 'image')} selected**"
+        if left_out.size:
+            head = f"**{fmt.fmt_int(acted_on.size)} of {fmt.fmt_count(selected.size, 'selected image')}** · {fmt.fmt_int(left_out.size)} un-ticked"
+        st.markdown(head)
         st.caption(" · ".join(f"{markdown_text(curation.name_of(c))}: {k}" for k, c in parts))
 
     with st.container(border=True):
-        edits.edit_actions(project, snap, selected, key="map", horizontal=False, disabled=busy)
-        propagate.confirm_button(project, snap, selected, key="map", disabled=busy)
+        if acted_on.size:
+            edits.edit_actions(project, snap, acted_on, key="map", horizontal=False, disabled=busy)
+            propagate.confirm_button(project, snap, acted_on, key="map", disabled=busy)
+        else:
+            st.caption("Every image is un-ticked: tick some below to move, exclude or confirm them.")
 
     if selected.size > 1:
         order = selected[np.argsort(confidence[selected], kind="stable")]
         captions = [f"{confidence[i]:.2f}" for i in order]
+        st.caption("Un-tick an image to leave it out.")
         gallery.gallery(
-            snap, order, scope="map", captions=captions, page_size=24, columns=4, selectable=False
+            snap, order, scope=scope, captions=captions, page_size=24, columns=4, ticked_by_default=True
         )

@@ -110,6 +110,27 @@ def test_lasso_selection_moves_to_a_new_cluster(monkeypatch, tmp_path: Path) -> 
     assert "Draw a lasso" in at.info[0].value
 
 
+def test_an_image_un_ticked_in_the_selection_is_left_out_of_the_move(monkeypatch, tmp_path: Path) -> None:
+    from turtle_ui.gallery import image_token
+
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    at = open_app(monkeypatch, fake_project, PAGE)
+    _select(at, [0, 1, 13])
+    boxes = at.get("checkbox")
+    assert len(boxes) == 3 and all(box.value for box in boxes)  # every selected image starts ticked
+    token = image_token(fake_project.images[13].path)
+    next(box for box in at.checkbox if box.key.endswith(token)).uncheck().run()
+    assert not at.exception
+    assert "**2 of 3 selected images** · 1 un-ticked" in texts(at)
+    at.text_input[0].set_value("two of them")
+    at.button(key="map:move").click().run()
+    assert not at.exception
+    cid = next(c for c in curation.cluster_ids() if curation.name_of(c) == "two of them")
+    assert curation.members(cid).tolist() == [0, 1]  # the un-ticked image stayed where it was
+    assert curation.assignments[13] != cid
+
+
 def test_click_on_one_point_shows_the_image_and_exclude(monkeypatch, tmp_path: Path) -> None:
     fake_project = FakeProject(tmp_path / "images")
     curation = fake_project.curation

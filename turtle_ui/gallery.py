@@ -79,6 +79,17 @@ def picked(scope: str, snap: Snapshot) -> list[int]:
     return [row for row, record in enumerate(snap.images) if image_token(record.path) in ticked]
 
 
+def unticked(scope: str, snap: Snapshot, among: np.ndarray) -> np.ndarray:
+    """The rows of `among` whose box in the gallery `scope` was un-ticked since the last edit (for a gallery
+    drawn `ticked_by_default`; a box on a page not yet shown counts as ticked)."""
+    prefix = pick_prefix(scope)
+    state = st.session_state
+    keep = [
+        state.get(f"{prefix}{image_token(snap.images[int(row)].path)}", True) is not False for row in among
+    ]
+    return np.asarray(among)[~np.asarray(keep, dtype=bool)]
+
+
 def set_picked(scope: str, snap: Snapshot, indices: Sequence[int], value: bool) -> None:
     prefix = pick_prefix(scope)
     for index in indices:
@@ -101,8 +112,10 @@ def gallery(
     page_size: int = 48,
     columns: int = 8,
     selectable: bool = True,
+    ticked_by_default: bool = False,
 ) -> list[int]:
-    """A paginated grid of thumbnails; with `selectable`, each has a checkbox. Returns the page's indices."""
+    """A paginated grid of thumbnails; with `selectable`, each has a checkbox (`ticked_by_default`: a box
+    nobody touched is ticked, for a selection the curator narrows). Returns the page's indices."""
     n = len(indices)
     if n == 0:
         st.caption("No images.")
@@ -144,6 +157,7 @@ def gallery(
             if selectable:
                 st.checkbox(
                     markdown_text(caption) if caption else str(index),
+                    value=ticked_by_default,
                     key=f"{prefix}{image_token(project.images[index].path)}",
                     persist_state="page",
                 )
