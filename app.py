@@ -13,8 +13,8 @@ from turtle_ui import jobs as jobs_ui
 # A bundled file, not a material icon: Streamlit fetches those favicons from fonts.gstatic.com.
 FAVICON = Path(__file__).parent / "assets" / "favicon.png"
 st.set_page_config(page_title="TURTLE Labels", page_icon=str(FAVICON), layout="wide")
+jobs_ui.mark_run_start()  # before anything this run starts: a job started by the run itself never counts
 session.init_session()
-jobs_ui.mark_run_start()
 session.palette_css()
 
 PAGES = [

@@ -12,7 +12,7 @@ from turtle_core.names import display_name, markdown_text
 from turtle_core.operations.split import SPLIT_EFFORT, part_names
 from turtle_core.state import edits as curation_edits
 from turtle_ui import cleaning as cleaning_ui
-from turtle_ui import edits, fmt, gallery, merge_view, propagate, session
+from turtle_ui import edits, fmt, gallery, keyboard_review, merge_view, propagate, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.pickers import cluster_selectbox
 
@@ -253,8 +253,14 @@ def review_queue() -> None:
     group = (
         group if group in groups else groups[0]
     )  # a group that emptied since (the new images, all checked)
-    a, b = st.columns([3, 1], vertical_alignment="bottom")
+    a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
     page_size = b.selectbox("Per page", [48, 100], key="review_page_size")
+    one_at_a_time = c.toggle(
+        "One at a time",
+        key="review_one_by_one",
+        help="Review with the keyboard: Y keeps the image where it is, 1–9 move it to a cluster, X excludes "
+        "it, → skips, ← goes back.",
+    )
     if group == new_group:
         st.caption(
             "Images a rescan added and labelled with your categories, least sure first (those that fit none "
@@ -285,6 +291,9 @@ def review_queue() -> None:
         f"{curation.name_of(int(assign[i]))} · {confidence[i]:.2f}" + (" · new" if fresh[i] else "")
         for i in queue
     ]
+    if one_at_a_time:
+        keyboard_review.one_by_one(project, snap, queue, captions, disabled=busy)
+        return
     shown = gallery.gallery(snap, queue, scope="review", captions=captions, page_size=page_size)
     _selection_bar("review", shown)
 

@@ -156,6 +156,40 @@ def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> 
     assert curation.assignments[lowest] == fake_project.discovery.labels[lowest]
 
 
+def test_one_at_a_time_review_confirms_moves_and_skips_with_keyboard_buttons(
+    monkeypatch, tmp_path: Path
+) -> None:
+    fake_project = FakeProject(tmp_path / "images")
+    curation = fake_project.curation
+    confidence = fake_project.discovery.confidence
+    at = open_app(monkeypatch, fake_project, PAGE)
+    at.segmented_control(key="clusters_view").set_value("Review queue").run()
+    at.slider(key="review_threshold").set_value(0.9).run()
+    at.toggle(key="review_one_by_one").set_value(True).run()
+    assert not at.exception
+    queue = np.argsort(confidence, kind="stable")
+    queue = queue[confidence[queue] < 0.9]
+    first, second, third = (int(i) for i in queue[:3])
+    assert f"**1 of {queue.size} images**" in texts(at)
+    assert not at.get("checkbox")  # one image, no gallery of tick boxes
+
+    at.button(key="review:at:confirm").click().run()  # Y: its label is right
+    assert curation.checked[first] and curation.assignments[first] == fake_project.discovery.labels[first]
+    assert f"**1 of {queue.size - 1} images**" in texts(at)  # it left the queue; the next one shows
+
+    at.button(key="review:at:skip").click().run()  # →
+    assert f"**2 of {queue.size - 1} images**" in texts(at)
+    at.button(key="review:at:back").click().run()  # ←
+    assert f"**1 of {queue.size - 1} images**" in texts(at)
+
+    target = next(c for c in curation.cluster_ids() if c != curation.assignments[second])
+    at.button(key=f"review:at:move:{target}").click().run()  # a digit key: wrong, it belongs there
+    assert not at.exception
+    assert curation.assignments[second] == target and curation.checked[second]
+    assert f"**1 of {queue.size - 2} images**" in texts(at)
+    assert not curation.checked[third]
+
+
 def test_edits_pause_while_discovery_runs(monkeypatch, tmp_path: Path) -> None:
     import threading
 
