@@ -255,11 +255,18 @@ def review_queue() -> None:
     )  # a group that emptied since (the new images, all checked)
     a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
     page_size = b.selectbox("Per page", [48, 100], key="review_page_size")
-    one_at_a_time = c.toggle(
-        "One at a time",
-        key="review_one_by_one",
-        help="Review with the keyboard: Y keeps the image where it is, 1–9 move it to a cluster, X excludes "
-        "it, → skips, ← goes back.",
+    # Buttons, not a toggle: the keyboard's shortcuts do nothing while an input (a toggle's box) has the focus.
+    one_at_a_time = (
+        c.segmented_control(
+            "Show",
+            ["Grid", "One at a time"],
+            default="Grid",
+            required=True,
+            key="review_layout",
+            help="One at a time: review with the keyboard. Y keeps the image where it is, 1–9 move it to a "
+            "cluster, X excludes it, → skips, ← goes back.",
+        )
+        == "One at a time"
     )
     if group == new_group:
         st.caption(

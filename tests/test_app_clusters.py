@@ -165,7 +165,7 @@ def test_one_at_a_time_review_confirms_moves_and_skips_with_keyboard_buttons(
     at = open_app(monkeypatch, fake_project, PAGE)
     at.segmented_control(key="clusters_view").set_value("Review queue").run()
     at.slider(key="review_threshold").set_value(0.9).run()
-    at.toggle(key="review_one_by_one").set_value(True).run()
+    at.segmented_control(key="review_layout").set_value("One at a time").run()
     assert not at.exception
     queue = np.argsort(confidence, kind="stable")
     queue = queue[confidence[queue] < 0.9]

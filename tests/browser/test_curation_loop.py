@@ -273,6 +273,20 @@ def step_clusters(page) -> None:
         click(page, "Close")
         page.get_by_role("button", name="Propagate my fixes").wait_for()
 
+    # Review one image at a time from the keyboard: Y keeps it where it is (a confirmation), → skips one,
+    # and the confirmation is undone (the export below checks the state before it).
+    segment(page, "Review queue")
+    segment(page, "One at a time")
+    page.get_by_text(re.compile(r"^1 of [\d,]+ images$")).wait_for()
+    act(page, lambda: page.keyboard.press("y"), "press Y")
+    page.get_by_text(re.compile("^Confirmed: it stays in")).wait_for()
+    act(page, lambda: page.keyboard.press("ArrowRight"), "press →")
+    page.get_by_text(re.compile(r"^2 of [\d,]+ images$")).wait_for()
+    screenshot(page, "08c-clusters-one-at-a-time")
+    click(page, "Undo")
+    page.get_by_text(re.compile("^Undone: Confirmed")).wait_for()
+    segment(page, "Grid")
+
     segment(page, "Gallery")
     screenshot(page, "09-clusters-gallery")
 
