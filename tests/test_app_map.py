@@ -44,7 +44,9 @@ def test_figure_is_one_webgl_trace_with_row_order() -> None:
     assert scale[2 * rank[0]][1] == scale[2 * rank[0] + 1][1] == colours[0]
     assert scale[2 * rank[499]][1] == colours[EXCLUDED]
     assert len({scale[2 * r][1] for r in np.unique(rank)}) == 4
-    assert [a.text for a in fig.layout.annotations] == ["cats", "dogs", "owls"]
+    assert [a.text for a in fig.layout.annotations] == [
+        f'<span style="color:{colours[c]}">●</span> {name}' for c, name in names.items()
+    ]  # each name led by a dot in its cluster's colour
 
     by_conf = scatter_figure(xy, assign, conf, names, files, colour_by="confidence")
     assert np.allclose(np.asarray(by_conf.data[0].marker.color), conf)
@@ -159,3 +161,27 @@ def test_figure_at_50k_points_is_one_compact_trace(n: int) -> None:
     payload = fig.to_json()
     assert len(fig.data) == 1
     assert len(payload) < 8_000_000
+
+
+def test_cluster_names_never_cover_each_other_and_leave_the_points_visible() -> None:
+    from turtle_ui.figures import label_box_px, place_labels
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [0.05, 0.0], [0.0, 0.05], [0.04, 0.04], [5.0, 5.0]])  # four crowded
+    labels = np.repeat(np.arange(5), 40)
+    xy = centres[labels] + 0.01 * rng.normal(size=(labels.size, 2))
+    names = {c: f"a long cluster name {c}" for c in range(5)}
+    figure = scatter_figure(xy, labels, np.full(labels.size, 0.5), names, ["x.png"] * labels.size, height=500)
+    notes = figure.layout.annotations
+    assert len(notes) == 5 and all(note.bgcolor is None for note in notes)  # text with a halo, no box
+    assert figure.layout.yaxis.scaleanchor is None  # the points fill the plot
+
+    per_px = np.ptp(xy, axis=0) / np.array([500 * 1.4, 500])
+    boxes = [(np.array([n.x, n.y]), np.array(label_box_px(names[i])) * per_px) for i, n in enumerate(notes)]
+    for i, (a, size_a) in enumerate(boxes):
+        for b, size_b in boxes[i + 1 :]:
+            assert np.any(np.abs(a - b) >= (size_a + size_b) / 2 - 1e-9)  # apart in x or in y
+    far = np.array([notes[4].x, notes[4].y])
+    assert np.allclose(far, np.median(xy[labels == 4], axis=0))  # a name with room stays at its median
+    spots = place_labels(np.zeros((1, 2)), ["solo"], np.array([1]), xy, 500)
+    assert np.allclose(spots, 0.0)

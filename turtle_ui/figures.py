@@ -114,7 +114,7 @@ def scatter_figure(
         xy, assignments, confidence, names, file_names, colour_by, marker_size, 0.85
     )
     annotations = (
-        _cluster_annotations(xy, assignments, ids, name_of, colours)
+        _cluster_annotations(xy, assignments, ids, name_of, colours, height)
         if label_clusters and colour_by == "cluster" and len(ids) <= 60
         else []
     )
@@ -186,46 +186,102 @@ def _points_trace(
     return trace, ids, name_of, colours
 
 
+# The plot's assumed width over its height (the map sits in a wide column; Streamlit sizes it, Plotly does not
+# tell): label boxes are placed in pixels, so a wrong guess only makes them a little too far apart or close.
+PLOT_ASPECT = 1.4
+LABEL_FONT_PX = 12
+
+
 def _cluster_annotations(
     xy: np.ndarray,
     assignments: np.ndarray,
     ids: Sequence[int],
     name_of: Mapping[int, str],
     colours: Mapping[int, str],
+    height: int,
 ) -> list[dict]:
-    """Cluster names at their members' medians, as plain dicts set in one go (`add_annotation` one by
-    one re-validates every annotation before it: a third of a big map's build time)."""
+    """Cluster names near their members' medians, as plain dicts set in one go (`add_annotation` one by
+    one re-validates every annotation before it: a third of a big map's build time). Each name is text
+    with a halo, no box, so the points stay visible through it, and names never cover each other: the
+    largest clusters are placed first, each at the first spot near its median that no name holds
+    (`place_labels`). A dot in the cluster's colour leads the name."""
     order = np.argsort(assignments, kind="stable")
     sorted_ids = assignments[order]
-    annotations = []
+    wanted, texts, sizes, shown = [], [], [], []
     for cid in ids:
         if cid < 0:
             continue
         lo, hi = np.searchsorted(sorted_ids, [cid, cid + 1])
         members = order[lo:hi]
-        annotations.append(
-            {
-                "x": float(np.median(xy[members, 0])),
-                "y": float(np.median(xy[members, 1])),
-                "text": html_text(name_of[cid]),
-                "showarrow": False,
-                "font": {"size": 12, "color": "#1f1f1f"},
-                "bgcolor": "rgba(255,255,255,0.75)",
-                "bordercolor": colours[cid],
-                "borderwidth": 1,
-                "borderpad": 2,
-            }
+        wanted.append(np.median(xy[members], axis=0))
+        texts.append(name_of[cid])
+        sizes.append(hi - lo)
+        shown.append(cid)
+    if not shown:
+        return []
+    places = place_labels(np.asarray(wanted, float), texts, np.asarray(sizes), xy, height)
+    return [
+        {
+            "x": float(x),
+            "y": float(y),
+            "text": f'<span style="color:{colours[cid]}">●</span> {html_text(name)}',
+            "showarrow": False,
+            "font": {"size": LABEL_FONT_PX, "color": "#1f1f1f", "shadow": "auto", "weight": "bold"},
+        }
+        for cid, name, (x, y) in zip(shown, texts, places, strict=True)
+    ]
+
+
+def label_box_px(text: str) -> tuple[float, float]:
+    """A label's width and height in pixels, estimated from its length (bold 12 px text and its dot)."""
+    return 0.62 * LABEL_FONT_PX * (len(text) + 2) + 6, LABEL_FONT_PX + 6
+
+
+def place_labels(
+    wanted: np.ndarray, texts: Sequence[str], sizes: np.ndarray, xy: np.ndarray, height: int
+) -> np.ndarray:
+    """Where each label goes (data units): largest cluster first, each at the nearest of a ring of spots
+    around its wanted place whose box overlaps no label placed before it (its wanted place when every spot
+    is taken). Boxes are sized in pixels and turned into data units with the points' extent, the plot's
+    `height` and `PLOT_ASPECT`."""
+    span = np.maximum(np.ptp(xy, axis=0), 1e-9) if len(xy) else np.ones(2)
+    per_px = span / np.array([height * PLOT_ASPECT, height])
+    boxes = np.array([label_box_px(t) for t in texts]) * per_px  # (w, h) in data units
+    steps = [(0.0, 0.0)] + [
+        (dx, dy)
+        for ring in (1, 2, 3)
+        for dx, dy in (
+            (0, ring),
+            (0, -ring),
+            (ring, 0),
+            (-ring, 0),
+            (ring, ring),
+            (-ring, -ring),
+            (ring, -ring),
+            (-ring, ring),
         )
-    return annotations
+    ]
+    placed: list[tuple[np.ndarray, np.ndarray]] = []
+    result = np.array(wanted, dtype=float)
+    for i in np.argsort(-np.asarray(sizes), kind="stable"):
+        size = boxes[i]
+        for dx, dy in steps:
+            spot = wanted[i] + np.array([dx * 0.6 * size[0], dy * 1.1 * size[1]])
+            if all(np.any(np.abs(spot - centre) >= (size + other) / 2) for centre, other in placed):
+                result[i] = spot
+                break
+        placed.append((result[i], size))
+    return result
 
 
 def _map_layout(height: int, dragmode: str, annotations: list[dict]) -> dict:
+    """No fixed aspect ratio: a map's two axes carry no units, so the points fill the plot."""
     return {
         "height": height,
         "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
         "dragmode": dragmode,
         "xaxis": {"visible": False},
-        "yaxis": {"visible": False, "scaleanchor": "x"},
+        "yaxis": {"visible": False},
         "hovermode": "closest",
         "plot_bgcolor": "white",
         "uirevision": "map",
@@ -290,7 +346,7 @@ def density_figure(
         xy_sample, assignments, confidence, names, file_names, colour_by, 3, 0.7
     )
     annotations = (
-        _cluster_annotations(xy_sample, assignments, ids, name_of, colours)
+        _cluster_annotations(xy_sample, assignments, ids, name_of, colours, height)
         if colour_by == "cluster" and len(ids) <= 60
         else []
     )
