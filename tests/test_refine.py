@@ -133,13 +133,18 @@ def test_a_thinly_checked_class_cannot_swallow_another() -> None:
 
 
 def test_choose_cutoff_weighs_the_bounded_fix_and_harm_rates_by_what_the_unchecked_look_like() -> None:
-    def evidence(moved: list[bool], right: list[bool], sureness: list[float], origin=None) -> HeldOut:
+    def evidence(
+        moved: list[bool], right: list[bool], sureness: list[float], origin=None, into=None
+    ) -> HeldOut:
         """Held-out outcomes: a moved image the learner finds is helpful; a confirmed one it moves, harmful."""
         moved, right = np.asarray(moved), np.asarray(right)
         n = moved.size
+        origin = np.zeros(n, int) if origin is None else np.asarray(origin)
+        label = (
+            np.where(moved, 9, origin) if into is None else np.asarray(into)
+        )  # moved: into class 9 by default
         return HeldOut(np.zeros(n, int), np.asarray(sureness), right, moved & right, ~moved & ~right,
-                       (moved & right) | (~moved & ~right), moved, np.ones(n, bool),
-                       np.zeros(n, int) if origin is None else np.asarray(origin))  # fmt: skip
+                       (moved & right) | (~moved & ~right), moved, np.ones(n, bool), origin, label)  # fmt: skip
 
     # 10 fixes found of 10, 30 confirmations kept: the learner is trusted where it disputes 30 % of the unchecked.
     good = evidence([True] * 10 + [False] * 30, [True] * 40, [0.95] * 40)
@@ -158,6 +163,17 @@ def test_choose_cutoff_weighs_the_bounded_fix_and_harm_rates_by_what_the_uncheck
     by_class = evidence([True] * 10 + [False] * 30, [True] * 40, [0.95] * 40, origin=[0] * 10 + [1] * 30)
     assert choose_cutoff(by_class, [0.3] * 4, source=1) is not None
     assert choose_cutoff(by_class, [0.3] * 4, source=2) is None
+    # Images moved into a class vouch for it too: 3 confirmed and 27 moved in (all kept there, held out)
+    # bound its harm like 30 confirmations; with the moved-in ones lost, no change is safe.
+    origin = [0] * 10 + [1] * 3 + [0] * 27
+    into = [2] * 10 + [1] * 3 + [1] * 27
+    moved = [True] * 10 + [False] * 3 + [True] * 27
+    kept = evidence(moved, [True] * 40, [0.95] * 40, origin=origin, into=into)
+    assert choose_cutoff(kept, [0.3] * 4, source=1) is not None
+    only_three = evidence([True] * 10 + [False] * 3, [True] * 13, [0.95] * 13, origin=[0] * 10 + [1] * 3)
+    assert choose_cutoff(only_three, [0.3] * 4, source=1) is None
+    lost = evidence(moved, [True] * 13 + [False] * 27, [0.95] * 40, origin=origin, into=into)
+    assert choose_cutoff(lost, [0.3] * 4, source=1) is None
 
 
 def test_the_learner_scores_new_rows_as_the_propagation_did() -> None:

@@ -4,7 +4,8 @@ The learner (`fit_learner`) is a linear probe trained on the curator's checked i
 carry. It is trusted only as far as the checked images vouch for it: each checked image is predicted by the
 learner fitted without it (k-fold, `held_out`), which shows what the learner would have done to it had it
 been left unchecked: made the curator's fix (*helpful*: the curator had moved it, and the learner finds its
-new label) or broken a right label (*harmful*: the curator had confirmed it, and the learner moves it). An
+new label) or broken a right label (*harmful*: the curator had confirmed it, and the learner moves it; for a
+class's own bound, also an image moved into that class that the learner would not keep there). An
 unchecked image changes label only where the learner is at least as sure as the cut-off at which the helpful
 outweigh the harmful by more than their noise (`choose_cutoff`); with no such cut-off nothing changes. A
 class nobody checked keeps its members (the learner knows nothing of it; they come first in the review
@@ -53,7 +54,7 @@ class HeldOut:
     finds its new label), `harmful` (the curator had confirmed it, and the learner moves it), `changes` (the
     learner moves it off the label it had before the curator checked it), `moved` (the curator had moved it),
     `found` (the learner could predict it: its class had other checked images), `origin` (its class before the
-    curator checked it)."""
+    curator checked it), `label` (its class now: the curator's)."""
 
     predicted: np.ndarray
     sureness: np.ndarray
@@ -64,6 +65,7 @@ class HeldOut:
     moved: np.ndarray
     found: np.ndarray
     origin: np.ndarray
+    label: np.ndarray
 
     @property
     def accuracy(self) -> float | None:
@@ -146,6 +148,7 @@ def held_out(probe: FeatureProbe, labels: np.ndarray, checked: np.ndarray, origi
         was_moved,
         found,
         origin[rows],
+        targets,
     )
 
 
@@ -165,21 +168,27 @@ def choose_cutoff(
     then tells how many of them are wrong: no more than the share beyond what `harm` alone would move. A
     cut-off is safe where the expected fixes among those moves outweigh the expected harm at these bounds;
     among safe cut-offs, the one with the largest expected gain. With `source`, for the unchecked images of
-    that class: the harm is bounded over that class's confirmed images only (a class whose members nobody
-    confirmed is not vouched for by the others')."""
+    that class: the harm is bounded over that class's own right labels only (a class whose members nobody
+    confirmed is not vouched for by the others'): its confirmed images, and the images the curator moved
+    into it, which the learner must keep there too (they came from other clusters, so it loses them more
+    often than typical members: they make the bound no looser than it is, only surer)."""
     moved = evidence.moved
     confirmed = ~moved & evidence.found
     harmful = evidence.harmful
+    vouching = confirmed
     if source is not None:
         confirmed, harmful = confirmed & (evidence.origin == source), harmful & (evidence.origin == source)
-    n_moved, n_confirmed = int(moved.sum()), int(confirmed.sum())
+        moved_in = moved & evidence.found & (evidence.label == source)
+        vouching = confirmed | moved_in
+        harmful = harmful | (moved_in & ~evidence.right)
+    n_moved, n_confirmed, n_vouching = int(moved.sum()), int(confirmed.sum()), int(vouching.sum())
     best, chosen = 0.0, None
     for cutoff, share in zip(cutoffs, unchecked_changes, strict=True):
         sure = evidence.sureness >= cutoff
         helpful = int((evidence.helpful & sure).sum())
         if helpful < MIN_HELPFUL or n_confirmed == 0:
             continue
-        harm = wilson_upper(int((harmful & sure).sum()), n_confirmed, BOUND_Z)
+        harm = wilson_upper(int((harmful & sure).sum()), n_vouching, BOUND_Z)
         fix = wilson_lower(helpful, n_moved, BOUND_Z)
         moves_wrong = (
             float((evidence.changes & moved & sure).sum()) / n_moved
