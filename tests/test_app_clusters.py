@@ -128,13 +128,17 @@ def test_gallery_pages_keep_their_ticks(monkeypatch, tmp_path) -> None:
     assert int((project.curation.assignments == EXCLUDED).sum()) == 49
 
 
-def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> None:
+def _review_queue(monkeypatch, tmp_path: Path, below: float):
+    """The Clusters page on the review queue of the images less sure than `below`."""
     fake_project = FakeProject(tmp_path / "images")
-    curation = fake_project.curation
-    confidence = fake_project.discovery.confidence
     at = open_app(monkeypatch, fake_project, PAGE)
     at.segmented_control(key="clusters_view").set_value("Review queue").run()
-    at.slider(key="review_threshold").set_value(0.5).run()
+    at.slider(key="review_threshold").set_value(below).run()
+    return at, fake_project, fake_project.curation, fake_project.discovery.confidence
+
+
+def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> None:
+    at, fake_project, curation, confidence = _review_queue(monkeypatch, tmp_path, 0.5)
     expected = int((confidence < 0.5).sum())
     assert f"{expected} images to review" in texts(at)
     boxes = _by_key(at, "checkbox", "pick:review:")
@@ -159,12 +163,7 @@ def test_review_queue_and_restore_from_excluded(monkeypatch, tmp_path: Path) -> 
 def test_one_at_a_time_review_confirms_moves_and_skips_with_keyboard_buttons(
     monkeypatch, tmp_path: Path
 ) -> None:
-    fake_project = FakeProject(tmp_path / "images")
-    curation = fake_project.curation
-    confidence = fake_project.discovery.confidence
-    at = open_app(monkeypatch, fake_project, PAGE)
-    at.segmented_control(key="clusters_view").set_value("Review queue").run()
-    at.slider(key="review_threshold").set_value(0.9).run()
+    at, fake_project, curation, confidence = _review_queue(monkeypatch, tmp_path, 0.9)
     at.segmented_control(key="review_layout").set_value("One at a time").run()
     assert not at.exception
     queue = np.argsort(confidence, kind="stable")
