@@ -7,7 +7,7 @@ embedding cache and a synthetic discovery result) driven through `AppTest`:
 and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the render in
 headless Chromium plus a box selection coming back to Python.
 
-    .venv/bin/python -m benchmarks app_speed [--images 10000] [--points 50000] [--browser]
+    .venv/bin/python -m benchmarks app_speed [--images 10000] [--points 50000] [--browser] [--out FILE]
 
 Prints a table and writes benchmarks/results/app_speed.json.
 """
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=50_000)
     parser.add_argument("--browser", action="store_true", help="also render the 50k map in headless Chromium")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
     results: dict[str, object] = {"images": args.images, "points": args.points}
@@ -243,9 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.browser:
         bench_browser(args.points, results)
 
-    write_results(OUT, results)
+    write_results(args.out, results)
     width = max(len(k) for k in results)
     for key, value in results.items():
         shown = f"{value:.3f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
-    print(f"\nwritten to {OUT.relative_to(REPO)}")
+    print(f"\nwritten to {args.out.resolve().relative_to(REPO)}")
