@@ -77,3 +77,10 @@ def test_clip_zero_shot_mechanics_with_random_weights() -> None:
     scores = open_set_scores(images, text)
     assert scores.shape == (6,) and (scores >= 0.25 - 1e-6).all() and (scores <= 1.0).all()
     assert scores[0] > 0.9
+
+
+def test_a_backbone_this_version_does_not_know_names_nothing() -> None:
+    from turtle_core.embedding.heads import has_imagenet_head, is_clip
+
+    assert not is_clip("a-backbone-from-elsewhere") and not has_imagenet_head("a-backbone-from-elsewhere")
+    assert is_clip("clip-vit-b32") and has_imagenet_head("effnet-lite0")

@@ -19,12 +19,23 @@ PROMPT = "a photo of a {}."
 
 def has_imagenet_head(name: str) -> bool:
     """Whether backbone `name` comes with an ImageNet-1k classifier head (EfficientNet-Lite)."""
-    return get_spec(name).library == "efficientnet_lite"
+    return _library(name) == "efficientnet_lite"
 
 
 def is_clip(name: str) -> bool:
     """Whether backbone `name` is a CLIP model (its text tower can name images)."""
-    return get_spec(name).library == "open_clip"
+    return _library(name) == "open_clip"
+
+
+def _library(name: str) -> str | None:
+    """The library of backbone `name`; None for a backbone this version does not know (a project's
+    features can come from one): it names nothing, and the pages that ask go on without names."""
+    from turtle_core.embedding.availability import BackboneUnavailable
+
+    try:
+        return get_spec(name).library
+    except BackboneUnavailable:
+        return None
 
 
 @lru_cache(maxsize=4)
