@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REPO, RESULTS, standin_discovery, timed, write_results
+from turtle_ui.figures import DENSITY_ABOVE
 
 OUT = RESULTS / "app_speed.json"
 N_CLASSES = 10
@@ -128,7 +129,14 @@ def bench_map(project, results: dict) -> None:
     def lasso_and_move() -> None:
         key = at.get("plotly_chart")[0].key  # the chart's selection state, as the browser reports a lasso
         chosen = list(range(0, 2000, 7))
-        at.session_state[key] = {"selection": {"points": [], "point_indices": chosen, "box": [], "lasso": []}}
+        boxes = []
+        if len(project.scan_result.images) > DENSITY_ABOVE:  # a density map: a box holds what is inside
+            xy = project.layout("pca")
+            (x0, y0), (x1, y1) = np.quantile(xy, 0.49, axis=0), np.quantile(xy, 0.51, axis=0)
+            boxes, chosen = [{"x": [float(x0), float(x1)], "y": [float(y0), float(y1)]}], []
+        at.session_state[key] = {
+            "selection": {"points": [], "point_indices": chosen, "box": boxes, "lasso": []}
+        }
         at.run()
         at.button(key="map:move").click().run()
         assert not at.exception, at.exception
