@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -72,9 +73,13 @@ def test_palette_colours_are_far_apart_and_never_the_excluded_grey() -> None:
 
 
 def _map_colours(at) -> dict[str, str]:
-    """Cluster name → colour, read from the map figure the page sent (name labels sit at the medians)."""
+    """Cluster name → colour, read from the map figure the page sent (each name is led by a dot in its colour)."""
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    return {a["text"]: a["bordercolor"] for a in spec["layout"]["annotations"]}
+    labels = [
+        re.fullmatch(r'<span style="color:(#\w+)">●</span> (.*)', a["text"])
+        for a in spec["layout"]["annotations"]
+    ]
+    return {label.group(2): label.group(1) for label in labels if label is not None}
 
 
 def test_new_clusters_never_take_an_existing_clusters_colour(monkeypatch, tmp_path: Path) -> None:

@@ -131,7 +131,9 @@ def test_plotly_hover_and_labels_are_escaped() -> None:
     fig = scatter_figure(np.zeros((2, 2)), np.array([0, 1]), np.array([0.5, 0.9]), names, files)
     assert fig.data[0].text[0] == "<b>&lt;b&gt;x&lt;/b&gt;</b> · 0.50<br>caf\\xe9.png"
     assert fig.data[0].text[1] == "<b>evil\\u202eexe</b> · 0.90<br>&lt;i&gt;y&lt;/i&gt;.png"
-    assert [a.text for a in fig.layout.annotations] == ["&lt;b&gt;x&lt;/b&gt;", "evil\\u202eexe"]
+    labels = [a.text.split("</span> ", 1) for a in fig.layout.annotations]  # a coloured dot, then the name
+    assert [name for _, name in labels] == ["&lt;b&gt;x&lt;/b&gt;", "evil\\u202eexe"]
+    assert all(dot.startswith('<span style="color:#') for dot, _ in labels)
     fig.to_json().encode("utf-8")
 
 

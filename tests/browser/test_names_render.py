@@ -51,7 +51,7 @@ def test_markdown_text_shows_every_hostile_name_literally(browser, tmp_path) -> 
         # Plotly: the cluster names on the map read as typed, with no tags or entities applied.
         page.wait_for_selector(".annotation-text")
         labels = sorted(page.locator(".annotation-text").all_text_contents())
-        assert labels == sorted(display_name(name) for name in CLUSTER_NAMES.values())
+        assert labels == sorted(f"● {display_name(name)}" for name in CLUSTER_NAMES.values())  # dot, name
         page.close()
     finally:
         server.stop()
