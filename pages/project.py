@@ -100,7 +100,8 @@ def _quality_counts(scan) -> None:
         for col, (flag, count) in zip(cols, counts.items(), strict=True):
             col.metric(FLAG_TITLES[flag].capitalize(), fmt.fmt_int(count))
         st.caption(
-            "Image-quality flags (cleanvision's definitions). Filter by them on the Clusters and Map pages; "
+            "Image-quality flags (cleanvision's definitions; blurry: edges spread over several pixels, "
+            "whatever the contrast). Filter by them on the Clusters and Map pages; "
             "every export carries them as columns."
         )
 

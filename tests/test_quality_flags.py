@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from turtle_core.cleaning.quality import QUALITY_FLAGS, odd_sizes, quality_flags
+from turtle_core.cleaning.quality import QUALITY_FLAGS, THRESHOLDS, odd_sizes, quality_flags
+from turtle_core.ingest.quality import QUALITY_SIDE, measure_quality
 from turtle_core.ingest.scan import SCAN_FORMAT_VERSION, ScanResult, scan_folder
 
 
@@ -103,20 +104,19 @@ def test_scan_file_keeps_the_scores_and_an_older_scan_is_measured_again(tmp_path
     planted_folder(root, per_kind=2)
     scan = scan_folder(root)
     data = json.loads(json.dumps(scan.to_dict()))
-    assert data["version"] == SCAN_FORMAT_VERSION == 2
+    assert data["version"] == SCAN_FORMAT_VERSION == 3
     assert ScanResult.from_dict(data).images == scan.images
 
-    old = {
-        **data,
-        "version": 1,
-        "images": [{k: v for k, v in r.items() if k != "quality"} for r in data["images"]],
-    }
-    unmeasured = ScanResult.from_dict(old)
-    assert all(record.quality is None for record in unmeasured.images)
-    assert not quality_flags(unmeasured.images).column("dark").any()  # read gracefully: no scores, no flags
-    again = scan_folder(root, previous=unmeasured)
-    assert again.reused == 0 and again.images == scan.images
-    assert scan_folder(root, previous=again).reused == len(scan.images)
+    for version, images in (
+        (1, [{k: v for k, v in r.items() if k != "quality"} for r in data["images"]]),
+        (2, data["images"]),  # format 2's blur score means something else: its scores are not used
+    ):
+        unmeasured = ScanResult.from_dict({**data, "version": version, "images": images})
+        assert all(record.quality is None for record in unmeasured.images)
+        assert not quality_flags(unmeasured.images).column("dark").any()  # no scores, no flags
+        again = scan_folder(root, previous=unmeasured)
+        assert again.reused == 0 and again.images == scan.images
+        assert scan_folder(root, previous=again).reused == len(scan.images)
 
 
 def test_odd_size_follows_cleanvisions_rule() -> None:
@@ -130,3 +130,67 @@ def test_scan_without_quality_is_what_the_benchmark_compares(tmp_path: Path) -> 
     plain = scan_folder(tmp_path / "images", quality=False)
     assert all(record.quality is None and record.signature is None for record in plain.images)
     assert [r.path for r in plain.images] == [r.path for r in scan_folder(tmp_path / "images").images]
+
+
+def shapes(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A drawing: flat colours with sharp edges and no grain (the kind of picture emoji and icons are)."""
+    image = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        size = int(rng.integers(width // 8, width // 3))
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        if rng.random() < 0.5:
+            draw.ellipse((x, y, x + size, y + size), fill=colour)
+        else:
+            draw.rectangle((x, y, x + size, y + size // 2), fill=colour)
+    return image
+
+
+def blurred(image: Image.Image) -> Image.Image:
+    """A Gaussian blur of 2 px at the size the sharpness is measured at (the benchmark's planted blur)."""
+    scale = -(-max(image.size) // QUALITY_SIDE)
+    return image.filter(ImageFilter.GaussianBlur(2 * scale))
+
+
+@pytest.mark.parametrize("size", [(40, 32), (96, 96), (160, 120), (600, 400)])
+@pytest.mark.parametrize("kind", ["natural", "shapes"])
+def test_a_gaussian_blurred_copy_is_blurry_and_its_source_is_not(size: tuple[int, int], kind: str) -> None:
+    rng = np.random.default_rng(sum(size))
+    for _ in range(3):
+        width, height = size
+        sharp = natural(rng, width, height) if kind == "natural" else shapes(rng, width, height)
+        sharp_score = measure_quality(sharp, sharp)[0].blurry
+        soft_score = measure_quality(blurred(sharp), blurred(sharp))[0].blurry
+        assert sharp_score >= THRESHOLDS["blurry"] > soft_score, (size, kind, sharp_score, soft_score)
+
+
+def test_sharpness_does_not_depend_on_contrast_and_flat_images_are_not_blurry() -> None:
+    rng = np.random.default_rng(3)
+    sharp = shapes(rng, 96, 96)
+    faint = Image.fromarray((np.asarray(sharp, np.float32) * 0.15 + 100).astype(np.uint8))
+    grey = sharp.convert("L")
+    for image in (sharp, faint, grey):
+        assert measure_quality(image, image)[0].blurry >= THRESHOLDS["blurry"]
+        assert measure_quality(blurred(image), blurred(image))[0].blurry < THRESHOLDS["blurry"]
+    flat = Image.new("RGB", (96, 96), (120, 30, 200))
+    assert measure_quality(flat, flat)[0].blurry == 1.0
+
+
+def test_blur_is_flagged_in_a_scan_and_relative_to_a_folder_of_soft_pictures(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    sharp, soft = tmp_path / "sharp", tmp_path / "soft"
+    sharp.mkdir()
+    soft.mkdir()
+    for i in range(24):
+        picture = shapes(rng, 96, 96) if i % 2 else natural(rng, 96, 96)
+        (blurred(picture) if i < 3 else picture).save(sharp / f"{i:02d}.png")
+        # tiny pictures enlarged: every edge spread over a few pixels, softer than the threshold
+        small = picture.resize((24, 24), Image.Resampling.BOX).resize((96, 96), Image.Resampling.BICUBIC)
+        (small.filter(ImageFilter.GaussianBlur(4)) if i < 3 else small).save(soft / f"{i:02d}.png")
+    for folder in (sharp, soft):
+        scan = scan_folder(folder)
+        blurry = quality_flags(scan.images).column("blurry")
+        assert blurry.tolist() == [i < 3 for i in range(24)], (folder.name, blurry)
+    alone = scan_folder(soft).images[5:6]  # one soft picture judged without its folder: the threshold alone
+    assert quality_flags(alone).column("blurry").tolist() == [True]

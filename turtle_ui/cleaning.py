@@ -49,7 +49,10 @@ def quality_filter(project: Project, snap: Snapshot, *, key: str) -> np.ndarray 
         selection_mode="multi",
         format_func=lambda flag: f"{FLAG_TITLES[flag]} ({fmt_int(counts[flag])})",
         key=f"quality_filter:{key}",
-        help="Image-quality flags measured when the folder was scanned (cleanvision's definitions).",
+        help=(
+            "Image-quality flags measured when the folder was scanned (cleanvision's definitions; "
+            "blurry: edges spread over several pixels, whatever the contrast)."
+        ),
     )
     if not chosen:
         return None

@@ -1,8 +1,12 @@
-"""Image-quality flags for a folder: cleanvision's thresholds applied to the scores the scan measured.
+"""Image-quality flags for a folder: thresholds applied to the scores the scan measured (cleanvision's
+for every flag but blurry, whose score is our own sharpness, `ingest.quality`).
 
-Odd size is the one flag relative to the folder: an image whose square-root area lies outside the
-quartiles widened by three inter-quartile ranges (cleanvision's rule; when most images share one size,
-every other size is odd).
+Two flags look at the folder too. Odd size: an image whose square-root area lies outside the quartiles
+widened by three inter-quartile ranges (cleanvision's rule; when most images share one size, every other
+size is odd). Blurry: an image whose sharpness is below the threshold and, when at least 20 measured
+images of the folder have its width and height, below half their median sharpness: pictures of one size
+mostly come from one source, and a source of soft pictures (small pictures enlarged, say) should not get
+every image flagged, only those much softer than the rest.
 """
 
 from __future__ import annotations
@@ -32,15 +36,18 @@ FLAG_TITLES: dict[str, str] = {
     "odd_size": "odd size",
     "grayscale": "grayscale",
 }
-# cleanvision's defaults: a score below its threshold is an issue.
+# A score below its threshold is an issue: cleanvision's defaults, and for blurry the sharpness of a step
+# edge under a Gaussian blur of σ ≈ 1.2 px at the measured size ((1 - exp(-1 / 4σ²)) / 2 = 0.08).
 THRESHOLDS: dict[str, float] = {
     "dark": 0.32,
     "light": 0.05,
-    "blurry": 0.29,
+    "blurry": 0.08,
     "low_information": 0.3,
     "odd_aspect_ratio": 0.35,
 }
 ODD_SIZE_IQR_FACTOR = 3.0
+BLUR_PEER_SHARE = 0.5  # blurry also needs a sharpness below this share of the median of its size...
+BLUR_PEERS_MIN = 20  # ...where the folder has this many measured images of that size
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,34 @@ def quality_flags(records: Sequence[ImageRecord]) -> QualityFlags:
     height = np.asarray([max(1, record.height) for record in records], dtype=np.float64)
     for i, flag in enumerate(("dark", "light", "low_information", "blurry")):
         table[:, QUALITY_FLAGS.index(flag)] = scores[:, i] < THRESHOLDS[flag]
+    table[:, QUALITY_FLAGS.index("blurry")] &= scores[:, 3] < BLUR_PEER_SHARE * _peer_sharpness(
+        scores[:, 3], measured, width, height
+    )
     table[:, QUALITY_FLAGS.index("grayscale")] = scores[:, 4] >= 0.5
     aspect = np.minimum(width / height, height / width)
     table[:, QUALITY_FLAGS.index("odd_aspect_ratio")] = aspect < THRESHOLDS["odd_aspect_ratio"]
     table[:, QUALITY_FLAGS.index("odd_size")] = odd_sizes(np.sqrt(width * height))
     table[~measured] &= np.isin(np.arange(len(QUALITY_FLAGS)), [4, 5])  # shape flags only
     return QualityFlags(table, measured)
+
+
+def _peer_sharpness(
+    sharpness: np.ndarray, measured: np.ndarray, width: np.ndarray, height: np.ndarray
+) -> np.ndarray:
+    """Per image, the median sharpness of the measured images of its width and height, where there are
+    at least BLUR_PEERS_MIN of them (elsewhere infinity: the threshold alone decides)."""
+    sizes, group = np.unique(width * 2.0**32 + height, return_inverse=True)
+    group = group.reshape(-1)
+    values, owners = sharpness[measured], group[measured]
+    order = np.lexsort((values, owners))  # by size, then sharpness
+    values = values[order]
+    counts = np.bincount(owners, minlength=sizes.size)
+    starts = np.cumsum(counts) - counts
+    enough = counts >= BLUR_PEERS_MIN
+    medians = np.full(sizes.size, np.inf)
+    middle_low, middle_high = (starts + (counts - 1) // 2)[enough], (starts + counts // 2)[enough]
+    medians[enough] = (values[middle_low] + values[middle_high]) / 2
+    return medians[group]
 
 
 def odd_sizes(size: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from turtle_core.constants import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS
-from turtle_core.ingest.quality import QualityScores, draft_size, measure_quality
+from turtle_core.ingest.quality import QualityInput, QualityScorer, QualityScores, draft_size, quality_input
 from turtle_core.names import display_name
 from turtle_core.paths import OUTSIDE_REASON, OutsideReadRoots, ReadRoots, is_within, open_within
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
@@ -30,7 +31,9 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # would only repeat it. (warnings.catch_warnings is not thread-safe, hence a global filter.)
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-SCAN_FORMAT_VERSION = 2  # 2: quality scores and pixel signatures per record (format 1: read without them)
+# 2: quality scores and pixel signatures per record (format 1: read without them); 3: the blurry score is
+# the sharpness of `ingest.quality` (format 2's records are read without their scores, measured again)
+SCAN_FORMAT_VERSION = 3
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -112,11 +115,15 @@ class ScanResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScanResult:
         """Read `to_dict`'s output (any format up to `SCAN_FORMAT_VERSION`)."""
-        if int(data.get("version", 1)) > SCAN_FORMAT_VERSION:
+        version = int(data.get("version", 1))
+        if version > SCAN_FORMAT_VERSION:
             raise ValueError(f"scan format {data.get('version')} is newer than this program reads")
+        images = [ImageRecord(**r) for r in data["images"]]
+        if version < 3:  # scores measured with another blur score: measured again at the next scan
+            images = [dataclasses.replace(r, quality=None) for r in images]
         return cls(
             root=data["root"],
-            images=[ImageRecord(**r) for r in data["images"]],
+            images=images,
             skipped=[SkippedFile(**s) for s in data["skipped"]],
             duplicates=[list(g) for g in data["duplicates"]],
             ignored=int(data.get("ignored", 0)),
@@ -257,9 +264,9 @@ def _decode(handle: BinaryIO, min_size: int | None) -> Image.Image:
     return _to_rgb(image)
 
 
-def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores | None, str | None]:
+def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityInput | None]:
     """Fully check encoded image bytes; return the displayed (width, height) and, with `quality`,
-    the image's quality scores and pixel signature, measured on the decoded pixels."""
+    what the quality scores and the pixel signature are measured from (`ingest.quality.quality_input`)."""
     with Image.open(io.BytesIO(data)) as image:
         _check_pixels(image)
         width, height = image.size
@@ -274,15 +281,15 @@ def _inspect(data: bytes, quality: bool = True) -> tuple[int, int, QualityScores
         if image.format == "JPEG":
             image.draft(image.mode, draft_size(width, height) if quality else (width // 8, height // 8))
         image.load()
-        scores = signature = None
+        sample = None
         if quality:
-            rgb = _to_rgb(image)
-            with contextlib.suppress(Exception):  # the signature is oriented as displayed, like the image
-                rgb = rgb.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else rgb
-            scores, signature = measure_quality(image, rgb)
+            # 8-bit RGB and L are measured as decoded; the signature is turned as the image is displayed
+            pixels = image if image.mode in ("RGB", "L") else _to_rgb(image)
+            turn = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+            sample = quality_input(image, pixels, turn)
     if orientation in _SWAPPED_ORIENTATIONS:
         width, height = height, width
-    return width, height, scores, signature
+    return width, height, sample
 
 
 # ---------------------------------------------------------------- walking
@@ -356,25 +363,41 @@ def _walk(root: str, cancel: threading.Event | None, within: ReadRoots = None) -
     return result
 
 
-def _examine(candidate: _Candidate, quality: bool = True) -> ImageRecord | SkippedFile:
+_Examined = tuple[ImageRecord | SkippedFile, QualityInput | None]
+
+
+def _examine(candidate: _Candidate, quality: bool = True) -> _Examined:
+    """The file's record (`_score_chunk` adds its quality scores and signature) and what they are
+    measured from."""
     try:
         with open_within(candidate.abs, candidate.within) as handle:
             st = os.fstat(handle.fileno())
             if not stat.S_ISREG(st.st_mode):
-                return SkippedFile(candidate.rel, "not a regular file")
+                return SkippedFile(candidate.rel, "not a regular file"), None
             if st.st_size == 0:
-                return SkippedFile(candidate.rel, "empty file (0 bytes)")
+                return SkippedFile(candidate.rel, "empty file (0 bytes)"), None
             data = handle.read()
     except Exception as exc:
-        return SkippedFile(candidate.rel, _reason_for(exc))
+        return SkippedFile(candidate.rel, _reason_for(exc)), None
     digest = hash_bytes(data)
     try:
-        width, height, scores, signature = _inspect(data, quality)
+        width, height, sample = _inspect(data, quality)
     except Exception as exc:
-        return SkippedFile(candidate.rel, _reason_for(exc))
-    return ImageRecord(
-        candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label, scores, signature
-    )
+        return SkippedFile(candidate.rel, _reason_for(exc)), None
+    record = ImageRecord(candidate.rel, st.st_size, st.st_mtime_ns, digest, width, height, candidate.label)
+    return record, sample
+
+
+def _score_chunk(outcomes: list[_Examined], scorer: QualityScorer) -> list[ImageRecord | SkippedFile]:
+    """The chunk's records with their quality scores and pixel signatures, measured together."""
+    measured = [(i, sample) for i, (_, sample) in enumerate(outcomes) if sample is not None]
+    results = [outcome for outcome, _ in outcomes]
+    if measured:
+        for (i, _), (score, signature) in zip(
+            measured, scorer.measure([sample for _, sample in measured]), strict=True
+        ):
+            results[i] = dataclasses.replace(results[i], quality=score, signature=signature)
+    return results
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -441,13 +464,16 @@ def scan_folder(
 
     n_workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     examine = functools.partial(_examine, quality=quality)
+    scorer = QualityScorer()
+
     with ThreadPoolExecutor(max_workers=max(1, n_workers), thread_name_prefix="scan") as pool:
         for start in range(0, len(to_read), _CHUNK):
             check_cancel(cancel)
             chunk = to_read[start : start + _CHUNK]
-            for (index, candidate), outcome in zip(
-                chunk, pool.map(examine, [c for _, c in chunk]), strict=True
-            ):
+            # the chunk's quality scores are computed together once it is read (in this thread: the pool's
+            # threads would wait on each other for the interpreter at every short array operation)
+            outcomes = _score_chunk(list(pool.map(examine, [c for _, c in chunk])), scorer)
+            for (index, candidate), outcome in zip(chunk, outcomes, strict=True):
                 results[index] = outcome
                 meter.advance(1, message=display_name(candidate.rel))
     check_cancel(cancel)
