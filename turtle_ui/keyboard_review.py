@@ -15,6 +15,7 @@ import streamlit as st
 
 from turtle_core.names import display_name, markdown_text
 from turtle_core.state import edits
+from turtle_core.state.errors import StaleEdit
 from turtle_ui import gallery
 from turtle_ui.fmt import fmt_count, fmt_int
 from turtle_ui.session import apply_edit
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from turtle_core.state.curation import Curation
     from turtle_core.state.project_state import Snapshot
 
-AT = "review:at"  # the image (its token) the curator is looking at
+AT = "review:at"  # the image (its path, as edits name it) the curator is looking at
 MOVE_KEYS = 9
 
 
@@ -45,14 +46,11 @@ def one_by_one(
     if queue.size == 0:
         st.caption("Nothing to review here.")
         return
-    tokens = [gallery.image_token(snap.images[int(i)].path) for i in queue]
-    at = st.session_state.get(AT)
-    position = (
-        tokens.index(at) if at in tokens else min(st.session_state.get(f"{AT}:position", 0), queue.size - 1)
-    )
+    found = _position(snap, queue, st.session_state.get(AT))
+    position = found if found is not None else min(st.session_state.get(f"{AT}:position", 0), queue.size - 1)
     st.session_state[f"{AT}:position"] = position
     index = int(queue[position])
-    following = tokens[position + 1] if position + 1 < queue.size else None
+    following = snap.keys(queue[position + 1 : position + 2])[0] if position + 1 < queue.size else None
     curation = snap.curation
     current = int(curation.assignments[index])
     picture, actions = st.columns([3, 2])
@@ -72,7 +70,7 @@ def one_by_one(
             disabled=position == 0,
             width="stretch",
         ):
-            _look_at(tokens[position - 1])
+            _look_at(snap.keys(queue[position - 1 : position])[0])
         if skip.button(
             "Skip",
             icon=":material/arrow_forward:",
@@ -121,6 +119,19 @@ def one_by_one(
                 apply_edit(project, edits.Move(cluster_id=cid, **since), f"Moved it to '{target}'.")
 
 
-def _look_at(token: str | None) -> None:
-    st.session_state[AT] = token
+def _position(snap: Snapshot, queue: np.ndarray, key: str | None) -> int | None:
+    """Where the image `key` is in `queue` (None when it is not there, or no longer in the project): one
+    lookup, not an identity for every image of the queue on every run."""
+    if key is None:
+        return None
+    try:
+        row = int(snap.rows([key])[0])
+    except StaleEdit:
+        return None
+    where = np.flatnonzero(queue == row)
+    return int(where[0]) if where.size else None
+
+
+def _look_at(key: str | None) -> None:
+    st.session_state[AT] = key
     st.rerun()
