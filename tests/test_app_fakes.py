@@ -22,7 +22,7 @@ from turtle_core.embedding.backbones import PRESETS, Availability
 from turtle_core.ingest.quality import measure_quality
 from turtle_core.ingest.scan import ImageRecord, ScanResult, SkippedFile, hash_bytes
 from turtle_core.operations import cleaning
-from turtle_core.operations.project import DiscoveryResult
+from turtle_core.operations.project import DiscoveryResult, Project
 from turtle_core.progress import Progress, check_cancel
 from turtle_core.state.curation import Curation
 from turtle_core.state.edits import Edit, Split
@@ -264,9 +264,7 @@ class FakeProject:
             snap, self.spaces(snap.discovery), cancel
         )  # the real proposal, on the fake's features
 
-    def refine(self) -> int:
-        proposal = self.propose_refine()
-        return self.apply(proposal.edit()).moved if proposal.moves else 0
+    refine = Project.refine  # the real one, through this fake's propose_refine and apply
 
     def layout(self, method: str, progress=None, cancel=None) -> np.ndarray:
         return self._xy if method == "pca" else self._xy * 2
