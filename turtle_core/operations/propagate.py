@@ -35,15 +35,13 @@ Pair = tuple[int, int]  # (from cluster, to cluster)
 @dataclass(frozen=True, eq=False)
 class ProposedMove:
     """One row of the from → to table: the images the learner would move from cluster `source` to cluster
-    `target`, most sure first. `sureness`: the learner's probability of `target` for each image;
-    `confidence`: each image's review confidence, which it keeps when it moves."""
+    `target`, most sure first. `sureness`: the learner's probability of `target` for each image."""
 
     source: int
     target: int
     rows: np.ndarray
     images: tuple[str, ...]
     sureness: np.ndarray
-    confidence: np.ndarray
 
     @property
     def pair(self) -> Pair:
@@ -87,12 +85,10 @@ class RefineProposal:
             raise ProjectError("Nothing to apply: no row of the proposal is chosen at this confidence.")
         images: list[str] = []
         targets: list[int] = []
-        confidence: list[float] = []
         for move in chosen:
             n = move.count(at_least)
             images.extend(move.images[:n])
             targets.extend([move.target] * n)
-            confidence.extend(float(c) for c in move.confidence[:n])
         description = (
             f"Propagated the fixes of {self.n_checked} checked image(s): moved {len(images)} image(s)"
             + (f" at a learner's confidence of at least {at_least:.2f}" if at_least > 0 else "")
@@ -102,7 +98,6 @@ class RefineProposal:
             discovery_id=self.discovery_id,
             images=tuple(images),
             cluster_ids=tuple(targets),
-            confidence=tuple(confidence),
             description=description,
             curation_state=self.state_id,
         )
@@ -124,7 +119,6 @@ class RefineProposal:
                     rows=move.rows[keep],
                     images=tuple(np.asarray(move.images, dtype=object)[keep]),
                     sureness=move.sureness[keep],
-                    confidence=move.confidence[keep],
                 )
             moves.append(move)
         return replace(self, state_id=done.state_id, moves=tuple(moves))
@@ -170,7 +164,6 @@ def propose_refine(
                 rows[picked],
                 snap.keys(rows[picked]),
                 sureness[picked].astype(np.float32),
-                np.asarray(snap.confidence)[rows[picked]].astype(np.float32),
             )
         )
     moves.sort(key=lambda move: -move.rows.size)

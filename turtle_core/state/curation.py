@@ -193,23 +193,28 @@ class Curation(CurationView):
         self,
         indices: Sequence[int] | np.ndarray,
         cluster_ids: np.ndarray,
-        confidence: np.ndarray,
+        confidence: np.ndarray | None,
         description: str,
     ) -> int:
-        """Give unchecked images new clusters and review confidences in one step (a refine's result); checked
-        and excluded images and clusters that no longer exist are left alone. Returns how many moved."""
+        """Give unchecked images new clusters (and, unless `confidence` is None, new review confidences) in
+        one step; checked and excluded images and clusters that no longer exist are left alone. Returns how
+        many moved."""
         given = np.asarray(indices).ravel()
         targets = np.asarray(cluster_ids, np.int32).ravel()
-        conf = np.asarray(confidence, np.float32).ravel()
-        if targets.shape != given.shape or conf.shape != given.shape:
+        conf = None if confidence is None else np.asarray(confidence, np.float32).ravel()
+        if targets.shape != given.shape or (conf is not None and conf.shape != given.shape):
             raise ValueError("relabel needs one cluster id and one confidence per image")
         rows = self._check_indices(given)
         if rows.size != given.size:
             raise ValueError("relabel names an image twice")
         order = np.argsort(given, kind="stable")
-        targets, conf = targets[order], conf[order]
-        keep = ~self._checked[rows] & (self._assign[rows] != EXCLUDED) & np.isin(targets, self.cluster_ids())
-        rows, targets, conf = rows[keep], targets[keep], conf[keep]
+        keep = (
+            ~self._checked[rows]
+            & (self._assign[rows] != EXCLUDED)
+            & np.isin(targets[order], self.cluster_ids())
+        )
+        rows, targets = rows[keep], targets[order][keep]
+        conf = None if conf is None else conf[order][keep]
         moved = int((self._assign[rows] != targets).sum())
         self._commit(description, rows, new_assign=targets, new_conf=conf)
         return moved

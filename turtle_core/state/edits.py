@@ -196,13 +196,12 @@ class Relabelled:
 
 @dataclass(frozen=True, kw_only=True)
 class Relabel(Edit):
-    """Part or all of a propagation's proposal: new clusters and review confidences for unchecked images, as
-    one step. `curation_state` is the `Curation.state_id` the proposal was computed on (or that its own
+    """Part or all of a propagation's proposal: new clusters for unchecked images, as one step (their review
+    confidences stay as they are). `curation_state` is the `Curation.state_id` the proposal was computed on (or that its own
     previous part left); after any other change the edit is refused (`StaleEdit`), never replayed."""
 
     images: tuple[str, ...]
     cluster_ids: tuple[int, ...]
-    confidence: tuple[float, ...]
     description: str
     curation_state: str
 
@@ -212,9 +211,7 @@ class Relabel(Edit):
                 "The clusters changed after this proposal was computed (an edit, an undo, another tab or "
                 "program); nothing was changed. Compute the proposal again."
             )
-        moved = curation.relabel(
-            rows_of(self.images), np.asarray(self.cluster_ids), np.asarray(self.confidence), self.description
-        )
+        moved = curation.relabel(rows_of(self.images), np.asarray(self.cluster_ids), None, self.description)
         return Relabelled(moved, curation.state_id)
 
 
