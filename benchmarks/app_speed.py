@@ -2,6 +2,8 @@
 
 A 10,000-image project (real PNG files, real scan, real thumbnails; synthetic embeddings in the real
 embedding cache and a synthetic discovery result) driven through `AppTest`:
+  * each of the five pages' plain rerun with nothing running, and while the map's UMAP runs in the
+    background (the job a finished discovery starts),
   * rerun time after a curator edit (Clusters page rename; Map page move of a lasso selection),
   * a gallery page of 100 thumbnails, cold (thumbnails built) and warm,
 and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the render in
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -113,20 +116,24 @@ def bench_clusters(project, results: dict) -> None:
     results["gallery_100_cold_s"] = timed(lambda: page_to(2)).seconds
     results["gallery_100_warm_s"] = timed(lambda: (page_to(1), page_to(2)), repeat=3).seconds / 2  # two flips
 
-    def tick_and_move() -> None:
+    def tick() -> None:
         boxes = [c for c in at.checkbox if c.key and c.key.startswith("pick:")]
         boxes[0].check().run()
+        assert not at.exception, at.exception
+
+    def move() -> None:
         at.button(key=f"{scope}:move").click().run()
         assert not at.exception, at.exception
 
-    results["edit_rerun_gallery_move_s"] = timed(tick_and_move).seconds
+    results["gallery_tick_rerun_s"] = timed(tick).seconds
+    results["edit_rerun_gallery_move_s"] = timed(move).seconds
 
 
 def bench_map(project, results: dict) -> None:
     at = app_for(project, "pages/map.py")
     results["map_page_10k_rerun_s"] = timed(lambda: at.run(), repeat=3).seconds
 
-    def lasso_and_move() -> None:
+    def lasso() -> None:
         key = at.get("plotly_chart")[0].key  # the chart's selection state, as the browser reports a lasso
         chosen = list(range(0, 2000, 7))
         boxes = []
@@ -138,10 +145,49 @@ def bench_map(project, results: dict) -> None:
             "selection": {"points": [], "point_indices": chosen, "box": boxes, "lasso": []}
         }
         at.run()
+        assert not at.exception, at.exception
+
+    def move() -> None:
         at.button(key="map:move").click().run()
         assert not at.exception, at.exception
 
-    results["edit_rerun_map_move_s"] = timed(lasso_and_move, repeat=3).seconds
+    lassos, moves = [], []
+    for _ in range(3):
+        lassos.append(timed(lasso).seconds)
+        moves.append(timed(move).seconds)
+    results["map_selection_rerun_s"] = statistics.median(lassos)
+    results["edit_rerun_map_move_s"] = statistics.median(moves)
+
+
+# ------------------------------------------------------------------------------------------ every page
+
+
+PAGES = ("project", "discover", "clusters", "map", "export")
+
+
+def bench_pages(project, results: dict) -> None:
+    """Each page's plain rerun (median of 5) while the map's UMAP of every image runs in the background
+    (the Discover page starts it once a discovery is there), then again once it has finished."""
+    from turtle_ui import jobs as jobs_ui
+
+    apps = {page: app_for(project, f"pages/{page}.py") for page in PAGES if page != "discover"}
+    apps["discover"] = app_for(project, "pages/discover.py")  # last: `app_for` forgets earlier jobs
+    umap = jobs_ui.project_job(project, "umap")
+    assert umap is not None and umap.running, "the Discover page did not start the map's UMAP"
+
+    def rerun(at) -> None:
+        at.run()
+        assert not at.exception, at.exception
+
+    def each_page() -> dict[str, float]:
+        return {page: timed(lambda at=at: rerun(at), repeat=5).seconds for page, at in apps.items()}
+
+    results["page_rerun_during_umap_s"] = each_page()
+    results["umap_still_running_after"] = umap.running
+    started = time.perf_counter()
+    umap.wait()
+    results["umap_left_s"] = time.perf_counter() - started
+    results["page_rerun_s"] = each_page()
 
 
 # ------------------------------------------------------------------------------------------ 50k map
@@ -246,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp) / "images"
         results["write_images_s"] = timed(lambda: write_images(folder, args.images)).seconds
         project, results["scan_s"] = synthetic_project(folder)
+        bench_pages(project, results)
         bench_clusters(project, results)
         bench_map(project, results)
     bench_figure(args.points, results)
@@ -256,5 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     width = max(len(k) for k in results)
     for key, value in results.items():
         shown = f"{value:.3f}" if isinstance(value, float) else value
+        if isinstance(value, dict):
+            shown = "  ".join(f"{k} {v:.3f}" for k, v in value.items())
         print(f"{key:<{width}}  {shown}")
     print(f"\nwritten to {args.out.resolve().relative_to(REPO)}")

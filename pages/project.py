@@ -84,9 +84,10 @@ if project is None:
 
 
 def _quality_counts(scan) -> None:
-    from turtle_core.cleaning.quality import FLAG_TITLES, quality_flags
+    from turtle_core.cleaning.quality import FLAG_TITLES
+    from turtle_core.operations.cleaning import scan_quality
 
-    flags = quality_flags(scan.images)
+    flags = scan_quality(scan)
     counts = {flag: count for flag, count in flags.counts().items() if count}
     if not flags.measured.all():
         st.caption("Image quality was not measured in this scan: rescan to flag dark, blurry, … images.")

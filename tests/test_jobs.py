@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import pytest
 
-from turtle_core.jobs import JobManager
+from turtle_core.jobs import JOB_NICENESS, JobManager
 from turtle_core.progress import Progress, check_cancel
 
 TIMEOUT = 10.0
@@ -171,3 +173,23 @@ def test_gpu_jobs_queue_one_at_a_time() -> None:
     release.set()
     assert first.wait(TIMEOUT) and second.wait(TIMEOUT)
     assert second.result == "ran"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="niceness per thread is Linux's")
+def test_a_job_runs_below_the_pages_priority_and_so_do_the_threads_it_starts() -> None:
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def job_and_its_thread(progress, cancel) -> tuple[int, int]:
+        seen: list[int] = []
+        child = threading.Thread(target=lambda: seen.append(niceness()))
+        child.start()
+        child.join()
+        return niceness(), seen[0]
+
+    page = niceness()
+    job = JobManager().submit("discover", job_and_its_thread, key="p1")
+    assert job.wait(TIMEOUT) and job.state == "done"
+    expected = min(19, page + JOB_NICENESS)
+    assert job.result == (expected, expected)
+    assert niceness() == page  # the caller's own priority is untouched

@@ -127,3 +127,17 @@ def test_quick_effort_is_recorded_and_still_finds_obvious_classes(tmp_path: Path
     assert result.metrics is not None and result.metrics["accuracy"] >= 0.9
     reopened = Project.open(project.folder, reuse=False)
     assert reopened.discovery is not None and reopened.discovery.params["effort"] == "quick"
+
+
+def test_current_metrics_follow_every_edit_and_its_undo(discovered: Project) -> None:
+    from turtle_core.state.edits import Move, Undo
+
+    before = discovered.current_metrics()
+    snap = discovered.snapshot()
+    first, second = snap.curation.cluster_ids()[:2]
+    rows = np.flatnonzero(snap.curation.assignments == first)
+    discovered.apply(Move(discovery_id=snap.discovery_id, images=snap.keys(rows), cluster_id=second))
+    moved = discovered.current_metrics()
+    assert moved["accuracy"] < before["accuracy"] - 0.1
+    discovered.apply(Undo(discovery_id=snap.discovery_id))
+    assert discovered.current_metrics() == before

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from turtle_core.jobs import JobConflict
+from turtle_core.memo import IdentityMemo
 from turtle_core.names import markdown_text
 from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
@@ -15,6 +16,9 @@ from turtle_ui import jobs as jobs_ui
 if TYPE_CHECKING:
     from turtle_core.ingest.scan import ScanResult
     from turtle_core.operations.project import Project
+    from turtle_core.state.project_state import Snapshot
+
+_drift = IdentityMemo(size=4)  # counting the folder's drift is a pass over every path
 
 
 def start_rescan(project: Project) -> None:
@@ -50,23 +54,30 @@ def count_note(project: Project, scan: ScanResult) -> None:
     snap = project.snapshot()
     if snap is None:
         return
-    curated = {record.path: record.content_hash for record in snap.images}
-    found = {record.path: record.content_hash for record in scan.images}
-    failed = {item.path for item in snap.discovery.failed}
-    added = [path for path, digest in found.items() if curated.get(path) != digest and path not in failed]
-    removed = [path for path, digest in curated.items() if found.get(path) != digest]
-    parts = [f"The curation holds {fmt.fmt_int(len(curated))} of these images"]
+    curated, added, removed, skipped = _drift.get(
+        (snap.discovery, scan, scan.images), snap.rows_key, lambda: _count_drift(snap, scan)
+    )
+    parts = [f"The curation holds {fmt.fmt_int(curated)} of these images"]
     if added:
-        parts.append(f"{fmt.fmt_int(len(added))} were added or changed since it was made")
+        parts.append(f"{fmt.fmt_int(added)} were added or changed since it was made")
     if removed:
-        parts.append(f"{fmt.fmt_int(len(removed))} of its images are gone from the folder or changed")
-    skipped = len(failed & set(found))
+        parts.append(f"{fmt.fmt_int(removed)} of its images are gone from the folder or changed")
     if skipped:
         parts.append(f"{fmt.fmt_int(skipped)} could not be embedded")
     if added or removed:
         st.info(" · ".join(parts) + ". **Rescan** to bring the curation up to date.", icon=":material/sync:")
     elif skipped:
         st.caption(" · ".join(parts) + ".")
+
+
+def _count_drift(snap: Snapshot, scan: ScanResult) -> tuple[int, int, int, int]:
+    """Images curated; added or changed since; gone or changed; found but never embedded."""
+    curated = {record.path: record.content_hash for record in snap.images}
+    found = {record.path: record.content_hash for record in scan.images}
+    failed = {item.path for item in snap.discovery.failed}
+    added = sum(1 for path, digest in found.items() if curated.get(path) != digest and path not in failed)
+    removed = sum(1 for path, digest in curated.items() if found.get(path) != digest)
+    return len(curated), added, removed, len(failed & set(found))
 
 
 def earlier_curations(project: Project) -> None:

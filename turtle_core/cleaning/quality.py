@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -87,13 +88,17 @@ def quality_flags(records: Sequence[ImageRecord]) -> QualityFlags:
     table = np.zeros((n, len(QUALITY_FLAGS)), bool)
     if n == 0:
         return QualityFlags(table, np.zeros(0, bool))
-    measured = np.asarray([record.quality is not None for record in records])
-    scores = np.asarray(
-        [record.quality if record.quality is not None else (1.0, 1.0, 1.0, 1.0, 0.0) for record in records],
-        dtype=np.float64,
-    )
-    width = np.asarray([max(1, record.width) for record in records], dtype=np.float64)
-    height = np.asarray([max(1, record.height) for record in records], dtype=np.float64)
+    # fromiter: numpy takes 100,000 small tuples from a list several times slower (pages call this)
+    qualities = [record.quality for record in records]
+    measured = np.fromiter((quality is not None for quality in qualities), bool, n)
+    unmeasured = (1.0, 1.0, 1.0, 1.0, 0.0)
+    scores = np.fromiter(
+        chain.from_iterable(unmeasured if quality is None else quality for quality in qualities),
+        np.float64,
+        n * len(unmeasured),
+    ).reshape(n, len(unmeasured))
+    width = np.maximum(1.0, np.fromiter((record.width for record in records), np.float64, n))
+    height = np.maximum(1.0, np.fromiter((record.height for record in records), np.float64, n))
     for i, flag in enumerate(("dark", "light", "low_information", "blurry")):
         table[:, QUALITY_FLAGS.index(flag)] = scores[:, i] < THRESHOLDS[flag]
     table[:, QUALITY_FLAGS.index("blurry")] &= scores[:, 3] < BLUR_PEER_SHARE * _peer_sharpness(

@@ -31,6 +31,7 @@ from turtle_core.cleaning.suggest import (
 )
 from turtle_core.constants import EXCLUDED
 from turtle_core.ingest.scan import ImageRecord, ScanResult
+from turtle_core.memo import IdentityMemo
 from turtle_core.progress import ProgressCallback
 from turtle_core.state.discovery_result import DiscoveryResult
 from turtle_core.state.edits import KeepOnePerGroup
@@ -49,6 +50,7 @@ class CleaningProject(Protocol):
 
 _memo: dict[str, Any] = {}
 _memo_lock = threading.Lock()
+_per_object = IdentityMemo()
 
 
 # ----------------------------------------------------------------------------------------- quality
@@ -63,8 +65,17 @@ def images_with_quality(images: Sequence[ImageRecord], scan: ScanResult | None) 
 
 def snapshot_quality(snap: Snapshot, scan: ScanResult | None) -> QualityFlags:
     """The quality flags of a snapshot's images (rows of the snapshot)."""
-    key = f"quality:{snap.rows_key}:{id(scan)}"  # rows_key: a rescan changes the rows
-    return _memoised(key, lambda: quality_flags(images_with_quality(snap.images, scan)))
+    # rows_key: a rescan changes the rows
+    return _per_object.get(
+        (scan, getattr(scan, "images", None)),
+        ("quality", snap.rows_key),
+        lambda: quality_flags(images_with_quality(snap.images, scan)),
+    )
+
+
+def scan_quality(scan: ScanResult) -> QualityFlags:
+    """The quality flags of a scan's usable images."""
+    return _per_object.get((scan, scan.images), "scan-quality", lambda: quality_flags(scan.images))
 
 
 def _measured(record: ImageRecord, scanned: ImageRecord | None) -> ImageRecord:

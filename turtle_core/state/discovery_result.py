@@ -48,6 +48,8 @@ class DiscoveryResult:
     revision: int = 0
     # Per row, the revision at which the image joined (0: found by the discovery itself); None: all 0.
     added: np.ndarray | None = None
+    # `image_key` hashes every path; pages ask for it on each rerun. `dataclasses.replace` starts afresh.
+    _image_key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
         meta = {
@@ -126,9 +128,11 @@ class DiscoveryResult:
 
     def image_key(self) -> str:
         """Fingerprint of the ordered image list (paths and contents) that the rows refer to."""
-        digest = hashlib.sha1()
-        for record in self.images:
-            digest.update(
-                record.path.encode("utf-8", "surrogateescape") + b"\0" + record.content_hash.encode()
-            )
-        return digest.hexdigest()
+        if self._image_key is None:
+            digest = hashlib.sha1()
+            for record in self.images:
+                digest.update(
+                    record.path.encode("utf-8", "surrogateescape") + b"\0" + record.content_hash.encode()
+                )
+            self._image_key = digest.hexdigest()
+        return self._image_key
