@@ -6,8 +6,8 @@ embedding cache and a synthetic discovery result) driven through `AppTest`:
     background (the job a finished discovery starts),
   * rerun time after a curator edit (Clusters page rename; Map page move of a lasso selection),
   * a gallery page of 100 thumbnails, cold (thumbnails built) and warm,
-and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the render in
-headless Chromium plus a box selection coming back to Python.
+and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the project's Map
+page opened in headless Chromium, the map's render there plus a box selection coming back to Python.
 
     .venv/bin/python -m benchmarks app_speed [--images 10000] [--points 50000] [--browser] [--out FILE]
 
@@ -275,13 +275,57 @@ def bench_browser(n: int, results: dict) -> None:
             script.unlink(missing_ok=True)
 
 
+def bench_map_page_browser(folder: Path, results: dict) -> None:
+    """The project's real Map page in headless Chromium (`streamlit run app.py`): the project opened from
+    its URL, then the Map clicked in the sidebar until the map is drawn and the page idle (the layout is
+    on disk by then; above `DENSITY_ABOVE` points a density view), then the page reloaded."""
+    from urllib.parse import quote
+
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks._app_server import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+
+    def drawn(page, started: float) -> float:
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=180_000)
+        page.wait_for_selector(IDLE, timeout=180_000)
+        return time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = AppServer(Path(tmp), env={"TURTLE_HOME": os.environ["TURTLE_HOME"]})
+        try:
+            server.wait_healthy()
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                started = time.perf_counter()
+                page.goto(f"{server.url}/?folder={quote(str(folder))}")
+                page.get_by_text("Usable images").wait_for(timeout=180_000)
+                page.wait_for_selector(IDLE, timeout=180_000)
+                results["project_page_opened_browser_s"] = time.perf_counter() - started
+                started = time.perf_counter()
+                page.locator("[data-testid='stSidebarNav']").get_by_text("Map", exact=True).click()
+                results["map_page_first_view_browser_s"] = drawn(page, started)
+                started = time.perf_counter()
+                page.reload()
+                results["map_page_reload_browser_s"] = drawn(page, started)
+                browser.close()
+        finally:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=50_000)
-    parser.add_argument("--browser", action="store_true", help="also render the 50k map in headless Chromium")
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="also open the project's Map page, and render the --points map, in headless Chromium",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
@@ -295,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         bench_pages(project, results)
         bench_clusters(project, results)
         bench_map(project, results)
+        if args.browser:
+            bench_map_page_browser(folder, results)
     bench_figure(args.points, results)
     if args.browser:
         bench_browser(args.points, results)

@@ -16,6 +16,7 @@ from turtle_ui import edits, fmt, gallery, keyboard_review, merge_view, propagat
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.pickers import cluster_selectbox
 
+session.through_app()
 st.title("Clusters")
 st.caption("Name the clusters, fix what TURTLE got wrong, and leave out what does not belong.")
 project = session.require_project()

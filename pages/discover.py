@@ -15,6 +15,7 @@ from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.rediscover import discovery_or_hold, held_back
 
+session.through_app()
 st.title("Discover categories")
 st.caption("Embeds every image with the chosen backbones (cached), then TURTLE groups them into categories.")
 session.show_flash()

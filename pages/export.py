@@ -12,6 +12,7 @@ from turtle_ui import fmt, session
 from turtle_ui import jobs as jobs_ui
 from turtle_ui.classifier_export import classifier_export
 
+session.through_app()
 st.title("Export")
 st.caption("Write the labeled dataset to a new folder. Your original images are only read, never moved.")
 session.show_flash()

@@ -41,6 +41,7 @@ def selection_in_density_map(xy: np.ndarray, chosen: dict, sample: np.ndarray) -
     return memo[key]
 
 
+session.through_app()
 st.title("Map")
 st.caption(
     "Similar images lie close together. Lasso or box a group of points to review and relabel it; "

@@ -11,6 +11,7 @@ from turtle_core.names import display_name, escape_name, markdown_text, unescape
 from turtle_ui import curations, fmt, labels_import, session
 from turtle_ui import jobs as jobs_ui
 
+session.through_app()
 st.title("Project")
 st.caption(
     "Choose a folder of images. Nothing in it is ever modified: all work is kept in a separate workspace."

@@ -39,6 +39,7 @@ SESSION_DEFAULTS: dict[str, Any] = {
     "flash": None,  # (kind, message) shown once at the top of the next page run
     "edit_nonce": 0,  # bumped after every curation edit: resets selections keyed on it
     "url_folder": None,  # the ?folder= of the URL as last seen, to tell a changed URL from a stale one
+    "app_ran": True,  # app.py has run in this session (`through_app`)
 }
 
 
@@ -49,6 +50,23 @@ def init_session() -> None:
         if key not in st.session_state:
             st.session_state[key] = value
     _follow_url()
+
+
+def through_app() -> None:
+    """Run the calling page inside app.py (session, URL, sidebar, navigation). When the first session of a
+    server process opens a page by its URL (a bookmark, or a tab reloaded after a restart: `/map?folder=…`),
+    Streamlit runs the page's script on its own, in its pages-folder mode, which lasts until app.py's first
+    `st.navigation`: the page said "No project is open yet". Leaving that mode and running again goes
+    through app.py, on the same page (the page's URL path names it in both modes)."""
+    from streamlit.runtime.pages_manager import PagesManager  # the mode's switch (Streamlit 1.67)
+
+    # Only before this session's first run of app.py: AppTest enters that mode again on every run, and a
+    # rerun then would lose the run's button clicks.
+    state = st.session_state
+    if PagesManager.uses_pages_directory and not state.get("app_ran") and not state.get("through_app_tried"):
+        state["through_app_tried"] = True  # never a loop, whatever another Streamlit version does
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def _url_text(folder: str) -> str:
