@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from turtle_core.cleaning.duplicates import (
     NeighbourGraph,
@@ -131,9 +132,110 @@ def test_pixel_signatures_confirm_pairs_near_in_the_embeddings() -> None:
     assert graph.has_signatures and graph.pairs.tolist() == [[0, 1]]  # d has none; c matches nobody
     priority = np.asarray([4.0, 3.0, 2.0, 1.0])
     assert [(g.keep, g.others) for g in duplicate_groups(graph, 0.01, priority)] == [(0, (1,))]
-    assert duplicate_groups(graph, 0.01, priority, min_match=1.01) == []
+    assert duplicate_groups(graph, 0.01, priority, ratio=0.0) == []  # not identical: the ratio decides
     again = NeighbourGraph.from_bytes(graph.to_bytes())
     assert again.pairs.tolist() == [[0, 1]] and np.allclose(again.pair_matches, graph.pair_matches)
+    assert np.array_equal(again.lookalike, graph.lookalike)
     alone = build_neighbour_graph([features], ["a", "b", "c", "d"], k=3)
     assert [(g.keep, sorted(g.others)) for g in duplicate_groups(alone, 0.01, priority)] == [(0, [1, 2, 3])]
     assert graph.default_threshold() == 10 * alone.default_threshold()  # 5.0 and 0.5 of the same median
+
+
+def _field(rng: np.random.Generator, grid: int):
+    """A picture of `grid` × `grid` random colours blended smoothly to 96 px, in one tint for the folder:
+    the fewer the colours, the more alike two pictures' 8 × 8 signatures are by chance."""
+    from PIL import Image
+
+    colours = 0.5 * rng.integers(0, 255, (grid, grid, 3)) + 0.5 * np.asarray([200, 120, 60])
+    return Image.fromarray(colours.astype(np.uint8)).resize((96, 96), Image.Resampling.BICUBIC)
+
+
+def _copy(picture, kind: str):
+    import io
+
+    from PIL import Image, ImageEnhance
+
+    if kind == "smaller":
+        return picture.resize((48, 48), Image.Resampling.LANCZOS)
+    if kind == "crop":
+        return picture.crop((4, 4, 92, 92))
+    if kind == "brighter":
+        return ImageEnhance.Brightness(picture).enhance(1.3)
+    if kind == "rotate":
+        return picture.rotate(3, resample=Image.Resampling.BICUBIC, fillcolor=picture.getpixel((0, 0)))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=35)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def _planted_pictures(grid: int, n: int = 400, copies: int = 25, seed: int = 0):
+    """`n` different pictures and one transformed copy of `copies` of them, with signatures and
+    embeddings in which every copy is near its source but so are many other pictures."""
+    from turtle_core.ingest.quality import pixel_signature
+
+    rng = np.random.default_rng(seed)
+    pictures = [_field(rng, grid) for _ in range(n)]
+    sources = rng.choice(n, copies, replace=False)
+    kinds = ("smaller", "jpeg", "crop", "brighter", "rotate")
+    pictures += [_copy(pictures[s], kinds[i % len(kinds)]) for i, s in enumerate(sources)]
+    features = rng.normal(size=(n + copies, 16))
+    features[n:] = features[sources] + 0.3 * rng.normal(size=(copies, 16))
+    return [pixel_signature(p) for p in pictures], features, sources
+
+
+def _recall_and_untouched(groups, sources: np.ndarray, n: int) -> tuple[float, float]:
+    group_of = {row: i for i, group in enumerate(groups) for row in group.rows}
+    recall = np.mean([group_of.get(int(s), -1) == group_of.get(n + i, -2) for i, s in enumerate(sources)])
+    untouched = set(range(n)) - {int(s) for s in sources}
+    return float(recall), sum(row in group_of for row in untouched) / len(untouched)
+
+
+def test_signatures_are_judged_against_each_images_look_alikes() -> None:
+    from turtle_core.ingest.quality import signature_vectors
+
+    # Pictures of two colours a side blended smoothly look alike at 8 × 8 (different ones correlate up to
+    # 0.99: a lax rule groups them); busy ones of eight a side do not, but their crops and turns lose
+    # more of their correlation.
+    for grid, most_untouched in ((2, 0.06), (8, 0.02)):
+        signatures, features, sources = _planted_pictures(grid)
+        n = len(features) - len(sources)
+        hashes = [f"{i:05d}" for i in range(len(features))]
+        graph = build_neighbour_graph([features], hashes, signatures=signatures)
+        priority = keep_priority(np.ones(len(features)), np.zeros(len(features)))
+        groups = duplicate_groups(graph, graph.default_threshold(), priority)
+        recall, untouched = _recall_and_untouched(groups, sources, n)
+        assert recall >= 0.95 and untouched <= most_untouched, (grid, recall, untouched)
+        if grid == 8:  # the former rule (a correlation >= 0.97) loses the busy pictures' crops and turns
+            vectors, _ = signature_vectors(signatures)
+            assert np.mean(np.einsum("ij,ij->i", vectors[sources], vectors[n:]) >= 0.97) <= 0.85
+
+
+def test_a_picture_with_many_copies_keeps_them_all() -> None:
+    from PIL import Image
+
+    from turtle_core.ingest.quality import pixel_signature
+
+    rng = np.random.default_rng(7)
+    others = [_field(rng, 8) for _ in range(100)]
+    picture = _field(rng, 8)
+    copies = [picture.resize((side, side), Image.Resampling.LANCZOS) for side in (88, 80, 72, 64, 56, 48, 40)]
+    signatures = [pixel_signature(p) for p in [picture, *copies, *others]]
+    features = rng.normal(size=(len(signatures), 16))
+    features[1:8] = features[0] + 0.1 * rng.normal(size=(7, 16))
+    graph = build_neighbour_graph(
+        [features], [f"{i:05d}" for i in range(len(signatures))], signatures=signatures
+    )
+    # each copy's nearest signatures are the other copies: only their near-identity can confirm them
+    assert (graph.lookalike[:8] < 1 - 0.998).all()
+    sizes = np.asarray([96**2, *(s**2 for s in (88, 80, 72, 64, 56, 48, 40)), *[96**2 - 1] * 100])
+    groups = duplicate_groups(graph, graph.default_threshold(), keep_priority(sizes, np.zeros(len(sizes))))
+    assert [(g.keep, sorted(g.others)) for g in groups] == [(0, list(range(1, 8)))]
+
+
+def test_a_graph_of_an_older_format_is_refused() -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, format=np.asarray(2), node_of_row=np.zeros(1), indices=np.zeros((1, 0)))
+    with pytest.raises(ValueError, match="format 2"):
+        NeighbourGraph.from_bytes(buffer.getvalue())

@@ -103,7 +103,8 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
         format="%.4f",
         key=key,
         help="Two images are near-duplicates when the mean cosine distance of their embeddings is at most "
-        "this and their 8 × 8 pixel signatures match. The default adapts to the folder: a fraction of its "
+        "this and their 8 × 8 pixel signatures are far closer to each other than to each image's other "
+        "look-alikes (or practically identical). The default adapts to the folder: a multiple of its "
         "median nearest-neighbour distance.",
     )
     _histogram(graph, threshold, median, top)
@@ -171,7 +172,8 @@ def _histogram(graph: NeighbourGraph, threshold: float, median: float, top: floa
     )
     st.plotly_chart(figure, key="dup_histogram", config={"displayModeBar": False})
     st.caption(
-        f"Median nearest-neighbour distance {median:.4f}; images left of the line have a near-duplicate."
+        f"Median nearest-neighbour distance {median:.4f}; images left of the line have a neighbour near "
+        "enough in the embeddings, which their pixel signatures must then confirm."
     )
 
 

@@ -52,14 +52,35 @@ COLOUR_PICTURES = {"histology": "ihc.png", "deep_field": "hubble_deep_field.jpg"
 GREY_TEXTURES = {"brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png"}
 
 
+# The crop sets' draws: pictures, count per picture, seed, grey, darkest mean kept.
+CROP_SETS: dict[str, tuple[dict[str, str], list[int], int, bool, float]] = {
+    "colour_crops": (COLOUR_PICTURES, [1200, 500, 250], 3, False, 20.0),
+    "grey_textures": (GREY_TEXTURES, [200, 200, 200], 4, True, 0.0),
+}
+
+
 def _colour_crops(cache: Path) -> Iterator[Sample]:
-    wheel = sources.skimage_wheel(cache / "_sources")
-    return sources.crops(COLOUR_PICTURES, [1200, 500, 250], wheel, seed=3, grey=False)
+    return sources.crops(*_crop_arguments("colour_crops", cache))
 
 
 def _grey_textures(cache: Path) -> Iterator[Sample]:
-    wheel = sources.skimage_wheel(cache / "_sources")
-    return sources.crops(GREY_TEXTURES, [200, 200, 200], wheel, seed=4, grey=True, min_mean=0.0)
+    return sources.crops(*_crop_arguments("grey_textures", cache))
+
+
+def _crop_arguments(name: str, cache: Path) -> tuple:
+    pictures, counts, seed, grey, min_mean = CROP_SETS[name]
+    return pictures, counts, sources.skimage_wheel(cache / "_sources"), seed, grey, min_mean
+
+
+def crop_boxes(name: str, cache: Path = DEFAULT_CACHE) -> dict[str, tuple[str, int, int, int, int, bool]]:
+    """Where each image of a crop set came from, by its path in the set (as `build_set` names it):
+    (picture, x, y, side, quarter turns, flipped)."""
+    counts: Counter[str] = Counter()
+    boxes = {}
+    for label, _, box in sources.crop_draws(*_crop_arguments(name, cache)):
+        boxes[f"{label}/{label}_{counts[label]:05d}.png"] = (label, *box)
+        counts[label] += 1
+    return boxes
 
 
 SETS: dict[str, SetSpec] = {

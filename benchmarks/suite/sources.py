@@ -192,6 +192,14 @@ def crops(
 ) -> Iterator[Sample]:
     """Random crops (side 48–160 px, random quarter turn and flip) of each class's picture, as 96×96
     tiles; crops darker than `min_mean` (empty sky, a retina photo's black border) are drawn again."""
+    for name, tile, _ in crop_draws(pictures, counts, wheel, seed, grey, min_mean):
+        yield name, tile
+
+
+def crop_draws(
+    pictures: dict[str, str], counts: list[int], wheel: Path, seed: int, grey: bool, min_mean: float = 20.0
+) -> Iterator[tuple[str, Image.Image, tuple[int, int, int, int, bool]]]:
+    """`crops`' tiles with where each came from: (x, y, side, quarter turns, flipped)."""
     rng = np.random.default_rng(seed)
     for (name, filename), count in zip(pictures.items(), counts, strict=True):
         picture = skimage_picture(wheel, filename)
@@ -205,8 +213,10 @@ def crops(
             tile = picture.crop((x, y, x + side, y + side)).resize((96, 96), Image.Resampling.BILINEAR)
             if np.asarray(tile, dtype=np.float32).mean() < min_mean:
                 continue
-            tile = tile.rotate(90 * int(rng.integers(4)))
-            if rng.random() < 0.5:
+            turns = int(rng.integers(4))
+            tile = tile.rotate(90 * turns)
+            flipped = bool(rng.random() < 0.5)
+            if flipped:
                 tile = tile.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             made += 1
-            yield name, tile
+            yield name, tile, (x, y, side, turns, flipped)

@@ -9,7 +9,14 @@ and every candidate's distance is then computed exactly in the full space.
 
 Embeddings are invariant to what a category ignores, so different pictures of one kind can lie as close as
 two copies of one picture; a pair near in the embeddings is confirmed by the images' pixel signatures
-(8 × 8 RGB, measured at scan time), which copies share and other pictures rarely do.
+(8 × 8 RGB, measured at scan time). No fixed correlation separates copies from look-alikes in every
+folder: crops of one photograph or of one texture correlate as much as a cropped or turned copy does. So
+the check is relative to each image's own look-alikes, like a ratio test: a pair is confirmed when its
+signature distance (1 - correlation) is at most `SIGNATURE_RATIO` of the larger of the two images'
+look-alike distances, the distance to their `LOOKALIKE_RANK`-th nearest signature. A copy stands out
+from the look-alikes of its folder; a look-alike does not. Pairs whose signatures are practically
+identical (correlation ≥ `SIGNATURE_IDENTICAL`) are confirmed whatever their look-alikes, so that a
+picture with many copies, whose nearest signatures are all copies, keeps them.
 
 Groups are not connected components (which chain unrelated images through intermediate ones): images
 are visited from the one most worth keeping (most pixels, then largest file); each not yet grouped
@@ -30,6 +37,7 @@ from turtle_core.cleaning.neighbours import (
     approximate_neighbours,
     candidate_pairs,
     exact_neighbours,
+    pair_correlations,
     pair_distances,
     signature_neighbours,
 )
@@ -42,11 +50,16 @@ NEIGHBOURS = 16
 # (benchmarks/cleaning_duplicates.py chose it on planted copies; cleanlab's default is 0.13).
 DEFAULT_FRACTION = 5.0
 EMBEDDINGS_ONLY_FRACTION = 0.5  # images scanned without pixel signatures: the embeddings alone decide
-# Two images near in the embeddings are near-duplicates when their 8 × 8 pixel signatures correlate at
-# least this much: copies of one picture do, different pictures of one kind (or one scene) rarely.
-SIGNATURE_MATCH = 0.97
-_PAIR_FLOOR = 0.8  # candidate pairs whose signatures correlate less are not kept at all
-_GRAPH_FORMAT = 2
+# Two images near in the embeddings are near-duplicates when their signature distance is at most this
+# fraction of the larger of their look-alike distances (chosen on benchmarks/cleaning_duplicates.py's
+# colour_crops and emoji), or when their signatures correlate at least SIGNATURE_IDENTICAL.
+SIGNATURE_RATIO = 0.25
+LOOKALIKE_RANK = 4
+SIGNATURE_IDENTICAL = 0.998
+_STORED_RATIO = 0.5  # candidate pairs farther than this fraction of their look-alike distance are not kept
+# 3: each node's look-alike distance; signatures correlated per colour channel (format 2 is not read:
+# the graph is built again)
+_GRAPH_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,9 @@ class NeighbourGraph:
     pairs: np.ndarray | None = None
     pair_distances: np.ndarray | None = None
     pair_matches: np.ndarray | None = None
+    # Each node's look-alike distance: 1 - the signature correlation of its LOOKALIKE_RANK-th nearest
+    # signature (inf without a signature).
+    lookalike: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -98,6 +114,7 @@ class NeighbourGraph:
                 "pairs": self.pairs,
                 "pair_distances": self.pair_distances,
                 "pair_matches": self.pair_matches,
+                "lookalike": self.lookalike,
             }
         np.savez(
             buffer,
@@ -115,7 +132,8 @@ class NeighbourGraph:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             if int(arrays["format"]) != _GRAPH_FORMAT:
                 raise ValueError(f"unsupported neighbour graph format {int(arrays['format'])}")
-            pairs = {k: arrays[k] for k in ("pairs", "pair_distances", "pair_matches") if k in arrays.files}
+            names = ("pairs", "pair_distances", "pair_matches", "lookalike")
+            pairs = {k: arrays[k] for k in names if k in arrays.files}
             return cls(
                 arrays["node_of_row"], arrays["indices"], arrays["distances"], bool(arrays["exact"]), **pairs
             )
@@ -172,9 +190,13 @@ def build_neighbour_graph(
     if signatures is None:
         return graph
     vectors, present = signature_vectors([signatures[row] for row in first_row])
-    pairs = candidate_pairs(indices, signature_neighbours(vectors, present, k, exact, seed))
-    matches = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    keep = present[pairs[:, 0]] & present[pairs[:, 1]] & (matches >= _PAIR_FLOOR)
+    similar = signature_neighbours(vectors, present, k, exact, seed)
+    lookalike = lookalike_distances(vectors, present, similar, LOOKALIKE_RANK)
+    pairs = candidate_pairs(indices, similar)
+    matches = pair_correlations(vectors, pairs)
+    ratios = _ratios(1.0 - matches, lookalike[pairs[:, 0]], lookalike[pairs[:, 1]])
+    keep = present[pairs[:, 0]] & present[pairs[:, 1]]
+    keep &= (ratios <= _STORED_RATIO) | (matches >= SIGNATURE_IDENTICAL)
     pairs, matches = pairs[keep], matches[keep]
     check_cancel(cancel)
     return NeighbourGraph(
@@ -185,21 +207,42 @@ def build_neighbour_graph(
         pairs.astype(np.int32),
         pair_distances(spaces, first_row, pairs),
         matches.astype(np.float32),
+        lookalike.astype(np.float32),
     )
 
 
+def lookalike_distances(
+    vectors: np.ndarray, present: np.ndarray, similar: np.ndarray, rank: int
+) -> np.ndarray:
+    """Each node's signature distance (1 - correlation) to its `rank`-th nearest signature among
+    `similar` (its farthest one when it has fewer; inf without a signature or any neighbour)."""
+    found = np.full(len(vectors), np.inf, np.float32)
+    for start in range(0, len(vectors), 2048):
+        block = similar[start : start + 2048]
+        valid = (block >= 0) & present[np.maximum(block, 0)]
+        own = vectors[start : start + len(block)]
+        correlation = np.einsum("ij,ikj->ik", own, vectors[np.maximum(block, 0)])
+        distance = np.sort(np.where(valid, 1.0 - correlation, np.inf), axis=1)
+        counts = valid.sum(axis=1)
+        column = np.clip(np.minimum(counts, rank) - 1, 0, None)
+        chosen = distance[np.arange(len(block)), column] if block.shape[1] else np.full(len(block), np.inf)
+        found[start : start + len(block)] = np.where(present[start : start + len(block)], chosen, np.inf)
+    return found
+
+
 def duplicate_groups(
-    graph: NeighbourGraph, threshold: float, priority: np.ndarray, min_match: float = SIGNATURE_MATCH
+    graph: NeighbourGraph, threshold: float, priority: np.ndarray, ratio: float = SIGNATURE_RATIO
 ) -> list[DuplicateGroup]:
     """Groups of near-duplicates at `threshold`, each around the kept image (highest `priority` per row).
     In a graph with pixel signatures two images are near-duplicates when their embeddings are within the
-    threshold and their signatures correlate by at least `min_match`; without, the embeddings alone
-    decide. Exact copies are grouped at any threshold. Largest groups first."""
+    threshold and their signature distance is at most `ratio` of the larger of their look-alike
+    distances (or their signatures are practically identical); without, the embeddings alone decide.
+    Exact copies are grouped at any threshold. Largest groups first."""
     rows_of_node = _rows_by_node(graph.node_of_row)
     priority = np.asarray(priority, dtype=np.float64)
     node_priority = np.full(graph.n_nodes, -np.inf)
     np.maximum.at(node_priority, graph.node_of_row, priority)
-    partners = _pairs_within(graph, threshold, min_match)
+    partners = _pairs_within(graph, threshold, ratio)
     has_copies = np.asarray([len(rows) > 1 for rows in rows_of_node])
     candidates = np.flatnonzero(has_copies | np.asarray([len(p) > 0 for p in partners]))
     taken = np.zeros(graph.n_nodes, bool)
@@ -248,12 +291,24 @@ def _rows_by_node(node_of_row: np.ndarray) -> list[list[int]]:
     return [order[bounds[i] : bounds[i + 1]].tolist() for i in range(len(bounds) - 1)]
 
 
-def _pairs_within(graph: NeighbourGraph, threshold: float, min_match: float) -> list[list[tuple[int, float]]]:
+def _ratios(distance: np.ndarray, lookalike_a: np.ndarray, lookalike_b: np.ndarray) -> np.ndarray:
+    """Signature distances as a fraction of the larger of the two images' look-alike distances."""
+    scale = np.maximum(lookalike_a, lookalike_b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(scale > 0, distance / np.where(scale > 0, scale, 1.0), np.inf)
+    return np.where(np.isfinite(scale), ratios, np.inf)
+
+
+def _pairs_within(graph: NeighbourGraph, threshold: float, ratio: float) -> list[list[tuple[int, float]]]:
     """For every node, the other nodes that are near-duplicates of it at `threshold`."""
     partners: list[list[tuple[int, float]]] = [[] for _ in range(graph.n_nodes)]
     if graph.pairs is not None:
         assert graph.pair_distances is not None and graph.pair_matches is not None
-        keep = (graph.pair_distances <= threshold) & (graph.pair_matches >= min_match)
+        assert graph.lookalike is not None
+        a, b = graph.pairs[:, 0], graph.pairs[:, 1]
+        confirmed = _ratios(1.0 - graph.pair_matches, graph.lookalike[a], graph.lookalike[b]) <= ratio
+        confirmed |= graph.pair_matches >= SIGNATURE_IDENTICAL
+        keep = (graph.pair_distances <= threshold) & confirmed
         for a, b, d in zip(*graph.pairs[keep].T.tolist(), graph.pair_distances[keep].tolist(), strict=True):
             partners[a].append((b, d))
             partners[b].append((a, d))

@@ -24,7 +24,8 @@ def add_parsers(commands: argparse._SubParsersAction, add_embed_arguments: Calla
         type=float,
         default=None,
         help="near-duplicate threshold as a fraction of the median nearest-neighbour distance in the embeddings "
-        f"(default {DEFAULT_FRACTION:g}; pairs must also match in their pixel signatures)",
+        f"(default {DEFAULT_FRACTION:g}; pairs must also stand out from each image's look-alikes in their "
+        "pixel signatures)",
     )
     names = commands.add_parser("names", help="suggest names for the clusters of the last discovery")
     names.add_argument("folder", help="the folder of a previous `discover` (read only)")

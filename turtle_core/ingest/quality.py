@@ -281,7 +281,9 @@ def _encode(averaged: bytes, transpose: Image.Transpose | None) -> str:
 
 
 def signature_vectors(signatures: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Signatures as zero-mean unit vectors (so their dot product is a correlation), and which exist."""
+    """Signatures as unit vectors with each colour channel centred on its own mean (so their dot product
+    is a correlation of the picture's layout, which a picture's overall tint does not inflate), and which
+    exist."""
     size = SIGNATURE_SIDE * SIGNATURE_SIDE * 3
     vectors = np.zeros((len(signatures), size), np.float32)
     present = np.zeros(len(signatures), bool)
@@ -291,7 +293,8 @@ def signature_vectors(signatures: list[str | None]) -> tuple[np.ndarray, np.ndar
         raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
         if raw.size != size:
             continue
-        centred = raw.astype(np.float32) - raw.mean()
+        pixels = raw.astype(np.float32).reshape(-1, 3)
+        centred = (pixels - pixels.mean(axis=0)).ravel()
         norm = float(np.linalg.norm(centred))
         vectors[row] = centred / norm if norm > 0 else 0.0
         present[row] = True
