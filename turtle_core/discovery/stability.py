@@ -30,7 +30,7 @@ from turtle_core.constants import (
 )
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
 from turtle_core.discovery.runtime import default_cpu_threads
-from turtle_core.progress import check_cancel
+from turtle_core.progress import Progress, ProgressCallback, check_cancel
 
 Method = Literal["turtle", "kmeans"]
 
@@ -89,6 +89,7 @@ def kmeans_runs(
     seeds: Sequence[int],
     cancel: threading.Event | None = None,
     sample_rows: int = STABILITY_KMEANS_SAMPLE_ROWS,
+    progress: ProgressCallback | None = None,
 ) -> list[KMeansRun]:
     """k-means (best of `STABILITY_KMEANS_INITS` k-means++ starts) once per seed, on TURTLE's CPU thread
     budget; fitted on one fixed sample of `sample_rows` rows when there are more (inertias then compare on
@@ -99,8 +100,11 @@ def kmeans_runs(
     fit_rows = data
     if data.shape[0] > sample_rows:
         fit_rows = data[np.sort(np.random.default_rng(0).choice(data.shape[0], sample_rows, replace=False))]
-    runs = []
+    runs: list[KMeansRun] = []
+    message = "Comparing with k-means: which partition do independent runs agree on more?"
     for seed in seeds:
+        if progress is not None:
+            progress(Progress("stability", len(runs), len(seeds), message=message, unit="runs"))
         check_cancel(cancel)
         model = KMeans(n_clusters=n_clusters, n_init=STABILITY_KMEANS_INITS, random_state=int(seed))
         # TURTLE's thread budget: on a shared 2-core machine (load 10) two OpenMP threads took 6x as long
@@ -116,6 +120,8 @@ def kmeans_runs(
                 model.cluster_centers_.astype(np.float32),
             )
         )
+    if progress is not None:
+        progress(Progress("stability", len(runs), len(seeds), message=message, unit="runs"))
     return runs
 
 
@@ -147,6 +153,7 @@ def choose_partition(
     random_state: int = 0,
     cancel: threading.Event | None = None,
     keep: str = "auto",
+    progress: ProgressCallback | None = None,
 ) -> PartitionChoice:
     """TURTLE's chosen run, unless k-means' runs agree with each other more than TURTLE's runs
     (`turtle_runs`, at least two) do: then the lowest-inertia k-means run, at TURTLE's number of clusters.
@@ -161,7 +168,7 @@ def choose_partition(
     if keep == "turtle" or n_clusters < 2 or (keep == "auto" and len(turtle_runs) < 2):
         return keep_turtle
     seeds = [int(random_state) + i for i in range(STABILITY_KMEANS_RUNS)]
-    runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel)
+    runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel, progress=progress)
     kmeans_agreement = mean_pairwise_ari([run.labels for run in runs])
     reference = runs[0].labels if len(turtle_labels) <= STABILITY_KMEANS_SAMPLE_ROWS else None
     keep_turtle.kmeans_agreement = kmeans_agreement

@@ -95,6 +95,7 @@ def discover_features(
     from turtle_core.discovery import sampled as big
     from turtle_core.discovery.confidence import confidence_and_atypicality
     from turtle_core.discovery.discover import discover
+    from turtle_core.discovery.estimate import discovery_seconds, record_discovery_speed
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
 
     started = time.perf_counter()
@@ -148,6 +149,9 @@ def discover_features(
     params = {**found.params, "effort": chosen.name}
     if sample is not None:
         params["fit_sample"] = int(sample.size)
+    dims = [int(X.shape[1]) for X in spaces]
+    reference_s = discovery_seconds(len(images), n_clusters, chosen, partition, dims)
+    record_discovery_speed(reference_s, time.perf_counter() - started)  # the next estimate's speed
     return DiscoveryResult(
         images=images,
         labels=labels,
