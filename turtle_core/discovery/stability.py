@@ -50,6 +50,9 @@ class PartitionChoice:
     # The k-means run at seed `random_state` when it was fitted on every row: what `metrics.kmeans_baseline`
     # gives at that seed (10 starts, L2-normalised spaces), so a discovery need not run it again.
     kmeans_reference: np.ndarray | None = field(default=None, repr=False)
+    # That run's centres (in the joint space of L2-normalised rows), whichever rows it was fitted on: the
+    # reference for rows it did not see (a discovery fitted on a sample assigns every image to them).
+    reference_centres: np.ndarray | None = field(default=None, repr=False)
 
 
 def mean_pairwise_ari(labelings: Sequence[np.ndarray]) -> float:
@@ -173,6 +176,7 @@ def choose_partition(
     reference = runs[0].labels if len(turtle_labels) <= STABILITY_KMEANS_SAMPLE_ROWS else None
     keep_turtle.kmeans_agreement = kmeans_agreement
     keep_turtle.kmeans_reference = reference
+    keep_turtle.reference_centres = runs[0].centres
     if keep == "auto" and not kmeans_agreement > turtle_agreement:
         return keep_turtle
     best = min(runs, key=lambda run: run.inertia)
@@ -185,4 +189,5 @@ def choose_partition(
         kmeans_agreement,
         CentroidModel(best.centres, scale),
         reference,
+        runs[0].centres,
     )

@@ -97,6 +97,7 @@ def discover_features(
     from turtle_core.discovery.discover import discover
     from turtle_core.discovery.estimate import discovery_seconds, record_discovery_speed
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
+    from turtle_core.discovery.stability import CentroidModel
 
     started = time.perf_counter()
     n_clusters = checked_cluster_request(n_clusters, len(images))
@@ -139,10 +140,13 @@ def discover_features(
     if truth is not None:
         check_cancel(cancel)
         metrics = evaluate(truth, labels)
+        centres = found.choice.reference_centres  # the stability choice's k-means run at seed 0, when it ran
         if sample is None:
-            reference = found.choice.kmeans_reference  # the stability choice's run at seed 0, when it ran
+            reference = found.choice.kmeans_reference
             if reference is None:
                 reference = kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
+        elif centres is not None:  # fitted on (part of) the sample: every image assigned to its centres
+            reference = big.predict_proba_chunked(CentroidModel(centres, 1.0), spaces).argmax(1)
         else:
             reference = big.kmeans_baseline_sampled(spaces, selection.best_n_clusters, sample, random_state=0)
         kmeans_metrics = evaluate(truth, reference)
