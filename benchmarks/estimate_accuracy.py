@@ -42,15 +42,15 @@ CASES = (
     "grey_textures@12:standard",
     "digits@300:standard",
     "demo:quick",
+    "synthetic:standard",
     "demo:standard",
+    "animal_mnist:standard",
     "grey_textures:standard",
     "glyphs:standard",
     "emoji:standard",
     "digits:standard",
     "colour_crops:standard",
     "animal_imbalanced:standard",
-    "animal_mnist:standard",
-    "synthetic:standard",
 )
 BACKBONE = "effnet-lite0"  # the suite's features (1,280 dimensions; the synthetic project's too)
 
