@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from turtle_core.constants import (
     DISCOVERY_SAMPLE_ROWS,
-    PROBE_MAX_ROWS,
+    DISCOVERY_WORK_ROWS,
     STABILITY_KMEANS_INITS,
     STABILITY_KMEANS_RUNS,
     STABILITY_KMEANS_SAMPLE_ROWS,
@@ -33,8 +33,8 @@ from turtle_core.discovery.effort import (
 from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_rate, read_rate, record_rate
 
 # Reference costs in seconds: the idle 2-core CPU, one torch thread. Measured part by part in one process
-# (benchmarks/estimate_accuracy.py --calibrate) and scaled to the idle demo's three quick selections
-# (20 s, benchmarks/README.md). A TURTLE step: a fixed part per space (about 90 small tensor operations)
+# (benchmarks/discovery_costs.py) and scaled to the idle demo's three quick selections (20 s,
+# benchmarks/README.md). A TURTLE step: a fixed part per space (about 90 small tensor operations)
 # and a part per batch row, of which some grows with C × whitened axes (per 10 clusters × 64 axes).
 STEP_S_PER_SPACE = 0.00036
 STEP_S_PER_ROW = 0.00000062
@@ -98,9 +98,9 @@ def step_seconds(batch_rows: int, n_clusters: int, axes: Sequence[int]) -> float
     return STEP_S_PER_SPACE * len(axes) + batch_rows * row
 
 
-def score_seconds(n_rows: int, n_clusters: int, axes: Sequence[int]) -> float:
-    rows = min(n_rows, PROBE_MAX_ROWS)
-    return sum(SCORE_S + SCORE_S_PER_ROW * rows * n_clusters * (a + 1) / WIDTH_UNIT for a in axes)
+def score_seconds(probe_rows: int, n_clusters: int, axes: Sequence[int]) -> float:
+    """One label-free score whose probes are fitted and tested on `probe_rows` rows."""
+    return sum(SCORE_S + SCORE_S_PER_ROW * probe_rows * n_clusters * (a + 1) / WIDTH_UNIT for a in axes)
 
 
 def kmeans_seconds(n_rows: int, dims: int, n_clusters: int) -> float:
@@ -108,17 +108,20 @@ def kmeans_seconds(n_rows: int, dims: int, n_clusters: int) -> float:
     return KMEANS_S + KMEANS_S_PER_VALUE * n_rows * dims * (1 + n_clusters / 10)
 
 
-def selection_seconds(schedule: Schedule, n_rows: int, ks: list[int], dims: Sequence[int]) -> float:
+def selection_seconds(
+    schedule: Schedule, n_rows: int, ks: list[int], dims: Sequence[int], work_rows: int = DISCOVERY_WORK_ROWS
+) -> float:
     """One `select_model` with `schedule`: the preprocessing, then per C its screening runs (a k-means
-    start, steps and a score each) and its full runs (the restarts counted for the largest Cs)."""
+    start, steps and a score each) and its full runs (the restarts counted for the largest Cs). Scores and
+    k-means starts work on at most `work_rows` rows."""
     axes = [whitened_axes(n_rows, max(ks))] * len(dims)
     batch = min(schedule.batch_size, n_rows)
     screens = schedule.n_screen if schedule.screened else 0
     refined = min(REFINED_CLUSTER_VALUES, len(ks))
     total = PREP_S_PER_VALUE * n_rows * sum(d * d for d in dims)
     for index, k in enumerate(ks):
-        step, score = step_seconds(batch, k, axes), score_seconds(n_rows, k, axes)
-        start = kmeans_seconds(n_rows, sum(dims), k)
+        step, score = step_seconds(batch, k, axes), score_seconds(min(n_rows, work_rows), k, axes)
+        start = kmeans_seconds(min(n_rows, work_rows), sum(dims), k)
         runs = 1 + (schedule.n_restarts - 1 if index >= len(ks) - refined else 0)
         total += screens * (start + schedule.screen_steps * step + score)
         total += runs * (schedule.outer_steps * step + score + (0 if screens else start))
@@ -131,16 +134,19 @@ def plan_seconds(
     n_rows: int,
     dims: Sequence[int],
     partition: str = "auto",
+    work_rows: int = DISCOVERY_WORK_ROWS,
 ) -> PlanSeconds:
-    """Reference seconds of each part of `plan` on `n_rows` images with input spaces of `dims`."""
+    """Reference seconds of each part of `plan` on `n_rows` images with input spaces of `dims` (`work_rows`:
+    the rows scores and k-means starts work on at most; benchmarks price earlier engines with theirs)."""
     ks = cluster_values(n_clusters)
     fit_rows = min(n_rows, DISCOVERY_SAMPLE_ROWS)
-    turtle = [selection_seconds(p.schedule, fit_rows, ks, dims) for p in plan.selections]
+    work = min(fit_rows, work_rows)
+    turtle = [selection_seconds(p.schedule, fit_rows, ks, dims, work_rows) for p in plan.selections]
     if plan.finals is not None:
         axes = [whitened_axes(fit_rows, ks[-1])] * len(dims)
         step = step_seconds(min(plan.finals.batch_size, fit_rows), ks[-1], axes)
-        run = plan.finals.steps * step + score_seconds(fit_rows, ks[-1], axes)
-        run += kmeans_seconds(fit_rows, sum(dims), ks[-1])
+        run = plan.finals.steps * step + score_seconds(work, ks[-1], axes)
+        run += kmeans_seconds(work, sum(dims), ks[-1])
         turtle.append(plan.finals.count * run + PREP_S_PER_VALUE * fit_rows * sum(d * d for d in dims))
     stability = 0.0
     if partition != "turtle":
