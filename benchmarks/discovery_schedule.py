@@ -9,7 +9,8 @@ process (benchmarks/suite/baseline.py); "after" is this checkout's `discover`. F
 both run in full, one after the other in alternating order, and their discovery seconds are compared;
 for the other seeds the baseline takes the shortcut that gives the same labels without its own
 standard selection when k-means' partition is kept (its seconds are then not reported), and
-`--before-seeds` limits the baseline to some seeds. Set names may be `<set>@<n>`: a class-stratified
+`--before-seeds` limits the baseline to some seeds (`--before-seeds ""`: after only) and `--no-feedback`
+skips the simulated curator. Set names may be `<set>@<n>`: a class-stratified
 subset of `n` images (the small folders). Each "after" run also prints the page's estimate beside its
 seconds (the reference estimate times the speed learned from the runs before it in this process, as the
 app learns it). Labels, seconds and the curator's result are cached under `benchmarks/data/suite-runs/`
@@ -90,9 +91,9 @@ def extract_baseline(commit: str, folder: Path) -> Path:
 class Runs:
     """Cached discoveries and curator results of one set, before and after."""
 
-    def __init__(self, name: str, cache: RunCache, baseline: tuple[str, Path]) -> None:
+    def __init__(self, name: str, cache: RunCache, baseline: tuple[str, Path], feedback: bool = True) -> None:
         data = load_set(FEATURES_DIR, name)
-        self.name, self.cache, self.baseline = name, cache, baseline
+        self.name, self.cache, self.baseline, self.with_feedback = name, cache, baseline, feedback
         self.features = np.asarray(data["features"], dtype=np.float32)
         self.truth = np.asarray(data["labels"], dtype=np.int64)
         self.n_clusters = int(data["classes"].size)
@@ -102,9 +103,15 @@ class Runs:
         code = label_digest() if which == "after" else self.baseline[0]
         key = key_of(kind="schedule", which=which, code=code, effort=effort, seed=seed, full=full,
                      features=self.digest, adapter=source_digest(new_discovery, baseline_discovery))  # fmt: skip
-        cached = self.cache.get_json(key)
-        if cached is not None:
-            return cached
+        run = self.cache.get_json(key)
+        if run is None:
+            run = self.run_discovery(which, effort, seed, full)
+            self.cache.put_json(key, run)
+        labels = np.asarray(run["labels"], dtype=np.int64)
+        run["feedback"] = self.feedback(labels, seed) if self.with_feedback else None
+        return run
+
+    def run_discovery(self, which: str, effort: str, seed: int, full: bool) -> dict[str, Any]:
         if which == "after":
             labels, method, seconds = new_discovery(self.features, self.n_clusters, effort, seed)
         else:
@@ -115,8 +122,6 @@ class Runs:
                "load": os.getloadavg()[0], **evaluate(self.truth, labels)}  # fmt: skip
         if which == "after":
             run["reference_s"] = self.reference_seconds(effort, seed)
-        run["feedback"] = self.feedback(labels, seed)
-        self.cache.put_json(key, run)
         return run
 
     def reference_seconds(self, effort: str, seed: int) -> float:
@@ -253,6 +258,11 @@ def main(argv: list[str] | None = None) -> None:
         "--before-seeds", default=None, help="seeds the baseline runs for (default: every seed)"
     )
     parser.add_argument("--baseline", default="main", help="the commit the schedule is compared with")
+    parser.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="skip the simulated curator (big sets: accuracy and seconds)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     names = [n for n in args.sets.split(",") if n]
@@ -271,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = extract_baseline(commit, Path(folder))
         for name in names:
-            runs = Runs(name, cache, (commit, root))
+            runs = Runs(name, cache, (commit, root), feedback=not args.no_feedback)
             entry = {"half": "tuning" if name in TUNING else "held out", "n_images": int(runs.truth.size),
                      "n_classes": runs.n_clusters, "efforts": {}}  # fmt: skip
             for effort in [e for e in args.efforts.split(",") if e]:
