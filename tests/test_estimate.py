@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from turtle_core.discovery.effort import EFFORTS
-from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds, turtle_seconds
+from turtle_core.discovery.effort import EFFORTS, discovery_plan
+from turtle_core.discovery.estimate import (
+    discovery_seconds,
+    discovery_speed,
+    estimate_discovery,
+    plan_seconds,
+    record_discovery_speed,
+    rounded_seconds,
+    turtle_seconds,
+)
 from turtle_core.embedding.rates import (
     CPU_LITE0_IMAGES_PER_S,
     embedding_rate,
@@ -15,15 +23,44 @@ from turtle_core.embedding.rates import (
 )
 
 
-def test_turtle_time_follows_the_effort_and_the_range() -> None:
+def test_turtle_time_follows_the_plan_the_folder_and_the_range() -> None:
     quick, standard = EFFORTS["quick"], EFFORTS["standard"]
-    # both pay the same k-means runs of the stability choice; TURTLE's own part differs ~5x
-    assert turtle_seconds(2000, 10, standard) > 2.5 * turtle_seconds(2000, 10, quick)
+    # standard: the same three quick selections and k-means runs, then three 3,000-step final runs
+    assert 1.5 * turtle_seconds(2000, 10, quick) < turtle_seconds(2000, 10, standard)
+    assert turtle_seconds(2000, 10, standard) < 4 * turtle_seconds(2000, 10, quick)
+    assert (
+        turtle_seconds(12, 3, standard) < turtle_seconds(300, 3, standard) < turtle_seconds(2000, 3, standard)
+    )
     assert turtle_seconds(10_000, 10, standard) > turtle_seconds(2000, 10, standard)
-    # batches stop growing at 10,000 rows, the label-free scores and the k-means sample at 20,000
-    assert turtle_seconds(50_000, 10, standard) < 1.05 * turtle_seconds(20_000, 10, standard)
+    # batches stop at 4,096 rows and, above 50,000 images, TURTLE and k-means run on a 50,000-image sample
+    assert turtle_seconds(200_000, 10, standard) < 1.5 * turtle_seconds(50_000, 10, standard)
     assert turtle_seconds(2000, (5, 15), standard) > 5 * turtle_seconds(2000, 10, standard)
     assert turtle_seconds(2000, 100, standard) > 5 * turtle_seconds(2000, 10, standard)
+    assert turtle_seconds(2000, 10, standard, "turtle") < turtle_seconds(
+        2000, 10, standard
+    )  # no k-means runs
+
+
+def test_the_estimate_prices_the_plan_discover_runs() -> None:
+    standard = EFFORTS["standard"]
+    plan = discovery_plan(standard, "auto", 0, 2000)
+    parts = plan_seconds(plan, 10, 2000, [1280])
+    assert len(parts.turtle_s) == len(plan.selections) + 1  # the three quick selections, then the final runs
+    assert parts.turtle_s[0] == parts.turtle_s[1] == parts.turtle_s[2] and parts.stability_s > 0
+    assert discovery_seconds(2000, 10, standard) == pytest.approx(parts.total_s + parts.finish_s)
+
+
+def test_this_machines_speed_scales_the_estimate() -> None:
+    quick = EFFORTS["quick"]
+    reference = discovery_seconds(2000, 10, quick)
+    assert turtle_seconds(2000, 10, quick) == pytest.approx(reference)  # nothing measured yet
+    record_discovery_speed(1.0, 30.0)  # a discovery expected in 1 s says too little (imports dominate it)
+    assert discovery_speed() == 1.0
+    record_discovery_speed(reference, 2.5 * reference)
+    assert discovery_speed() == pytest.approx(2.5, rel=1e-3)
+    assert turtle_seconds(2000, 10, quick) == pytest.approx(2.5 * reference, rel=1e-3)
+    record_discovery_speed(reference, 1.5 * reference)  # half the new ratio, half the remembered one
+    assert discovery_speed() == pytest.approx(2.0, rel=1e-3)
 
 
 def test_embedding_dominates_until_cached_and_measured_rates_replace_the_defaults() -> None:

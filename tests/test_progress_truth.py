@@ -134,3 +134,24 @@ def test_discovery_says_what_it_does_after_the_last_training_step(tmp_path) -> N
         "Discovery done: measuring confidence, scoring against the folder labels and k-means, then saving"
     )
     assert fmt_eta(reports[-2]) == "finishing…"
+
+
+@pytest.mark.usefixtures("one_cpu_thread")
+def test_a_discovery_shows_a_time_left_from_its_first_report_on_one_bar() -> None:
+    from turtle_core.discovery.discover import discover
+    from turtle_core.discovery.effort import EFFORTS, discovery_plan
+
+    spaces, _ = make_blobs(n=150, n_clusters=3, dims=(8,), seed=12)  # below 200: a shortened schedule
+    reports: list[Progress] = []
+    discover(spaces, 3, EFFORTS["standard"], progress=reports.append)
+    steps = [r for r in reports if r.unit == "steps"]
+    total = sum(discovery_plan(EFFORTS["standard"], "auto", 0, 150).steps(3))
+    assert {r.total for r in steps} == {total}, "the selections and the final runs share one bar"
+    done = [r.done for r in steps]
+    assert done == sorted(done) and done[-1] == total
+    assert all(r.eta_s is not None for r in steps), "a time left from the very first report"
+    assert all(r.eta_s > 0 for r in steps if r.done < r.total)
+    assert any(r.message.startswith("Training final run 1 of 3") for r in steps)
+    runs = [r for r in reports if r.stage == "stability"]
+    assert [r.done for r in runs] == [0, 1, 2, 3] and all(r.eta_s is not None for r in runs)
+    assert fmt_eta(runs[-1]) == "finishing…"

@@ -19,6 +19,7 @@ from turtle_core.discovery.selection import (
     generalization_score,
     select_model,
     set_agreements,
+    train_final_runs,
     used_clusters,
 )
 from turtle_core.progress import Cancelled, Progress
@@ -224,3 +225,17 @@ def test_same_seeds_give_the_same_selection_as_before_the_split(case: str, setti
     assert (result.best_n_clusters, result.best_params["random_state"], result.best_params["init"]) == best
     assert "".join(map(str, result.best.labels_)) == LABELS_BEFORE_THE_SPLIT
     assert hungarian_accuracy(truth, result.best.labels_) >= 0.95
+
+
+def test_final_runs_train_each_selections_best_start_for_longer() -> None:
+    spaces, truth = make_blobs(n=300, n_clusters=4, dims=(10,), sep=2.5, seed=13)
+    short = {"n_restarts": 1, "n_screen": 3, "turtle_params": {"outer_steps": 100, "batch_size": 300}}
+    selections = [select_model(spaces, 4, random_state=seed, **short) for seed in (0, 1)]
+    same = train_final_runs(spaces, 4, selections, 2, outer_steps=100, batch_size=300)
+    picked = [(s.best_params["random_state"], s.best_params["init"]) for s in selections]
+    assert [(c.params["random_state"], c.params["init"]) for c in same.candidates] == picked
+    for run, selection in zip(same.candidates, selections, strict=True):  # same start, same steps: same run
+        np.testing.assert_array_equal(run.labels, selection.best.labels_)
+    longer = train_final_runs(spaces, 4, selections, 2, outer_steps=400, batch_size=300)
+    assert longer.best.n_iter_ == 400 and len(longer.candidates) == 2
+    assert hungarian_accuracy(truth, longer.best.labels_) >= 0.95

@@ -28,3 +28,13 @@ STABILITY_TURTLE_RUNS: int = 3  # independent quick TURTLE selections compared
 STABILITY_KMEANS_RUNS: int = 3
 STABILITY_KMEANS_INITS: int = 10
 STABILITY_KMEANS_SAMPLE_ROWS: int = 20_000
+
+# Rows a TURTLE step, a label-free score's probes and a TURTLE k-means start work on at most: a random
+# batch, and fixed random samples, above it (the whole folder below). The paper's 10,000-row batches cost
+# 2.3x as much per step on the CPU for the same labels (benchmarks/README.md, "The schedule fits the folder").
+DISCOVERY_WORK_ROWS: int = 4096
+PROBE_MAX_ROWS: int = DISCOVERY_WORK_ROWS
+# Above this many images discovery is fitted on a random sample of this size (discovery/sampled.py; TURTLE
+# works on 4,096-row batches and samples anyway, so a 50,000-row sample loses little: at 100,000 mixture
+# rows the sampled discovery still reaches accuracy 1.0).
+DISCOVERY_SAMPLE_ROWS: int = 50_000

@@ -22,6 +22,7 @@ STAGE_LABELS = {
     "embed": "Turning each image into a feature vector (embedding)",
     "turtle": "Training TURTLE",
     "select": "Finding the categories: trying starts, training TURTLE, scoring the results",
+    "stability": "Comparing with k-means: which partition is more stable",
     "split": "Finding the parts of the cluster",
     "layout": "Arranging the images on the map",
     "export": "Writing the labeled dataset",

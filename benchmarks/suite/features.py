@@ -35,6 +35,29 @@ def load_features(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+def load_set(features_dir: Path, name: str) -> dict[str, np.ndarray]:
+    """A set's arrays by name; `<set>@<n>` is a fixed class-stratified subset of `n` of its images (a
+    small folder cut from a suite set: every class keeps its share, at least one image)."""
+    base, _, size = name.partition("@")
+    data = load_features(features_dir / f"{base}.npz")
+    if not size:
+        return data
+    labels = data["labels"]
+    counts = np.bincount(labels)
+    wanted = np.maximum(1, np.floor(counts / counts.sum() * int(size)).astype(int))
+    for c in np.argsort(-(counts / counts.sum() * int(size) - wanted))[: max(0, int(size) - wanted.sum())]:
+        wanted[c] += 1
+    rng = np.random.default_rng(0)
+    rows = np.sort(
+        np.concatenate(
+            [rng.choice(np.flatnonzero(labels == c), k, replace=False) for c, k in enumerate(wanted)]
+        )
+    )
+    present, remapped = np.unique(labels[rows], return_inverse=True)
+    return {**{k: v[rows] for k, v in data.items() if k in ("features", "paths")},
+            "labels": remapped.astype(np.int64), "classes": data["classes"][present]}  # fmt: skip
+
+
 def embed_set(folder: Path, out: Path, backbone: str = BACKBONE) -> dict[str, float]:
     """Scan and embed one set folder and save its npz; returns image count and seconds."""
     started = time.perf_counter()

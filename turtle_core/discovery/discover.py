@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from turtle_core.discovery.effort import Effort, discovery_plan
-from turtle_core.discovery.selection import SelectionResult, select_model
+from turtle_core.discovery.clock import DiscoveryClock
+from turtle_core.discovery.effort import DiscoveryPlan, Effort, discovery_plan
+from turtle_core.discovery.runtime import check_spaces
+from turtle_core.discovery.selection import SelectionResult, select_model, train_final_runs
 from turtle_core.discovery.stability import PartitionChoice, choose_partition
-from turtle_core.progress import Progress, ProgressCallback
+from turtle_core.progress import ProgressCallback
 
 
 @dataclass
@@ -72,58 +74,82 @@ def discover(
     cancel: threading.Event | None = None,
     partition: str = "auto",
 ) -> Discovery:
-    """TURTLE's selection at `effort`, then `choose_partition` against k-means at its number of clusters.
+    """TURTLE's selections at `effort`, then `choose_partition` against k-means at their number of clusters.
 
-    The selections run are `effort.discovery_plan`'s: TURTLE's stability is the agreement of
+    The runs are `effort.discovery_plan`'s for this folder: TURTLE's stability is the agreement of
     `STABILITY_TURTLE_RUNS` independent quick selections (seeds `random_state`, +1, ...); the quick effort
-    keeps the best-scoring of them, a larger effort runs its own selection and these beside it. The
-    agreement *within* one selection (its full runs start from the best-screened starts, which look
-    alike) did not tell the cases apart: on digits it chose k-means' 0.64 over TURTLE's 0.83.
-    `partition="turtle"` or `"kmeans"` skips the comparison (one selection at `effort`) and keeps that method.
+    keeps the best-scoring of them, a larger effort trains their best starts for longer (its final runs)
+    and keeps the best of those. The agreement *within* one selection (its full runs start from the
+    best-screened starts, which look alike) did not tell the cases apart: on digits it chose k-means'
+    0.64 over TURTLE's 0.83.
+    `partition="turtle"` or `"kmeans"` skips the comparison and keeps that method.
     """
-    plan = discovery_plan(effort, partition, random_state)
-    steps = plan.steps(n_clusters)
+    n_rows = check_spaces(spaces)[0].shape[0]
+    plan = discovery_plan(effort, partition, random_state, n_rows)
+    return run_plan(
+        spaces,
+        n_clusters,
+        plan,
+        random_state=random_state,
+        progress=progress,
+        cancel=cancel,
+        partition=partition,
+    )
+
+
+def run_plan(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    n_clusters: int | tuple[int, int],
+    plan: DiscoveryPlan,
+    *,
+    random_state: int = 0,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    partition: str = "auto",
+) -> Discovery:
+    """Run a discovery plan (`discover` runs `effort.discovery_plan`'s; benchmarks compare others)."""
+    arrays = check_spaces(spaces)
+    clock = DiscoveryClock(
+        plan, n_clusters, arrays[0].shape[0], [X.shape[1] for X in arrays], progress, partition
+    )
     selections: list[SelectionResult] = []
     for index, planned in enumerate(plan.selections):
         selections.append(
             select_model(
-                spaces,
+                arrays,
                 n_clusters,
-                progress=_offset(progress, sum(steps[:index]), sum(steps)),
+                progress=clock.part(index),
                 cancel=cancel,
                 random_state=planned.random_state,
-                **planned.effort.select_kwargs(),
+                **planned.schedule.select_kwargs(),
             )
         )
-    stability_runs = [selections[i] for i in plan.stability]
-    kept = max((selections[i] for i in plan.kept_from), key=_best_score)
-    if progress is not None and partition != "turtle":
-        message = "Comparing with k-means: which partition do independent runs agree on more?"
-        progress(Progress("stability", 0, 0, message=message))
+    if plan.finals is not None:
+        kept = train_final_runs(
+            arrays,
+            n_clusters,
+            selections,
+            plan.finals.count,
+            outer_steps=plan.finals.steps,
+            batch_size=plan.finals.batch_size,
+            random_state=random_state,
+            progress=clock.part(len(plan.selections)),
+            cancel=cancel,
+        )
+    else:
+        kept = max((selections[i] for i in plan.kept_from), key=_best_score)
     choice = choose_partition(
-        spaces,
-        [run.best.labels_ for run in stability_runs],
+        arrays,
+        [selections[i].best.labels_ for i in plan.stability],
         kept.best.labels_,
         kept.best.probabilities_,
         random_state=random_state,
         cancel=cancel,
         keep=partition,
+        progress=clock.stability(),
     )
     return Discovery(kept, choice, partition)
 
 
 def _best_score(selection: SelectionResult) -> float:
     return max(c.score for c in selection.candidates if c.n_clusters == selection.best_n_clusters)
-
-
-def _offset(progress: ProgressCallback | None, before: int, total: int) -> ProgressCallback | None:
-    """Progress of one selection shown as part of all of them: one bar that never steps back."""
-    if progress is None:
-        return None
-
-    def report(item: Progress) -> None:
-        if item.unit == "steps" and item.total:
-            item = replace(item, done=before + item.done, total=total, eta_s=None)
-        progress(item)
-
-    return report

@@ -1,5 +1,6 @@
-"""TURTLE's training loop on the device (the paper's first-order alternating scheme), and the k-means
-starts and head read-out around it. `Turtle` (discovery/turtle.py) is the estimator that drives it.
+"""TURTLE's training loop on the device (the paper's first-order alternating scheme) and the head read-out
+(`discovery/starts.py` holds the k-means starts). `Turtle` (discovery/turtle.py) is the estimator that
+drives it.
 
 The whole loop runs without host round trips: features stay resident as one tensor per space,
 batches are drawn on the device, gradients are written by hand and both levels use a fused Adam
@@ -33,10 +34,6 @@ _CAPTURE_LOCK = threading.Lock()
 _BETAS = (0.9, 0.999)
 
 _ADAM_EPS = 1e-8
-
-# k-means++ starts behind the k-means inits: one, so that seeds give diverse starts for select_model to
-# screen (the lowest-inertia k-means of several is not the one TURTLE does best from).
-KMEANS_INIT_RUNS = 1
 
 
 def _fused_adam_available() -> bool:
@@ -380,41 +377,3 @@ def head_probabilities(
         total = p if total is None else total + p
     assert total is not None
     return (total / len(spaces)).numpy().astype(np.float32)
-
-
-def kmeans_init_labels(
-    spaces: Sequence[np.ndarray],
-    n_clusters: int,
-    seed: int,
-    *,
-    cosine: bool = False,
-    n_init: int = KMEANS_INIT_RUNS,
-) -> np.ndarray:
-    """k-means of the concatenated input spaces (rows L2-normalised first when `cosine`): the start
-    of `init="kmeans"` / `"kmeans_cosine"`.
-
-    The backbones' own geometry, not the whitened one TURTLE trains in. On Animal-MNIST (Lite0)
-    TURTLE started from k-means of the whitened features reached 0.70 / 0.64 / 0.60 accuracy over
-    three seeds; started from k-means of the input features, good starts lead it to 0.84, and Euclidean
-    starts found that basin more often than cosine ones (5 of 16 seeds against 0 of the same 16;
-    docs/decisions.md). `select_model` screens starts of both kinds.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from turtle_core.discovery.metrics import kmeans_baseline
-
-    with threadpool_limits(limits=torch.get_num_threads()):  # the same thread budget as the fit
-        return kmeans_baseline(
-            spaces, n_clusters, normalize=cosine, random_state=seed % (2**31), n_init=n_init
-        )
-
-
-def cluster_means(features: Sequence[np.ndarray], labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
-    """Per-space means (C × d_k) of each cluster's rows; an empty cluster gets the zero vector."""
-    counts = np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
-    means = []
-    for X in features:
-        sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
-        np.add.at(sums, labels, X)
-        means.append((sums / counts).astype(np.float32))
-    return means

@@ -1,11 +1,13 @@
 """How long a discovery will take, said before it starts: from the image count, the backbones (and how
-many images each still has to embed) and the effort.
+many images each still has to embed), the effort and the number of categories.
 
-Rates come from measurements: the images/s a backbone reached on this machine in its last embedding
-run (saved in `$TURTLE_HOME/rates.json` by `record_embedding_rate`), else the 2-core CPU rates measured
-by `benchmarks/first_hour.py`. TURTLE's time follows the effort's number of outer steps, at a per-step
-cost measured on that machine for 2,000 and 10,000 images (batches are capped at 10,000 rows, so the
-step cost stops growing there). An estimate, not a promise: a machine shared with other work is slower.
+Embedding: the images/s a backbone reached on this machine in its last embedding run (`rates.json`,
+`record_embedding_rate`), else the 2-core CPU rates measured by `benchmarks/first_hour.py`.
+Discovery: the plan `discover` runs for this folder (`effort.discovery_plan`, the one home of the
+schedule) priced part by part — TURTLE steps (per row of the batch and per operation), label-free scores,
+k-means starts, the preprocessing, the stability choice's k-means runs and the confidence — at costs
+measured on the idle 2-core CPU with one torch thread (`benchmarks/estimate_accuracy.py`), times this
+machine's speed at its last discovery (`record_discovery_speed`). An estimate, not a promise.
 """
 
 from __future__ import annotations
@@ -14,29 +16,46 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from turtle_core.constants import (
+    DISCOVERY_SAMPLE_ROWS,
+    DISCOVERY_WORK_ROWS,
     STABILITY_KMEANS_INITS,
     STABILITY_KMEANS_RUNS,
     STABILITY_KMEANS_SAMPLE_ROWS,
 )
 from turtle_core.discovery.effort import (
     REFINED_CLUSTER_VALUES,
+    DiscoveryPlan,
     Effort,
+    Schedule,
     cluster_values,
     discovery_plan,
-    screening_steps,
 )
-from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_rate
+from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_rate, read_rate, record_rate
 
-# TURTLE outer step (forward, inner steps, backward, with the screening's scores) on the 2-core CPU at
-# C=10: the demo's 2,000 images, standard effort 69 s for 22,800 steps; 10,000 images, 237 s
-# (benchmarks/README.md, discovery_quality.py); linear in the batch rows between.
-STEP_S_AT_2K = 0.0030
-STEP_S_AT_10K = 0.0104
-BATCH_CAP = 10_000
-SCORE_S_PER_ROW = 2e-5  # one label-free score (10-fold linear probes), per image
-# One k-means start of the stability choice (discovery/stability.py), per image and cluster, on 1,280
-# dimensions: 1,797 rows × 10 clusters took 0.55 s per start on this CPU (idle), 1.4 s at load 5.
-KMEANS_START_S_PER_ROW_CLUSTER = 3e-5
+# Reference costs in seconds: the idle 2-core CPU, one torch thread. Measured part by part in one process
+# (benchmarks/discovery_costs.py) and scaled to the idle demo's three quick selections (20 s,
+# benchmarks/README.md). A TURTLE step: a fixed part per space (about 90 small tensor operations)
+# and a part per batch row, of which some grows with C × whitened axes (per 10 clusters × 64 axes).
+STEP_S_PER_SPACE = 0.00036
+STEP_S_PER_ROW = 0.00000062
+STEP_ROW_AT_WIDTH = 0.00000040
+# A label-free score (10-fold probes): fixed, and per row at 10 clusters × 64 axes.
+SCORE_S = 0.04
+SCORE_S_PER_ROW = 0.000074
+# One k-means start (k-means++ and Lloyd's iterations; TURTLE's starts and the stability choice's runs):
+# fixed, and per row × input dimension, growing with C as (1 + C / 10).
+KMEANS_S = 0.005
+KMEANS_S_PER_VALUE = 0.00000003
+# The preprocessing (one per selection): per row × input dimension².
+PREP_S_PER_VALUE = 0.000000000046
+# The confidence and atypicality after the discovery: per row × neighbour reference row, and per row ×
+# input dimension (the joint space's PCA).
+FINISH_S_PER_PAIR = 0.000000003
+FINISH_S_PER_VALUE = 0.00000004
+WIDTH_UNIT = 10 * 64
+DISCOVERY_SPEED_KEY = "discovery@cpu"
+MIN_SPEED_REFERENCE_S = 5.0
+MAX_SPEED = 20.0  # a measured speed beyond 20x either way is an accident, not this machine
 
 
 @dataclass(frozen=True)
@@ -52,39 +71,132 @@ class DiscoveryEstimate:
         return self.embed_s + self.turtle_s
 
 
-def turtle_seconds(
-    n_images: int, n_clusters: int | tuple[int, int], effort: Effort, partition: str = "auto"
+@dataclass(frozen=True)
+class PlanSeconds:
+    """Reference seconds of a plan's parts: each TURTLE selection then the final runs (`turtle_s`), the
+    stability choice's k-means runs, and what follows the discovery (confidence, the assignment of every
+    image when the discovery ran on a sample)."""
+
+    turtle_s: list[float]
+    stability_s: float
+    finish_s: float
+
+    @property
+    def total_s(self) -> float:
+        """The discovery itself (`discover`): TURTLE and the stability choice."""
+        return sum(self.turtle_s) + self.stability_s
+
+
+def whitened_axes(n_rows: int, n_clusters: int) -> int:
+    """`features.effective_components` at the default 64 axes (restated: that module imports torch)."""
+    return max(2, min(max(64, 2 * n_clusters), n_rows // 10))
+
+
+def step_seconds(batch_rows: int, n_clusters: int, axes: Sequence[int]) -> float:
+    """One TURTLE outer step on `batch_rows` rows, C clusters, spaces whitened to `axes`."""
+    row = sum(STEP_S_PER_ROW + STEP_ROW_AT_WIDTH * n_clusters * (a + 1) / WIDTH_UNIT for a in axes)
+    return STEP_S_PER_SPACE * len(axes) + batch_rows * row
+
+
+def score_seconds(probe_rows: int, n_clusters: int, axes: Sequence[int]) -> float:
+    """One label-free score whose probes are fitted and tested on `probe_rows` rows."""
+    return sum(SCORE_S + SCORE_S_PER_ROW * probe_rows * n_clusters * (a + 1) / WIDTH_UNIT for a in axes)
+
+
+def kmeans_seconds(n_rows: int, dims: int, n_clusters: int) -> float:
+    """One k-means start (k-means++ and Lloyd's iterations) on `n_rows` × `dims`."""
+    return KMEANS_S + KMEANS_S_PER_VALUE * n_rows * dims * (1 + n_clusters / 10)
+
+
+def selection_seconds(
+    schedule: Schedule, n_rows: int, ks: list[int], dims: Sequence[int], work_rows: int = DISCOVERY_WORK_ROWS
 ) -> float:
-    """The discovery's expected time for `effort` at one C or a range (lo, hi): TURTLE's selections as
-    `discovery.discover` runs them (`effort.discovery_plan`), and the k-means runs of the stability
-    choice (none for "turtle")."""
-    ks = cluster_values(n_clusters)
-    plan = discovery_plan(effort, partition)
-    total = sum(_selection_seconds(n_images, ks, planned.effort) for planned in plan.selections)
-    return total + (0.0 if partition == "turtle" else _stability_seconds(n_images, ks[-1]))
-
-
-def _selection_seconds(n_images: int, ks: list[int], effort: Effort) -> float:
-    full = effort.outer_steps
-    screen = screening_steps(full)
+    """One `select_model` with `schedule`: the preprocessing, then per C its screening runs (a k-means
+    start, steps and a score each) and its full runs (the restarts counted for the largest Cs). Scores and
+    k-means starts work on at most `work_rows` rows."""
+    axes = [whitened_axes(n_rows, max(ks))] * len(dims)
+    batch = min(schedule.batch_size, n_rows)
+    screens = schedule.n_screen if schedule.screened else 0
     refined = min(REFINED_CLUSTER_VALUES, len(ks))
-    rows = min(max(n_images, 1), BATCH_CAP)
-    step_at_10 = STEP_S_AT_2K + (rows - 2000) * (STEP_S_AT_10K - STEP_S_AT_2K) / 8000
-    step_at_10 = max(step_at_10, 0.0005)
-    score_s = SCORE_S_PER_ROW * min(n_images, 20_000)
-    total = 0.0
-    for k in ks:
-        step = step_at_10 * max(1.0, k / 10) ** 0.85  # measured: C=100 costs ~7x C=10 per step
-        runs = 1 + (effort.n_restarts - 1 if k in ks[:refined] else 0)
-        total += effort.n_screen * (screen * step + score_s) + runs * (full * step + score_s)
+    total = PREP_S_PER_VALUE * n_rows * sum(d * d for d in dims)
+    for index, k in enumerate(ks):
+        step, score = step_seconds(batch, k, axes), score_seconds(min(n_rows, work_rows), k, axes)
+        start = kmeans_seconds(min(n_rows, work_rows), sum(dims), k)
+        runs = 1 + (schedule.n_restarts - 1 if index >= len(ks) - refined else 0)
+        total += screens * (start + schedule.screen_steps * step + score)
+        total += runs * (schedule.outer_steps * step + score + (0 if screens else start))
     return total
 
 
-def _stability_seconds(n_images: int, n_clusters: int) -> float:
-    """The k-means runs of the stability choice."""
-    starts = STABILITY_KMEANS_RUNS * STABILITY_KMEANS_INITS
-    rows = min(n_images, STABILITY_KMEANS_SAMPLE_ROWS)
-    return starts * KMEANS_START_S_PER_ROW_CLUSTER * rows * n_clusters
+def plan_seconds(
+    plan: DiscoveryPlan,
+    n_clusters: int | tuple[int, int],
+    n_rows: int,
+    dims: Sequence[int],
+    partition: str = "auto",
+    work_rows: int = DISCOVERY_WORK_ROWS,
+) -> PlanSeconds:
+    """Reference seconds of each part of `plan` on `n_rows` images with input spaces of `dims` (`work_rows`:
+    the rows scores and k-means starts work on at most; benchmarks price earlier engines with theirs)."""
+    ks = cluster_values(n_clusters)
+    fit_rows = min(n_rows, DISCOVERY_SAMPLE_ROWS)
+    work = min(fit_rows, work_rows)
+    turtle = [selection_seconds(p.schedule, fit_rows, ks, dims, work_rows) for p in plan.selections]
+    if plan.finals is not None:
+        axes = [whitened_axes(fit_rows, ks[-1])] * len(dims)
+        step = step_seconds(min(plan.finals.batch_size, fit_rows), ks[-1], axes)
+        run = plan.finals.steps * step + score_seconds(work, ks[-1], axes)
+        run += kmeans_seconds(work, sum(dims), ks[-1])
+        turtle.append(plan.finals.count * run + PREP_S_PER_VALUE * fit_rows * sum(d * d for d in dims))
+    stability = 0.0
+    if partition != "turtle":
+        rows = min(fit_rows, STABILITY_KMEANS_SAMPLE_ROWS)
+        starts = STABILITY_KMEANS_RUNS * STABILITY_KMEANS_INITS
+        stability = starts * kmeans_seconds(rows, sum(dims), ks[-1])
+    reference = min(n_rows, 20_000 if n_rows <= DISCOVERY_SAMPLE_ROWS else 10_000)
+    finish = FINISH_S_PER_PAIR * n_rows * reference + FINISH_S_PER_VALUE * n_rows * sum(dims)
+    return PlanSeconds(turtle, stability, finish)
+
+
+def discovery_speed() -> float:
+    """This machine's discovery time over the reference estimate at its last discovery (1 before any)."""
+    measured = read_rate(DISCOVERY_SPEED_KEY)
+    return measured if measured is not None else 1.0
+
+
+def record_discovery_speed(reference_s: float, seconds: float) -> None:
+    """Remember how this machine compared with the reference estimate: half this discovery's ratio, half
+    the remembered one (a machine shared with other work changes speed). Discoveries expected to take
+    under `MIN_SPEED_REFERENCE_S` say little (one-off costs such as library imports dominate them)."""
+    if reference_s < MIN_SPEED_REFERENCE_S or seconds <= 0:
+        return
+    ratio = min(MAX_SPEED, max(1 / MAX_SPEED, seconds / reference_s))
+    previous = read_rate(DISCOVERY_SPEED_KEY)
+    record_rate(DISCOVERY_SPEED_KEY, ratio if previous is None else (ratio + previous) / 2)
+
+
+def discovery_seconds(
+    n_images: int,
+    n_clusters: int | tuple[int, int],
+    effort: Effort,
+    partition: str = "auto",
+    dims: Sequence[int] = (1280,),
+) -> float:
+    """Reference seconds of the discovery `discover_features` runs on `n_images` embedded images."""
+    plan = discovery_plan(effort, partition, 0, min(n_images, DISCOVERY_SAMPLE_ROWS))
+    parts = plan_seconds(plan, n_clusters, max(1, n_images), dims, partition)
+    return parts.total_s + parts.finish_s
+
+
+def turtle_seconds(
+    n_images: int,
+    n_clusters: int | tuple[int, int],
+    effort: Effort,
+    partition: str = "auto",
+    dims: Sequence[int] = (1280,),
+) -> float:
+    """The discovery's expected time on this machine (`discovery_seconds` times its measured speed)."""
+    return discovery_seconds(n_images, n_clusters, effort, partition, dims) * discovery_speed()
 
 
 def estimate_discovery(
@@ -99,13 +211,17 @@ def estimate_discovery(
 ) -> DiscoveryEstimate:
     """Expected seconds for a discovery of `n_images` images. `to_embed`: images each backbone still
     has to compute (default: all of them; 0 when its embeddings are all cached)."""
+    from turtle_core.embedding.registry import BACKBONES
+
     pending = {name: int((to_embed or {}).get(name, n_images)) for name in backbones}
     embed_s = 0.0
     for name, count in pending.items():
         if count > 0:
             rate, _ = embedding_rate(name, device)
             embed_s += count / rate + MODEL_LOAD_S * max(1.0, RELATIVE_COST.get(name, 50.0) / 20)
-    return DiscoveryEstimate(embed_s, turtle_seconds(n_images, n_clusters, effort, partition), pending)
+    dims = [BACKBONES[name].embed_dim if name in BACKBONES else 1024 for name in backbones] or [1280]
+    turtle_s = turtle_seconds(n_images, n_clusters, effort, partition, dims)
+    return DiscoveryEstimate(embed_s, turtle_s, pending)
 
 
 def rounded_seconds(seconds: float) -> float:

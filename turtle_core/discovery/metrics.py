@@ -70,9 +70,10 @@ def kmeans_baseline(
     normalize: bool = True,
     random_state: int | None = 0,
     n_init: int = 10,
+    fit_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """k-means (best of `n_init` k-means++ starts) on the concatenated spaces, each L2-normalised per
-    row when `normalize`."""
+    row when `normalize`; fitted on the rows `fit_rows` (default: all), every row assigned."""
     from sklearn.cluster import KMeans
 
     blocks = []
@@ -90,4 +91,6 @@ def kmeans_baseline(
             f"n_clusters must be between 1 and the number of rows ({data.shape[0]}), got {n_clusters}"
         )
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
-    return model.fit_predict(data).astype(np.int64)
+    if fit_rows is None:
+        return model.fit_predict(data).astype(np.int64)
+    return model.fit(data[fit_rows]).predict(data).astype(np.int64)

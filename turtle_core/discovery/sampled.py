@@ -18,13 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from turtle_core.constants import DISCOVERY_SAMPLE_ROWS
 from turtle_core.discovery.features import joint_unit_rows
 from turtle_core.discovery.runtime import check_spaces, cpu_threads
 
-# Above this many images discovery is fitted on a random sample of this size (TURTLE's batch is 10,000
-# rows and its generalisation score already probes at most 20,000, so a 50,000-row sample loses
-# little; at 100,000 mixture rows the sampled discovery still reaches accuracy 1.0, benchmarks/README.md).
-SAMPLE_ROWS = 50_000
+SAMPLE_ROWS = DISCOVERY_SAMPLE_ROWS  # above it, discovery is fitted on a sample of this size
 CHUNK_ROWS = 65_536  # rows per streamed block (65,536 × 1,280 float32 = 335 MB)
 # Neighbours are searched among this many sampled rows (the exact path uses 20,000 above 20,000 rows;
 # the share of same-cluster neighbours is a local average that a smaller reference still estimates).

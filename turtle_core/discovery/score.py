@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from turtle_core.constants import PROBE_MAX_ROWS
 from turtle_core.discovery.runtime import check_spaces, cpu_threads, resolve_device
-
-_PROBE_MAX_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,8 @@ def generalization_details(
         return GeneralizationScore(1.0, 1.0, 0.0, tuple(1.0 for _ in arrays))
     rng = np.random.default_rng(random_state)
     rows = np.arange(n)
-    if n > _PROBE_MAX_ROWS:
-        rows = np.sort(rng.choice(n, _PROBE_MAX_ROWS, replace=False))
+    if n > PROBE_MAX_ROWS:
+        rows = np.sort(rng.choice(n, PROBE_MAX_ROWS, replace=False))
         y_np = y_np[rows]
     n_folds = max(2, min(int(n_folds), rows.size))
     folds = _stratified_folds(y_np, n_folds, rng)

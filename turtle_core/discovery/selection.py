@@ -1,4 +1,5 @@
-"""Label-free model selection: the paper's generalisation score, chance-corrected, over a grid and over C."""
+"""Label-free model selection: the paper's generalisation score, chance-corrected, over a grid and over C;
+and the final runs that train the best starts of several selections for longer."""
 
 from __future__ import annotations
 
@@ -156,3 +157,59 @@ def _turtle_base(
     base.setdefault("device", device)
     base.setdefault("random_state", random_state)
     return base
+
+
+def final_starts(selections: Sequence[SelectionResult], count: int) -> list[tuple[int, dict[str, Any]]]:
+    """Up to `count` distinct starts (C, run parameters) for final runs, taken in turns from each
+    selection: its chosen run's start first, then its next best-screened starts at that C."""
+    ranked = []
+    for selection in selections:
+        k = selection.best_n_clusters
+        runs = [c for c in (*selection.candidates, *selection.screened) if c.n_clusters == k]
+        ranked.append((k, [selection.best_params, *(c.params for c in sorted(runs, key=lambda c: -c.score))]))
+    chosen: list[tuple[int, dict[str, Any]]] = []
+    taken: set[tuple[int, int, str]] = set()
+    while len(chosen) < count:
+        before = len(chosen)
+        for k, options in ranked:
+            fresh = [o for o in options if SelectionRun.start_key(k, o) not in taken]
+            if fresh and len(chosen) < count:
+                taken.add(SelectionRun.start_key(k, fresh[0]))
+                chosen.append((k, dict(fresh[0])))
+        if len(chosen) == before:
+            break
+    return chosen
+
+
+def train_final_runs(
+    spaces: Sequence[np.ndarray | torch.Tensor],
+    n_clusters: int | tuple[int, int],
+    selections: Sequence[SelectionResult],
+    count: int,
+    *,
+    outer_steps: int,
+    batch_size: int,
+    random_state: int | None = 0,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> SelectionResult:
+    """Train `count` of the selections' best starts (`final_starts`) for `outer_steps` steps each and choose
+    among them as `select_model` does (near-ties go to the run the others agree with most).
+    `n_clusters` is the selections' request (it sets the preprocessing, as theirs)."""
+    arrays = check_spaces(spaces)
+    ks = _cluster_range(n_clusters, arrays[0].shape[0])
+    starts = final_starts(selections, count)
+    base = _turtle_base({"outer_steps": outer_steps, "batch_size": batch_size}, None, random_state)
+    schedule = RunSchedule(len(starts), 0, 0, int(outer_steps), len(ks))
+    dev = resolve_device(None)
+    with cpu_threads(None, dev):
+        check_cancel(cancel)
+        run = SelectionRun(
+            arrays, ks, [{}], base, schedule, Scoring("kappa", 10, random_state, TIE_TOLERANCE),
+            progress, cancel, total_steps=len(starts) * int(outer_steps),
+        )  # fmt: skip
+        run.prepare(DEFAULT_PREPROCESSING, DEFAULT_N_COMPONENTS, dev)
+        for number, (k, start) in enumerate(starts, 1):
+            run.train(k, 0, start, f"final run {number} of {len(starts)}")
+        run.meter.report(message="Comparing the final runs and choosing the best", force=True)
+    return run.result()

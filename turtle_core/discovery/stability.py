@@ -30,7 +30,7 @@ from turtle_core.constants import (
 )
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
 from turtle_core.discovery.runtime import default_cpu_threads
-from turtle_core.progress import check_cancel
+from turtle_core.progress import Progress, ProgressCallback, check_cancel
 
 Method = Literal["turtle", "kmeans"]
 
@@ -50,6 +50,9 @@ class PartitionChoice:
     # The k-means run at seed `random_state` when it was fitted on every row: what `metrics.kmeans_baseline`
     # gives at that seed (10 starts, L2-normalised spaces), so a discovery need not run it again.
     kmeans_reference: np.ndarray | None = field(default=None, repr=False)
+    # That run's centres (in the joint space of L2-normalised rows), whichever rows it was fitted on: the
+    # reference for rows it did not see (a discovery fitted on a sample assigns every image to them).
+    reference_centres: np.ndarray | None = field(default=None, repr=False)
 
 
 def mean_pairwise_ari(labelings: Sequence[np.ndarray]) -> float:
@@ -89,6 +92,7 @@ def kmeans_runs(
     seeds: Sequence[int],
     cancel: threading.Event | None = None,
     sample_rows: int = STABILITY_KMEANS_SAMPLE_ROWS,
+    progress: ProgressCallback | None = None,
 ) -> list[KMeansRun]:
     """k-means (best of `STABILITY_KMEANS_INITS` k-means++ starts) once per seed, on TURTLE's CPU thread
     budget; fitted on one fixed sample of `sample_rows` rows when there are more (inertias then compare on
@@ -99,8 +103,11 @@ def kmeans_runs(
     fit_rows = data
     if data.shape[0] > sample_rows:
         fit_rows = data[np.sort(np.random.default_rng(0).choice(data.shape[0], sample_rows, replace=False))]
-    runs = []
+    runs: list[KMeansRun] = []
+    message = "Comparing with k-means: which partition do independent runs agree on more?"
     for seed in seeds:
+        if progress is not None:
+            progress(Progress("stability", len(runs), len(seeds), message=message, unit="runs"))
         check_cancel(cancel)
         model = KMeans(n_clusters=n_clusters, n_init=STABILITY_KMEANS_INITS, random_state=int(seed))
         # TURTLE's thread budget: on a shared 2-core machine (load 10) two OpenMP threads took 6x as long
@@ -116,6 +123,8 @@ def kmeans_runs(
                 model.cluster_centers_.astype(np.float32),
             )
         )
+    if progress is not None:
+        progress(Progress("stability", len(runs), len(seeds), message=message, unit="runs"))
     return runs
 
 
@@ -147,6 +156,7 @@ def choose_partition(
     random_state: int = 0,
     cancel: threading.Event | None = None,
     keep: str = "auto",
+    progress: ProgressCallback | None = None,
 ) -> PartitionChoice:
     """TURTLE's chosen run, unless k-means' runs agree with each other more than TURTLE's runs
     (`turtle_runs`, at least two) do: then the lowest-inertia k-means run, at TURTLE's number of clusters.
@@ -161,11 +171,12 @@ def choose_partition(
     if keep == "turtle" or n_clusters < 2 or (keep == "auto" and len(turtle_runs) < 2):
         return keep_turtle
     seeds = [int(random_state) + i for i in range(STABILITY_KMEANS_RUNS)]
-    runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel)
+    runs = kmeans_runs(joint_unit_rows(spaces), n_clusters, seeds, cancel, progress=progress)
     kmeans_agreement = mean_pairwise_ari([run.labels for run in runs])
     reference = runs[0].labels if len(turtle_labels) <= STABILITY_KMEANS_SAMPLE_ROWS else None
     keep_turtle.kmeans_agreement = kmeans_agreement
     keep_turtle.kmeans_reference = reference
+    keep_turtle.reference_centres = runs[0].centres
     if keep == "auto" and not kmeans_agreement > turtle_agreement:
         return keep_turtle
     best = min(runs, key=lambda run: run.inertia)
@@ -178,4 +189,5 @@ def choose_partition(
         kmeans_agreement,
         CentroidModel(best.centres, scale),
         reference,
+        runs[0].centres,
     )

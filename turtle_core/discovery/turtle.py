@@ -23,9 +23,7 @@ from turtle_core.discovery.engine import (  # noqa: F401 (re-exported: callers i
     GRAPH_STEPS,
     LOG_EVERY,
     TurtleEngine,
-    cluster_means,
     head_probabilities,
-    kmeans_init_labels,
 )
 from turtle_core.discovery.features import (
     DEFAULT_N_COMPONENTS,
@@ -40,6 +38,7 @@ from turtle_core.discovery.runtime import (  # noqa: F401 (re-exported)
     default_cpu_threads,
     resolve_device,
 )
+from turtle_core.discovery.starts import cluster_means, kmeans_init_labels  # noqa: F401 (re-exported)
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
 Precision = Literal["fp32", "bf16", "auto"]

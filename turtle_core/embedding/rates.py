@@ -53,8 +53,19 @@ def record_embedding_rate(name: str, device: str, images: int, seconds: float) -
     """Remember the images/s a backbone reached (runs of fewer than 64 images say too little)."""
     if images < 64 or seconds <= 0:
         return
+    record_rate(f"{name}@{device}", images / seconds)
+
+
+def read_rate(key: str) -> float | None:
+    """A measured rate remembered under `key` in `rates.json`, or None."""
+    value = _read_rates().get(key)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def record_rate(key: str, value: float) -> None:
+    """Remember a measured rate under `key` in `rates.json` (never fails the work that measured it)."""
     rates = _read_rates()
-    rates[f"{name}@{device}"] = round(images / seconds, 2)
+    rates[key] = round(float(value), 4)
     with contextlib.suppress(OSError):  # an estimate is not worth failing a discovery for
         atomic_write_json(turtle_home() / RATES_FILE, rates)
 

@@ -95,7 +95,9 @@ def discover_features(
     from turtle_core.discovery import sampled as big
     from turtle_core.discovery.confidence import confidence_and_atypicality
     from turtle_core.discovery.discover import discover
+    from turtle_core.discovery.estimate import discovery_seconds, record_discovery_speed
     from turtle_core.discovery.metrics import evaluate, kmeans_baseline
+    from turtle_core.discovery.stability import CentroidModel
 
     started = time.perf_counter()
     n_clusters = checked_cluster_request(n_clusters, len(images))
@@ -138,16 +140,22 @@ def discover_features(
     if truth is not None:
         check_cancel(cancel)
         metrics = evaluate(truth, labels)
+        centres = found.choice.reference_centres  # the stability choice's k-means run at seed 0, when it ran
         if sample is None:
-            reference = found.choice.kmeans_reference  # the stability choice's run at seed 0, when it ran
+            reference = found.choice.kmeans_reference
             if reference is None:
                 reference = kmeans_baseline(spaces, selection.best_n_clusters, random_state=0)
+        elif centres is not None:  # fitted on (part of) the sample: every image assigned to its centres
+            reference = big.predict_proba_chunked(CentroidModel(centres, 1.0), spaces).argmax(1)
         else:
             reference = big.kmeans_baseline_sampled(spaces, selection.best_n_clusters, sample, random_state=0)
         kmeans_metrics = evaluate(truth, reference)
     params = {**found.params, "effort": chosen.name}
     if sample is not None:
         params["fit_sample"] = int(sample.size)
+    dims = [int(X.shape[1]) for X in spaces]
+    reference_s = discovery_seconds(len(images), n_clusters, chosen, partition, dims)
+    record_discovery_speed(reference_s, time.perf_counter() - started)  # the next estimate's speed
     return DiscoveryResult(
         images=images,
         labels=labels,

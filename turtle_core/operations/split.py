@@ -96,7 +96,7 @@ def split_cluster(
         random_state=0,
         progress=_as_split(progress),
         cancel=cancel,
-        **chosen.select_kwargs(),
+        **chosen.select_kwargs(len(members)),
     )
     check_cancel(cancel)
     now = state.snapshot()
