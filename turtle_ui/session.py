@@ -58,12 +58,15 @@ def through_app() -> None:
     Streamlit runs the page's script on its own, in its pages-folder mode, which lasts until app.py's first
     `st.navigation`: the page said "No project is open yet". Leaving that mode and running again goes
     through app.py, on the same page (the page's URL path names it in both modes)."""
-    from streamlit.runtime.pages_manager import PagesManager  # the mode's switch (Streamlit 1.67)
-
+    try:
+        from streamlit.runtime.pages_manager import PagesManager  # the mode's switch (Streamlit 1.67)
+    except ImportError:  # a Streamlit that keeps it elsewhere: the page runs as it is
+        return
     # Only before this session's first run of app.py: AppTest enters that mode again on every run, and a
     # rerun then would lose the run's button clicks.
     state = st.session_state
-    if PagesManager.uses_pages_directory and not state.get("app_ran") and not state.get("through_app_tried"):
+    in_pages_mode = getattr(PagesManager, "uses_pages_directory", None)
+    if in_pages_mode and not state.get("app_ran") and not state.get("through_app_tried"):
         state["through_app_tried"] = True  # never a loop, whatever another Streamlit version does
         PagesManager.uses_pages_directory = False
         st.rerun()
