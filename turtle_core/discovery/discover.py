@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from turtle_core.discovery.clock import DiscoveryClock
-from turtle_core.discovery.effort import DiscoveryPlan, Effort, discovery_plan
+from turtle_core.discovery.effort import Effort, discovery_plan
 from turtle_core.discovery.runtime import check_spaces
 from turtle_core.discovery.selection import SelectionResult, select_model, train_final_runs
 from turtle_core.discovery.stability import PartitionChoice, choose_partition
@@ -84,31 +84,8 @@ def discover(
     0.64 over TURTLE's 0.83.
     `partition="turtle"` or `"kmeans"` skips the comparison and keeps that method.
     """
-    n_rows = check_spaces(spaces)[0].shape[0]
-    plan = discovery_plan(effort, partition, random_state, n_rows)
-    return run_plan(
-        spaces,
-        n_clusters,
-        plan,
-        random_state=random_state,
-        progress=progress,
-        cancel=cancel,
-        partition=partition,
-    )
-
-
-def run_plan(
-    spaces: Sequence[np.ndarray | torch.Tensor],
-    n_clusters: int | tuple[int, int],
-    plan: DiscoveryPlan,
-    *,
-    random_state: int = 0,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-    partition: str = "auto",
-) -> Discovery:
-    """Run a discovery plan (`discover` runs `effort.discovery_plan`'s; benchmarks compare others)."""
     arrays = check_spaces(spaces)
+    plan = discovery_plan(effort, partition, random_state, arrays[0].shape[0])
     clock = DiscoveryClock(
         plan, n_clusters, arrays[0].shape[0], [X.shape[1] for X in arrays], progress, partition
     )
