@@ -50,7 +50,7 @@ class CleaningProject(Protocol):
 
 _memo: dict[str, Any] = {}
 _memo_lock = threading.Lock()
-_per_object = IdentityMemo()
+_per_object = IdentityMemo(size=64)  # a threshold slider leaves many groupings behind
 
 
 # ----------------------------------------------------------------------------------------- quality
@@ -143,8 +143,11 @@ def image_priority(images: Sequence[ImageRecord]) -> np.ndarray:
 
 def near_duplicates(snap: Snapshot, graph: NeighbourGraph, threshold: float) -> list[DuplicateGroup]:
     """The snapshot's groups of near-duplicates at `threshold` (exact copies at any threshold)."""
-    key = f"groups:{snap.rows_key}:{id(graph)}:{threshold:.6f}"
-    return _memoised(key, lambda: duplicate_groups(graph, threshold, image_priority(snap.images)))
+    return _per_object.get(
+        (graph,),
+        ("groups", snap.rows_key, f"{threshold:.6f}"),
+        lambda: duplicate_groups(graph, threshold, image_priority(snap.images)),
+    )
 
 
 def keep_one_edit(snap: Snapshot, groups: Sequence[DuplicateGroup]) -> KeepOnePerGroup | None:
