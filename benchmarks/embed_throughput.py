@@ -5,6 +5,8 @@
 End-to-end is measured with `embed_images` (no cache) with 0 and N decode threads, and with a torch
 DataLoader using worker processes, to pick the faster way to overlap decoding with the model.
 `--source jpeg` uses synthetic 1600×1200 photos instead of the 28×28 demo PNGs (decode-heavy).
+`--unfolded` adds the same backbone loaded with its batch norms left in place (`embedding/fold.py`), run
+side by side with the folded one, with the largest difference between their features.
 Writes benchmarks/results/embed_throughput.json (`_jpeg` suffix for --source jpeg).
 """
 
@@ -14,12 +16,14 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 from PIL import Image
 
 from benchmarks.common import RESULTS, write_results
+from turtle_core.embedding import loading
 from turtle_core.embedding.backbones import LoadedBackbone, load_backbone
 from turtle_core.embedding.embed import embed_images
 from turtle_core.ingest.demo import write_demo_folder
@@ -48,6 +52,19 @@ def model_only(backbone: LoadedBackbone, records: list[ImageRecord], root: Path,
     for i in range(0, len(tensors), batch_size):
         backbone.encode(torch.stack(tensors[i : i + batch_size]))
     return len(tensors) / (time.perf_counter() - start)
+
+
+def load_unfolded(name: str) -> LoadedBackbone:
+    """The backbone as `load_backbone` made it before its batch norms were folded."""
+    with mock.patch.object(loading, "fold_batch_norms", lambda model, _size: (model, 0)):
+        return load_backbone(name, device="cpu")
+
+
+def feature_difference(a: LoadedBackbone, b: LoadedBackbone, records: list[ImageRecord], root: Path) -> float:
+    batch = torch.stack(
+        [a.preprocess(load_image(root / r.path, min_size=a.spec.input_size)) for r in records]
+    )
+    return float((a.encode(batch) - b.encode(batch)).abs().max())
 
 
 def end_to_end(
@@ -107,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=2, help="rounds over all modes; the best is reported")
     parser.add_argument("--source", choices=["demo", "jpeg"], default="demo")
     parser.add_argument("--out", type=Path, default=None, help=f"default {OUT} (demo source)")
+    parser.add_argument("--unfolded", action="store_true", help="also the backbone with its norms unfolded")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +149,17 @@ def main(argv: list[str] | None = None) -> None:
                     b, records, root, args.batch_size, args.workers
                 ),
             }
+            if args.unfolded:
+                plain = load_unfolded(name)
+                difference = feature_difference(backbone, plain, records[:32], root)
+                print(f"{name}: largest feature difference, folded against unfolded: {difference:.2e}")
+                rows.append({"backbone": name, "mode": "feature difference", "max_abs": difference})
+                runs["model only, norms unfolded"] = lambda b=plain: model_only(
+                    b, records, root, args.batch_size
+                )
+                runs[f"end-to-end, {args.workers} decode thread(s), norms unfolded"] = lambda b=plain: (
+                    end_to_end(b, records, root, args.batch_size, args.workers)
+                )
             rates: dict[str, list[float]] = {mode: [] for mode in runs}
             for _ in range(args.repeat):  # interleaved, so load from other processes hits all modes alike
                 for mode, run in runs.items():

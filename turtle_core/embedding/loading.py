@@ -26,6 +26,7 @@ from turtle_core.embedding.availability import (
     openai_cache_file,
     wheel_file,
 )
+from turtle_core.embedding.fold import fold_batch_norms
 from turtle_core.embedding.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -293,9 +294,11 @@ def load_backbone(
         mean = tuple(cfg.get("mean", OPENAI_MEAN))
         std = tuple(cfg.get("std", OPENAI_STD))
     target = torch.device(device) if device is not None else _default_device()
-    model = model.to(target).eval()
+    # Folded norms and NHWC activations give the same features (to ~1e-5), computed faster; so the cache
+    # identity does not change with them.
+    model, _ = fold_batch_norms(model.to(target).eval(), spec.input_size)
     channels_last = spec.library == "efficientnet_lite" and target.type == "cpu"
-    if channels_last:  # same features (to ~1e-5), computed faster; so the cache identity is unchanged
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     preprocessing = _preprocess_description(spec, mean, std)
     return LoadedBackbone(
