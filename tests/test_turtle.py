@@ -260,7 +260,8 @@ def test_whitening_with_fewer_rows_than_dimensions() -> None:
 
 @pytest.mark.parametrize("full_batch", [True, False])
 def test_row_major_layout_matches_column_major(full_batch: bool) -> None:
-    """The CUDA layout (rows × features, row gathers) computes the same steps as the CPU layout."""
+    """Rows × features (row gathers: CUDA, and CPU minibatches) computes the same steps as features × rows
+    (CPU, whole-folder batches), the layout each batch size gets by default."""
     rng = np.random.default_rng(1)
     spaces = [rng.normal(size=(300, 9)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)]
     batch = 300 if full_batch else 128
@@ -286,3 +287,5 @@ def test_row_major_layout_matches_column_major(full_batch: bool) -> None:
                 engine.run_chunk(4)
         heads.append(engine.theta.clone())
     torch.testing.assert_close(heads[0], heads[1], atol=1e-5, rtol=1e-4)
+    default = TurtleEngine(spaces, 3, 10.0, 2, batch, 1e-2, 1e-2, False, "fp32", torch.device("cpu"), seed=5)
+    assert default.rows_major is not full_batch
