@@ -118,11 +118,17 @@ with st.container(border=True):
                 if guess.embed_s
                 else "embeddings cached"
             )
+            shorter = ""
+            if guess.turtle_s_if_kmeans is not None:
+                kmeans_total = rounded_seconds(guess.embed_s + guess.turtle_s_if_kmeans)
+                shorter = f"; about {fmt.fmt_duration(kmeans_total)} if k-means' partition is kept"
             st.caption(
                 f"Expected time: about {fmt.fmt_duration(rounded_seconds(guess.total_s))} "
-                f"({embed_part}, TURTLE {fmt.fmt_duration(guess.turtle_s)})",
+                f"({embed_part}, TURTLE {fmt.fmt_duration(guess.turtle_s)}){shorter}",
                 help="From the image count, the backbones (and how many images they still have to embed) "
-                "and the effort, at rates measured on this machine; slower while other work shares it.",
+                "and the effort, at rates measured on this machine; slower while other work shares it. "
+                "When independent k-means runs agree more than TURTLE's, the discovery keeps k-means' "
+                "partition and skips its final TURTLE runs.",
             )
 
     replaces_edits = project.has_curation_edits()

@@ -50,6 +50,26 @@ def test_the_estimate_prices_the_plan_discover_runs() -> None:
     assert discovery_seconds(2000, 10, standard) == pytest.approx(parts.total_s + parts.finish_s)
 
 
+def test_the_estimate_says_what_skipping_the_final_runs_saves() -> None:
+    """A standard discovery that keeps k-means' partition skips its final runs: the estimate gives both
+    figures, and prices a forced k-means partition without them."""
+    quick, standard = EFFORTS["quick"], EFFORTS["standard"]
+    plan = plan_seconds(discovery_plan(standard, "auto", 0, 2000), 10, 2000, [1280])
+    without = discovery_seconds(2000, 10, standard, final_runs=False)
+    assert without == pytest.approx(discovery_seconds(2000, 10, standard) - plan.turtle_s[-1])
+    assert discovery_seconds(2000, 10, standard, "kmeans") < discovery_seconds(2000, 10, standard, "turtle")
+    guess = estimate_discovery(2000, ["effnet-lite0"], standard, 10)
+    assert guess.turtle_s_if_kmeans == pytest.approx(turtle_seconds(2000, 10, standard, final_runs=False))
+    assert guess.turtle_s_if_kmeans < 0.7 * guess.turtle_s
+    assert estimate_discovery(2000, ["effnet-lite0"], quick, 10).turtle_s_if_kmeans is None  # no final runs
+    assert (
+        estimate_discovery(2000, ["effnet-lite0"], standard, 10, partition="turtle").turtle_s_if_kmeans
+        is None
+    )
+    # with a range of C the final runs settle C, so they always run
+    assert estimate_discovery(2000, ["effnet-lite0"], standard, (5, 8)).turtle_s_if_kmeans is None
+
+
 def test_this_machines_speed_scales_the_estimate() -> None:
     quick = EFFORTS["quick"]
     reference = discovery_seconds(2000, 10, quick)

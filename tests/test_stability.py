@@ -124,3 +124,40 @@ def test_the_comparison_s_first_kmeans_run_is_the_kmeans_reference() -> None:
     assert np.array_equal(choice.kmeans_reference, kmeans_baseline([X], 3, random_state=0))
     forced = choose_partition([X], [labels], labels, np.eye(3)[labels], keep="turtle")
     assert forced.kmeans_reference is None  # no k-means ran: the discovery computes its own reference
+
+
+def test_a_standard_discovery_skips_its_final_runs_when_kmeans_is_kept(monkeypatch) -> None:
+    """The choice comes before the final runs; k-means' partition kept, they are never trained."""
+    from turtle_core.discovery import discover as discover_module
+
+    def no_final_runs(*args, **kwargs):
+        raise AssertionError("final runs trained although k-means' partition was kept")
+
+    monkeypatch.setattr(discover_module, "train_final_runs", no_final_runs)
+    X, truth = _blobs([100, 20, 8])  # TURTLE's balanced runs disagree on the small clusters; k-means' do not
+    found = discover([X], 3, EFFORTS["standard"], random_state=0)
+    assert found.params["method"] == "kmeans" and found.final_runs_skipped
+    assert found.params["final_runs"] == "skipped: k-means' partition was kept"
+    assert evaluate(truth, found.labels)["accuracy"] == 1.0
+    best = min(kmeans_runs(joint_unit_rows([X]), 3, [0, 1, 2]), key=lambda run: run.inertia)
+    assert np.array_equal(found.labels, best.labels)
+
+
+def test_a_standard_discovery_keeps_its_final_runs_labels_when_turtle_is_kept(monkeypatch) -> None:
+    from turtle_core.discovery import discover as discover_module
+
+    trained, train = [], discover_module.train_final_runs
+
+    def counted(*args, **kwargs):
+        trained.append(train(*args, **kwargs))
+        return trained[-1]
+
+    monkeypatch.setattr(discover_module, "train_final_runs", counted)
+    X, truth = _blobs([120, 30, 10], spread=0.3, seed=1)
+    found = discover([X], 3, EFFORTS["standard"], random_state=0)
+    assert found.params["method"] == "turtle" and not found.final_runs_skipped
+    assert "final_runs" not in found.params
+    assert len(trained) == 1 and found.selection is trained[0]
+    assert np.array_equal(found.labels, trained[0].best.labels_)
+    assert np.allclose(found.probabilities, trained[0].best.probabilities_)
+    assert found.params["kmeans_agreement"] is not None  # the comparison ran (before the final runs)

@@ -31,10 +31,14 @@ class DiscoveryClock:
         dims: list[int],
         progress: ProgressCallback | None,
         partition: str = "auto",
+        stability_first: bool = False,
     ) -> None:
         self.progress = progress
         self.steps = plan.steps(n_clusters)
         self.parts: PlanSeconds = plan_seconds(plan, n_clusters, n_rows, dims, partition)
+        # the stability choice runs between the selections and the final runs (`discover`)
+        self.selections = len(plan.selections)
+        self.stability_first = stability_first and plan.finals is not None
         self.speed = discovery_speed()
         self.started = time.perf_counter()
 
@@ -53,6 +57,8 @@ class DiscoveryClock:
         progress = self.progress
         before_steps, total_steps = sum(self.steps[:index]), sum(self.steps)
         before_s, part_s = sum(self.parts.turtle_s[:index]), self.parts.turtle_s[index]
+        if self.stability_first and index >= self.selections:
+            before_s += self.parts.stability_s
 
         def report(item: Progress) -> None:
             if item.unit == "steps" and item.total:
@@ -69,7 +75,9 @@ class DiscoveryClock:
         if self.progress is None:
             return None
         progress = self.progress
-        before_s = sum(self.parts.turtle_s)
+        before_s = sum(
+            self.parts.turtle_s[: self.selections] if self.stability_first else self.parts.turtle_s
+        )
 
         def report(item: Progress) -> None:
             share = item.done / item.total if item.total else 0.0

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from turtle_core.discovery.clock import DiscoveryClock
-from turtle_core.discovery.effort import Effort, discovery_plan
+from turtle_core.discovery.effort import Effort, choice_before_finals, discovery_plan
 from turtle_core.discovery.runtime import check_spaces
 from turtle_core.discovery.selection import SelectionResult, select_model, train_final_runs
 from turtle_core.discovery.stability import PartitionChoice, choose_partition
@@ -28,6 +28,8 @@ class Discovery:
     selection: SelectionResult = field(repr=False)
     choice: PartitionChoice = field(repr=False)
     partition: str = "auto"  # what was asked: the stability choice, or a forced method
+    # The effort's final runs were not trained: the stability choice, made first, kept k-means' partition.
+    final_runs_skipped: bool = False
 
     @property
     def labels(self) -> np.ndarray:
@@ -51,13 +53,16 @@ class Discovery:
     @property
     def params(self) -> dict[str, Any]:
         """The chosen TURTLE run's settings, which method's partition was kept, and both agreements."""
-        return {
+        params = {
             **self.selection.best_params,
             "method": self.choice.method,
             "partition": self.partition,
             "turtle_agreement": _rounded(self.choice.turtle_agreement),
             "kmeans_agreement": _rounded(self.choice.kmeans_agreement),
         }
+        if self.final_runs_skipped:
+            params["final_runs"] = "skipped: k-means' partition was kept"
+        return params
 
 
 def _rounded(value: float) -> float | None:
@@ -83,11 +88,15 @@ def discover(
     best-screened starts, which look alike) did not tell the cases apart: on digits it chose k-means'
     0.64 over TURTLE's 0.83.
     `partition="turtle"` or `"kmeans"` skips the comparison and keeps that method.
+    With final runs and one C, the comparison comes before them (`choice_before_finals`: it reads only the
+    selections' agreement and k-means'): when it keeps k-means' partition the final runs, half a standard
+    discovery's time, are not trained (`final_runs_skipped`).
     """
     arrays = check_spaces(spaces)
     plan = discovery_plan(effort, partition, random_state, arrays[0].shape[0])
+    choose_first = choice_before_finals(plan, n_clusters, partition)
     clock = DiscoveryClock(
-        plan, n_clusters, arrays[0].shape[0], [X.shape[1] for X in arrays], progress, partition
+        plan, n_clusters, arrays[0].shape[0], [X.shape[1] for X in arrays], progress, partition, choose_first
     )
     selections: list[SelectionResult] = []
     for index, planned in enumerate(plan.selections):
@@ -101,31 +110,41 @@ def discover(
                 **planned.schedule.select_kwargs(),
             )
         )
-    if plan.finals is not None:
-        kept = train_final_runs(
+    stability_runs = [selections[i].best.labels_ for i in plan.stability]
+
+    def choose(kept: SelectionResult) -> PartitionChoice:
+        return choose_partition(
             arrays,
-            n_clusters,
-            selections,
-            plan.finals.count,
-            outer_steps=plan.finals.steps,
-            batch_size=plan.finals.batch_size,
+            stability_runs,
+            kept.best.labels_,
+            kept.best.probabilities_,
             random_state=random_state,
-            progress=clock.part(len(plan.selections)),
             cancel=cancel,
+            keep=partition,
+            progress=clock.stability(),
         )
-    else:
-        kept = max((selections[i] for i in plan.kept_from), key=_best_score)
-    choice = choose_partition(
+
+    kept = max((selections[i] for i in plan.kept_from), key=_best_score)
+    if plan.finals is None:
+        return Discovery(kept, choose(kept), partition)
+    choice = choose(kept) if choose_first else None
+    if choice is not None and choice.method == "kmeans":
+        return Discovery(kept, choice, partition, final_runs_skipped=True)
+    kept = train_final_runs(
         arrays,
-        [selections[i].best.labels_ for i in plan.stability],
-        kept.best.labels_,
-        kept.best.probabilities_,
+        n_clusters,
+        selections,
+        plan.finals.count,
+        outer_steps=plan.finals.steps,
+        batch_size=plan.finals.batch_size,
         random_state=random_state,
+        progress=clock.part(len(plan.selections)),
         cancel=cancel,
-        keep=partition,
-        progress=clock.stability(),
     )
-    return Discovery(kept, choice, partition)
+    if choice is None:
+        return Discovery(kept, choose(kept), partition)
+    turtle = replace(choice, labels=kept.best.labels_, probabilities=kept.best.probabilities_)
+    return Discovery(kept, turtle, partition)
 
 
 def _best_score(selection: SelectionResult) -> float:

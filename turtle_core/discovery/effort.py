@@ -224,6 +224,15 @@ def discovery_plan(
     return DiscoveryPlan(runs, every, every, FinalRuns(own.n_restarts, own.outer_steps, own.batch_size))
 
 
+def choice_before_finals(
+    plan: DiscoveryPlan, n_clusters: int | tuple[int, int], partition: str = "auto"
+) -> bool:
+    """Whether `discover` makes the stability choice before the final runs, and trains them only when it
+    keeps TURTLE's partition: with final runs, one C (a range's C is settled by the final runs) and a choice
+    that is not forced to TURTLE."""
+    return plan.finals is not None and partition != "turtle" and len(cluster_values(n_clusters)) == 1
+
+
 def legacy_plan(effort: Effort, partition: str = "auto", random_state: int = 0) -> DiscoveryPlan:
     """The plan discoveries ran before the schedule fitted the folder (for side-by-side benchmarks): batches
     of 10,000 rows at any size; standard screened 16 starts and trained 3 for 6,000 steps, beside three

@@ -13,7 +13,7 @@ machine's speed at its last discovery (`record_discovery_speed`). An estimate, n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from turtle_core.constants import (
     DISCOVERY_SAMPLE_ROWS,
@@ -27,6 +27,7 @@ from turtle_core.discovery.effort import (
     DiscoveryPlan,
     Effort,
     Schedule,
+    choice_before_finals,
     cluster_values,
     discovery_plan,
 )
@@ -60,11 +61,13 @@ MAX_SPEED = 20.0  # a measured speed beyond 20x either way is an accident, not t
 
 @dataclass(frozen=True)
 class DiscoveryEstimate:
-    """Seconds a discovery is expected to take, by part."""
+    """Seconds a discovery is expected to take, by part; `turtle_s_if_kmeans`: the discovery's seconds when
+    the stability choice keeps k-means' partition and the final runs are skipped (None: they never are)."""
 
     embed_s: float
     turtle_s: float
     to_embed: dict[str, int]  # backbone -> images it still has to compute
+    turtle_s_if_kmeans: float | None = None
 
     @property
     def total_s(self) -> float:
@@ -181,9 +184,14 @@ def discovery_seconds(
     effort: Effort,
     partition: str = "auto",
     dims: Sequence[int] = (1280,),
+    *,
+    final_runs: bool = True,
 ) -> float:
-    """Reference seconds of the discovery `discover_features` runs on `n_images` embedded images."""
+    """Reference seconds of the discovery `discover_features` runs on `n_images` embedded images;
+    `final_runs=False`: the discovery whose stability choice kept k-means' partition before them."""
     plan = discovery_plan(effort, partition, 0, min(n_images, DISCOVERY_SAMPLE_ROWS))
+    if choice_before_finals(plan, n_clusters, partition) and (not final_runs or partition == "kmeans"):
+        plan = replace(plan, finals=None)
     parts = plan_seconds(plan, n_clusters, max(1, n_images), dims, partition)
     return parts.total_s + parts.finish_s
 
@@ -194,9 +202,12 @@ def turtle_seconds(
     effort: Effort,
     partition: str = "auto",
     dims: Sequence[int] = (1280,),
+    *,
+    final_runs: bool = True,
 ) -> float:
     """The discovery's expected time on this machine (`discovery_seconds` times its measured speed)."""
-    return discovery_seconds(n_images, n_clusters, effort, partition, dims) * discovery_speed()
+    seconds = discovery_seconds(n_images, n_clusters, effort, partition, dims, final_runs=final_runs)
+    return seconds * discovery_speed()
 
 
 def estimate_discovery(
@@ -221,7 +232,11 @@ def estimate_discovery(
             embed_s += count / rate + MODEL_LOAD_S * max(1.0, RELATIVE_COST.get(name, 50.0) / 20)
     dims = [BACKBONES[name].embed_dim if name in BACKBONES else 1024 for name in backbones] or [1280]
     turtle_s = turtle_seconds(n_images, n_clusters, effort, partition, dims)
-    return DiscoveryEstimate(embed_s, turtle_s, pending)
+    if_kmeans = None
+    if partition == "auto":
+        shorter = turtle_seconds(n_images, n_clusters, effort, partition, dims, final_runs=False)
+        if_kmeans = shorter if shorter < turtle_s else None
+    return DiscoveryEstimate(embed_s, turtle_s, pending, if_kmeans)
 
 
 def rounded_seconds(seconds: float) -> float:

@@ -154,7 +154,9 @@ def discover_features(
     if sample is not None:
         params["fit_sample"] = int(sample.size)
     dims = [int(X.shape[1]) for X in spaces]
-    reference_s = discovery_seconds(len(images), n_clusters, chosen, partition, dims)
+    reference_s = discovery_seconds(
+        len(images), n_clusters, chosen, partition, dims, final_runs=not found.final_runs_skipped
+    )
     record_discovery_speed(reference_s, time.perf_counter() - started)  # the next estimate's speed
     return DiscoveryResult(
         images=images,
