@@ -4,14 +4,17 @@ A 10,000-image project (real PNG files, real scan, real thumbnails; synthetic em
 embedding cache and a synthetic discovery result) driven through `AppTest`:
   * each of the five pages' plain rerun with nothing running, and while the map's UMAP runs in the
     background (the job a finished discovery starts),
-  * rerun time after a curator edit (Clusters page rename; Map page move of a lasso selection),
+  * the time of a curator edit, and the app's script runs it takes (Clusters page rename; gallery move;
+    Map page move of a lasso selection),
   * a gallery page of 100 thumbnails, cold (thumbnails built) and warm,
 and the map at 50,000 points: figure build + JSON serialisation, and (with `--browser`) the project's Map
 page opened in headless Chromium, the map's render there plus a box selection coming back to Python.
 
-    .venv/bin/python -m benchmarks app_speed [--images 10000] [--points 50000] [--browser] [--out FILE]
+    .venv/bin/python -m benchmarks app_speed [--images 10000] [--points 50000] [--parts pages edits figure]
+        [--browser] [--out FILE]
 
-Prints a table and writes benchmarks/results/app_speed.json.
+`--parts edits` measures only the Clusters and Map pages' edits, selections and gallery pages. Prints a table
+and writes benchmarks/results/app_speed.json (with a part left out: app_speed_<parts>.json).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,30 @@ from turtle_ui.figures import DENSITY_ABOVE
 
 OUT = RESULTS / "app_speed.json"
 N_CLASSES = 10
+PARTS = ("pages", "edits", "figure")
+
+
+class ScriptRuns:
+    """Counts the runs of the page scripts: each calls `session.through_app` first (under `AppTest` a page
+    runs on its own, without app.py)."""
+
+    def __init__(self) -> None:
+        from turtle_ui import session
+
+        self.count = 0
+        original = session.through_app
+
+        def counted() -> None:
+            self.count += 1
+            original()
+
+        session.through_app = counted
+
+    def of(self, action: Callable[[], object]) -> int:
+        """The script runs `action` takes."""
+        before = self.count
+        action()
+        return self.count - before
 
 
 # ------------------------------------------------------------------------------------------ project
@@ -87,7 +115,7 @@ def app_for(project, page: str):
     return at
 
 
-def bench_clusters(project, results: dict) -> None:
+def bench_clusters(project, results: dict, runs: ScriptRuns) -> None:
     at = app_for(project, "pages/clusters.py")
     results["clusters_page_first_run_s"] = timed(lambda: at.run()).seconds
 
@@ -102,6 +130,7 @@ def bench_clusters(project, results: dict) -> None:
     renames = timed(rename, repeat=5)
     results["edit_rerun_clusters_overview_s"] = renames.seconds
     results["edit_rerun_clusters_overview_all_s"] = renames.runs
+    results["edit_script_runs_rename"] = runs.of(rename)
 
     # Gallery of 100 thumbnails: cold (thumbnails made now) then warm (files exist, browser-side cache aside).
     at.segmented_control(key="clusters_view").set_value("Gallery").run()
@@ -125,11 +154,17 @@ def bench_clusters(project, results: dict) -> None:
         at.button(key=f"{scope}:move").click().run()
         assert not at.exception, at.exception
 
-    results["gallery_tick_rerun_s"] = timed(tick).seconds
-    results["edit_rerun_gallery_move_s"] = timed(move).seconds
+    ticks, moves = [], []
+    for _ in range(3):
+        ticks.append(timed(tick).seconds)
+        moves.append(timed(move).seconds)
+    results["gallery_tick_rerun_s"] = statistics.median(ticks)
+    results["edit_rerun_gallery_move_s"] = statistics.median(moves)
+    tick()
+    results["edit_script_runs_gallery_move"] = runs.of(move)
 
 
-def bench_map(project, results: dict) -> None:
+def bench_map(project, results: dict, runs: ScriptRuns) -> None:
     at = app_for(project, "pages/map.py")
     results["map_page_10k_rerun_s"] = timed(lambda: at.run(), repeat=3).seconds
 
@@ -157,6 +192,8 @@ def bench_map(project, results: dict) -> None:
         moves.append(timed(move).seconds)
     results["map_selection_rerun_s"] = statistics.median(lassos)
     results["edit_rerun_map_move_s"] = statistics.median(moves)
+    lasso()
+    results["edit_script_runs_map_move"] = runs.of(move)
 
 
 # ------------------------------------------------------------------------------------------ every page
@@ -321,35 +358,43 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--points", type=int, default=50_000)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument(
         "--browser",
         action="store_true",
         help="also open the project's Map page, and render the --points map, in headless Chromium",
     )
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    parts = [part for part in PARTS if part in args.parts]
+    out = args.out or (OUT if parts == list(PARTS) else RESULTS / f"app_speed_{'_'.join(parts)}.json")
 
-    results: dict[str, object] = {"images": args.images, "points": args.points}
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["TURTLE_HOME"] = str(Path(tmp) / "home")
-        os.environ.setdefault("TURTLE_OFFLINE", "1")
-        folder = Path(tmp) / "images"
-        results["write_images_s"] = timed(lambda: write_images(folder, args.images)).seconds
-        project, results["scan_s"] = synthetic_project(folder)
-        bench_pages(project, results)
-        bench_clusters(project, results)
-        bench_map(project, results)
-        if args.browser:
-            bench_map_page_browser(folder, results)
-    bench_figure(args.points, results)
+    results: dict[str, object] = {"images": args.images, "points": args.points, "parts": parts}
+    if {"pages", "edits"} & set(parts) or args.browser:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["TURTLE_HOME"] = str(Path(tmp) / "home")
+            os.environ.setdefault("TURTLE_OFFLINE", "1")
+            folder = Path(tmp) / "images"
+            results["write_images_s"] = timed(lambda: write_images(folder, args.images)).seconds
+            project, results["scan_s"] = synthetic_project(folder)
+            runs = ScriptRuns()
+            if "pages" in parts:
+                bench_pages(project, results)
+            if "edits" in parts:
+                bench_clusters(project, results, runs)
+                bench_map(project, results, runs)
+            if args.browser:
+                bench_map_page_browser(folder, results)
+    if "figure" in parts:
+        bench_figure(args.points, results)
     if args.browser:
         bench_browser(args.points, results)
 
-    write_results(args.out, results)
+    write_results(out, results)
     width = max(len(k) for k in results)
     for key, value in results.items():
         shown = f"{value:.3f}" if isinstance(value, float) else value
         if isinstance(value, dict):
             shown = "  ".join(f"{k} {v:.3f}" for k, v in value.items())
         print(f"{key:<{width}}  {shown}")
-    print(f"\nwritten to {args.out.resolve().relative_to(REPO)}")
+    print(f"\nwritten to {out.resolve()}")

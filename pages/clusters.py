@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -72,6 +74,27 @@ def _open_cluster(cid: int) -> None:
     st.session_state.gallery_cluster = cid
 
 
+def _rename(cid_key: str, name_key: str) -> tuple[curation_edits.Edit, session.Describe]:
+    cid = int(st.session_state[cid_key])
+    old = curation.name_of(cid)
+    return (
+        curation_edits.Rename(
+            discovery_id=snap.discovery_id, cluster_id=cid, name=st.session_state.get(name_key, "")
+        ),
+        lambda new: f"Renamed '{old}' to '{new}'.",
+    )
+
+
+def _merge(cids_key: str, name_key: str) -> tuple[curation_edits.Edit, session.Describe]:
+    chosen = [int(c_) for c_ in st.session_state.get(cids_key) or []]
+    name = (st.session_state.get(name_key) or "").strip()
+    merged_name = name or (curation.name_of(chosen[0]) if chosen else "")
+    return (
+        curation_edits.Merge(discovery_id=snap.discovery_id, cluster_ids=tuple(chosen), name=name or None),
+        f"Merged {len(chosen)} clusters into '{merged_name}'.",
+    )
+
+
 # ------------------------------------------------------------------------------------------ overview
 def overview() -> None:
     n_excluded = int((assign == EXCLUDED).sum())
@@ -98,22 +121,24 @@ def overview() -> None:
             with rename_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
                 cid = cluster_selectbox(a, "Cluster", list(options), options.get, key=f"rename_cid:{nonce}")
-                name = b.text_input(
+                b.text_input(
                     "New name", placeholder=display_name(curation.name_of(cid)), key=f"rename_name:{nonce}"
                 )
-                if c.button("Rename", type="primary", disabled=bool(busy), key="rename", width="stretch"):
-                    old = curation.name_of(cid)
-                    session.apply_edit(
-                        project,
-                        curation_edits.Rename(discovery_id=snap.discovery_id, cluster_id=cid, name=name),
-                        lambda new: f"Renamed '{old}' to '{new}'.",
-                    )
+                c.button(
+                    "Rename",
+                    type="primary",
+                    disabled=bool(busy),
+                    key="rename",
+                    width="stretch",
+                    on_click=session.apply_chosen_edit,
+                    args=(project, partial(_rename, f"rename_cid:{nonce}", f"rename_name:{nonce}")),
+                )
             with merge_tab:
                 a, b, c = st.columns([3, 3, 1], vertical_alignment="bottom")
                 chosen = a.multiselect(
                     "Clusters to merge", list(options), format_func=options.get, key=f"merge_cids:{nonce}"
                 )
-                name = b.text_input(
+                b.text_input(
                     "Name of the merged cluster",
                     placeholder=(
                         display_name(curation.name_of(chosen[0]))
@@ -122,23 +147,15 @@ def overview() -> None:
                     ),
                     key=f"merge_name:{nonce}",
                 )
-                if c.button(
+                c.button(
                     "Merge",
                     type="primary",
                     disabled=bool(busy) or len(chosen) < 2,
                     key="merge",
                     width="stretch",
-                ):
-                    merged_name = name.strip() or curation.name_of(chosen[0])
-                    session.apply_edit(
-                        project,
-                        curation_edits.Merge(
-                            discovery_id=snap.discovery_id,
-                            cluster_ids=tuple(int(c_) for c_ in chosen),
-                            name=name.strip() or None,
-                        ),
-                        f"Merged {len(chosen)} clusters into '{merged_name}'.",
-                    )
+                    on_click=session.apply_chosen_edit,
+                    args=(project, partial(_merge, f"merge_cids:{nonce}", f"merge_name:{nonce}")),
+                )
             with split_tab:
                 a, b, e, c = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
                 cid = cluster_selectbox(a, "Cluster", list(options), options.get, key=f"split_cid:{nonce}")
@@ -213,6 +230,7 @@ SORTS = {
 
 @st.fragment
 def cluster_gallery() -> None:
+    session.redraw_for_flash()
     choices = list(options) + ([EXCLUDED] if (assign == EXCLUDED).any() else [])
     a, b, c = st.columns([5, 4, 2], vertical_alignment="bottom")
     cid = cluster_selectbox(
@@ -242,6 +260,7 @@ def cluster_gallery() -> None:
 
 @st.fragment
 def review_queue() -> None:
+    session.redraw_for_flash()
     unchecked = (assign != EXCLUDED) & ~np.asarray(curation.checked)
     strangers = unchecked & (snap.atypicality > ATYPICAL_Z)
     fresh = snap.new
@@ -321,9 +340,10 @@ def _selection_bar(scope: str, shown: list[int], restore: bool = False) -> None:
         clear.button(
             "Clear", key=f"{scope}:clear", on_click=gallery.clear_picked, args=(scope,), width="stretch"
         )
-        edits.edit_actions(project, snap, picked, key=scope, restore=restore, disabled=bool(busy))
+        pick = partial(gallery.picked, scope, snap)  # the ticks as they are at a click
+        edits.edit_actions(project, snap, picked, pick, key=scope, restore=restore, disabled=bool(busy))
         if not restore:
-            propagate.confirm_button(project, snap, picked, key=scope, disabled=bool(busy))
+            propagate.confirm_button(project, snap, picked, pick, key=scope, disabled=bool(busy))
 
 
 if view == "Overview":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -84,6 +85,12 @@ tool = controls[2].segmented_control(
 chart_key = f"map:{snap.discovery_id[:12]}:{st.session_state.edit_nonce}"
 # What the chart showed last run: "umap", "pca" (chosen) or "stand-in" (PCA while UMAP computes).
 shown_key = f"map_shown:{project.folder}"
+
+
+def _ticked(scope: str, selected: np.ndarray) -> np.ndarray:
+    """The selected rows whose tick box (in the selection's gallery `scope`) is still ticked."""
+    left_out = gallery.unticked(scope, snap, selected) if selected.size > 1 else selected[:0]
+    return np.setdiff1d(selected, left_out)
 
 
 def _selection(key: str) -> list[int]:
@@ -240,8 +247,8 @@ with side_col:
     # Each selection has its own tick boxes, all ticked: un-ticking leaves an image out of the actions, and a
     # new lasso starts with every image ticked again.
     scope = "map:" + hashlib.sha1(selected.tobytes()).hexdigest()[:12]
-    left_out = gallery.unticked(scope, snap, selected) if selected.size > 1 else selected[:0]
-    acted_on = np.setdiff1d(selected, left_out)
+    acted_on = _ticked(scope, selected)
+    left_out = np.setdiff1d(selected, acted_on)
     if selected.size == 1:
         index = int(selected[0])
         cid = int(curation.assignments[index])
@@ -262,8 +269,9 @@ with side_col:
 
     with st.container(border=True):
         if acted_on.size:
-            edits.edit_actions(project, snap, acted_on, key="map", horizontal=False, disabled=busy)
-            propagate.confirm_button(project, snap, acted_on, key="map", disabled=busy)
+            pick = partial(_ticked, scope, selected)  # the ticks as they are at a click
+            edits.edit_actions(project, snap, acted_on, pick, key="map", horizontal=False, disabled=busy)
+            propagate.confirm_button(project, snap, acted_on, pick, key="map", disabled=busy)
         else:
             st.caption("Every image is un-ticked: tick some below to move, exclude or confirm them.")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,15 +125,17 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
         f"**{_count(len(open_groups), 'group')} to review** · {_count(copies, 'image')} beside the ones kept"
         + (f" · {_count(done, 'group')} done" if done else "")
     )
-    if open_groups and button.button(
-        f"Keep one of each, exclude {fmt_int(copies)}",
-        key="dup_keep_all",
-        type="primary",
-        icon=":material/filter_none:",
-        disabled=busy,
-        width="stretch",
-    ):
-        _keep_one(project, snap, open_groups)
+    if open_groups:
+        button.button(
+            f"Keep one of each, exclude {fmt_int(copies)}",
+            key="dup_keep_all",
+            type="primary",
+            icon=":material/filter_none:",
+            disabled=busy,
+            width="stretch",
+            on_click=session.apply_chosen_edit,
+            args=(project, partial(_keep_one, snap, open_groups)),
+        )
     if not open_groups:
         st.success(
             "Every group keeps one image; undo to bring the others back.", icon=":material/check_circle:"
@@ -203,21 +206,21 @@ def _group(
         if len(group.rows) > THUMBS_PER_GROUP:
             st.caption(f"and {len(group.rows) - THUMBS_PER_GROUP} more")
         others = sum(1 for row in group.others if assignments[row] != EXCLUDED)
-        if st.button(
+        st.button(
             f"Keep the first, exclude {others}",
             key=f"dup_keep:{number}",
             icon=":material/filter_1:",
             disabled=busy,
-        ):
-            _keep_one(project, snap, [group])
+            on_click=session.apply_chosen_edit,
+            args=(project, partial(_keep_one, snap, [group])),
+        )
 
 
-def _keep_one(project: Project, snap: Snapshot, groups: list[DuplicateGroup]) -> None:
+def _keep_one(snap: Snapshot, groups: list[DuplicateGroup]) -> tuple[edits.Edit, session.Describe] | None:
     edit = cleaning.keep_one_edit(snap, groups)
     if edit is None:
-        return
-    session.apply_edit(
-        project,
+        return None
+    return (
         edit,
         lambda excluded: (
             f"Kept one image of each of {fmt_count(len(groups), 'group')}; excluded {excluded} (undo brings them back)."
@@ -287,7 +290,8 @@ def suggestion_buttons(project: Project, snap: Snapshot, cid: int, found: list, 
         return
     columns = st.columns(len(found))
     for i, (column, suggestion) in enumerate(zip(columns, found, strict=True)):
-        if column.button(
+        old = snap.curation.name_of(cid)
+        column.button(
             f"{suggestion.name} · {suggestion.share:.0%}",
             key=f"suggest:{cid}:{i}",
             type="tertiary",
@@ -295,13 +299,13 @@ def suggestion_buttons(project: Project, snap: Snapshot, cid: int, found: list, 
             disabled=busy,
             help=f"Name this cluster '{suggestion.name}': {suggestion.share:.0%} of its images have it "
             "among their five most likely words.",
-        ):
-            old = snap.curation.name_of(cid)
-            session.apply_edit(
+            on_click=session.apply_edit,
+            args=(
                 project,
                 edits.Rename(discovery_id=snap.discovery_id, cluster_id=cid, name=suggestion.name),
                 lambda new, old=old: f"Renamed '{old}' to '{new}'.",
-            )
+            ),
+        )
 
 
 __all__ = [

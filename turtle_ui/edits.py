@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,29 +12,36 @@ import streamlit as st
 from turtle_core.names import markdown_text
 from turtle_core.state import edits
 from turtle_ui.fmt import cluster_options, fmt_count
-from turtle_ui.session import apply_edit, made_by
+from turtle_ui.session import Describe, apply_chosen_edit, apply_edit, made_by
 
 if TYPE_CHECKING:
     from turtle_core.operations.project import Project
     from turtle_core.state.project_state import Snapshot
 
 NEW_CLUSTER = -2  # select-box sentinel: "move to a new cluster"
+Pick = Callable[[], Sequence[int] | np.ndarray]  # the rows picked, read again at a click
+SECOND_ACTION = {  # beside Move, by `restore`: label, icon, edit, what it did
+    False: ("Exclude", ":material/block:", edits.Exclude, "Excluded {} from the dataset."),
+    True: ("Restore", ":material/restore_from_trash:", edits.Restore, "Restored {} to their clusters."),
+}
 
 
 def edit_actions(
     project: Project,
     snap: Snapshot,
-    indices: Sequence[int] | np.ndarray,
+    rows: Sequence[int] | np.ndarray,
+    pick: Pick,
     *,
     key: str,
     horizontal: bool = True,
     restore: bool = False,
     disabled: bool = False,
 ) -> None:
-    """Move the given images (rows of `snap`) to an existing or new cluster, exclude them, or (for
-    excluded ones) restore them. The edit names the images, so it acts on exactly these files."""
+    """Move the picked images (`rows` of `snap`) to an existing or new cluster, exclude them, or (for excluded
+    ones) restore them. A click acts on what is chosen when it is made: the images `pick()` gives then, the
+    target and the new name as they are then. The edit names the images, so it acts on exactly these files."""
     curation = snap.curation
-    indices = np.asarray(indices, dtype=np.int64)
+    count = len(rows)
     labels = cluster_options(curation)
     options = [NEW_CLUSTER, *labels]
     nonce = st.session_state.edit_nonce
@@ -42,76 +50,83 @@ def edit_actions(
     name_col = cols[1] if horizontal else cols[0]
     move_col = cols[2] if horizontal else cols[0]
     exclude_col = cols[3] if horizontal else cols[0]
+    target_key, name_key = f"{key}:target:{nonce}", f"{key}:name:{nonce}"
     target = target_col.selectbox(
         "Move to",
         options,
         index=1 if len(options) > 1 and horizontal else 0,
         format_func=lambda cid: "+ New cluster" if cid == NEW_CLUSTER else labels[cid],
-        key=f"{key}:target:{nonce}",
+        key=target_key,
         disabled=disabled,
     )
-    new_name = ""
     if target == NEW_CLUSTER:
-        new_name = name_col.text_input(
-            "New cluster name",
-            placeholder="optional, e.g. cats",
-            key=f"{key}:name:{nonce}",
-            disabled=disabled,
+        name_col.text_input(
+            "New cluster name", placeholder="optional, e.g. cats", key=name_key, disabled=disabled
         )
     elif horizontal:
         name_col.empty()
-    none = indices.size == 0
-    images = snap.keys(indices)
-    since = {"discovery_id": snap.discovery_id}
-    if move_col.button(
-        f"Move {fmt_count(indices.size, 'image')}" if indices.size else "Move",
+    none = count == 0
+    move_col.button(
+        f"Move {fmt_count(count, 'image')}" if count else "Move",
         type="primary",
         icon=":material/arrow_forward:",
         disabled=disabled or none,
         key=f"{key}:move",
         width="stretch",
-    ):
-        if target == NEW_CLUSTER:
-            name = new_name.strip() or None
-            apply_edit(
-                project,
-                edits.MoveToNewCluster(images=images, name=name, **since),
-                lambda cid: (
-                    f"Moved {fmt_count(indices.size, 'image')} to the new cluster '{name or f'Cluster {cid}'}'."
-                ),
-            )
-        else:
-            target_name = curation.name_of(int(target))
-            apply_edit(
-                project,
-                edits.Move(images=images, cluster_id=int(target), **since),
-                lambda moved: f"Moved {fmt_count(moved, 'image')} to '{target_name}'.",
-            )
-    if restore:
-        if exclude_col.button(
-            "Restore",
-            icon=":material/restore_from_trash:",
-            disabled=disabled or none,
-            key=f"{key}:restore",
-            width="stretch",
-        ):
-            apply_edit(
-                project,
-                edits.Restore(images=images, **since),
-                lambda restored: f"Restored {fmt_count(restored, 'image')} to their clusters.",
-            )
-    elif exclude_col.button(
-        "Exclude",
-        icon=":material/block:",
+        on_click=apply_chosen_edit,
+        args=(project, on_picked(snap, pick, partial(_move, snap, target_key, name_key))),
+    )
+    since = {"discovery_id": snap.discovery_id}
+    label, icon, kind, said = SECOND_ACTION[restore]
+    exclude_col.button(
+        label,
+        icon=icon,
         disabled=disabled or none,
-        key=f"{key}:exclude",
+        key=f"{key}:{label.lower()}",
         width="stretch",
-    ):
-        apply_edit(
+        on_click=apply_chosen_edit,
+        args=(
             project,
-            edits.Exclude(images=images, **since),
-            lambda excluded: f"Excluded {fmt_count(excluded, 'image')} from the dataset.",
+            on_picked(
+                snap,
+                pick,
+                lambda images: (kind(images=images, **since), lambda n: said.format(fmt_count(n, "image"))),
+            ),
+        ),
+    )
+
+
+def on_picked(
+    snap: Snapshot, pick: Pick, make: Callable[[tuple[str, ...]], tuple[edits.Edit, Describe]]
+) -> Callable[[], tuple[edits.Edit, Describe] | None]:
+    """For `apply_chosen_edit`: the edit (and its description) `make` makes of the images `pick()` gives at
+    the click (rows of `snap`); nothing when none is picked then (every image un-ticked before the click)."""
+
+    def choose() -> tuple[edits.Edit, Describe] | None:
+        rows = np.asarray(pick(), dtype=np.int64)
+        return make(snap.keys(rows)) if rows.size else None
+
+    return choose
+
+
+def _move(
+    snap: Snapshot, target_key: str, name_key: str, images: tuple[str, ...]
+) -> tuple[edits.Edit, Describe]:
+    target = st.session_state.get(target_key)
+    since = {"discovery_id": snap.discovery_id, "images": images}
+    if target == NEW_CLUSTER:
+        name = (st.session_state.get(name_key) or "").strip() or None
+        return (
+            edits.MoveToNewCluster(name=name, **since),
+            lambda cid: (
+                f"Moved {fmt_count(len(images), 'image')} to the new cluster '{name or f'Cluster {cid}'}'."
+            ),
         )
+    target_name = snap.curation.name_of(int(target))
+    return (
+        edits.Move(cluster_id=int(target), **since),
+        lambda moved: f"Moved {fmt_count(moved, 'image')} to '{target_name}'.",
+    )
 
 
 def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
@@ -122,11 +137,10 @@ def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
     redo_next = curation.redo_history()
     last, upcoming = curation.last_step(), curation.next_redo()
     undo_col, redo_col, last_col, history_col = st.columns([1, 1, 5, 1.2], vertical_alignment="center")
-    _apply_requested_step(project, snap)
     whose = made_by(last.origin) if last is not None and last.origin else None  # None: this tab, or unknown
     whose = None if whose == "this tab" else whose
-    # The click names the step shown when the button was drawn (bound at draw time, read on the next run):
-    # if someone edited meanwhile, nothing is undone.
+    # The click names the step shown when the button was drawn: if someone edited meanwhile, nothing is undone.
+    since = snap.discovery_id
     undo_col.button(
         "Undo" if whose is None else "Undo theirs",
         icon=":material/undo:",
@@ -134,8 +148,12 @@ def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
         help=None if whose is None else f"The last edit was made by {whose}: undo reverts it.",
         width="stretch",
         key="undo",
-        on_click=_request_step,
-        args=("undo", last.step_id if last else "", last.description if last else ""),
+        on_click=apply_edit,
+        args=(
+            project,
+            edits.Undo(discovery_id=since, step_id=last.step_id if last else ""),
+            f"Undone: {last.description if last else ''}",
+        ),
     )
     redo_col.button(
         "Redo",
@@ -143,8 +161,12 @@ def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
         disabled=disabled or upcoming is None,
         width="stretch",
         key="redo",
-        on_click=_request_step,
-        args=("redo", upcoming.step_id if upcoming else "", upcoming.description if upcoming else ""),
+        on_click=apply_edit,
+        args=(
+            project,
+            edits.Redo(discovery_id=since, step_id=upcoming.step_id if upcoming else ""),
+            f"Redone: {upcoming.description if upcoming else ''}",
+        ),
     )
     if last is not None and whose is not None:
         last_col.caption(f"Last edit, by {whose}: {markdown_text(last.description)}")
@@ -157,22 +179,3 @@ def undo_bar(project: Project, snap: Snapshot, disabled: bool = False) -> None:
             st.caption(f"{number}. {markdown_text(line)}")
         for line in redo_next:
             st.caption(f"~~{markdown_text(line)}~~ (undone)")
-
-
-def _request_step(which: str, step_id: str, description: str) -> None:
-    st.session_state.history_request = (which, step_id, description)
-
-
-def _apply_requested_step(project: Project, snap: Snapshot) -> None:
-    request = st.session_state.pop("history_request", None)
-    if not request:
-        return
-    which, step_id, description = request
-    if which == "undo":
-        apply_edit(
-            project, edits.Undo(discovery_id=snap.discovery_id, step_id=step_id), f"Undone: {description}"
-        )
-    else:
-        apply_edit(
-            project, edits.Redo(discovery_id=snap.discovery_id, step_id=step_id), f"Redone: {description}"
-        )

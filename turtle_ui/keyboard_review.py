@@ -18,7 +18,7 @@ from turtle_core.state import edits
 from turtle_core.state.errors import StaleEdit
 from turtle_ui import gallery
 from turtle_ui.fmt import fmt_count, fmt_int
-from turtle_ui.session import apply_edit
+from turtle_ui.session import Describe, apply_edit
 
 if TYPE_CHECKING:
     from turtle_core.operations.project import Project
@@ -62,27 +62,29 @@ def one_by_one(
             f"{markdown_text(display_name(snap.images[index].path))} · {markdown_text(captions[position])}"
         )
         back, skip = st.columns(2)
-        if back.button(
+        back.button(
             "Back",
             icon=":material/arrow_back:",
             shortcut="Left",
             key=f"{AT}:back",
             disabled=position == 0,
             width="stretch",
-        ):
-            _look_at(snap.keys(queue[position - 1 : position])[0])
-        if skip.button(
+            on_click=_look_at,
+            args=(snap.keys(queue[position - 1 : position])[0] if position else None,),
+        )
+        skip.button(
             "Skip",
             icon=":material/arrow_forward:",
             shortcut="Right",
             key=f"{AT}:skip",
             disabled=following is None,
             width="stretch",
-        ):
-            _look_at(following)
+            on_click=_look_at,
+            args=(following,),
+        )
         since = {"discovery_id": snap.discovery_id, "images": snap.keys([index])}
         name = markdown_text(display_name(curation.name_of(current)))
-        if st.button(
+        st.button(
             f"Right: keep in {name}",
             icon=":material/check:",
             shortcut="Y",
@@ -90,33 +92,36 @@ def one_by_one(
             type="primary",
             disabled=disabled,
             width="stretch",
-        ):
-            st.session_state[AT] = following
-            apply_edit(
-                project, edits.Confirm(**since), f"Confirmed: it stays in '{curation.name_of(current)}'."
-            )
-        if st.button(
+            on_click=_act,
+            args=(
+                project,
+                following,
+                edits.Confirm(**since),
+                f"Confirmed: it stays in '{curation.name_of(current)}'.",
+            ),
+        )
+        st.button(
             "Exclude",
             icon=":material/block:",
             shortcut="X",
             key=f"{AT}:exclude",
             disabled=disabled,
             width="stretch",
-        ):
-            st.session_state[AT] = following
-            apply_edit(project, edits.Exclude(**since), "Excluded it from the dataset.")
+            on_click=_act,
+            args=(project, following, edits.Exclude(**since), "Excluded it from the dataset."),
+        )
         st.caption("Wrong: move it to")
         for number, cid in enumerate(cluster_keys(curation), start=1):
             target = curation.name_of(cid)
-            if st.button(
+            st.button(
                 f"{markdown_text(display_name(target))}",
                 shortcut=str(number),
                 key=f"{AT}:move:{cid}",
                 disabled=disabled or cid == current,
                 width="stretch",
-            ):
-                st.session_state[AT] = following
-                apply_edit(project, edits.Move(cluster_id=cid, **since), f"Moved it to '{target}'.")
+                on_click=_act,
+                args=(project, following, edits.Move(cluster_id=cid, **since), f"Moved it to '{target}'."),
+            )
 
 
 def _position(snap: Snapshot, queue: np.ndarray, key: str | None) -> int | None:
@@ -134,4 +139,9 @@ def _position(snap: Snapshot, queue: np.ndarray, key: str | None) -> int | None:
 
 def _look_at(key: str | None) -> None:
     st.session_state[AT] = key
-    st.rerun()
+
+
+def _act(project: Project, following: str | None, edit: edits.Edit, describe: Describe) -> None:
+    """Apply `edit` to the image shown, and show the one that followed it in the queue."""
+    _look_at(following)
+    apply_edit(project, edit, describe)

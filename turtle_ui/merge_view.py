@@ -3,6 +3,7 @@ categories as a slider over the merge tree (a view of the map and the overview u
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,33 +129,36 @@ def section(project: Project, curation: Curation, *, busy: bool) -> bool:
         )
         previewing = n < n_clusters
         if previewing:
-            groups = [g for g in tree.groups(n) if len(g) > 1]
             st.info(
                 f"Previewing {n} categories from {n_clusters} clusters: the map and the overview show the "
                 "groups. Nothing is changed until you apply it.",
                 icon=":material/visibility:",
             )
-            if st.button(
+            st.button(
                 f"Apply: merge into {n} categories",
                 type="primary",
                 disabled=busy,
                 key="apply_cut",
                 icon=":material/call_merge:",
-            ):
-                session.apply_edit(
-                    project,
-                    edits.MergeGroups(
-                        discovery_id=_curation_key(project, curation)[0],
-                        groups=tuple(tuple(int(c) for c in group) for group in groups),
-                    ),
-                    f"Merged {n_clusters} clusters into {n} categories (one undo).",
-                )
+                on_click=session.apply_chosen_edit,
+                args=(project, partial(_cut, tree, _curation_key(project, curation)[0], widget_key)),
+            )
         elif st.toggle("Show the most alike clusters side by side", key="merge_suggestions_on"):
             # The parts of a split the curator made are not offered back for merging (undo does that).
             _suggestions(project, curation, tree.suggestions(SUGGESTIONS, curation.split_parts()), busy)
     if previewing:
         _grouped_overview(project, curation, tree, n)
     return previewing
+
+
+def _cut(tree: MergeTree, discovery_id: str, widget_key: str) -> tuple[edits.Edit, str]:
+    """The cut of the tree at the number of categories the slider holds at the click, as one edit."""
+    n = int(st.session_state[widget_key])
+    groups = tuple(tuple(int(c) for c in group) for group in tree.groups(n) if len(group) > 1)
+    return (
+        edits.MergeGroups(discovery_id=discovery_id, groups=groups),
+        f"Merged {tree.n_clusters} clusters into {n} categories (one undo).",
+    )
 
 
 def _suggestions(project: Project, curation: Curation, steps: list[MergeStep], busy: bool) -> None:
@@ -166,13 +170,19 @@ def _suggestions(project: Project, curation: Curation, steps: list[MergeStep], b
             head.markdown(
                 f"**{markdown_text(left)}** and **{markdown_text(right)}** · distance {step.height:.3g}"
             )
-            if button.button("Merge", key=f"merge_suggestion:{rank}", disabled=busy, width="stretch"):
-                ids = tuple(int(c) for c in (*step.left, *step.right))
-                session.apply_edit(
+            ids = tuple(int(c) for c in (*step.left, *step.right))
+            button.button(
+                "Merge",
+                key=f"merge_suggestion:{rank}",
+                disabled=busy,
+                width="stretch",
+                on_click=session.apply_edit,
+                args=(
                     project,
                     edits.Merge(discovery_id=_curation_key(project, curation)[0], cluster_ids=ids),
                     f"Merged {left} and {right} into '{curation.name_of(ids[0])}'.",
-                )
+                ),
+            )
             sides = st.columns(2)
             for column, group in zip(sides, (step.left, step.right), strict=True):
                 with column:

@@ -10,7 +10,8 @@ program, an undo) it says "out of date" and offers to recompute, never to apply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,8 +22,9 @@ from turtle_core.names import markdown_text
 from turtle_core.state import edits
 from turtle_ui import gallery
 from turtle_ui import jobs as jobs_ui
+from turtle_ui.edits import Pick, on_picked
 from turtle_ui.fmt import fmt_count, fmt_int
-from turtle_ui.session import apply_edit
+from turtle_ui.session import apply_chosen_edit
 
 if TYPE_CHECKING:
     from turtle_core.operations.project import Project
@@ -34,25 +36,33 @@ SAMPLE = 6  # thumbnails per row: the images the learner is surest of
 
 
 def confirm_button(
-    project: Project, snap: Snapshot, indices: Sequence[int] | np.ndarray, *, key: str, disabled: bool = False
+    project: Project,
+    snap: Snapshot,
+    rows: Sequence[int] | np.ndarray,
+    pick: Pick,
+    *,
+    key: str,
+    disabled: bool = False,
 ) -> None:
-    """Mark the ticked images as checked: their labels are right, and refine learns from them."""
-    rows = np.asarray(indices, dtype=np.int64)
-    if st.button(
-        f"Confirm {rows.size}" if rows.size else "Confirm",
+    """Mark the ticked images (`rows`; `pick()` gives them at the click) as checked: their labels are right,
+    and refine learns from them."""
+    count = len(rows)
+    st.button(
+        f"Confirm {count}" if count else "Confirm",
         icon=":material/check:",
         help="These labels are right: keep them, and learn from them when propagating fixes.",
-        disabled=disabled or rows.size == 0,
+        disabled=disabled or count == 0,
         key=f"{key}:confirm",
         width="stretch",
-    ):
-        apply_edit(
-            project,
-            edits.Confirm(discovery_id=snap.discovery_id, images=snap.keys(rows)),
-            lambda n: (
-                f"Confirmed {fmt_count(n, 'image')}: they keep their labels and teach 'Propagate my fixes'."
-            ),
-        )
+        on_click=apply_chosen_edit,
+        args=(project, on_picked(snap, pick, partial(_confirm, snap.discovery_id))),
+    )
+
+
+def _confirm(discovery_id: str, images: tuple[str, ...]) -> tuple[edits.Edit, Callable[[int], str]]:
+    return edits.Confirm(
+        discovery_id=discovery_id, images=images
+    ), lambda n: f"Confirmed {fmt_count(n, 'image')}: they keep their labels and teach 'Propagate my fixes'."
 
 
 def propagate_panel(project: Project, snap: Snapshot, *, disabled: bool = False) -> None:
@@ -154,14 +164,15 @@ def _proposal_table(
         f"{fmt_count(total, 'image')} in {fmt_count(len(shown), 'row')} at this setting. Each click is one undoable "
         "edit; moved images keep their place in the review queue, so you can check what moved."
     )
-    if apply_col.button(
+    apply_col.button(
         "Apply all shown",
         type="primary",
         disabled=disabled or total == 0,
         key="refine:apply",
         width="stretch",
-    ):
-        _apply(project, job_id, proposal, None, at_least)
+        on_click=apply_chosen_edit,
+        args=(project, partial(_chosen, job_id, proposal, None, at_least)),
+    )
     if discard_col.button("Discard", key="refine:discard", width="stretch"):
         st.session_state.refine_dismissed = job_id
         st.rerun()
@@ -185,24 +196,27 @@ def _move_row(
     )
     with strip:
         gallery.image_strip(snap, move.rows[: min(n, SAMPLE)], width=48)
-    if action.button(
-        "Apply", disabled=disabled, key=f"refine:row:{move.source}:{move.target}", width="stretch"
-    ):
-        _apply(project, job_id, proposal, [move.pair], at_least)
+    action.button(
+        "Apply",
+        disabled=disabled,
+        key=f"refine:row:{move.source}:{move.target}",
+        width="stretch",
+        on_click=apply_chosen_edit,
+        args=(project, partial(_chosen, job_id, proposal, [move.pair], at_least)),
+    )
 
 
-def _apply(
-    project: Project,
-    job_id: Any,
-    proposal: RefineProposal,
-    pairs: list[tuple[int, int]] | None,
-    at_least: float,
-) -> None:
+def _chosen(
+    job_id: Any, proposal: RefineProposal, pairs: list[tuple[int, int]] | None, shown_at: float
+) -> tuple[edits.Edit, Callable[[Any], str]]:
+    """The proposal's edit for `pairs` (None: every row) at the sureness the slider holds at the click."""
+    at_least = float(st.session_state.get(f"refine:at_least:{job_id}", shown_at))
+
     def advance(done: edits.Relabelled) -> str:
         st.session_state[f"refine_proposal:{job_id}"] = proposal.after(done, pairs, at_least)
         return f"Propagated your fixes: {fmt_count(done.moved, 'image')} moved (undo restores them)."
 
-    apply_edit(project, proposal.edit(pairs, at_least), advance)
+    return proposal.edit(pairs, at_least), advance
 
 
 def _summary(proposal: RefineProposal) -> str:

@@ -249,10 +249,14 @@ def require_curation(project: Project) -> Curation:
     return require_snapshot(project).curation
 
 
-def apply_edit(project: Project, edit: Edit, describe: Callable[[Any], str] | str) -> None:
-    """Apply a curation edit through `project.apply` (lock, discovery check, save, undo), then reset
-    selections, say what happened and rerun. A bad edit shows its error; one made on clusters that
-    were recomputed meanwhile changes nothing and says so."""
+Describe = Callable[[Any], str] | str  # the message of an applied edit, or a function of its result
+
+
+def apply_edit(project: Project, edit: Edit, describe: Describe) -> None:
+    """A widget callback (`on_click=apply_edit, args=(project, edit, describe)`): apply a curation edit through
+    `project.apply` (lock, discovery check, save, undo) before the script runs, so that the one run a click
+    starts draws the new state; then reset selections and say what happened at the top of the page. A bad
+    edit says why; one made on clusters that were recomputed meanwhile changes nothing and says so."""
     from turtle_core.state.errors import StaleEdit
 
     try:
@@ -260,15 +264,29 @@ def apply_edit(project: Project, edit: Edit, describe: Callable[[Any], str] | st
     except StaleEdit as error:
         st.session_state.edit_nonce += 1
         flash("warning", str(error))
-        st.rerun()
-    except ValueError as error:
-        from turtle_core.names import markdown_text
-
-        st.error(markdown_text(str(error)), icon=":material/warning:")
+        return
+    except ValueError as error:  # a callback draws nothing: the message shows at the top of the run it starts
+        flash("error", str(error))
         return
     st.session_state.edit_nonce += 1
     flash("success", describe(result) if callable(describe) else describe)
-    st.rerun()
+
+
+def apply_chosen_edit(project: Project, choose: Callable[[], tuple[Edit, Describe] | None]) -> None:
+    """A widget callback like `apply_edit` for an edit made from the widgets' values at click time (a name
+    typed, a cluster picked, images ticked just before the click): `choose()` gives the edit and its
+    description, or None when there is nothing to do."""
+    chosen = choose()
+    if chosen is not None:
+        apply_edit(project, *chosen)
+
+
+def redraw_for_flash() -> None:
+    """Call first in a fragment whose buttons edit. A click there reruns only the fragment, drawn from the
+    page's state before the edit and without the edit's message (shown at the top of the page): while a
+    message waits, the whole page runs instead."""
+    if st.session_state.get("flash"):
+        st.rerun()
 
 
 def tab_origin() -> str:
@@ -290,7 +308,7 @@ def made_by(origin: str) -> str:
 
 
 def flash(kind: str, message: str) -> None:
-    """Show `message` at the top of the next run (survives `st.rerun`)."""
+    """Show `message` at the top of the next page run (the one `st.rerun` or a callback's click starts)."""
     st.session_state.flash = (kind, message)
 
 
