@@ -229,7 +229,7 @@ def estimate_discovery(
     for name, count in pending.items():
         if count > 0:
             rate, _ = embedding_rate(name, device)
-            embed_s += count / rate + MODEL_LOAD_S * max(1.0, RELATIVE_COST.get(name, 50.0) / 20)
+            embed_s += count / rate + MODEL_LOAD_S * max(1.0, RELATIVE_COST.get(name, 100.0) / 40)
     dims = [BACKBONES[name].embed_dim if name in BACKBONES else 1024 for name in backbones] or [1280]
     turtle_s = turtle_seconds(n_images, n_clusters, effort, partition, dims)
     if_kmeans = None

@@ -16,27 +16,29 @@ from turtle_core.atomic import atomic_write_json, read_json
 from turtle_core.paths import turtle_home
 
 RATES_FILE = "rates.json"
-# Lite0 end to end on the idle 2-core CPU with the old NCHW layout was ~20 images/s; channels-last is
-# 1.7x that side by side (benchmarks/first_hour.py). The older figure is kept: an estimate that comes
-# out short is worse than one that comes out long, and the first run replaces it with this machine's rate.
-CPU_LITE0_IMAGES_PER_S = 20.0
-# Forward cost relative to EfficientNet-Lite0 at each model's input size (published GFLOPs): a first
-# guess for backbones not yet run on this machine, replaced by the measured rate after their first run.
+# Lite0 end to end on the idle 2-core CPU, channels-last with its batch norms folded: ~60 images/s
+# (benchmarks/embed_throughput.py); in the app beside the page and the browser ~45. A lower figure is
+# kept: an estimate that comes out short is worse than one that comes out long, and the first run
+# replaces it with this machine's rate.
+CPU_LITE0_IMAGES_PER_S = 40.0
+# Forward cost relative to EfficientNet-Lite0 at each model's input size (published GFLOPs; the transformers,
+# with no batch norm to fold, twice that against Lite0's folded rate): a first guess for backbones not yet run
+# on this machine, replaced by the measured rate after their first run.
 RELATIVE_COST: dict[str, float] = {
     "effnet-lite0": 1.0,
     "effnet-lite1": 1.5,
     "effnet-lite2": 2.2,
     "effnet-lite3": 3.5,
     "effnet-lite4": 6.5,
-    "clip-vit-b32": 11.0,
-    "dinov2-vit-s14": 14.0,
-    "clip-vit-b16": 44.0,
-    "dinov2-vit-b14": 55.0,
-    "clip-vit-l14": 200.0,
-    "dinov2-vit-l14": 195.0,
-    "dinov2-vit-g14": 730.0,
+    "clip-vit-b32": 22.0,
+    "dinov2-vit-s14": 28.0,
+    "clip-vit-b16": 88.0,
+    "dinov2-vit-b14": 110.0,
+    "clip-vit-l14": 400.0,
+    "dinov2-vit-l14": 390.0,
+    "dinov2-vit-g14": 1460.0,
 }
-GPU_SPEEDUP = 40.0  # first guess on a GPU before a measured rate exists
+GPU_SPEEDUP = 20.0  # first guess on a GPU before a measured rate exists (the CPU rate above is Lite0 folded)
 MODEL_LOAD_S = 3.0  # loading a small backbone's weights; large ones take longer (counted via RELATIVE_COST)
 
 
@@ -45,7 +47,7 @@ def embedding_rate(name: str, device: str = "cpu") -> tuple[float, bool]:
     measured = _read_rates().get(f"{name}@{device}")
     if isinstance(measured, int | float) and measured > 0:
         return float(measured), True
-    base = CPU_LITE0_IMAGES_PER_S / RELATIVE_COST.get(name, 50.0)
+    base = CPU_LITE0_IMAGES_PER_S / RELATIVE_COST.get(name, 100.0)
     return (base * GPU_SPEEDUP if device == "cuda" else base), False
 
 
