@@ -24,9 +24,12 @@ def test_expected_time_follows_effort_and_cache(monkeypatch, tmp_path: Path) -> 
     assert at.radio(key=f"effort:{project.folder}").value == "standard"
     standard = _expected(at)
     assert "embedding 36 images" in standard and "TURTLE" in standard
+    # the standard effort's final runs are skipped when the comparison keeps k-means: a second, shorter time
+    assert "if k-means' partition is kept" in standard
     at.radio(key=f"effort:{project.folder}").set_value("quick").run()
     quick = _expected(at)
     assert quick != standard and "embedding 36 images" in quick
+    assert "k-means" not in quick  # no final runs to skip
 
     # once every image's embedding is cached, only TURTLE's time is left
     from turtle_core.embedding import rates
@@ -54,4 +57,4 @@ def test_keeping_turtle_without_the_comparison_shortens_the_expected_time(
     automatic = _expected(at)
     at.radio(key=f"partition:{project.folder}").set_value("turtle").run()
     assert not at.exception
-    assert _expected(at) != automatic
+    assert _expected(at) != automatic and "k-means" not in _expected(at)
