@@ -100,6 +100,8 @@ def test_a_forced_partition_skips_the_comparison() -> None:
     kmeans = discover([X], 3, EFFORTS["quick"], partition="kmeans")
     assert kmeans.params["method"] == "kmeans" and kmeans.params["partition"] == "kmeans"
     assert evaluate(truth, kmeans.labels)["accuracy"] == 1.0
+    forced = discover([X], 3, EFFORTS["standard"], partition="kmeans")  # no final runs for k-means' partition
+    assert forced.final_runs_skipped and np.array_equal(forced.labels, kmeans.labels)
 
 
 def test_the_partition_note_says_what_was_kept_and_why() -> None:
