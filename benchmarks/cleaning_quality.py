@@ -10,8 +10,8 @@ flags  colour_crops and emoji (untouched; --sets: others, e.g. the grey grey_tex
        of the untouched images that get any flag (and any but grayscale, for sets of grey pictures).
        Agreement: per flag, the share of images on which our flag and cleanvision's (0.3.7, defaults)
        agree. Results under "flags", or "flags:SETS" for other sets.
-cost   the scan of a folder with and without the quality scores and pixel signatures, alternated (3 rounds
-       each, after one warm-up round; medians): 250 of the suite's 96 px PNGs (colour_crops/retina), 300
+cost   the scan of a folder with and without the quality scores and pixel signatures, alternated (--rounds,
+       9 each, after one warm-up round; medians): 250 of the suite's 96 px PNGs (colour_crops/retina), 300
        JPEG photos of 1,024 × 768 and 40 of 4,000 × 3,000.
 Writes benchmarks/results/cleaning_quality.json.
 """
@@ -146,7 +146,7 @@ def _photos(folder: Path, count: int = 300, size: tuple[int, int] = (1024, 768))
         crop.resize(size, Image.Resampling.BICUBIC).save(folder / f"photo_{i:04d}.jpg", quality=90)
 
 
-def part_cost(sets: list[str], rounds: int = 3) -> dict:
+def part_cost(sets: list[str], rounds: int) -> dict:
     from turtle_core.ingest.scan import scan_folder
 
     photos, camera = WORK / "photos", WORK / "camera"
@@ -185,12 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--parts", default="flags,cost")
     parser.add_argument("--sets", default=DEFAULT_SETS)
+    parser.add_argument("--rounds", type=int, default=9, help="cost: scans of each kind per folder")
     args = parser.parse_args(argv)
     sets = args.sets.split(",")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.parts.split(","):
         load = os.getloadavg()
-        result = part_flags(sets) if part == "flags" else part_cost(sets)
+        result = part_flags(sets) if part == "flags" else part_cost(sets, args.rounds)
         result["load_before"] = [round(x, 2) for x in load]
         result["load_after"] = [round(x, 2) for x in os.getloadavg()]
         key = f"flags:{args.sets}" if part == "flags" and args.sets != DEFAULT_SETS else part

@@ -132,6 +132,18 @@ def test_scan_without_quality_is_what_the_benchmark_compares(tmp_path: Path) -> 
     assert [r.path for r in plain.images] == [r.path for r in scan_folder(tmp_path / "images").images]
 
 
+def test_scores_do_not_depend_on_how_the_scan_shares_out_its_images(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    planted_folder(root, per_kind=8)  # 64 images of four sizes: more than one share of a thread
+    one_thread = scan_folder(root, workers=1)
+    assert scan_folder(root, workers=3).images == one_thread.images
+    pngs = [record for record in one_thread.images if record.path.endswith(".png")]
+    assert len(pngs) == 56
+    for record in pngs:  # each alone, as the scan read it (JPEGs are decoded at a reduced scale)
+        with Image.open(root / record.path) as image:
+            assert measure_quality(image, image) == (record.quality, record.signature)
+
+
 def shapes(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """A drawing: flat colours with sharp edges and no grain (the kind of picture emoji and icons are)."""
     image = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(0, 255, 3)))

@@ -15,9 +15,9 @@ pixels; an image with almost no edges scores 1 (low information covers it). It i
 reduced by an integer box factor to at most 128 px a side (JPEGs are decoded near that scale): a blur of a
 couple of pixels vanishes at cleanvision's 64 px.
 
-All scores come from one read of the pixels at that size, and a scan scores its images a chunk at a time
-(`QualityScorer`): a few array operations per batch of same-size images instead of some twenty per image.
-Aspect ratio and size come from the image's width and height, which the scan records anyway.
+All scores come from one read of the pixels at that size, and each thread of a scan scores the images it read
+together (`QualityScorer`): a few array operations per batch of same-size images instead of some twenty per
+image. Aspect ratio and size come from the image's width and height, which the scan records anyway.
 """
 
 from __future__ import annotations
