@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from benchmarks.suite.short_pass import score_pass
-from turtle_core.discovery.refine import FeatureProbe, HeldOut, choose_cutoff, fit_learner, refine_labels
+from turtle_core.discovery.refine import (
+    POOLED_FROM,
+    FeatureProbe,
+    HeldOut,
+    choose_cutoff,
+    fit_learner,
+    refine_labels,
+)
 
 
 def _blobs(n_per: int, n_classes: int, dim: int = 32, spread: float = 0.6, seed: int = 0):
@@ -132,48 +139,66 @@ def test_a_thinly_checked_class_cannot_swallow_another() -> None:
     assert np.array_equal(result.labels[truth == 0], labels[truth == 0])
 
 
-def test_choose_cutoff_weighs_the_bounded_fix_and_harm_rates_by_what_the_unchecked_look_like() -> None:
-    def evidence(
-        moved: list[bool], right: list[bool], sureness: list[float], origin=None, into=None
-    ) -> HeldOut:
-        """Held-out outcomes: a moved image the learner finds is helpful; a confirmed one it moves, harmful."""
-        moved, right = np.asarray(moved), np.asarray(right)
-        n = moved.size
-        origin = np.zeros(n, int) if origin is None else np.asarray(origin)
-        label = (
-            np.where(moved, 9, origin) if into is None else np.asarray(into)
-        )  # moved: into class 9 by default
-        return HeldOut(np.zeros(n, int), np.asarray(sureness), right, moved & right, ~moved & ~right,
-                       (moved & right) | (~moved & ~right), moved, np.ones(n, bool), origin, label)  # fmt: skip
+FOUR = (0.0, 0.5, 0.7, 0.9)  # the cut-offs these cases were written for
 
+
+def evidence(moved: list[bool], right: list[bool], sureness: list[float], origin=None, into=None) -> HeldOut:
+    """Held-out outcomes: a moved image the learner finds is helpful; a confirmed one it moves, harmful."""
+    moved, right = np.asarray(moved), np.asarray(right)
+    n = moved.size
+    origin = np.zeros(n, int) if origin is None else np.asarray(origin)
+    label = np.where(moved, 9, origin) if into is None else np.asarray(into)  # moved: into class 9 by default
+    return HeldOut(np.zeros(n, int), np.asarray(sureness), right, moved & right, ~moved & ~right,
+                   (moved & right) | (~moved & ~right), moved, np.ones(n, bool), origin, label)  # fmt: skip
+
+
+def test_choose_cutoff_weighs_the_bounded_fix_and_harm_rates_by_what_the_unchecked_look_like() -> None:
     # 10 fixes found of 10, 30 confirmations kept: the learner is trusted where it disputes 30 % of the unchecked.
     good = evidence([True] * 10 + [False] * 30, [True] * 40, [0.95] * 40)
-    assert choose_cutoff(good, [0.3, 0.3, 0.3, 0.3]) is not None
+    assert choose_cutoff(good, [0.3] * 4, FOUR) is not None
     # The same learner disputing 5 % of the unchecked: no more than its harm bound alone explains.
-    assert choose_cutoff(good, [0.05] * 4) is None
+    assert choose_cutoff(good, [0.05] * 4, FOUR) is None
     # Only 2 fixes found: fewer than MIN_HELPFUL.
     few = evidence([True] * 2 + [False] * 30, [True] * 32, [0.95] * 32)
-    assert choose_cutoff(few, [0.3] * 4) is None
+    assert choose_cutoff(few, [0.3] * 4, FOUR) is None
     # Fixes but no confirmation at all: the harm on right labels is unknown.
-    assert choose_cutoff(evidence([True] * 10, [True] * 10, [0.95] * 10), [0.5] * 4) is None
+    assert choose_cutoff(evidence([True] * 10, [True] * 10, [0.95] * 10), [0.5] * 4, FOUR) is None
     # Harm among unsure predictions only: the cut-off leaves them out.
     mixed = evidence([True] * 10 + [False] * 30, [True] * 30 + [False] * 10, [0.95] * 30 + [0.6] * 10)
-    assert choose_cutoff(mixed, [0.4, 0.4, 0.3, 0.3]) == 0.7
+    assert choose_cutoff(mixed, [0.4, 0.4, 0.3, 0.3], FOUR) == 0.7
     # Per class: confirmations of class 1 only vouch for class 1's unchecked members.
     by_class = evidence([True] * 10 + [False] * 30, [True] * 40, [0.95] * 40, origin=[0] * 10 + [1] * 30)
-    assert choose_cutoff(by_class, [0.3] * 4, source=1) is not None
-    assert choose_cutoff(by_class, [0.3] * 4, source=2) is None
+    assert choose_cutoff(by_class, [0.3] * 4, FOUR, source=1) is not None
+    assert choose_cutoff(by_class, [0.3] * 4, FOUR, source=2) is None
     # Images moved into a class vouch for it too: 3 confirmed and 27 moved in (all kept there, held out)
     # bound its harm like 30 confirmations; with the moved-in ones lost, no change is safe.
     origin = [0] * 10 + [1] * 3 + [0] * 27
     into = [2] * 10 + [1] * 3 + [1] * 27
     moved = [True] * 10 + [False] * 3 + [True] * 27
     kept = evidence(moved, [True] * 40, [0.95] * 40, origin=origin, into=into)
-    assert choose_cutoff(kept, [0.3] * 4, source=1) is not None
+    assert choose_cutoff(kept, [0.3] * 4, FOUR, source=1) is not None
     only_three = evidence([True] * 10 + [False] * 3, [True] * 13, [0.95] * 13, origin=[0] * 10 + [1] * 3)
-    assert choose_cutoff(only_three, [0.3] * 4, source=1) is None
+    assert choose_cutoff(only_three, [0.3] * 4, FOUR, source=1) is None
     lost = evidence(moved, [True] * 13 + [False] * 27, [0.95] * 40, origin=origin, into=into)
-    assert choose_cutoff(lost, [0.3] * 4, source=1) is None
+    assert choose_cutoff(lost, [0.3] * 4, FOUR, source=1) is None
+
+
+def test_sure_disputes_of_a_class_with_few_checks_rest_on_every_class_right_labels() -> None:
+    # Class 1: 4 confirmations, none lost; class 2: 60; 10 fixes found. Alone, 4 cannot bound the harm below
+    # the 30 % the learner disputes; with every class's 74 right labels (none lost) they can, where it is sure.
+    origin = [0] * 10 + [1] * 4 + [2] * 60
+    moved = [True] * 10 + [False] * 64
+    sure = evidence(moved, [True] * 74, [0.95] * 74, origin=origin)
+    assert choose_cutoff(sure, [0.3] * 2, (0.0, 0.5), source=1) is None  # below POOLED_FROM: its own 4
+    assert choose_cutoff(sure, [0.3] * 6, source=1) == POOLED_FROM
+    # The same evidence where the learner is unsure: below POOLED_FROM a class's own right labels decide.
+    unsure = evidence(moved, [True] * 74, [0.6] * 74, origin=origin)
+    assert choose_cutoff(unsure, [0.3] * 6, source=1) is None
+    # A class nobody confirmed still keeps its members.
+    assert choose_cutoff(sure, [0.3] * 6, source=3) is None
+    # Every class's right labels lost as often as class 1 would need: no tighter bound, no change.
+    lost = evidence(moved, [True] * 14 + [False, True] * 30, [0.95] * 74, origin=origin)
+    assert choose_cutoff(lost, [0.3] * 6, source=1) is None
 
 
 def test_the_learner_scores_new_rows_as_the_propagation_did() -> None:

@@ -39,7 +39,14 @@ HELD_OUT_FOLDS = 5
 LEAVE_ONE_OUT_UP_TO = 40
 # The learner's sureness (its probability of the new label) a change needs: one of these, chosen by the
 # held-out evidence (`choose_cutoff`).
-CUTOFFS = (0.0, 0.5, 0.7, 0.9)
+CUTOFFS = (0.0, 0.5, 0.7, 0.9, 0.97, 0.99)
+# From this sureness up, a class's harm bound may rest on every class's right labels, where that bound is the
+# tighter one. A class's own right labels are few (a dozen after a few rounds of the review queue), and the
+# bound on a rate with no harm seen among 12 is still 0.18, so disputes the learner is sure of were never
+# moved; at this sureness its harm rate varies little from class to class. Below it, pooling moved the
+# members of mixed clusters on a few checks each (benchmarks/README.md, "Propagation that never makes labels
+# worse": 0.5 doubled the short passes that got worse on emoji, 0.0 made 70 % of one kind worse).
+POOLED_FROM = 0.7
 # One-sided z of the bounds on the held-out rates (the harm rate's upper bound, the fix rate's lower bound), and
 # how many of the curator's fixes the held-out learner must have made at least.
 BOUND_Z = 1.64
@@ -171,16 +178,11 @@ def choose_cutoff(
     that class: the harm is bounded over that class's own right labels only (a class whose members nobody
     confirmed is not vouched for by the others'): its confirmed images, and the images the curator moved
     into it, which the learner must keep there too (they came from other clusters, so it loses them more
-    often than typical members: they make the bound no looser than it is, only surer)."""
+    often than typical members: they make the bound no looser than it is, only surer). From `POOLED_FROM` up,
+    the bound over every class's right labels serves where it is the tighter one."""
     moved = evidence.moved
-    confirmed = ~moved & evidence.found
-    harmful = evidence.harmful
-    vouching = confirmed
-    if source is not None:
-        confirmed, harmful = confirmed & (evidence.origin == source), harmful & (evidence.origin == source)
-        moved_in = moved & evidence.found & (evidence.label == source)
-        vouching = confirmed | moved_in
-        harmful = harmful | (moved_in & ~evidence.right)
+    confirmed, vouching, harmful = _vouching(evidence, source)
+    pooled = None if source is None else _vouching(evidence, None, moved_in=True)[1:]
     n_moved, n_confirmed, n_vouching = int(moved.sum()), int(confirmed.sum()), int(vouching.sum())
     best, chosen = 0.0, None
     for cutoff, share in zip(cutoffs, unchecked_changes, strict=True):
@@ -189,6 +191,8 @@ def choose_cutoff(
         if helpful < MIN_HELPFUL or n_confirmed == 0:
             continue
         harm = wilson_upper(int((harmful & sure).sum()), n_vouching, BOUND_Z)
+        if pooled is not None and cutoff >= POOLED_FROM:
+            harm = min(harm, wilson_upper(int((pooled[1] & sure).sum()), int(pooled[0].sum()), BOUND_Z))
         fix = wilson_lower(helpful, n_moved, BOUND_Z)
         moves_wrong = (
             float((evidence.changes & moved & sure).sum()) / n_moved
@@ -200,6 +204,25 @@ def choose_cutoff(
         if gain > best:
             best, chosen = gain, float(cutoff)
     return chosen
+
+
+def _vouching(
+    evidence: HeldOut, source: int | None, moved_in: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(confirmed, vouching, harmful) held-out images: the confirmed ones, the right labels that vouch for the
+    learner (with `source`, that class's confirmed images and the images moved into it; with `moved_in`, every
+    class's), and which of those the learner would have lost."""
+    moved = evidence.moved
+    confirmed = ~moved & evidence.found
+    harmful = evidence.harmful
+    if source is not None:
+        confirmed, harmful = confirmed & (evidence.origin == source), harmful & (evidence.origin == source)
+    if source is None and not moved_in:
+        return confirmed, confirmed, harmful
+    into = moved & evidence.found
+    if source is not None:
+        into &= evidence.label == source
+    return confirmed, confirmed | into, harmful | (into & ~evidence.right)
 
 
 def class_cutoffs(
