@@ -12,7 +12,9 @@ of one picture, turned alike, overlapping as much as a 92 % crop does its source
 replaying the suite's draws): `untouched_share_grouped_unrelated` leaves out those grouped with such a
 twin. Both are reported at the defaults, over a range of fractions of the median nearest-neighbour distance
 and of signature ratios (how the defaults were chosen, on colour_crops and emoji; other sets, e.g.
-`--sets grey_textures`, were not tuned on). Writes benchmarks/results/cleaning_duplicates.json.
+`--sets grey_textures`, were not tuned on), and over shifted-signature ratios at the default fraction (0:
+the shifted signatures unused; chosen on glyphs, grey_textures and digits not tuned on). Writes
+benchmarks/results/cleaning_duplicates.json.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "cleaning_duplicates.json"
 PER_KIND = 30
 FRACTIONS = (0.3, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 8.0)
 RATIOS = (0.15, 0.2, 0.25, 0.3, 0.4)
+SHIFTED_RATIOS = (0.0, 0.05, 0.1, 0.15, 0.2)
 
 
 def transform(image: Image.Image, kind: str) -> Image.Image:
@@ -146,6 +149,7 @@ def score(
 def ours(folder: Path, pairs: list[tuple[str, str, str]], twin: dict[str, set[str]] | None) -> dict:
     from turtle_core.cleaning.duplicates import (
         DEFAULT_FRACTION,
+        SHIFTED_RATIO,
         SIGNATURE_RATIO,
         build_neighbour_graph,
         duplicate_groups,
@@ -184,6 +188,13 @@ def ours(folder: Path, pairs: list[tuple[str, str, str]], twin: dict[str, set[st
             found = score([{paths[row] for row in g.rows} for g in groups], pairs, paths, twin)
             keys = ("recall", "untouched_share_grouped", "untouched_share_grouped_unrelated")
             by_ratio[f"{fraction}/{ratio}"] = {k: found[k] for k in keys if k in found}
+    by_shifted = {}
+    for shifted in SHIFTED_RATIOS:
+        threshold = graph.default_threshold()
+        groups = duplicate_groups(graph, threshold, image_priority(images), shifted_ratio=shifted)
+        found = score([{paths[row] for row in g.rows} for g in groups], pairs, paths, twin)
+        keys = ("recall", "recall_by_kind", "untouched_share_grouped", "untouched_share_grouped_unrelated")
+        by_shifted[str(shifted)] = {k: found[k] for k in keys if k in found}
     return {
         "images": len(paths),
         "embed_s": round(embed_s, 1),
@@ -192,10 +203,12 @@ def ours(folder: Path, pairs: list[tuple[str, str, str]], twin: dict[str, set[st
         "median_nn_distance": round(graph.median_distance(), 4),
         "default_fraction": DEFAULT_FRACTION,
         "signature_ratio": SIGNATURE_RATIO,
+        "shifted_ratio": SHIFTED_RATIO,
         "at_default": sweep[str(DEFAULT_FRACTION)],
         "by_fraction": sweep,
         "embeddings_alone_by_fraction": embeddings_only,
         "by_fraction_and_signature_ratio": by_ratio,
+        "by_shifted_ratio": by_shifted,
     }
 
 

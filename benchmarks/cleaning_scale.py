@@ -9,9 +9,10 @@ are copies of other rows plus noise, at a tenth of the folder's typical nearest-
            with recall of the exact 16 neighbours and of the planted pairs
   million  1,000,000 × 1,280 rows through the product's path (`build_neighbour_graph`, then the groups
            at the default threshold): seconds, peak memory, planted pairs found, untouched rows grouped
-  million_signatures  the same with an 8 × 8 pixel signature per row (smooth random pictures of 2 × 2
+  million_signatures  the same with a 16 × 16 pixel signature per row (smooth random pictures of 2 × 2
            colours, which look alike; each copy its source's signature plus noise), as a scanned folder has
-Each part runs in its own process (its peak memory is its own). Writes benchmarks/results/cleaning_scale.json.
+Each part runs in its own process (its peak memory is its own); `--rows` runs the million parts on fewer
+rows (their results are then kept under `<part>@<rows>`). Writes benchmarks/results/cleaning_scale.json.
 """
 
 from __future__ import annotations
@@ -126,20 +127,20 @@ def part_index(n: int = 100_000, k: int = 16) -> dict:
 
 
 def signatures(n: int, sources: np.ndarray, copies: np.ndarray, seed: int = 1) -> list[str]:
-    """Base64 8 × 8 RGB signatures of smooth pictures (2 × 2 random colours, blocks of 4 × 4 plus noise);
-    each copy's is its source's with a little more noise."""
+    """Base64 16 × 16 RGB signatures of smooth pictures (2 × 2 random colours, blocks of 8 × 8 plus noise of
+    σ 16, 8 once averaged to 8 × 8 as the former 8 × 8 signatures had); each copy's is its source's with a
+    little more noise."""
     import base64
 
     rng = np.random.default_rng(seed)
-    found = []
+    pixels = np.empty((n, 16, 16, 3), np.uint8)  # made in chunks: a million in float64 is 6 GiB
     for start in range(0, n, 100_000):
         count = min(n, start + 100_000) - start
         colours = rng.integers(0, 255, (count, 2, 2, 3)).astype(np.float32)
-        pictures = np.repeat(np.repeat(colours, 4, 1), 4, 2) + rng.normal(scale=8, size=(count, 8, 8, 3))
-        found.append(pictures)
-    pixels = np.concatenate(found)
-    pixels[copies] = pixels[sources] + rng.normal(scale=3, size=(len(copies), 8, 8, 3))
-    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+        pictures = np.repeat(np.repeat(colours, 8, 1), 8, 2) + rng.normal(scale=16, size=(count, 16, 16, 3))
+        pixels[start : start + count] = np.clip(pictures, 0, 255)
+    noise = rng.normal(scale=6, size=(len(copies), 16, 16, 3))
+    pixels[copies] = np.clip(pixels[sources] + noise, 0, 255)
     return [base64.b64encode(row.tobytes()).decode("ascii") for row in pixels]
 
 
@@ -181,9 +182,9 @@ def part_million(n: int = 1_000_000, with_signatures: bool = False) -> dict:
 
 
 PARTS = {
-    "index": part_index,
-    "million": part_million,
-    "million_signatures": lambda: part_million(with_signatures=True),
+    "index": lambda rows: part_index(),
+    "million": lambda rows: part_million(rows),
+    "million_signatures": lambda rows: part_million(rows, with_signatures=True),
 }
 
 
@@ -192,16 +193,17 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--parts", default="index,million")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the million parts")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(PARTS[args.child]()))
+        print(json.dumps(PARTS[args.child](args.rows)))
         return
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for part in args.parts.split(","):
         load = os.getloadavg()
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks", "cleaning_scale", "--child", part],
+            [sys.executable, "-m", "benchmarks", "cleaning_scale", "--child", part, "--rows", str(args.rows)],
             capture_output=True,
             text=True,
             check=True,
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         result["load_before"] = [round(x, 2) for x in load]
         result["load_after"] = [round(x, 2) for x in os.getloadavg()]
-        results[part] = result
+        results[part if args.rows == 1_000_000 or part == "index" else f"{part}@{args.rows}"] = result
         print(part, json.dumps(result, indent=1))
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

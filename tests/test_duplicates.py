@@ -132,7 +132,7 @@ def test_pixel_signatures_confirm_pairs_near_in_the_embeddings() -> None:
     assert graph.has_signatures and graph.pairs.tolist() == [[0, 1]]  # d has none; c matches nobody
     priority = np.asarray([4.0, 3.0, 2.0, 1.0])
     assert [(g.keep, g.others) for g in duplicate_groups(graph, 0.01, priority)] == [(0, (1,))]
-    assert duplicate_groups(graph, 0.01, priority, ratio=0.0) == []  # not identical: the ratio decides
+    assert duplicate_groups(graph, 0.01, priority, ratio=0.0, shifted_ratio=0.0) == []  # not identical
     again = NeighbourGraph.from_bytes(graph.to_bytes())
     assert again.pairs.tolist() == [[0, 1]] and np.allclose(again.pair_matches, graph.pair_matches)
     assert np.array_equal(again.lookalike, graph.lookalike)
@@ -239,3 +239,88 @@ def test_a_graph_of_an_older_format_is_refused() -> None:
     np.savez(buffer, format=np.asarray(2), node_of_row=np.zeros(1), indices=np.zeros((1, 0)))
     with pytest.raises(ValueError, match="format 2"):
         NeighbourGraph.from_bytes(buffer.getvalue())
+
+
+def _glyph(rng: np.random.Generator, letter: np.ndarray | None = None, side: int = 64):
+    """A glyph-like picture: dark strokes on a plain light ground (few, sharp details, which a crop of a
+    few percent moves by a good part of a signature's cell); drawn from `letter` (strokes × 2 points ×
+    x, y in fractions of the side), moved a little, as another font would, or at random."""
+    from PIL import Image, ImageDraw
+
+    if letter is None:
+        letter = rng.uniform(0.2, 0.8, (3, 2, 2))
+    strokes = (letter + rng.normal(scale=0.03, size=letter.shape)) * side
+    picture = Image.new("L", (side, side), int(rng.integers(200, 240)))
+    draw = ImageDraw.Draw(picture)
+    width = int(rng.integers(4, 8))
+    for stroke in strokes:
+        draw.line([tuple(point) for point in stroke.tolist()], fill=int(rng.integers(20, 80)), width=width)
+    return picture
+
+
+def _cropped(picture, share: float = 0.92):
+    side = picture.size[0]
+    margin = round(side * (1 - share) / 2)
+    return picture.crop((margin, margin, side - margin, side - margin))
+
+
+def test_a_cropped_glyph_is_matched_over_shifted_windows_and_another_is_not() -> None:
+    from turtle_core.cleaning.shifted import shifted_correlations
+    from turtle_core.ingest.quality import pixel_signature, signature_pixels, signature_vectors
+
+    rng = np.random.default_rng(3)
+    glyph, other = _glyph(rng), _glyph(rng)
+    signatures = [pixel_signature(glyph), pixel_signature(_cropped(glyph)), pixel_signature(other)]
+    pixels, present = signature_pixels(signatures)
+    vectors, _ = signature_vectors(signatures)
+    pairs = np.asarray([[0, 1], [0, 2], [1, 2]])
+    shifted = shifted_correlations(pixels, pairs)
+    plain = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
+    assert present.all()
+    assert shifted[0] >= 0.97 and 1 - shifted[0] <= (1 - plain[0]) / 3  # the crop: far nearer shifted
+    assert shifted[1] <= 0.8 and shifted[2] <= 0.8  # another glyph stays far
+    assert (shifted >= plain - 1e-5).all()  # the whole of both is one of the windows compared
+
+
+def test_cropped_glyphs_are_grouped_without_grouping_more_look_alikes() -> None:
+    from turtle_core.ingest.quality import pixel_signature
+
+    rng = np.random.default_rng(4)
+    n, copies = 150, 20
+    letters = rng.uniform(0.2, 0.8, (10, 3, 2, 2))  # fifteen glyphs of each letter: close look-alikes
+    pictures = [_glyph(rng, letters[i % len(letters)]) for i in range(n)]
+    sources = rng.choice(n, copies, replace=False)
+    pictures += [_cropped(pictures[s]) for s in sources]
+    signatures = [pixel_signature(p) for p in pictures]
+    features = rng.normal(size=(n + copies, 16))
+    features[n:] = features[sources] + 0.3 * rng.normal(size=(copies, 16))
+    hashes = [f"{i:05d}" for i in range(n + copies)]
+    graph = build_neighbour_graph([features], hashes, signatures=signatures)
+    priority = keep_priority(np.ones(n + copies), np.zeros(n + copies))
+    threshold = graph.default_threshold()
+    recall, untouched = _recall_and_untouched(duplicate_groups(graph, threshold, priority), sources, n)
+    whole, whole_untouched = _recall_and_untouched(
+        duplicate_groups(graph, threshold, priority, shifted_ratio=0.0), sources, n
+    )
+    # the whole signatures lose half of the crops among so many look-alikes; shifted ones find most
+    assert whole <= 0.6 and recall >= whole + 0.25, (whole, recall)
+    assert untouched <= whole_untouched + 0.01, (whole_untouched, untouched)
+    again = NeighbourGraph.from_bytes(graph.to_bytes())
+    assert np.array_equal(again.pair_shifted, graph.pair_shifted)
+    assert np.array_equal(again.lookalike_shifted, graph.lookalike_shifted)
+
+
+def test_a_discovery_with_older_smaller_signatures_takes_the_scans() -> None:
+    from PIL import Image
+
+    from turtle_core.ingest.quality import QualityScores, pixel_signature
+    from turtle_core.ingest.scan import ImageRecord, ScanResult
+    from turtle_core.operations.cleaning import images_with_quality
+
+    scores = QualityScores(0.5, 0.5, 0.5, 0.5, 0.0)
+    current = pixel_signature(Image.new("RGB", (32, 32), (10, 20, 30)))
+    older = ImageRecord("a.png", 1, 1, "h", 32, 32, None, scores, "A" * 256)  # an 8 × 8 signature
+    scanned = ImageRecord("a.png", 1, 1, "h", 32, 32, None, scores, current)
+    scan = ScanResult(root="/", images=[scanned], skipped=[], duplicates=[])
+    assert [r.signature for r in images_with_quality([older], scan)] == [current]
+    assert images_with_quality([scanned], scan) == [scanned]

@@ -104,7 +104,7 @@ def test_scan_file_keeps_the_scores_and_an_older_scan_is_measured_again(tmp_path
     planted_folder(root, per_kind=2)
     scan = scan_folder(root)
     data = json.loads(json.dumps(scan.to_dict()))
-    assert data["version"] == SCAN_FORMAT_VERSION == 3
+    assert data["version"] == SCAN_FORMAT_VERSION == 4
     assert ScanResult.from_dict(data).images == scan.images
 
     for version, images in (
@@ -117,6 +117,12 @@ def test_scan_file_keeps_the_scores_and_an_older_scan_is_measured_again(tmp_path
         again = scan_folder(root, previous=unmeasured)
         assert again.reused == 0 and again.images == scan.images
         assert scan_folder(root, previous=again).reused == len(scan.images)
+
+    # format 3's signatures were 8 × 8: read without them, measured again at the next scan
+    smaller = ScanResult.from_dict({**data, "version": 3})
+    assert all(record.signature is None and record.quality for record in smaller.images)
+    again = scan_folder(root, previous=smaller)
+    assert again.reused == 0 and again.images == scan.images
 
 
 def test_odd_size_follows_cleanvisions_rule() -> None:

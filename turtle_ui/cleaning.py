@@ -104,8 +104,9 @@ def _review(project: Project, snap: Snapshot, graph: NeighbourGraph, busy: bool)
         format="%.4f",
         key=key,
         help="Two images are near-duplicates when the mean cosine distance of their embeddings is at most "
-        "this and their 8 × 8 pixel signatures are far closer to each other than to each image's other "
-        "look-alikes (or practically identical). The default adapts to the folder: a multiple of its "
+        "this and their pixel signatures are far closer to each other than to each image's other "
+        "look-alikes (as a whole, or the one against a slightly cropped window of the other; or "
+        "practically identical). The default adapts to the folder: a multiple of its "
         "median nearest-neighbour distance.",
     )
     _histogram(graph, threshold, median, top)

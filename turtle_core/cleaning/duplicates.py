@@ -9,14 +9,20 @@ and every candidate's distance is then computed exactly in the full space.
 
 Embeddings are invariant to what a category ignores, so different pictures of one kind can lie as close as
 two copies of one picture; a pair near in the embeddings is confirmed by the images' pixel signatures
-(8 × 8 RGB, measured at scan time). No fixed correlation separates copies from look-alikes in every
-folder: crops of one photograph or of one texture correlate as much as a cropped or turned copy does. So
+(16 × 16 RGB, measured at scan time, compared as a whole at 8 × 8). No fixed correlation separates copies
+from look-alikes in every folder: crops of one photograph or of one texture correlate as much as a cropped or turned copy does. So
 the check is relative to each image's own look-alikes, like a ratio test: a pair is confirmed when its
 signature distance (1 - correlation) is at most `SIGNATURE_RATIO` of the larger of the two images'
 look-alike distances, the distance to their `LOOKALIKE_RANK`-th nearest signature. A copy stands out
 from the look-alikes of its folder; a look-alike does not. Pairs whose signatures are practically
 identical (correlation ≥ `SIGNATURE_IDENTICAL`) are confirmed whatever their look-alikes, so that a
 picture with many copies, whose nearest signatures are all copies, keeps them.
+
+A crop moves every detail of a picture: where details are few and sharp (a glyph on a plain ground), a
+copy cropped by a few percent no longer correlates with its source much better than look-alikes do. So a
+pair is also confirmed by the same ratio test on shifted signatures (`cleaning.shifted`): the best
+correlation of the whole of one image with a slightly smaller window of the other, anywhere in it, at most
+`SHIFTED_RATIO` of the larger of the two images' look-alike distances measured the same way.
 
 Groups are not connected components (which chain unrelated images through intermediate ones): images
 are visited from the one most worth keeping (most pixels, then largest file); each not yet grouped
@@ -41,7 +47,8 @@ from turtle_core.cleaning.neighbours import (
     pair_distances,
     signature_neighbours,
 )
-from turtle_core.ingest.quality import signature_vectors
+from turtle_core.cleaning.shifted import shifted_correlations, shifted_lookalikes
+from turtle_core.ingest.quality import plain_vectors, signature_pixels
 from turtle_core.progress import ProgressCallback, check_cancel
 
 EXACT_LIMIT = 50_000
@@ -56,10 +63,13 @@ EMBEDDINGS_ONLY_FRACTION = 0.5  # images scanned without pixel signatures: the e
 SIGNATURE_RATIO = 0.25
 LOOKALIKE_RANK = 4
 SIGNATURE_IDENTICAL = 0.998
+# Or when their shifted signatures are within this fraction of their shifted look-alike distances (chosen
+# on benchmarks/cleaning_duplicates.py's glyphs; grey_textures and digits were not tuned on).
+SHIFTED_RATIO = 0.05
 _STORED_RATIO = 0.5  # candidate pairs farther than this fraction of their look-alike distance are not kept
-# 3: each node's look-alike distance; signatures correlated per colour channel (format 2 is not read:
-# the graph is built again)
-_GRAPH_FORMAT = 3
+# 3: each node's look-alike distance; signatures correlated per colour channel; 4: shifted signatures
+# (older formats are not read: the graph is built again)
+_GRAPH_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,9 @@ class NeighbourGraph:
     # Each node's look-alike distance: 1 - the signature correlation of its LOOKALIKE_RANK-th nearest
     # signature (inf without a signature).
     lookalike: np.ndarray | None = None
+    # The same two with shifted signatures (`cleaning.shifted`).
+    pair_shifted: np.ndarray | None = None
+    lookalike_shifted: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -115,6 +128,8 @@ class NeighbourGraph:
                 "pair_distances": self.pair_distances,
                 "pair_matches": self.pair_matches,
                 "lookalike": self.lookalike,
+                "pair_shifted": self.pair_shifted,
+                "lookalike_shifted": self.lookalike_shifted,
             }
         np.savez(
             buffer,
@@ -132,7 +147,14 @@ class NeighbourGraph:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             if int(arrays["format"]) != _GRAPH_FORMAT:
                 raise ValueError(f"unsupported neighbour graph format {int(arrays['format'])}")
-            names = ("pairs", "pair_distances", "pair_matches", "lookalike")
+            names = (
+                "pairs",
+                "pair_distances",
+                "pair_matches",
+                "lookalike",
+                "pair_shifted",
+                "lookalike_shifted",
+            )
             pairs = {k: arrays[k] for k in names if k in arrays.files}
             return cls(
                 arrays["node_of_row"], arrays["indices"], arrays["distances"], bool(arrays["exact"]), **pairs
@@ -189,15 +211,25 @@ def build_neighbour_graph(
     graph = NeighbourGraph(node_of_row, indices, distances, exact)
     if signatures is None:
         return graph
-    vectors, present = signature_vectors([signatures[row] for row in first_row])
+    pixels, present = signature_pixels([signatures[row] for row in first_row])
+    vectors = plain_vectors(pixels)
     similar = signature_neighbours(vectors, present, k, exact, seed)
     lookalike = lookalike_distances(vectors, present, similar, LOOKALIKE_RANK)
     pairs = candidate_pairs(indices, similar)
     matches = pair_correlations(vectors, pairs)
-    ratios = _ratios(1.0 - matches, lookalike[pairs[:, 0]], lookalike[pairs[:, 1]])
-    keep = present[pairs[:, 0]] & present[pairs[:, 1]]
-    keep &= (ratios <= _STORED_RATIO) | (matches >= SIGNATURE_IDENTICAL)
-    pairs, matches = pairs[keep], matches[keep]
+    del vectors
+    check_cancel(cancel)
+    shifted = shifted_correlations(pixels, pairs)
+    del pixels
+    lookalike_shifted = np.where(present, shifted_lookalikes(pairs, shifted, similar, LOOKALIKE_RANK), np.inf)
+    a, b = pairs[:, 0], pairs[:, 1]
+    keep = present[a] & present[b]
+    keep &= (
+        (_ratios(1.0 - matches, lookalike[a], lookalike[b]) <= _STORED_RATIO)
+        | (matches >= SIGNATURE_IDENTICAL)
+        | (_ratios(1.0 - shifted, lookalike_shifted[a], lookalike_shifted[b]) <= _STORED_RATIO)
+    )
+    pairs, matches, shifted = pairs[keep], matches[keep], shifted[keep]
     check_cancel(cancel)
     return NeighbourGraph(
         node_of_row,
@@ -208,6 +240,8 @@ def build_neighbour_graph(
         pair_distances(spaces, first_row, pairs),
         matches.astype(np.float32),
         lookalike.astype(np.float32),
+        shifted.astype(np.float32),
+        lookalike_shifted.astype(np.float32),
     )
 
 
@@ -231,18 +265,23 @@ def lookalike_distances(
 
 
 def duplicate_groups(
-    graph: NeighbourGraph, threshold: float, priority: np.ndarray, ratio: float = SIGNATURE_RATIO
+    graph: NeighbourGraph,
+    threshold: float,
+    priority: np.ndarray,
+    ratio: float = SIGNATURE_RATIO,
+    shifted_ratio: float = SHIFTED_RATIO,
 ) -> list[DuplicateGroup]:
     """Groups of near-duplicates at `threshold`, each around the kept image (highest `priority` per row).
     In a graph with pixel signatures two images are near-duplicates when their embeddings are within the
     threshold and their signature distance is at most `ratio` of the larger of their look-alike
-    distances (or their signatures are practically identical); without, the embeddings alone decide.
+    distances (or their signatures are practically identical, or their shifted signatures' distance is at
+    most `shifted_ratio` of their shifted look-alike distances); without, the embeddings alone decide.
     Exact copies are grouped at any threshold. Largest groups first."""
     rows_of_node = _rows_by_node(graph.node_of_row)
     priority = np.asarray(priority, dtype=np.float64)
     node_priority = np.full(graph.n_nodes, -np.inf)
     np.maximum.at(node_priority, graph.node_of_row, priority)
-    partners = _pairs_within(graph, threshold, ratio)
+    partners = _pairs_within(graph, threshold, ratio, shifted_ratio)
     has_copies = np.asarray([len(rows) > 1 for rows in rows_of_node])
     candidates = np.flatnonzero(has_copies | np.asarray([len(p) > 0 for p in partners]))
     taken = np.zeros(graph.n_nodes, bool)
@@ -299,15 +338,20 @@ def _ratios(distance: np.ndarray, lookalike_a: np.ndarray, lookalike_b: np.ndarr
     return np.where(np.isfinite(scale), ratios, np.inf)
 
 
-def _pairs_within(graph: NeighbourGraph, threshold: float, ratio: float) -> list[list[tuple[int, float]]]:
+def _pairs_within(
+    graph: NeighbourGraph, threshold: float, ratio: float, shifted_ratio: float
+) -> list[list[tuple[int, float]]]:
     """For every node, the other nodes that are near-duplicates of it at `threshold`."""
     partners: list[list[tuple[int, float]]] = [[] for _ in range(graph.n_nodes)]
     if graph.pairs is not None:
         assert graph.pair_distances is not None and graph.pair_matches is not None
         assert graph.lookalike is not None
+        assert graph.pair_shifted is not None and graph.lookalike_shifted is not None
         a, b = graph.pairs[:, 0], graph.pairs[:, 1]
         confirmed = _ratios(1.0 - graph.pair_matches, graph.lookalike[a], graph.lookalike[b]) <= ratio
         confirmed |= graph.pair_matches >= SIGNATURE_IDENTICAL
+        shifted = 1.0 - graph.pair_shifted
+        confirmed |= _ratios(shifted, graph.lookalike_shifted[a], graph.lookalike_shifted[b]) <= shifted_ratio
         keep = (graph.pair_distances <= threshold) & confirmed
         for a, b, d in zip(*graph.pairs[keep].T.tolist(), graph.pair_distances[keep].tolist(), strict=True):
             partners[a].append((b, d))

@@ -45,7 +45,8 @@ ENTROPY_NORMALISER = 0.1
 QUANTISATION_NOISE = 1.0 / 12.0
 # Below this mean squared difference between neighbours (levels²) an image has no edges to judge.
 MIN_EDGE_ENERGY = 0.25
-SIGNATURE_SIDE = 8  # the pixel signature: the image averaged down to 8 × 8 RGB
+SIGNATURE_SIDE = 16  # the pixel signature: the image averaged down to 16 × 16 RGB
+PLAIN_SIDE = 8  # signatures are looked up and compared as a whole at 8 × 8
 
 
 class QualityScores(NamedTuple):
@@ -135,7 +136,7 @@ class QualityScorer:
                 for index, score in zip(batch, measured, strict=True):
                     scores[index] = score
                 if width % SIGNATURE_SIDE == 0 and height % SIGNATURE_SIDE == 0:
-                    # one reduction averages the 8 × 8 blocks of every image in the picture
+                    # one reduction averages the blocks of every image in the picture
                     small = tall.reduce((width // SIGNATURE_SIDE, height // SIGNATURE_SIDE))
                     averaged = small.convert("RGB").tobytes() if channels == 1 else small.tobytes()
                     size = SIGNATURE_SIDE * SIGNATURE_SIDE * 3
@@ -262,15 +263,35 @@ def _grey_palette(image: Image.Image) -> bool:
 
 
 def pixel_signature(image: Image.Image, transpose: Image.Transpose | None = None) -> str:
-    """The image averaged down to 8 × 8 RGB, base64 (256 characters): near-duplicates of one picture
+    """The image averaged down to 16 × 16 RGB, base64 (1,024 characters): near-duplicates of one picture
     (resized, re-compressed, slightly cropped, brightened or turned) keep almost the same signature.
     `transpose` turns it as the image is displayed."""
     width, height = image.size
     if width % SIGNATURE_SIDE == 0 and height % SIGNATURE_SIDE == 0:
         small = image.reduce((width // SIGNATURE_SIDE, height // SIGNATURE_SIDE))
-    else:
-        small = image.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX)
-    return _encode(small.convert("RGB").tobytes() if small.mode != "RGB" else small.tobytes(), transpose)
+        return _encode(small.convert("RGB").tobytes() if small.mode != "RGB" else small.tobytes(), transpose)
+    # Pillow's box filter takes whole pixels in or out: at a fractional ratio two sizes of one picture
+    # would average different spans
+    planes = np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"), np.float32)
+    planes = planes[None] if planes.ndim == 2 else planes.transpose(2, 0, 1)  # channel × down × across
+    down = area_weights(height, SIGNATURE_SIDE, 0.0, 1.0)
+    across = area_weights(width, SIGNATURE_SIDE, 0.0, 1.0)
+    averaged = np.broadcast_to(down @ (planes @ across.T), (3, SIGNATURE_SIDE, SIGNATURE_SIDE))
+    return _encode(np.round(averaged.transpose(1, 2, 0)).astype(np.uint8).tobytes(), transpose)
+
+
+@functools.cache
+def area_weights(cells: int, side: int, start: float, size: float) -> np.ndarray:
+    """`side` × `cells` weights averaging the span [start, start + size] of a row of `cells` cells
+    (in fractions of the row) into `side` equal parts, each cell weighed by how much of it a part covers."""
+    weights = np.zeros((side, cells), np.float32)
+    for part in range(side):
+        low, high = (start + size * part / side) * cells, (start + size * (part + 1) / side) * cells
+        for cell in range(int(np.floor(low)), min(cells, int(np.ceil(high)))):
+            weights[part, cell] = max(0.0, min(high, cell + 1) - max(low, cell))
+        weights[part] /= weights[part].sum()
+    weights.flags.writeable = False
+    return weights
 
 
 def _encode(averaged: bytes, transpose: Image.Transpose | None) -> str:
@@ -280,22 +301,44 @@ def _encode(averaged: bytes, transpose: Image.Transpose | None) -> str:
     return base64.b64encode(averaged).decode("ascii")
 
 
-def signature_vectors(signatures: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Signatures as unit vectors with each colour channel centred on its own mean (so their dot product
-    is a correlation of the picture's layout, which a picture's overall tint does not inflate), and which
-    exist."""
-    size = SIGNATURE_SIDE * SIGNATURE_SIDE * 3
-    vectors = np.zeros((len(signatures), size), np.float32)
+def current_signature(text: str | None) -> bool:
+    """Whether `text` is a pixel signature of this program's size (older ones were smaller)."""
+    return bool(text) and len(text) == 4 * SIGNATURE_SIDE * SIGNATURE_SIDE
+
+
+def signature_pixels(signatures: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures as pixels (images × SIGNATURE_SIDE × SIGNATURE_SIDE × RGB, uint8; zero where there is
+    none or it has another size), and which exist."""
+    side = SIGNATURE_SIDE
+    pixels = np.zeros((len(signatures), side, side, 3), np.uint8)
     present = np.zeros(len(signatures), bool)
     for row, text in enumerate(signatures):
         if not text:
             continue
         raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
-        if raw.size != size:
-            continue
-        pixels = raw.astype(np.float32).reshape(-1, 3)
-        centred = (pixels - pixels.mean(axis=0)).ravel()
-        norm = float(np.linalg.norm(centred))
-        vectors[row] = centred / norm if norm > 0 else 0.0
-        present[row] = True
-    return vectors, present
+        if raw.size == side * side * 3:
+            pixels[row] = raw.reshape(side, side, 3)
+            present[row] = True
+    return pixels, present
+
+
+def plain_vectors(pixels: np.ndarray) -> np.ndarray:
+    """Signature pixels averaged to PLAIN_SIDE × PLAIN_SIDE, as unit vectors with each colour channel
+    centred on its own mean (so their dot product is a correlation of the picture's layout, which a
+    picture's overall tint does not inflate); zero for a flat picture."""
+    step = SIGNATURE_SIDE // PLAIN_SIDE
+    vectors = np.empty((len(pixels), PLAIN_SIDE * PLAIN_SIDE * 3), np.float32)
+    for start in range(0, len(pixels), 65_536):
+        block = pixels[start : start + 65_536].astype(np.float32)
+        block = block.reshape(len(block), PLAIN_SIDE, step, PLAIN_SIDE, step, 3).mean(axis=(2, 4))
+        block -= block.mean(axis=(1, 2), keepdims=True)
+        flat = block.reshape(len(block), -1)
+        norms = np.linalg.norm(flat, axis=1, keepdims=True)
+        vectors[start : start + len(block)] = np.where(norms > 0, flat / np.where(norms > 0, norms, 1.0), 0.0)
+    return vectors
+
+
+def signature_vectors(signatures: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Signatures as `plain_vectors`, and which exist."""
+    pixels, present = signature_pixels(signatures)
+    return plain_vectors(pixels), present

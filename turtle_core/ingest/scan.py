@@ -33,8 +33,9 @@ Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # 2: quality scores and pixel signatures per record (format 1: read without them); 3: the blurry score is
-# the sharpness of `ingest.quality` (format 2's records are read without their scores, measured again)
-SCAN_FORMAT_VERSION = 3
+# the sharpness of `ingest.quality` (format 2's records are read without their scores, measured again);
+# 4: pixel signatures of 16 × 16 (format 3's 8 × 8 ones are dropped, measured again)
+SCAN_FORMAT_VERSION = 4
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -124,6 +125,8 @@ class ScanResult:
         images = [ImageRecord(**r) for r in data["images"]]
         if version < 3:  # scores measured with another blur score: measured again at the next scan
             images = [dataclasses.replace(r, quality=None) for r in images]
+        if version < 4:  # smaller signatures: measured again at the next scan
+            images = [dataclasses.replace(r, signature=None) for r in images]
         return cls(
             root=data["root"],
             images=images,

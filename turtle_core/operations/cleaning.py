@@ -30,6 +30,7 @@ from turtle_core.cleaning.suggest import (
     zero_shot_top_words,
 )
 from turtle_core.constants import EXCLUDED
+from turtle_core.ingest.quality import current_signature
 from turtle_core.ingest.scan import ImageRecord, ScanResult
 from turtle_core.memo import IdentityMemo
 from turtle_core.progress import ProgressCallback
@@ -56,8 +57,11 @@ _per_object = IdentityMemo(size=64)  # a threshold slider leaves many groupings 
 # ----------------------------------------------------------------------------------------- quality
 def images_with_quality(images: Sequence[ImageRecord], scan: ScanResult | None) -> list[ImageRecord]:
     """`images` with quality scores and pixel signatures taken from `scan` where the image (same path
-    and content) was measured there but not when the discovery was made (an older discovery)."""
-    if scan is None or all(record.quality is not None and record.signature for record in images):
+    and content) was measured there but not when the discovery was made (an older discovery, or one
+    whose signatures were of an older size)."""
+    if scan is None or all(
+        record.quality is not None and current_signature(record.signature) for record in images
+    ):
         return list(images)
     scanned = {(record.path, record.content_hash): record for record in scan.images}
     return [_measured(record, scanned.get((record.path, record.content_hash))) for record in images]
@@ -79,7 +83,7 @@ def scan_quality(scan: ScanResult) -> QualityFlags:
 
 
 def _measured(record: ImageRecord, scanned: ImageRecord | None) -> ImageRecord:
-    if scanned is None or (record.quality is not None and record.signature):
+    if scanned is None or (record.quality is not None and current_signature(record.signature)):
         return record
     from dataclasses import replace
 
