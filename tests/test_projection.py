@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from turtle_core.maps import layouts as projection
+from turtle_core.maps.epochs import MESSAGE as EPOCHS_MESSAGE
 from turtle_core.maps.layouts import LayoutCache, concat_spaces, pca_layout, umap_layout
+from turtle_core.progress import Cancelled
 
 
 def _blobs(n: int = 300, dims: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +93,30 @@ def test_umap_layout_on_blobs() -> None:
     assert _knn_accuracy(layout, y) >= 0.95
     assert np.allclose(layout, again)  # random_state=42: reproducible
     assert reports[-1].done == reports[-1].total == 300
+    epochs = [r.done for r in reports if r.message == EPOCHS_MESSAGE]
+    assert epochs and epochs == sorted(epochs) and epochs[-1] == 300  # the epochs' own progress
+
+
+def test_umap_layout_reports_its_epochs_and_stops_within_them_when_cancelled() -> None:
+    X, _ = _blobs(dims=16)
+    arranging: list[int] = []
+    cancel = threading.Event()
+
+    def report(progress) -> None:
+        if progress.message == EPOCHS_MESSAGE:
+            arranging.append(progress.done)
+            if progress.done > 0:
+                cancel.set()  # the job is cancelled while UMAP arranges the points
+
+    with pytest.raises(Cancelled):
+        umap_layout(X, n_epochs=20_000, progress=report, cancel=cancel)
+    assert arranging and arranging == sorted(arranging)
+    assert arranging[-1] < 300 // 2  # stopped early in its epochs, not run to their end
+
+    cancel_first = threading.Event()
+    cancel_first.set()
+    with pytest.raises(Cancelled):
+        umap_layout(X, cancel=cancel_first)
 
 
 def test_layout_cache_hits_and_keys(tmp_path: Path, monkeypatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from turtle_core.atomic import atomic_save_npy
+from turtle_core.maps.epochs import EpochWatch
 from turtle_core.pca import fit_pca
-from turtle_core.progress import Progress
+from turtle_core.progress import Progress, check_cancel
 
 LayoutMethod = Literal["pca", "umap"]
 LAYOUT_VERSION = 2  # bump when the layout algorithms change, so old cached layouts are not reused
@@ -95,9 +97,10 @@ def umap_layout(
     pca_dims: int = 50,
     n_epochs: int | None = None,
     progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> np.ndarray:
     """UMAP to 2-D (N × 2 float32) after reducing to `pca_dims` with PCA (0 = no PCA).
-    Fewer than 16 points get the PCA layout."""
+    Fewer than 16 points get the PCA layout. Setting `cancel` stops it (`Cancelled`) within an epoch."""
     data = _as_matrix(X)
     n = data.shape[0]
     if n < MIN_UMAP_POINTS:
@@ -105,7 +108,7 @@ def umap_layout(
     if n > UMAP_FIT_ROWS:  # a million rows: fit on a sample, transform the rest
         return sampled_umap_layout(
             data, n_neighbors=n_neighbors, min_dist=min_dist, metric=metric,
-            random_state=random_state, pca_dims=pca_dims, progress=progress,
+            random_state=random_state, pca_dims=pca_dims, progress=progress, cancel=cancel,
         )  # fmt: skip
     if pca_dims and data.shape[1] > pca_dims:
         data = _pca(data, min(pca_dims, n - 1), iterated_power=4)
@@ -113,6 +116,7 @@ def umap_layout(
         progress(Progress("layout", 0, n, message="UMAP: loading the library"))
     import umap  # slow import (~20 s): only when a UMAP layout is really needed
 
+    check_cancel(cancel)
     if progress is not None:
         progress(Progress("layout", 0, n, message="UMAP: computing the layout"))
     reducer = umap.UMAP(
@@ -123,6 +127,7 @@ def umap_layout(
         random_state=random_state,
         n_jobs=1 if random_state is not None else -1,
         n_epochs=n_epochs,
+        tqdm_kwds=EpochWatch(n, progress, cancel).tqdm_kwds(),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # n_jobs/random_state notices, disconnected-graph hints
@@ -191,6 +196,7 @@ class LayoutCache:
         method: LayoutMethod,
         *,
         progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
         **params: Any,
     ) -> np.ndarray:
         """`get_or_compute` from the embedding spaces themselves: the PCA layout is fitted on a sample
@@ -204,7 +210,7 @@ class LayoutCache:
         if method == "pca":
             layout = pca_layout_spaces(spaces)
         else:
-            layout = umap_layout(concat_spaces(spaces), progress=progress, **settings)
+            layout = umap_layout(concat_spaces(spaces), progress=progress, cancel=cancel, **settings)
         atomic_save_npy(self.path_for(key, method, **params), layout)
         return layout
 
@@ -275,6 +281,7 @@ def sampled_umap_layout(
     random_state: int | None = 42,
     pca_dims: int = 50,
     progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> np.ndarray:
     """UMAP for many rows: PCA and UMAP are fitted on `fit_rows` random rows, every other row is
     projected with them (`transform`, in chunks). Up to `fit_rows` rows this is `umap_layout`."""
@@ -289,6 +296,7 @@ def sampled_umap_layout(
             random_state=random_state,
             pca_dims=pca_dims,
             progress=progress,
+            cancel=cancel,
         )
     rng = np.random.default_rng(0 if random_state is None else random_state)
     fit = np.sort(rng.choice(n, size=fit_rows, replace=False))
@@ -297,6 +305,7 @@ def sampled_umap_layout(
         progress(Progress("layout", 0, n, message="UMAP: loading the library"))
     import umap
 
+    check_cancel(cancel)
     if progress is not None:
         progress(Progress("layout", 0, n, message=f"UMAP: fitting on {fit_rows:,} sampled points"))
     reducer = umap.UMAP(
@@ -306,6 +315,7 @@ def sampled_umap_layout(
         metric=metric,
         random_state=random_state,
         n_jobs=1 if random_state is not None else -1,
+        tqdm_kwds=EpochWatch(fit_rows, progress, cancel).tqdm_kwds(),
     )
     out = np.zeros((n, 2), dtype=np.float32)
     with warnings.catch_warnings():
@@ -313,6 +323,7 @@ def sampled_umap_layout(
         out[fit] = reducer.fit_transform((data[fit] - mean) @ axes)
         rest = np.setdiff1d(np.arange(n), fit, assume_unique=True)
         for start in range(0, len(rest), TRANSFORM_CHUNK):
+            check_cancel(cancel)
             rows = rest[start : start + TRANSFORM_CHUNK]
             out[rows] = reducer.transform((data[rows] - mean) @ axes)
             if progress is not None:

@@ -473,7 +473,7 @@ class Project:
             return cached
         check_cancel(cancel)
         return LayoutCache(self.store.layouts_dir).get_or_compute_spaces(
-            _layout_key(discovery), self.spaces(discovery), method, progress=progress
+            _layout_key(discovery), self.spaces(discovery), method, progress=progress, cancel=cancel
         )
 
     def cached_layout(self, method: Literal["pca", "umap"]) -> np.ndarray | None:
