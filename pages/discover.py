@@ -180,6 +180,8 @@ with st.container(border=True):
             "ray_address": choices.ray_address if policy.permits_ray(choices.ray_address) else None,
             "within": policy.read_roots,
         }
+        # The last discovery's map job, failed or cancelled, must not keep the next result's map from starting.
+        jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
         try:
             jobs_ui.submit_job(
                 project,
@@ -211,9 +213,7 @@ if result is None or running:
 
 # The map's UMAP starts as soon as there is a result, so it is ready (or nearly) when the map is opened.
 umap_job = jobs_ui.project_job(project, "umap")
-if project.cached_layout("umap") is None and (
-    umap_job is None or (not umap_job.running and umap_job.state != "failed")
-):
+if project.cached_layout("umap") is None and (umap_job is None or umap_job.state == "done"):
     jobs_ui.submit_job(
         project, "umap", lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel)
     )

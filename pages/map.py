@@ -115,7 +115,7 @@ if method_label == "UMAP":
             st.caption("The UMAP layout is ready.")
             st.button("Show UMAP", key="show_umap", icon=":material/scatter_plot:", on_click=_show_umap)
     elif xy is None:
-        if umap_job is None or (not umap_job.running and umap_job.state != "failed"):
+        if umap_job is None or umap_job.state == "done":  # done: its layout was for another discovery
             umap_job = jobs_ui.submit_job(
                 project,
                 "umap",
@@ -127,10 +127,17 @@ if method_label == "UMAP":
                 jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
                 st.rerun()
             jobs_ui.job_panel(umap_job, "UMAP layout")
+        elif umap_job.state == "cancelled":  # as asked: not started again behind the curator's back
+            controls[3].caption("UMAP was cancelled; showing PCA.")
+            if controls[3].button("Compute UMAP", key="restart_umap", icon=":material/scatter_plot:"):
+                jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
+                st.rerun()
         else:
             with controls[3]:
                 st.caption("Showing the PCA layout while UMAP is computed in the background.")
                 jobs_ui.job_panel(umap_job, "UMAP", compact=True)
+                if umap_job.running and not umap_job.cancel_requested:
+                    st.button("Stop UMAP", key="stop_umap", icon=":material/close:", on_click=umap_job.cancel)
 if method_label == "UMAP":
     st.session_state[shown_key] = "stand-in" if xy is None else "umap"
 else:

@@ -89,6 +89,46 @@ def test_pca_is_shown_while_umap_computes_in_the_background(monkeypatch, tmp_pat
     assert not at.exception
 
 
+def test_stop_umap_cancels_it_and_it_stays_cancelled_until_asked_again(monkeypatch, tmp_path: Path) -> None:
+    import threading
+
+    from turtle_core.progress import check_cancel
+    from turtle_ui import jobs as jobs_ui
+
+    fake_project = FakeProject(tmp_path / "images")
+    cached: dict[str, np.ndarray] = {}
+    monkeypatch.setattr(fake_project, "cached_layout", lambda method: cached.get(method))
+    started, release = threading.Event(), threading.Event()
+
+    def umap_until_cancelled(method, progress=None, cancel=None):
+        if method == "pca":
+            return fake_project._xy
+        started.set()
+        while not release.is_set():  # UMAP's epochs, stopped by the watch when cancelled
+            check_cancel(cancel)
+            release.wait(0.01)
+        cached["umap"] = fake_project._xy * 2
+        return cached["umap"]
+
+    monkeypatch.setattr(fake_project, "layout", umap_until_cancelled)
+    at = open_app(monkeypatch, fake_project, PAGE)
+    assert started.wait(10)
+    first = jobs_ui.project_job(fake_project, "umap")
+    at.button(key="stop_umap").click().run()
+    assert first.wait(10) and first.state == "cancelled"
+    at.run()
+    assert not at.exception
+    assert "UMAP was cancelled; showing PCA." in texts(at)
+    at.run()
+    assert jobs_ui.project_job(fake_project, "umap") is first  # not started again behind the curator's back
+
+    release.set()
+    at.button(key="restart_umap").click().run()
+    again = wait_for_job(at, fake_project, "umap")
+    assert again is not first and again.state == "done"
+    assert "cancelled" not in texts(at) and "Showing the PCA layout" not in texts(at)
+
+
 def test_lasso_selection_moves_to_a_new_cluster(monkeypatch, tmp_path: Path) -> None:
     fake_project = FakeProject(tmp_path / "images")
     curation = fake_project.curation
