@@ -95,3 +95,33 @@ def test_names_needs_a_discovery_then_writes_a_row_per_cluster(
     rows = list(csv.DictReader(out.open()))
     assert [row["cluster"] for row in rows] == ["0", "1"] and set(rows[0]) == {"cluster", "suggestions"}
     assert "2 clusters" in capsys.readouterr().err
+
+
+def test_a_graph_built_before_the_signatures_were_measured_is_built_again(tmp_path: Path) -> None:
+    """A project opened after an upgrade drops its older signatures until the next scan: a duplicates graph
+    built then has the embeddings alone, and must not outlive the scan that measures the signatures."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from turtle_core.ingest.quality import pixel_signature
+    from turtle_core.ingest.scan import ScanResult
+    from turtle_core.operations.cleaning import cached_graph, compute_graph
+
+    discovery = synthetic_discovery(image_names(12))
+    rng = np.random.default_rng(0)
+    spaces = [rng.normal(size=(12, 16)).astype(np.float32)]
+    project = SimpleNamespace(workdir=tmp_path / "work", scan_result=None, checkpoints={})
+    project.spaces = lambda discovery=None: spaces
+
+    before = compute_graph(project, discovery)
+    assert not before.has_signatures and cached_graph(project, discovery) is not None
+
+    pictures = [Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)) for _ in range(12)]
+    measured = [
+        replace(record, signature=pixel_signature(picture))
+        for record, picture in zip(discovery.images, pictures, strict=True)
+    ]
+    project.scan_result = ScanResult(root=str(tmp_path), images=measured, skipped=[], duplicates=[])
+    assert cached_graph(project, discovery) is None  # stale: the scan has measured the signatures
+    after = compute_graph(project, discovery)
+    assert after.has_signatures and cached_graph(project, discovery) is after

@@ -98,21 +98,33 @@ def graph_path(workdir: Path, discovery: DiscoveryResult) -> Path:
 
 
 def cached_graph(project: CleaningProject, discovery: DiscoveryResult) -> NeighbourGraph | None:
-    """The discovery's neighbour graph when it was computed before (None otherwise or if unreadable)."""
+    """The discovery's neighbour graph when it was computed before (None otherwise, if unreadable, or if it
+    was built from the embeddings alone and the scan has since measured the images' pixel signatures)."""
     path = graph_path(project.workdir, discovery)
     key = f"graph:{path}"
     with _memo_lock:
-        if key in _memo:
-            return _memo[key]
-    try:
-        graph = NeighbourGraph.from_bytes(path.read_bytes())
-    except (OSError, ValueError, KeyError):
+        graph = _memo.get(key)
+    if graph is None:
+        try:
+            graph = NeighbourGraph.from_bytes(path.read_bytes())
+        except (OSError, ValueError, KeyError):
+            return None
+        if graph.node_of_row.shape[0] != len(discovery.images):
+            return None
+        with _memo_lock:
+            _memo[key] = graph
+    if not graph.has_signatures and _signatures_measured(discovery, project.scan_result):
         return None
-    if graph.node_of_row.shape[0] != len(discovery.images):
-        return None
-    with _memo_lock:
-        _memo[key] = graph
     return graph
+
+
+def _signatures_measured(discovery: DiscoveryResult, scan: ScanResult | None) -> bool:
+    """Whether any of the discovery's images has a current pixel signature (its own or the scan's)."""
+    return _per_object.get(
+        (discovery, scan),
+        "signatures",
+        lambda: any(current_signature(r.signature) for r in images_with_quality(discovery.images, scan)),
+    )
 
 
 def compute_graph(
@@ -129,7 +141,9 @@ def compute_graph(
     graph = build_neighbour_graph(
         project.spaces(discovery),
         [record.content_hash for record in images],
-        signatures=[record.signature for record in images] if any(r.signature for r in images) else None,
+        signatures=[r.signature for r in images]
+        if any(current_signature(r.signature) for r in images)
+        else None,
         progress=progress,
         cancel=cancel,
     )
