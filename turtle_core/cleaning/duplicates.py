@@ -222,13 +222,8 @@ def build_neighbour_graph(
     shifted = shifted_correlations(pixels, pairs)
     del pixels
     lookalike_shifted = np.where(present, shifted_lookalikes(pairs, shifted, similar, LOOKALIKE_RANK), np.inf)
-    a, b = pairs[:, 0], pairs[:, 1]
-    keep = present[a] & present[b]
-    keep &= (
-        (_ratios(1.0 - matches, lookalike[a], lookalike[b]) <= _STORED_RATIO)
-        | (matches >= SIGNATURE_IDENTICAL)
-        | (_ratios(1.0 - shifted, lookalike_shifted[a], lookalike_shifted[b]) <= _STORED_RATIO)
-    )
+    keep = present[pairs[:, 0]] & present[pairs[:, 1]]
+    keep &= _confirmed(pairs, matches, lookalike, shifted, lookalike_shifted, _STORED_RATIO, _STORED_RATIO)
     pairs, matches, shifted = pairs[keep], matches[keep], shifted[keep]
     check_cancel(cancel)
     return NeighbourGraph(
@@ -338,6 +333,25 @@ def _ratios(distance: np.ndarray, lookalike_a: np.ndarray, lookalike_b: np.ndarr
     return np.where(np.isfinite(scale), ratios, np.inf)
 
 
+def _confirmed(
+    pairs: np.ndarray,
+    matches: np.ndarray,
+    lookalike: np.ndarray,
+    shifted: np.ndarray,
+    lookalike_shifted: np.ndarray,
+    ratio: float,
+    shifted_ratio: float,
+) -> np.ndarray:
+    """Which candidate pairs their signatures confirm: the whole signatures' distance within `ratio` of the
+    larger of the two images' look-alike distances, practically identical signatures, or the shifted
+    signatures' distance within `shifted_ratio` of their shifted look-alike distances."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    confirmed = _ratios(1.0 - matches, lookalike[a], lookalike[b]) <= ratio
+    confirmed |= matches >= SIGNATURE_IDENTICAL
+    confirmed |= _ratios(1.0 - shifted, lookalike_shifted[a], lookalike_shifted[b]) <= shifted_ratio
+    return confirmed
+
+
 def _pairs_within(
     graph: NeighbourGraph, threshold: float, ratio: float, shifted_ratio: float
 ) -> list[list[tuple[int, float]]]:
@@ -347,11 +361,15 @@ def _pairs_within(
         assert graph.pair_distances is not None and graph.pair_matches is not None
         assert graph.lookalike is not None
         assert graph.pair_shifted is not None and graph.lookalike_shifted is not None
-        a, b = graph.pairs[:, 0], graph.pairs[:, 1]
-        confirmed = _ratios(1.0 - graph.pair_matches, graph.lookalike[a], graph.lookalike[b]) <= ratio
-        confirmed |= graph.pair_matches >= SIGNATURE_IDENTICAL
-        shifted = 1.0 - graph.pair_shifted
-        confirmed |= _ratios(shifted, graph.lookalike_shifted[a], graph.lookalike_shifted[b]) <= shifted_ratio
+        confirmed = _confirmed(
+            graph.pairs,
+            graph.pair_matches,
+            graph.lookalike,
+            graph.pair_shifted,
+            graph.lookalike_shifted,
+            ratio,
+            shifted_ratio,
+        )
         keep = (graph.pair_distances <= threshold) & confirmed
         for a, b, d in zip(*graph.pairs[keep].T.tolist(), graph.pair_distances[keep].tolist(), strict=True):
             partners[a].append((b, d))
