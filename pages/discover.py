@@ -181,7 +181,7 @@ with st.container(border=True):
             "within": policy.read_roots,
         }
         # The last discovery's map job, failed or cancelled, must not keep the next result's map from starting.
-        jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
+        jobs_ui.forget_job(project, "umap")
         try:
             jobs_ui.submit_job(
                 project,
@@ -214,9 +214,7 @@ if result is None or running:
 # The map's UMAP starts as soon as there is a result, so it is ready (or nearly) when the map is opened.
 umap_job = jobs_ui.project_job(project, "umap")
 if project.cached_layout("umap") is None and (umap_job is None or umap_job.state == "done"):
-    jobs_ui.submit_job(
-        project, "umap", lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel)
-    )
+    jobs_ui.submit_map_job(project)
 
 st.subheader("Result")
 cols = st.columns(4)

@@ -116,21 +116,17 @@ if method_label == "UMAP":
             st.button("Show UMAP", key="show_umap", icon=":material/scatter_plot:", on_click=_show_umap)
     elif xy is None:
         if umap_job is None or umap_job.state == "done":  # done: its layout was for another discovery
-            umap_job = jobs_ui.submit_job(
-                project,
-                "umap",
-                lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel),
-            )
+            umap_job = jobs_ui.submit_map_job(project)
         if umap_job.state == "failed":
             controls[3].warning("UMAP failed; showing PCA.", icon=":material/warning:")
             if controls[3].button("Retry UMAP", key="retry_umap"):
-                jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
+                jobs_ui.forget_job(project, "umap")
                 st.rerun()
             jobs_ui.job_panel(umap_job, "UMAP layout")
         elif umap_job.state == "cancelled":  # as asked: not started again behind the curator's back
             controls[3].caption("UMAP was cancelled; showing PCA.")
             if controls[3].button("Compute UMAP", key="restart_umap", icon=":material/scatter_plot:"):
-                jobs_ui.job_manager().forget(jobs_ui.job_key(project, "umap"))
+                jobs_ui.forget_job(project, "umap")
                 st.rerun()
         else:
             with controls[3]:

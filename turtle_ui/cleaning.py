@@ -81,7 +81,7 @@ def duplicates_view(project: Project, snap: Snapshot, *, busy: bool) -> None:
         st.caption("Comparing every image with its nearest neighbours in the embeddings (no new model runs)…")
         jobs_ui.job_panel(job, "Near-duplicates")
         if job.state == "failed" and st.button("Retry", key="dup_retry"):
-            jobs_ui.job_manager().forget(jobs_ui.job_key(project, "duplicates"))
+            jobs_ui.forget_job(project, "duplicates")
             st.rerun()
         return
     _review(project, snap, graph, busy)

@@ -45,6 +45,11 @@ def project_job(project: Project, kind: str) -> Job[Any] | None:
     return job_manager().get(job_key(project, kind))
 
 
+def forget_job(project: Project, kind: str) -> None:
+    """Drop the project's finished job of `kind` (a running one is kept), so the page can start it again."""
+    job_manager().forget(job_key(project, kind))
+
+
 GPU_KINDS = ("discover", "split")  # jobs that train TURTLE (and embed) queue for a CUDA GPU
 
 
@@ -55,6 +60,13 @@ def submit_job(project: Project, kind: str, fn: Callable[[Any, Any], Any]) -> Jo
     job = job_manager().submit(kind, fn, key=job_key(project, kind), scope=str(project.folder), gpu=gpu)
     _watched().add(job.id)
     return job
+
+
+def submit_map_job(project: Project) -> Job[Any]:
+    """Start the map's UMAP layout of the project's discovery in the background (cached when done)."""
+    return submit_job(
+        project, "umap", lambda progress, cancel: project.layout("umap", progress=progress, cancel=cancel)
+    )
 
 
 def _watched() -> set[int]:
