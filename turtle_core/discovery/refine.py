@@ -182,7 +182,8 @@ def choose_cutoff(
     the bound over every class's right labels serves where it is the tighter one."""
     moved = evidence.moved
     confirmed, vouching, harmful = _vouching(evidence, source)
-    pooled = None if source is None else _vouching(evidence, None, moved_in=True)[1:]
+    if source is not None:  # every class's right labels, for the sure cut-offs
+        _, pooled_vouching, pooled_harmful = _vouching(evidence, None, moved_in=True)
     n_moved, n_confirmed, n_vouching = int(moved.sum()), int(confirmed.sum()), int(vouching.sum())
     best, chosen = 0.0, None
     for cutoff, share in zip(cutoffs, unchecked_changes, strict=True):
@@ -191,8 +192,9 @@ def choose_cutoff(
         if helpful < MIN_HELPFUL or n_confirmed == 0:
             continue
         harm = wilson_upper(int((harmful & sure).sum()), n_vouching, BOUND_Z)
-        if pooled is not None and cutoff >= POOLED_FROM:
-            harm = min(harm, wilson_upper(int((pooled[1] & sure).sum()), int(pooled[0].sum()), BOUND_Z))
+        if source is not None and cutoff >= POOLED_FROM:
+            pooled = wilson_upper(int((pooled_harmful & sure).sum()), int(pooled_vouching.sum()), BOUND_Z)
+            harm = min(harm, pooled)
         fix = wilson_lower(helpful, n_moved, BOUND_Z)
         moves_wrong = (
             float((evidence.changes & moved & sure).sum()) / n_moved
