@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
+from turtle_core.discovery.groups import group_means
 from turtle_core.discovery.runtime import check_spaces, cpu_threads
 from turtle_core.pca import principal_axes
 
@@ -85,10 +86,7 @@ def centroid_margin(Z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
     """Euclidean distance to the nearest other cluster's centre minus that to the own centre (centres:
     the clusters' means in Z); and the cosine similarity to the own centre (for atypicality)."""
     classes, inverse = np.unique(labels, return_inverse=True)
-    counts = np.bincount(inverse, minlength=classes.size).astype(np.float64)
-    sums = np.zeros((classes.size, Z.shape[1]), np.float64)
-    np.add.at(sums, inverse, Z)
-    centres = (sums / counts[:, None]).astype(np.float32)
+    centres = group_means(Z, inverse, classes.size)
     rows = np.arange(Z.shape[0])
     own = np.einsum("ij,ij->i", _unit(Z), _unit(centres)[inverse])
     if classes.size == 1:

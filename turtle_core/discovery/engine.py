@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from turtle_core.discovery.runtime import cpu_threads, default_cpu_threads, resolve_device  # noqa: F401
+from turtle_core.discovery.runtime import cpu_threads, default_cpu_threads, map_rows, resolve_device  # noqa: F401
 
 LOG_EVERY = 100  # outer steps between logged losses (each log is a device-side copy, no sync)
 
@@ -372,9 +372,15 @@ class TurtleEngine:
 
 
 def head_probabilities(
-    spaces: Sequence[np.ndarray], weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]
+    spaces: Sequence[np.ndarray],
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    device: torch.device | None = None,
 ) -> np.ndarray:
-    """τ(x) = mean_k softmax(W_k x + b_k) for preprocessed features, as an N × C float32 array."""
+    """τ(x) = mean_k softmax(W_k x + b_k) for preprocessed features, as an N × C float32 array; on a
+    CUDA `device` computed there, a chunk of rows at a time."""
+    if device is not None and device.type == "cuda":
+        return _head_probabilities_on(spaces, weights, biases, device)
     total = None
     for X, W, b in zip(spaces, weights, biases, strict=True):
         logits = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)) @ torch.from_numpy(W).T
@@ -382,3 +388,21 @@ def head_probabilities(
         total = p if total is None else total + p
     assert total is not None
     return (total / len(spaces)).numpy().astype(np.float32)
+
+
+def _head_probabilities_on(
+    spaces: Sequence[np.ndarray],
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    device: torch.device,
+) -> np.ndarray:
+    heads = [
+        (torch.from_numpy(W).to(device), torch.from_numpy(b).to(device))
+        for W, b in zip(weights, biases, strict=True)
+    ]
+
+    def soft_labels(blocks: list[torch.Tensor]) -> torch.Tensor:
+        total = sum(torch.softmax(X @ W.T + b, dim=1) for X, (W, b) in zip(blocks, heads, strict=True))
+        return (total / len(heads)).float()
+
+    return map_rows(spaces, soft_labels, device)

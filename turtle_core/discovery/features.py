@@ -9,7 +9,7 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from turtle_core.discovery.runtime import check_spaces
+from turtle_core.discovery.runtime import check_spaces, map_rows
 from turtle_core.pca import principal_axes
 
 PreprocessingMethod = Literal["none", "l2", "center_l2", "standardize", "pca", "whiten", "whiten_l2"]
@@ -76,18 +76,25 @@ class SpacePreprocessor:
             std = X.std(axis=0, dtype=np.float64).astype(np.float32)
             self.projection_ = np.diag(1.0 / np.maximum(std, 1e-6)).astype(np.float32)
         elif method in ("pca", "whiten", "whiten_l2"):
-            self._fit_pca(X - self.mean_, torch.device(device) if device is not None else torch.device("cpu"))
+            target = torch.device(device) if device is not None else torch.device("cpu")
+            if target.type == "cuda":  # centred where the covariance is computed: no host copy of X
+                self._fit_pca(
+                    torch.from_numpy(X).to(target) - torch.from_numpy(self.mean_).to(target), target
+                )
+            else:
+                self._fit_pca(X - self.mean_, target)
         return self
 
-    def _fit_pca(self, Xc: np.ndarray, device: torch.device) -> None:
+    def _fit_pca(self, Xc: np.ndarray | torch.Tensor, device: torch.device) -> None:
         axes, variances = principal_axes(Xc, self.n_components, device=device)  # float64
         if self.method in ("whiten", "whiten_l2"):
             axes = axes / np.sqrt(variances)
         self.projection_ = axes.astype(np.float32)
         self.explained_variance_ = variances.astype(np.float32)
 
-    def transform(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Apply the fitted transform; returns float32 rows."""
+    def transform(self, X: np.ndarray | torch.Tensor, device: str | torch.device | None = None) -> np.ndarray:
+        """Apply the fitted transform; returns float32 rows. On a CUDA `device` the projection runs
+        there, a chunk of rows at a time."""
         X = _as_float_matrix(X)
         method = self.method
         if method == "none":
@@ -98,6 +105,12 @@ class SpacePreprocessor:
             raise RuntimeError("SpacePreprocessor is not fitted; call fit() first")
         if X.shape[1] != self.mean_.shape[0]:
             raise ValueError(f"expected {self.mean_.shape[0]} feature dimensions, got {X.shape[1]}")
+        if (
+            device is not None
+            and torch.device(device).type == "cuda"
+            and method in ("pca", "whiten", "whiten_l2")
+        ):
+            return self._transform_on(X, torch.device(device))
         Xc = X - self.mean_
         if method == "center_l2":
             return _l2_rows(Xc)
@@ -106,6 +119,19 @@ class SpacePreprocessor:
         if method == "whiten_l2":
             Z = _l2_rows(Z)
         return np.ascontiguousarray(Z, dtype=np.float32)
+
+    def _transform_on(self, X: np.ndarray, device: torch.device) -> np.ndarray:
+        assert self.mean_ is not None and self.projection_ is not None
+        mean = torch.from_numpy(self.mean_).to(device)
+        projection = torch.from_numpy(self.projection_).to(device)
+
+        def project(blocks: list[torch.Tensor]) -> torch.Tensor:
+            Z = (blocks[0] - mean) @ projection
+            if self.method == "whiten_l2":
+                Z = Z / Z.norm(dim=1, keepdim=True).clamp_min(_EPS)
+            return Z
+
+        return map_rows([X], project, device)
 
     def fit_transform(self, X: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.fit(X).transform(X)

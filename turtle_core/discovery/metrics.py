@@ -71,26 +71,56 @@ def kmeans_baseline(
     random_state: int | None = 0,
     n_init: int = 10,
     fit_rows: np.ndarray | None = None,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """k-means (best of `n_init` k-means++ starts) on the concatenated spaces, each L2-normalised per
-    row when `normalize`; fitted on the rows `fit_rows` (default: all), every row assigned."""
+    row when `normalize`; fitted on the rows `fit_rows` (default: all), every row assigned (on a CUDA
+    `device` there, a chunk of rows at a time, without concatenating the spaces on the host)."""
     from sklearn.cluster import KMeans
 
-    blocks = []
-    for X in spaces:
-        block = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
-        block = block.astype(np.float32, copy=False)
-        if normalize:
-            block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        blocks.append(block)
+    blocks = [X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X) for X in spaces]
     if not blocks:
         raise ValueError("kmeans_baseline needs at least one feature space")
-    data = np.concatenate(blocks, axis=1)
-    if not 1 <= n_clusters <= data.shape[0]:
-        raise ValueError(
-            f"n_clusters must be between 1 and the number of rows ({data.shape[0]}), got {n_clusters}"
-        )
+    n_rows = blocks[0].shape[0]
+    if not 1 <= n_clusters <= n_rows:
+        raise ValueError(f"n_clusters must be between 1 and the number of rows ({n_rows}), got {n_clusters}")
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
+    if fit_rows is not None and device is not None and device.type == "cuda":
+        model.fit(_side_by_side([block[fit_rows] for block in blocks], normalize))
+        return _nearest_centres(blocks, model.cluster_centers_, normalize, device)
+    data = _side_by_side(blocks, normalize)
     if fit_rows is None:
         return model.fit_predict(data).astype(np.int64)
     return model.fit(data[fit_rows]).predict(data).astype(np.int64)
+
+
+def _side_by_side(blocks: Sequence[np.ndarray], normalize: bool) -> np.ndarray:
+    out = []
+    for block in blocks:
+        block = block.astype(np.float32, copy=False)
+        if normalize:
+            block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        out.append(block)
+    return np.concatenate(out, axis=1)
+
+
+def _nearest_centres(
+    blocks: Sequence[np.ndarray], centres: np.ndarray, normalize: bool, device: torch.device
+) -> np.ndarray:
+    """The nearest of `centres` (rows in the concatenated space) for every row, on `device`."""
+    from turtle_core.discovery.runtime import map_rows
+
+    widths = np.cumsum([0, *(block.shape[1] for block in blocks)])
+    parts = [
+        torch.from_numpy(np.ascontiguousarray(centres[:, a:b], dtype=np.float32)).to(device)
+        for a, b in zip(widths[:-1], widths[1:], strict=True)
+    ]
+    half_norms = 0.5 * sum(part.square().sum(1) for part in parts)
+
+    def nearest(rows: list[torch.Tensor]) -> torch.Tensor:
+        if normalize:
+            rows = [X / X.norm(dim=1, keepdim=True).clamp_min(1e-12) for X in rows]
+        score = sum(X @ part.T for X, part in zip(rows, parts, strict=True)) - half_norms
+        return score.argmax(1)
+
+    return map_rows(list(blocks), nearest, device).astype(np.int64)

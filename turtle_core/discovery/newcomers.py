@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from turtle_core.discovery.features import joint_unit_rows, squared_distances
+from turtle_core.discovery.groups import group_means
 from turtle_core.discovery.probe import FeatureProbe, LinearProbe
 from turtle_core.discovery.sampled import chunks
 
@@ -39,10 +40,7 @@ class CategoryShapes:
         labels = np.asarray(labels)
         Z = joint_unit_rows(spaces)
         self.classes, inverse = np.unique(labels, return_inverse=True)
-        counts = np.bincount(inverse, minlength=self.classes.size).astype(np.float64)
-        sums = np.zeros((self.classes.size, Z.shape[1]))
-        np.add.at(sums, inverse, Z)
-        self.centres = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+        self.centres = group_means(Z, inverse, self.classes.size)
         own = np.sqrt(squared_distances(Z, self.centres)[np.arange(Z.shape[0]), inverse])
         self.median = np.zeros(self.classes.size)
         self.spread = np.ones(self.classes.size)

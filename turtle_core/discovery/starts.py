@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from turtle_core.constants import DISCOVERY_WORK_ROWS
+from turtle_core.discovery.groups import group_means
 
 # k-means++ starts behind the k-means inits: one, so that seeds give diverse starts for select_model to
 # screen (the lowest-inertia k-means of several is not the one TURTLE does best from).
@@ -21,6 +22,7 @@ def kmeans_init_labels(
     *,
     cosine: bool = False,
     n_init: int = KMEANS_INIT_RUNS,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """k-means of the concatenated input spaces (rows L2-normalised first when `cosine`): the start
     of `init="kmeans"` / `"kmeans_cosine"`.
@@ -30,7 +32,8 @@ def kmeans_init_labels(
     three seeds; started from k-means of the input features, good starts lead it to 0.84, and Euclidean
     starts found that basin more often than cosine ones (5 of 16 seeds against 0 of the same 16;
     docs/decisions.md). `select_model` screens starts of both kinds. Above `DISCOVERY_WORK_ROWS` rows
-    the k-means is fitted on a random sample of that many (drawn with `seed`) and every row assigned.
+    the k-means is fitted on a random sample of that many (drawn with `seed`) and every row assigned
+    (on a CUDA `device` there).
     """
     from threadpoolctl import threadpool_limits
 
@@ -49,15 +52,10 @@ def kmeans_init_labels(
             random_state=seed % (2**31),
             n_init=n_init,
             fit_rows=fit_rows,
+            device=device,
         )
 
 
 def cluster_means(features: Sequence[np.ndarray], labels: np.ndarray, n_clusters: int) -> list[np.ndarray]:
     """Per-space means (C × d_k) of each cluster's rows; an empty cluster gets the zero vector."""
-    counts = np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
-    means = []
-    for X in features:
-        sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
-        np.add.at(sums, labels, X)
-        means.append((sums / counts).astype(np.float32))
-    return means
+    return [group_means(X, labels, n_clusters) for X in features]

@@ -8,6 +8,7 @@ update on one flat parameter tensor each.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
@@ -37,11 +38,12 @@ from turtle_core.discovery.runtime import (  # noqa: F401 (re-exported)
     cpu_threads,
     default_cpu_threads,
     resolve_device,
+    tf32_matmuls,
 )
 from turtle_core.discovery.starts import cluster_means, kmeans_init_labels  # noqa: F401 (re-exported)
 from turtle_core.progress import ProgressCallback, ProgressMeter, check_cancel
 
-Precision = Literal["fp32", "bf16", "auto"]
+Precision = Literal["tf32", "fp32", "bf16", "auto"]
 Init = Literal["kmeans", "kmeans_cosine", "random"]
 INITS: tuple[str, ...] = ("kmeans", "kmeans_cosine", "random")
 
@@ -54,8 +56,10 @@ class Turtle:
     they are re-initialised every outer step. `init="kmeans"` starts the task heads at the
     nearest-centroid rule of a k-means clustering of the input spaces (`"kmeans_cosine"`: of their
     L2-normalised rows; `"random"`: the paper's random initialisation). `preprocessing` (see
-    `turtle_core.features`) is fitted per space on the training rows and re-applied by `predict_proba`. `precision="bf16"` stores
-    features and runs the matmuls in bfloat16 ("auto": bf16 on CUDA, fp32 elsewhere). `cuda_graph`
+    `turtle_core.features`) is fitted per space on the training rows and re-applied by `predict_proba`. `precision="tf32"` (the
+    default) keeps float32 features and runs the training's matmuls on a GPU's TF32 tensor cores (plain
+    float32 on the CPU); "fp32" keeps them in full float32 on the GPU too; "bf16" stores features and
+    runs the matmuls in bfloat16 ("auto": bf16 on CUDA, fp32 elsewhere). `cuda_graph`
     replays the loop as CUDA graphs on GPUs (falls back to eager if the capture fails its self-check).
     `num_threads` bounds torch's CPU threads during the fit (default: half the cores).
 
@@ -77,7 +81,7 @@ class Turtle:
         warm_start: bool = True,
         preprocessing: PreprocessingMethod = DEFAULT_PREPROCESSING,
         n_components: int | None = DEFAULT_N_COMPONENTS,
-        precision: Precision = "fp32",
+        precision: Precision = "tf32",
         device: str | torch.device | None = None,
         init: Init = "kmeans",
         cuda_graph: bool = True,
@@ -150,8 +154,8 @@ class Turtle:
             raise ValueError("learning rates must be positive")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if self.precision not in ("fp32", "bf16", "auto"):
-            raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {self.precision!r}")
+        if self.precision not in ("tf32", "fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be 'tf32', 'fp32', 'bf16' or 'auto', got {self.precision!r}")
 
     def fit(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> Turtle:
         """Learn the task heads on K feature spaces (each N × d_k) and label the N rows."""
@@ -168,7 +172,7 @@ class Turtle:
                 ).fit(X, device)
                 for X in arrays
             ]
-            features = [p.transform(X) for p, X in zip(preprocessors, arrays, strict=True)]
+            features = [p.transform(X, device) for p, X in zip(preprocessors, arrays, strict=True)]
             self._fit_prepared(
                 features, preprocessors, [int(X.shape[1]) for X in arrays], self.initial_labels(arrays)
             )
@@ -180,7 +184,11 @@ class Turtle:
         if self.init == "random":
             return None
         return kmeans_init_labels(
-            spaces, int(self.n_clusters), self._seed(), cosine=self.init == "kmeans_cosine"
+            spaces,
+            int(self.n_clusters),
+            self._seed(),
+            cosine=self.init == "kmeans_cosine",
+            device=resolve_device(self.device),
         )
 
     def _seed(self) -> int:
@@ -208,6 +216,9 @@ class Turtle:
         precision = self.precision
         if precision == "auto":
             precision = "bf16" if device.type == "cuda" else "fp32"
+        tf32 = precision == "tf32"
+        if tf32:
+            precision = "fp32"
         if self.init != "random" and init_labels is None:
             raise ValueError(
                 f"init={self.init!r} needs the initial labels of the input spaces (initial_labels)"
@@ -229,11 +240,12 @@ class Turtle:
             )
             if init_labels is not None:
                 engine.init_heads_from_centroids(cluster_means(features, init_labels, int(self.n_clusters)))
-            self.history_ = self._train(engine)
+            with tf32_matmuls(device) if tf32 else contextlib.nullcontext():
+                self.history_ = self._train(engine)
             self.head_weights_, self.head_biases_ = engine.head_parameters()
         del engine
         self.device_ = device
-        self.probabilities_ = head_probabilities(features, self.head_weights_, self.head_biases_)
+        self.probabilities_ = head_probabilities(features, self.head_weights_, self.head_biases_, device)
         self.labels_ = self.probabilities_.argmax(1).astype(np.int64)
         self.confidence_ = self.probabilities_.max(1)
         self.fit_seconds_ = time.perf_counter() - started
@@ -289,8 +301,9 @@ class Turtle:
             raise ValueError(
                 f"expected spaces with {self.n_features_in_} dimensions, got {[X.shape[1] for X in arrays]}"
             )
-        features = [p.transform(X) for p, X in zip(self.preprocessors_, arrays, strict=True)]
-        return head_probabilities(features, self.head_weights_, self.head_biases_)
+        device = resolve_device(self.device)
+        features = [p.transform(X, device) for p, X in zip(self.preprocessors_, arrays, strict=True)]
+        return head_probabilities(features, self.head_weights_, self.head_biases_, device)
 
     def predict(self, spaces: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
         """Cluster index per row (argmax of `predict_proba`)."""
