@@ -11,6 +11,8 @@
 4. One fit while an embedding runs in another thread (the app's discovery + a second project).
 5. Embedding a few hundred generated images with the offline backbone: all vectors finite, time
    computed and time from the cache.
+Steps 1-5 are the part `basic`; `scale`, `imagenet` and `embedding` are issue 18's device targets
+(`benchmarks/gpu_scale.py`). Each part's result is written as soon as it is done.
 """
 
 from __future__ import annotations
@@ -142,20 +144,36 @@ def embed(folder: Path, cache_root: Path) -> dict[str, Any]:
     }
 
 
+PARTS = ("basic", "scale", "imagenet", "embedding")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"any of {', '.join(PARTS)}")
     parser.add_argument("--n", type=int, default=20_000, help="points per fit")
     parser.add_argument("--dims", default="384,768")
     parser.add_argument("--clusters", type=int, default=10)
     parser.add_argument("--steps", type=int, default=2000, help="outer steps per fit")
     parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--turtle-steps", type=int, default=None, help="scale, imagenet: T (default 6,000)")
+    parser.add_argument("--scale-n", type=int, default=50_000)
+    parser.add_argument("--scale-dims", default="768,1024")
+    parser.add_argument("--imagenet-n", type=int, default=1_281_167)
+    parser.add_argument("--imagenet-dims", default="768,1536")
+    parser.add_argument("--imagenet-clusters", type=int, default=1000)
+    parser.add_argument("--embed-images", type=int, default=2000, help="JPEG files per pairing")
+    parser.add_argument("--pairings", default="best,fast")
     parser.add_argument("--device", default="cuda", help="cpu: check this script's steps without a GPU")
     args = parser.parse_args(argv)
     global DEVICE
     DEVICE = args.device
+    parts = [part for part in args.parts.split(",") if part]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
 
     import torch
 
@@ -169,11 +187,34 @@ def main(argv: list[str] | None = None) -> int:
         skipped=False,
         device=torch.cuda.get_device_name(0) if DEVICE.startswith("cuda") else "cpu",
         bf16_supported=bool(DEVICE.startswith("cuda") and torch.cuda.is_bf16_supported()),
-        n=args.n,
-        dims=args.dims,
-        clusters=args.clusters,
-        steps=args.steps,
+        parts=parts,
+        problems=[],
     )
+    print(
+        f"{report['device']} (bf16 supported: {report['bf16_supported']}), torch {torch.__version__}",
+        flush=True,
+    )
+    for part in parts:
+        started = time.perf_counter()
+        try:
+            problems = PART_RUNS[part](args, report)
+        except Exception:  # noqa: BLE001 - one part's failure is reported; the others still run
+            problems = [f"{part}: {traceback.format_exc(limit=6)}"]
+        report["problems"] += problems
+        report.setdefault("part_seconds", {})[part] = round(time.perf_counter() - started, 1)
+        write_results(args.out, report)
+        print(
+            f"[{part} done in {report['part_seconds'][part]} s] " + ("; ".join(problems) or "no problem"),
+            flush=True,
+        )
+    print("problems: " + ("; ".join(report["problems"]) or "none"))
+    print(f"wrote {args.out}")
+    return 1 if report["problems"] else 0
+
+
+def basic_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
+    """Graph against eager, bf16, two fits at once, a fit beside an embedding (steps 1-5 above)."""
+    report.update(n=args.n, dims=args.dims, clusters=args.clusters, steps=args.steps)
     dims = [int(d) for d in args.dims.split(",")]
     spaces, labels = mixture(args.n, dims, args.clusters, seed=0)
     other_spaces, other_labels = mixture(args.n, dims, args.clusters, seed=1)
@@ -230,11 +271,57 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"{name}: {result['error'].splitlines()[-1]}")
     if not report["embedding"]["all_finite"] or report["embedding"]["failed"]:
         problems.append("embedding gave failures or non-finite vectors")
-    report["problems"] = problems
-    write_results(args.out, report)
-    print(_summary(report))
-    print(f"wrote {args.out}")
-    return 1 if problems else 0
+    print(_summary(report), flush=True)
+    return problems
+
+
+def scale_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
+    """TURTLE's default schedule on 50,000 rows (target: ≤ 10 s)."""
+    from benchmarks import gpu_scale
+
+    dims = [int(d) for d in args.scale_dims.split(",")]
+    result = report["scale"] = gpu_scale.scale_part(
+        DEVICE, args.scale_n, dims, args.clusters, args.turtle_steps
+    )
+    print(f"  scale: {result}", flush=True)
+    return [] if result["accuracy"] >= 0.95 else [f"scale: accuracy {result['accuracy']}"]
+
+
+def imagenet_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
+    """One default run at ImageNet's size (target: ≤ 60 s, memory reported)."""
+    from benchmarks import gpu_scale
+
+    dims = [int(d) for d in args.imagenet_dims.split(",")]
+    result = report["imagenet"] = gpu_scale.imagenet_part(
+        DEVICE, args.imagenet_n, dims, args.imagenet_clusters, args.turtle_steps
+    )
+    print(f"  imagenet: {result}", flush=True)
+    return [] if result["accuracy"] >= 0.9 else [f"imagenet: accuracy {result['accuracy']}"]
+
+
+def embedding_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
+    """Each pairing from JPEG files, end to end (target: ≥ 800 images/s on one H200)."""
+    from benchmarks import gpu_scale
+
+    pairings = [p for p in args.pairings.split(",") if p]
+    result = report["pairings"] = gpu_scale.embedding_part(DEVICE, args.embed_images, pairings)
+    problems = []
+    for pairing in pairings:
+        for name, row in result[pairing]["backbones"].items():
+            for label in result["decode_threads"]:
+                if row[label]["embedded"] != args.embed_images or not row[label]["all_finite"]:
+                    problems.append(
+                        f"embedding: {name} ({label}) embedded {row[label]['embedded']}, finite: {row[label]['all_finite']}"
+                    )
+    return problems
+
+
+PART_RUNS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], list[str]]] = {
+    "basic": basic_part,
+    "scale": scale_part,
+    "imagenet": imagenet_part,
+    "embedding": embedding_part,
+}
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -251,6 +338,5 @@ def _summary(report: dict[str, Any]) -> str:
         + ", ".join(str(f.get("accuracy", "ERROR")) for f in t["fits"]),
         f"embed   {e['embedded']}/{e['images']} images, {e['images_per_s']} img/s, finite: {e['all_finite']}, "
         f"from cache {e['cached_seconds']:.2f} s",
-        "problems: " + ("; ".join(report["problems"]) or "none"),
     ]
     return "\n".join(lines)

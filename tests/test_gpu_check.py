@@ -29,12 +29,16 @@ def test_gpu_check_skips_cleanly_without_cuda(tmp_path: Path) -> None:
 
 
 def test_gpu_check_steps_run_end_to_end_on_the_cpu(tmp_path: Path) -> None:
-    """Every step of the check (graph/eager, bf16, two threads, embedding) on a tiny CPU problem, so
-    the check that only a GPU machine runs in full is known to work before it gets there."""
+    """Every part of the check (graph/eager, bf16, two threads, embedding; the scale, ImageNet-size and
+    pairing parts) on tiny CPU problems, so the check that only a GPU machine runs in full is known to
+    work before it gets there."""
     out = tmp_path / "gpu_check.json"
     args = ["--device", "cpu", "--n", "600", "--dims", "16,24", "--clusters", "3", "--steps", "60"]
+    scale = ["--turtle-steps", "60", "--scale-n", "600", "--scale-dims", "16,24"]
+    imagenet = ["--imagenet-n", "900", "--imagenet-dims", "16,32", "--imagenet-clusters", "6"]
+    embedding = ["--embed-images", "10", "--pairings", "offline"]
     done = subprocess.run(
-        [*GPU_CHECK, *args, "--images", "12", "--out", str(out)],
+        [*GPU_CHECK, *args, *scale, *imagenet, *embedding, "--images", "12", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -46,3 +50,9 @@ def test_gpu_check_steps_run_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert report["graph_vs_eager"]["label_agreement"] == 1.0
     assert [fit["accuracy"] for fit in report["two_threads"]["fits"]] == [1.0, 1.0]
     assert report["embedding"]["embedded"] == 12 and report["embedding"]["all_finite"]
+    assert report["scale"]["outer_steps"] == 60 and report["scale"]["accuracy"] == 1.0
+    assert report["imagenet"]["n"] == 900 and report["imagenet"]["accuracy"] >= 0.9
+    assert set(report["imagenet"]["phases"]) >= {"kmeans_start", "train", "soft_labels"}
+    lite0 = report["pairings"]["offline"]["backbones"]["effnet-lite0"]
+    assert lite0["product"]["embedded"] == lite0["all_cores"]["embedded"] == 10
+    assert report["pairings"]["offline"]["pairing_images_per_s"]["product"] > 0
