@@ -12,13 +12,12 @@ def group_means(X: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """Mean row (n_groups × d, float32) of each group's rows, `groups` holding 0..n_groups-1 per row;
     an empty group gets the zero vector.
 
-    The sums are a product with the one-hot membership matrix: `np.add.at` took 13 s on 128,117 × 1,536
-    rows in 1,000 groups, this 0.43 s with the same float64 sums (identical means); at ImageNet's size that was minutes of one core."""
+    The sums are products with the one-hot membership matrix, in float64 as `np.add.at` made them but a
+    chunk of rows at a time (no float64 copy of X): the same means, 0.43 s against 13 s on 128,117 × 1,536
+    rows in 1,000 groups; at ImageNet's size that was minutes of one core."""
     groups = np.asarray(groups)
     sums = np.zeros((n_groups, X.shape[1]))
-    for start in range(
-        0, len(groups), CHUNK_ROWS
-    ):  # float64 sums, as np.add.at made them, without a float64 copy of X
+    for start in range(0, len(groups), CHUNK_ROWS):
         part = groups[start : start + CHUNK_ROWS]
         members = csr_matrix((np.ones(len(part)), (part, np.arange(len(part)))), shape=(n_groups, len(part)))
         sums += members @ np.asarray(X[start : start + CHUNK_ROWS], dtype=np.float64)
