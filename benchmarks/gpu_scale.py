@@ -6,7 +6,8 @@
 - `embedding`: JPEG files (500 × 375, ImageNet's typical size) embedded end to end, reading, hashing and
   decoding included, by each pairing's backbones with random weights (speed only); the product's decode
   threads (4) against one per core but one, side by side (on an H200 with 16 cores more threads did not
-  help: the preprocessing holds Python's lock).
+  help: the preprocessing holds Python's lock); and the reading and preprocessing alone, in threads and
+  in processes, to show which would feed the GPU.
 Each part returns a JSON-ready dict; `gpu_check` prints and writes it as soon as it is done.
 """
 
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -191,6 +193,46 @@ def _load_random(name: str, device: str) -> Any:
         return load_backbone(name, device=device, random_init=True)
 
 
+def _prepare_file(args: tuple[str, Any]) -> tuple[int, ...]:
+    """Read, decode and preprocess one file in a worker process (what `prepare_record` does, less the
+    hash check); the tensor's shape goes back, as a model's input would, but without its bytes."""
+    from turtle_core.ingest.scan import decode_image
+
+    path, preprocess = args
+    with open(path, "rb") as handle:
+        return tuple(preprocess(decode_image(handle.read(), min_size=224)).shape)
+
+
+def preparation_rates(folder: Path, records: list[Any]) -> dict[str, float]:
+    """Images/s of the embedding's reading and preprocessing without a model: in 2, 4, 8 and one per core
+    but one decode threads (the product's `_prefetched`), and in as many processes, to see whether more
+    threads or processes would feed a GPU faster (Python's lock or the cores)."""
+    import multiprocessing
+
+    from turtle_core.embedding.embed import _prefetched, prepare_record
+    from turtle_core.embedding.loading import make_preprocess
+    from turtle_core.embedding.registry import IMAGENET_MEAN, IMAGENET_STD
+
+    cores = max(1, (os.cpu_count() or 2) - 1)
+    preprocess = make_preprocess(224, IMAGENET_MEAN, IMAGENET_STD)
+
+    prep = SimpleNamespace(spec=SimpleNamespace(input_size=224), preprocess=preprocess)  # what it reads
+
+    rates: dict[str, float] = {}
+    for workers in sorted({2, 4, 8, cores}):
+        started = time.perf_counter()
+        for _ in _prefetched(records, 32, lambda r: prepare_record(str(folder), [r], prep), workers):  # type: ignore[arg-type]
+            pass
+        rates[f"threads_{workers}"] = round(len(records) / (time.perf_counter() - started), 1)
+    jobs = [(str(folder / record.path), preprocess) for record in records]
+    with ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_prepare_file, jobs[:cores], chunksize=1))  # the workers' start and imports
+        started = time.perf_counter()
+        list(pool.map(_prepare_file, jobs, chunksize=16))
+        rates[f"processes_{cores}"] = round(len(records) / (time.perf_counter() - started), 1)
+    return rates
+
+
 def embedding_part(device: str, n_images: int, pairings: list[str]) -> dict[str, Any]:
     import torch
 
@@ -208,6 +250,8 @@ def embedding_part(device: str, n_images: int, pairings: list[str]) -> dict[str,
         report["scan_s"] = round(time.perf_counter() - started, 2)
         threads = {"product": default_num_workers(), "all_cores": max(1, (os.cpu_count() or 2) - 1)}
         report["decode_threads"] = threads
+        report["preparation_only"] = preparation_rates(folder, records)
+        print(f"  reading and preprocessing alone, images/s: {report['preparation_only']}", flush=True)
         for pairing in pairings:
             rows: dict[str, Any] = {}
             for name in PRESETS[pairing]:

@@ -56,3 +56,5 @@ def test_gpu_check_steps_run_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     lite0 = report["pairings"]["offline"]["backbones"]["effnet-lite0"]
     assert lite0["product"]["embedded"] == lite0["all_cores"]["embedded"] == 10
     assert report["pairings"]["offline"]["pairing_images_per_s"]["product"] > 0
+    preparation = report["pairings"]["preparation_only"]
+    assert any(key.startswith("processes_") for key in preparation) and min(preparation.values()) > 0
