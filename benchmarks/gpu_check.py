@@ -279,24 +279,30 @@ def scale_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
     """TURTLE's default schedule on 50,000 rows (target: ≤ 10 s)."""
     from benchmarks import gpu_scale
 
-    dims = [int(d) for d in args.scale_dims.split(",")]
-    result = report["scale"] = gpu_scale.scale_part(
-        DEVICE, args.scale_n, dims, args.clusters, args.turtle_steps
-    )
-    print(f"  scale: {result}", flush=True)
-    return [] if result["accuracy"] >= 0.95 else [f"scale: accuracy {result['accuracy']}"]
+    size = (args.scale_n, args.scale_dims, args.clusters)
+    return _turtle_at_size("scale", gpu_scale.scale_part, size, 0.95, args, report)
 
 
 def imagenet_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
     """One default run at ImageNet's size (target: ≤ 60 s, memory reported)."""
     from benchmarks import gpu_scale
 
-    dims = [int(d) for d in args.imagenet_dims.split(",")]
-    result = report["imagenet"] = gpu_scale.imagenet_part(
-        DEVICE, args.imagenet_n, dims, args.imagenet_clusters, args.turtle_steps
-    )
-    print(f"  imagenet: {result}", flush=True)
-    return [] if result["accuracy"] >= 0.9 else [f"imagenet: accuracy {result['accuracy']}"]
+    size = (args.imagenet_n, args.imagenet_dims, args.imagenet_clusters)
+    return _turtle_at_size("imagenet", gpu_scale.imagenet_part, size, 0.9, args, report)
+
+
+def _turtle_at_size(
+    name: str,
+    run: Callable[..., dict[str, Any]],
+    size: tuple[int, str, int],
+    min_accuracy: float,
+    args: argparse.Namespace,
+    report: dict[str, Any],
+) -> list[str]:
+    n, dims, clusters = size
+    result = report[name] = run(DEVICE, n, [int(d) for d in dims.split(",")], clusters, args.turtle_steps)
+    print(f"  {name}: {result}", flush=True)
+    return [] if result["accuracy"] >= min_accuracy else [f"{name}: accuracy {result['accuracy']}"]
 
 
 def embedding_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
