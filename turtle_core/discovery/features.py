@@ -77,10 +77,10 @@ class SpacePreprocessor:
             self.projection_ = np.diag(1.0 / np.maximum(std, 1e-6)).astype(np.float32)
         elif method in ("pca", "whiten", "whiten_l2"):
             target = torch.device(device) if device is not None else torch.device("cpu")
-            if target.type == "cuda":  # centred where the covariance is computed: no host copy of X
-                self._fit_pca(
-                    torch.from_numpy(X).to(target) - torch.from_numpy(self.mean_).to(target), target
-                )
+            if target.type == "cuda":  # centred in place on the device: no second copy of X, there or here
+                centred = torch.from_numpy(X).to(target)
+                centred -= torch.from_numpy(self.mean_).to(target)
+                self._fit_pca(centred, target)
             else:
                 self._fit_pca(X - self.mean_, target)
         return self
