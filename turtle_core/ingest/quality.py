@@ -334,7 +334,7 @@ def plain_vectors(pixels: np.ndarray) -> np.ndarray:
         block -= block.mean(axis=(1, 2), keepdims=True)
         flat = block.reshape(len(block), -1)
         norms = np.linalg.norm(flat, axis=1, keepdims=True)
-        vectors[start : start + len(block)] = np.where(norms > 0, flat / np.where(norms > 0, norms, 1.0), 0.0)
+        vectors[start : start + len(block)] = flat / np.where(norms > 0, norms, 1.0)  # a flat one stays 0
     return vectors
 
 

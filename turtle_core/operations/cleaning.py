@@ -142,7 +142,7 @@ def compute_graph(
         project.spaces(discovery),
         [record.content_hash for record in images],
         signatures=[r.signature for r in images]
-        if any(current_signature(r.signature) for r in images)
+        if _signatures_measured(discovery, project.scan_result)
         else None,
         progress=progress,
         cancel=cancel,
