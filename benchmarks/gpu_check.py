@@ -31,17 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import gpu_scale
 from benchmarks.common import RESULTS, timed, write_results
+from benchmarks.gpu_scale import sync_device
 
 DEFAULT_OUT = RESULTS / "gpu_check.json"
 DEVICE = "cuda"  # `--device cpu` runs the same steps on the CPU, to check this script itself
 
 
 def sync() -> None:
-    if DEVICE.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
+    sync_device(DEVICE)
 
 
 def mixture(n: int, dims: list[int], n_clusters: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -277,16 +276,12 @@ def basic_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
 
 def scale_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
     """TURTLE's default schedule on 50,000 rows (target: ≤ 10 s)."""
-    from benchmarks import gpu_scale
-
     size = (args.scale_n, args.scale_dims, args.clusters)
     return _turtle_at_size("scale", gpu_scale.scale_part, size, 0.95, args, report)
 
 
 def imagenet_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
     """One default run at ImageNet's size (target: ≤ 60 s, memory reported)."""
-    from benchmarks import gpu_scale
-
     size = (args.imagenet_n, args.imagenet_dims, args.imagenet_clusters)
     return _turtle_at_size("imagenet", gpu_scale.imagenet_part, size, 0.9, args, report)
 
@@ -307,8 +302,6 @@ def _turtle_at_size(
 
 def embedding_part(args: argparse.Namespace, report: dict[str, Any]) -> list[str]:
     """Each pairing from JPEG files, end to end (target: ≥ 800 images/s on one H200)."""
-    from benchmarks import gpu_scale
-
     pairings = [p for p in args.pairings.split(",") if p]
     result = report["pairings"] = gpu_scale.embedding_part(DEVICE, args.embed_images, pairings)
     problems = []

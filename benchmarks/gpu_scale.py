@@ -29,7 +29,8 @@ import numpy as np
 JPEG_SIZE = (500, 375)
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
+    """Wait for `device`'s queued work (nothing to wait for on the CPU), so that timings count it."""
     if device.startswith("cuda"):
         import torch
 
@@ -57,12 +58,12 @@ def phase_times(device: str) -> Iterator[dict[str, float]]:
 
     def wrap(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
         def timed_call(*args: Any, **kwargs: Any) -> Any:
-            _sync(device)
+            sync_device(device)
             started = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                _sync(device)
+                sync_device(device)
                 elapsed = time.perf_counter() - started
                 totals[label] = round(totals.get(label, 0.0) + elapsed, 3)
                 if elapsed >= 1.0:  # a run stopped by its time limit still shows where the time went
@@ -112,10 +113,10 @@ def turtle_run(
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     with phase_times(device) as phases:
-        _sync(device)
+        sync_device(device)
         started = time.perf_counter()
         model = Turtle(n_clusters=n_clusters, device=device, random_state=0, **params).fit(spaces)
-        _sync(device)
+        sync_device(device)
         seconds = time.perf_counter() - started
     return {
         "seconds": round(seconds, 3),
@@ -260,10 +261,10 @@ def embedding_part(device: str, n_images: int, pairings: list[str]) -> dict[str,
                 row: dict[str, Any] = {"load_s": round(time.perf_counter() - started, 2)}
                 embed_images(folder, records[:64], backbone, cache=None)  # warm-up: kernels, allocator
                 for label, workers in threads.items():
-                    _sync(device)
+                    sync_device(device)
                     started = time.perf_counter()
                     result = embed_images(folder, records, backbone, cache=None, num_workers=workers)
-                    _sync(device)
+                    sync_device(device)
                     seconds = time.perf_counter() - started
                     row[label] = {
                         "seconds": round(seconds, 3),
