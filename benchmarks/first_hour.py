@@ -12,7 +12,8 @@ Parts (results merge into `results/first_hour.json`, with the load average, sinc
 - `end_to_end`: the real engine from an empty `$TURTLE_HOME`: write the demo folder, open, scan, embed,
   discover with the effort the demo's first run uses; seconds per stage.
 - `browser` (not in the default parts): `streamlit run app.py` and headless Chromium as a new user: Try the
-  demo, Discover, Run discovery with the page's defaults, until "Result"; then `end_to_end`; the ratio.
+  demo, Discover, Run discovery with the page's defaults, until "Result"; then `end_to_end`; the ratio, and
+  the time the page expected before Run against the time Run took.
 """
 
 from __future__ import annotations
@@ -275,6 +276,7 @@ def _browser_demo(timeout_s: float) -> dict[str, object]:
                     "effort": page.locator(checked.format("Effort")).inner_text(),
                     "partition": page.locator(checked.format("Partition")).inner_text(),
                 }
+                out["estimate_shown"] = page.get_by_text("Expected time:").first.inner_text()
                 server_cpu = server.cpu_seconds()
                 started = time.perf_counter()
                 run.click()
@@ -285,8 +287,11 @@ def _browser_demo(timeout_s: float) -> dict[str, object]:
                 browser.close()
         finally:
             server.stop()
+    estimated = shown_seconds(str(out["estimate_shown"]))
     out.update(
         {
+            "seconds_estimated_before_run": estimated,
+            "estimate_error": round(estimated / (ended - started) - 1.0, 3),
             "seconds_total": round(ended - clicked, 1),
             "seconds_demo_written_and_scanned": round(scanned - clicked, 1),
             "seconds_to_discover_page_and_run": round(started - scanned, 1),
@@ -298,6 +303,15 @@ def _browser_demo(timeout_s: float) -> dict[str, object]:
         }
     )
     return out
+
+
+def shown_seconds(text: str) -> float:
+    """The first duration in a caption ("about 1 min 05 s (embedding …)", "about 45 s …"), in seconds."""
+    found = re.search(r"(?:(\d+) h )?(?:(\d+) min)?(?: ?(\d+) s)?", text.split("about", 1)[-1].strip())
+    if found is None or not any(found.groups()):
+        raise ValueError(f"no duration in {text!r}")
+    hours, minutes, seconds = (int(part or 0) for part in found.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 def part_browser(timeout_s: float) -> dict[str, object]:
@@ -316,7 +330,9 @@ def part_browser(timeout_s: float) -> dict[str, object]:
         f"{browser['load_average_after']}\n"
         f"{'engine':>8}  {engine['seconds_total']:8.1f}  {engine['load_average_before']} → "
         f"{engine['load_average_after']}\n"
-        f"browser / engine: {ratio} (target ≤ 1.2; browser ≤ 60 s)\n",
+        f"browser / engine: {ratio} (target ≤ 1.2; browser ≤ 60 s)\n"
+        f"expected before Run {browser['seconds_estimated_before_run']:.0f} s, Run to Result "
+        f"{browser['seconds_run_to_result']:.1f} s ({browser['estimate_error']:+.0%}; target within ±30 %)\n",
         flush=True,
     )
     return {"browser": browser, "engine": engine, "ratio_browser_over_engine": ratio}
