@@ -15,6 +15,7 @@ FAVICON = Path(__file__).parent / "assets" / "favicon.png"
 st.set_page_config(page_title="TURTLE Labels", page_icon=str(FAVICON), layout="wide")
 jobs_ui.mark_run_start()  # before anything this run starts: a job started by the run itself never counts
 session.init_session()
+jobs_ui.speed_probe()  # once per machine, while the user finds a folder: the first estimate needs it
 session.palette_css()
 
 PAGES = [

@@ -31,6 +31,9 @@ scanning = scan_job is not None and scan_job.running
 # Widgets are keyed by project: a second project never starts with the first one's settings.
 form = escape_name(project.folder)  # widget keys must be valid UTF-8
 PARTITION_LABELS = {"auto": "Automatic", "turtle": "TURTLE", "kmeans": "k-means"}
+# On a fresh install the speed probe (started when the app opened, about 2 s of CPU) is usually done before
+# this page; a probe still running is waited for this long, once, so that the first estimate is this machine's.
+PROBE_WAIT_S = 3.0
 is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
 choices = session.run_choices(project)  # this visitor's backbones, checkpoints and Ray cluster
 
@@ -102,6 +105,13 @@ with st.container(border=True):
             from turtle_core.discovery.estimate import estimate_discovery, rounded_seconds
             from turtle_core.embedding.rates import default_device_kind, uncached_counts
 
+            if st.session_state.setdefault("speed_probe_waited", False):
+                probe = jobs_ui.speed_probe()
+            else:
+                with st.spinner("Measuring this machine's speed for the estimate (once)…"):
+                    probe = jobs_ui.speed_probe(wait_s=PROBE_WAIT_S)
+                st.session_state.speed_probe_waited = True
+            measuring = probe is not None and probe.running
             hashes = [r.content_hash for r in scan.images]
             pending = uncached_counts(hashes, choices.backbones, choices.checkpoints)
             guess = estimate_discovery(
@@ -124,7 +134,8 @@ with st.container(border=True):
                 shorter = f"; about {fmt.fmt_duration(kmeans_total)} if k-means' partition is kept"
             st.caption(
                 f"Expected time: about {fmt.fmt_duration(rounded_seconds(guess.total_s))} "
-                f"({embed_part}, TURTLE {fmt.fmt_duration(guess.turtle_s)}){shorter}",
+                f"({embed_part}, TURTLE {fmt.fmt_duration(guess.turtle_s)}){shorter}"
+                + (" · a first guess: this machine's speed is still being measured" if measuring else ""),
                 help="From the image count, the backbones (and how many images they still have to embed) "
                 "and the effort, at rates measured on this machine; slower while other work shares it. "
                 "When independent k-means runs agree more than TURTLE's, the discovery keeps k-means' "

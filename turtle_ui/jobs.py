@@ -69,6 +69,31 @@ def submit_map_job(project: Project) -> Job[Any]:
     )
 
 
+SPEED_PROBE_KEY = "machine::speed-probe"
+
+
+def speed_probe(wait_s: float = 0.0) -> Job[Any] | None:
+    """Measure this machine's speed once, in the background, before a first estimate needs it
+    (`discovery.speed_probe`; nothing to do once a discovery or a probe measured it); with `wait_s`, wait up
+    to that long for a probe that is running. The probe's job, or None when none was needed."""
+    from turtle_core.discovery.estimate import speed_unknown
+
+    job = job_manager().get(SPEED_PROBE_KEY)
+    if job is None:
+        if not speed_unknown():
+            return None
+
+        def probe(progress: Any, cancel: Any) -> float | None:
+            from turtle_core.discovery.speed_probe import measure_cpu_speed
+
+            return measure_cpu_speed(cancel)
+
+        job = job_manager().submit("speed-probe", probe, key=SPEED_PROBE_KEY)
+    if wait_s > 0 and job.running:
+        job.wait(wait_s)
+    return job
+
+
 def _watched() -> set[int]:
     if "jobs_watched" not in st.session_state:
         st.session_state.jobs_watched = set()

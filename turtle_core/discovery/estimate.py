@@ -7,11 +7,13 @@ Discovery: the plan `discover` runs for this folder (`effort.discovery_plan`, th
 schedule) priced part by part — TURTLE steps (per row of the batch and per operation), label-free scores,
 k-means starts, the preprocessing, the stability choice's k-means runs and the confidence — at costs
 measured on the idle 2-core CPU with one torch thread (`benchmarks/estimate_accuracy.py`), times this
-machine's speed at its last discovery (`record_discovery_speed`). An estimate, not a promise.
+machine's speed at its last discovery (`record_discovery_speed`), or before its first one as the speed probe
+measured it (`discovery.speed_probe`). An estimate, not a promise.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -31,7 +33,15 @@ from turtle_core.discovery.effort import (
     cluster_values,
     discovery_plan,
 )
-from turtle_core.embedding.rates import MODEL_LOAD_S, RELATIVE_COST, embedding_rate, read_rate, record_rate
+from turtle_core.embedding.rates import (
+    MAX_SPEED,
+    MODEL_LOAD_S,
+    PROBE_KEY,
+    RELATIVE_COST,
+    embedding_rate,
+    read_rate,
+    record_rate,
+)
 
 # Reference costs in seconds: the idle 2-core CPU, one torch thread. Measured part by part in one process
 # (benchmarks/discovery_costs.py) and scaled to the idle demo's three quick selections (20 s,
@@ -56,7 +66,6 @@ FINISH_S_PER_VALUE = 0.00000004
 WIDTH_UNIT = 10 * 64
 DISCOVERY_SPEED_KEY = "discovery@cpu"
 MIN_SPEED_REFERENCE_S = 5.0
-MAX_SPEED = 20.0  # a measured speed beyond 20x either way is an accident, not this machine
 
 
 @dataclass(frozen=True)
@@ -162,9 +171,20 @@ def plan_seconds(
 
 
 def discovery_speed() -> float:
-    """This machine's discovery time over the reference estimate at its last discovery (1 before any)."""
+    """This machine's discovery time over the reference estimate at its last discovery; before any, the
+    speed probe's (`discovery.speed_probe`), else 1."""
     measured = read_rate(DISCOVERY_SPEED_KEY)
+    if measured is None:
+        measured = read_rate(PROBE_KEY)
     return measured if measured is not None else 1.0
+
+
+def speed_unknown() -> bool:
+    """Whether no discovery and no speed probe has measured this machine's speed yet (`TURTLE_SPEED_PROBE=0`:
+    never probe, the reference speed stands)."""
+    if os.environ.get("TURTLE_SPEED_PROBE", "1") == "0":
+        return False
+    return read_rate(DISCOVERY_SPEED_KEY) is None and read_rate(PROBE_KEY) is None
 
 
 def record_discovery_speed(reference_s: float, seconds: float) -> None:

@@ -3,7 +3,8 @@ time estimate reads about the embedding step.
 
 Rates come from measurements: the images/s a backbone reached on this machine in its last embedding
 run (saved in `$TURTLE_HOME/rates.json` by `record_embedding_rate`), else the 2-core CPU rates measured
-by `benchmarks/first_hour.py`.
+by `benchmarks/first_hour.py`, scaled on the CPU by this machine's speed where the probe measured it
+(`discovery.speed_probe`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ RELATIVE_COST: dict[str, float] = {
     "dinov2-vit-l14": 390.0,
     "dinov2-vit-g14": 1460.0,
 }
+# This machine's speed (seconds over the reference machine's) from `discovery.speed_probe`, before any
+# discovery measured it; a speed beyond 20x either way is an accident, not this machine.
+PROBE_KEY = "probe@cpu"
+MAX_SPEED = 20.0
 GPU_SPEEDUP = 20.0  # first guess on a GPU before a measured rate exists (the CPU rate above is Lite0 folded)
 MODEL_LOAD_S = 3.0  # loading a small backbone's weights; large ones take longer (counted via RELATIVE_COST)
 
@@ -48,7 +53,9 @@ def embedding_rate(name: str, device: str = "cpu") -> tuple[float, bool]:
     if isinstance(measured, int | float) and measured > 0:
         return float(measured), True
     base = CPU_LITE0_IMAGES_PER_S / RELATIVE_COST.get(name, 100.0)
-    return (base * GPU_SPEEDUP if device == "cuda" else base), False
+    if device == "cuda":
+        return base * GPU_SPEEDUP, False
+    return base / (read_rate(PROBE_KEY) or 1.0), False
 
 
 def record_embedding_rate(name: str, device: str, images: int, seconds: float) -> None:
