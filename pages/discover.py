@@ -31,7 +31,7 @@ scanning = scan_job is not None and scan_job.running
 # Widgets are keyed by project: a second project never starts with the first one's settings.
 form = escape_name(project.folder)  # widget keys must be valid UTF-8
 PARTITION_LABELS = {"auto": "Automatic", "turtle": "TURTLE", "kmeans": "k-means"}
-# On a fresh install the speed probe (started when the app opened, about 2 s of CPU) is usually done before
+# On a fresh install the speed probe (started when the app opened, about 3 s of CPU) is usually done before
 # this page; a probe still running is waited for this long, once, so that the first estimate is this machine's.
 PROBE_WAIT_S = 3.0
 is_demo = (project.folder / DEMO_MARKER).is_file()  # the demo's first run uses the demo effort
