@@ -141,6 +141,8 @@ with st.container(border=True):
                 "When independent k-means runs agree more than TURTLE's, the discovery keeps k-means' "
                 "partition and skips its final TURTLE runs.",
             )
+            if measuring:  # the estimate is drawn again with this machine's speed once the probe has it
+                jobs_ui.rerun_when_done(probe)
 
     replaces_edits = project.has_curation_edits()
     replaceable = project.work_token() if replaces_edits else None

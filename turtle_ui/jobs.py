@@ -94,6 +94,20 @@ def speed_probe(wait_s: float = 0.0) -> Job[Any] | None:
     return job
 
 
+def rerun_when_done(job: Job[Any]) -> None:
+    """Draw the whole page again once `job` ends, for a page that shows something the job measures without a
+    panel of its own: a fragment checks once a second, alone in its container (see `job_panel`)."""
+    if not job.running:
+        return
+
+    def check() -> None:
+        if not job.running:
+            st.rerun()
+
+    with st.container():
+        st.fragment(check, run_every=1.0)()
+
+
 def _watched() -> set[int]:
     if "jobs_watched" not in st.session_state:
         st.session_state.jobs_watched = set()
