@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("TURTLE_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Estimates at the reference machine's speed: the speed probe (a second or two of CPU in the background of
+# Estimates at the reference machine's speed: the speed probe (about 3 s of CPU in the background of
 # the first page run) is off but in the tests that check it (tests/test_speed_probe.py).
 os.environ.setdefault("TURTLE_SPEED_PROBE", "0")
 

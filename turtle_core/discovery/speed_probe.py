@@ -3,7 +3,7 @@
 The estimate prices a discovery at costs measured on one reference machine (`discovery.estimate`) and then
 learns this machine's speed from its first discovery. Before that, a machine unlike the reference was
 mis-priced: on a 2-core machine with AVX-512 the demo's first estimate said 80 s for a run of 50 s
-(benchmarks/README.md). The probe is a short TURTLE fit on fixed synthetic features (about a second of
+(benchmarks/README.md). The probe is a short TURTLE fit on fixed synthetic features (under a second of
 CPU) whose seconds on the reference machine are known; its ratio stands in for the discovery's speed and,
 for a backbone not yet run here, scales the first-guess embedding rate (on the machines measured, the
 embedding and TURTLE sped up alike: 1.45x and 1.7x).
